@@ -1,0 +1,57 @@
+# Every target bootstraps what it needs, so `make preview` and `make test` work on a fresh clone.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+TF_VENV := .venv-tf
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-workloads setup-tf preview test test-infra test-workloads test-tf lint bench clean
+
+# Infra + tooling only: enough for `make preview` (no torch download).
+setup: $(VENV)/.infra
+$(VENV)/.infra: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The PyTorch trainer and the server share the main venv (no protobuf clash with torch).
+setup-workloads: $(VENV)/.workloads
+$(VENV)/.workloads: $(VENV)/.infra pyproject.toml
+	$(BIN)/pip install -q -e '.[dev,torch,serve]'
+	touch $@
+
+# TensorFlow needs protobuf >= 6.31; pulumi-policy pins 5.29. So TF gets its own venv.
+setup-tf: $(TF_VENV)/.installed
+$(TF_VENV)/.installed: images/trainer-tf/requirements.txt tests/workloads/trainer_tf/requirements-test.txt
+	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/pip install -q --upgrade pip
+	$(TF_VENV)/bin/pip install -q -r images/trainer-tf/requirements.txt -r tests/workloads/trainer_tf/requirements-test.txt
+	touch $@
+
+preview: setup
+	$(BIN)/modelplane preview
+
+test: test-infra test-workloads test-tf
+
+test-infra: setup
+	$(BIN)/python -m pytest -q tests/infra tests/stacks $(PYTEST_ARGS)
+
+test-workloads: setup-workloads
+	$(BIN)/python -m pytest -q tests --ignore=tests/infra --ignore=tests/stacks --ignore=tests/bench \
+		--ignore=tests/workloads/trainer_tf $(PYTEST_ARGS)
+
+test-tf: setup-tf
+	$(TF_VENV)/bin/python -m pytest -q tests/workloads/trainer_tf $(PYTEST_ARGS)
+
+lint: setup-workloads
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/hadolint images/*/Dockerfile
+
+bench: setup-workloads setup-tf
+	$(BIN)/python -m pytest -q -s tests/bench --ignore=tests/bench/test_bench_trainer_tf.py
+	$(TF_VENV)/bin/python -m pytest -q -s tests/bench/test_bench_trainer_tf.py
+
+clean:
+	rm -rf $(VENV) $(TF_VENV) .mypy_cache .ruff_cache .pytest_cache

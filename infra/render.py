@@ -1,0 +1,286 @@
+"""The offline render engine: run the real program for a stack under Pulumi's mock engine.
+
+Pulumi has no offline preview, so this is the spine of `modelplane render|policy|diff|cost`
+and of the tests. It
+- loads `stacks/Pulumi.<stack>.yaml` itself (mocks never read stack files) and validates it
+  before any resource is registered;
+- runs `infra.program.build` under `pulumi.runtime.set_mocks` with a recording monitor;
+- synthesizes plausible outputs (ids, ARNs, endpoints) so dependent resources can render;
+- applies registered stack transforms and per-resource transforms by hand (mocks record but
+  never run them);
+- records every resource (urn, type, name, parent, provider, inputs in the camelCase wire
+  format CrossGuard policies see), with secrets masked as "[secret]".
+
+The result is a deterministic `Graph`: two renders of the same tree are byte-identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.settings import ROOT, SETTINGS
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.config import PlatformConfig, parse_config
+from infra.errors import ConfigError, ConfigIssue
+from infra.outputs import synthesize_call, synthesize_outputs
+
+PROJECT = "modelplane"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STACKS_DIR = REPO_ROOT / "stacks"
+SECRET = "[secret]"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One registered resource, as the engine saw it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    provider: str
+    inputs: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to graph.json."""
+        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
+                "provider": self.provider, "inputs": self.inputs}
+
+
+@dataclass
+class Graph:
+    """Every resource of one stack, sorted by URN."""
+
+    stack: str
+    resources: list[Resource] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Resource]:
+        """All resources of exactly this type token."""
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> Resource:
+        """The single resource of this type (and name, when given); raises when not exactly one."""
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            names = [r.name for r in self.of_type(type_)]
+            raise LookupError(f"expected one {type_}{f' named {name}' if name else ''}, found {len(found)}: {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Resource:
+        """The resource with this URN."""
+        for resource in self.resources:
+            if resource.urn == urn:
+                return resource
+        raise LookupError(f"no resource with urn {urn}")
+
+    def kubernetes_objects(self) -> Iterator[Resource]:
+        """Every Kubernetes object (not providers, not Helm releases)."""
+        for resource in self.resources:
+            if resource.type.startswith("kubernetes:") and resource.type != HELM_RELEASE:
+                yield resource
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, sorted resources, trailing newline."""
+        doc = {"stack": self.stack, "resources": [r.to_dict() for r in self.resources]}
+        return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Graph:
+        """Inverse of `to_json`."""
+        doc = json.loads(text)
+        return cls(stack=doc["stack"], resources=[Resource(**r) for r in doc["resources"]])
+
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that rejects duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}; each key may appear once", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
+    """Path of the stack's config file."""
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def list_stacks(stacks_dir: Path = STACKS_DIR) -> list[str]:
+    """Stack names that have a config file, sorted."""
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+
+
+def load_stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, Any]:
+    """The raw `config:` map of a stack file; a `ConfigError` when it is missing or malformed."""
+    path = stack_file(stack, stacks_dir)
+    if not path.is_file():
+        known = ", ".join(list_stacks(stacks_dir)) or "none"
+        raise ConfigError([ConfigIssue("--stack", f"no stack file {path} (known stacks: {known})")])
+    try:
+        doc = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(str(path), f"is not valid YAML: {exc}")], source=str(path)) from exc
+    config = doc.get("config", {}) if isinstance(doc, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError([ConfigIssue(f"{path}:config", "must be a map of config keys")], source=str(path))
+    return config
+
+
+def load_platform_config(stack: str, stacks_dir: Path = STACKS_DIR) -> PlatformConfig:
+    """Load and validate a stack's config (raises `ConfigError` with every problem)."""
+    return parse_config(stack, load_stack_config(stack, stacks_dir), source=str(stack_file(stack, stacks_dir)))
+
+
+def _normalize(value: Any) -> Any:
+    """Mask secrets, turn integral floats back into ints (the wire format makes 3 into 3.0)."""
+    if rpc.is_rpc_secret(value):
+        return SECRET
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalize(v) for k, v in value.items() if not k.startswith("__") or k == "__meta"}
+    if isinstance(value, list):
+        return [_normalize(v) for v in value]
+    return value
+
+
+def _strip_id(provider_ref: str) -> str:
+    # Provider references are "URN::ID"; the URN alone is stable across renders.
+    return provider_ref.rsplit("::", 1)[0] if provider_ref else ""
+
+
+class _RenderMocks(pulumi_mocks.Mocks):
+    """Answers resource registrations and invokes with synthesized, deterministic outputs."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.stack_transforms: list[Any] = []
+        self.transformed: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def register_transform(self, transform: Any) -> None:
+        self.stack_transforms.append(transform)
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        inputs = self._apply_transforms(args)
+        with self.lock:
+            self.transformed[(args.typ, args.name)] = inputs
+        resource_id, outputs = synthesize_outputs(args.typ, args.name, _unwrap(inputs), self.region)
+        return resource_id, {**inputs, **outputs}
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return synthesize_call(args.token, args.args, self.region), []
+
+    def _apply_transforms(self, args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        props: dict[str, Any] = dict(args.inputs)
+        # Stack transforms run after the resource's own transforms, as in the real engine.
+        for transform in [*args.transforms, *self.stack_transforms]:
+            result = transform(pulumi.ResourceTransformArgs(
+                custom=bool(args.custom), type_=args.typ, name=args.name, props=props, opts=pulumi.ResourceOptions()
+            ))
+            if asyncio.iscoroutine(result):
+                raise TypeError("async transforms are not supported by the offline renderer")
+            if result is not None:
+                props = dict(result.props)
+        return props
+
+
+def _unwrap(value: Any) -> Any:
+    if rpc.is_rpc_secret(value):
+        return _unwrap(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A MockMonitor that also records each registration's parent, provider and final inputs."""
+
+    def __init__(self, mocks: _RenderMocks) -> None:
+        super().__init__(mocks)
+        self.render_mocks = mocks
+        self.records: dict[str, Resource] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        urn = self.make_urn(request.parent, request.type, request.name)
+        with self.render_mocks.lock:
+            inputs = self.render_mocks.transformed.get((request.type, request.name), {})
+        if not request.custom:
+            # Component inputs are our own args bags: the children carry the real inputs.
+            inputs = {}
+        self.records[urn] = Resource(
+            urn=urn, type=request.type, name=request.name, parent=_parent(request.parent),
+            provider=_strip_id(request.provider), inputs=_normalize(inputs),
+        )
+        return response
+
+
+def _parent(parent: str) -> str:
+    # The root Stack resource is every top-level resource's parent; recording it adds only noise.
+    return "" if ":pulumi:pulumi:Stack::" in parent or parent.endswith("pulumi:pulumi:Stack") else parent
+
+
+def _reset_runtime() -> None:
+    # Mocks keep process-wide state; clear it so several renders can share one process.
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
+    ROOT.set(None)
+
+
+def _config_values(raw: Mapping[str, Any]) -> dict[str, str]:
+    # pulumi.Config reads strings; structured values travel as JSON, like the CLI passes them.
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
+
+
+def render(stack: str, stacks_dir: Path = STACKS_DIR) -> Graph:
+    """Render a stack offline into its resource graph. Raises `ConfigError` on invalid config."""
+    raw = load_stack_config(stack, stacks_dir)
+    config = parse_config(stack, raw, source=str(stack_file(stack, stacks_dir)))
+    return render_config(config, raw)
+
+
+def render_config(config: PlatformConfig, raw: Mapping[str, Any] | None = None) -> Graph:
+    """Render an already-validated config (tests use this to render variants)."""
+    from infra import program  # the composition root registers resources on import of its callers only
+
+    mocks = _RenderMocks(region=config.region or "us-east-1")
+    monitor = _RecordingMonitor(mocks)
+    _reset_runtime()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=config.stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(_config_values(raw or {}))
+    try:
+        _sync_await(run_pulumi_func(lambda: program.build(config)))
+    finally:
+        _reset_runtime()
+    resources = sorted(monitor.records.values(), key=lambda r: r.urn)
+    return Graph(stack=config.stack, resources=resources)

@@ -1,0 +1,26 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import RedisServer, S3Server, redis_server, s3_server
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A moto S3 server for the session; the test env vars point boto3 at it."""
+    with s3_server() as server, pytest.MonkeyPatch.context() as mp:
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        yield server
+
+
+@pytest.fixture()
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server for one test."""
+    with redis_server(tmp_path) as server:
+        yield server

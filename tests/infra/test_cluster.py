@@ -1,0 +1,129 @@
+"""Cluster: private endpoint, encryption, logs, access entries, add-ons, node groups."""
+
+import json
+
+import pulumi
+import pytest
+
+from infra.cluster import Cluster, ClusterArgs, NodePoolSpec
+from infra.render import Graph
+from infra.versions import EKS_ADDONS
+from tests.support.graph import assert_all_have_props, assert_count, assert_has_props
+
+
+def test_prod_api_endpoint_is_private_only(prod: Graph) -> None:
+    cluster = prod.one("aws:eks/cluster:Cluster")
+    assert cluster.inputs["vpcConfig"]["endpointPrivateAccess"] is True
+    assert cluster.inputs["vpcConfig"]["endpointPublicAccess"] is False
+    assert "publicAccessCidrs" not in cluster.inputs["vpcConfig"]
+
+
+def test_dev_public_endpoint_is_limited_to_the_allowlist(dev: Graph) -> None:
+    assert_has_props(dev, "aws:eks/cluster:Cluster", {"vpcConfig": {
+        "endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]}})
+
+
+def test_secrets_are_envelope_encrypted_with_a_rotating_key(prod: Graph) -> None:
+    cluster = prod.one("aws:eks/cluster:Cluster")
+    encryption = cluster.inputs["encryptionConfig"]
+    assert encryption["resources"] == ["secrets"]
+    key_arn = encryption["provider"]["keyArn"]
+    assert key_arn.startswith("arn:aws:kms:")
+    key = prod.one("aws:kms/key:Key", "cluster-secrets")
+    assert key.inputs["enableKeyRotation"] is True
+
+
+def test_control_plane_logs_include_api_audit_authenticator(dev: Graph) -> None:
+    logs = set(dev.one("aws:eks/cluster:Cluster").inputs["enabledClusterLogTypes"])
+    assert {"api", "audit", "authenticator"} <= logs
+    assert_has_props(dev, "aws:cloudwatch/logGroup:LogGroup",
+                     {"name": "/aws/eks/modelplane-dev/cluster", "retentionInDays": 30})
+
+
+def test_api_authentication_mode_without_creator_admin(prod: Graph) -> None:
+    assert_has_props(prod, "aws:eks/cluster:Cluster", {"accessConfig": {
+        "authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}})
+
+
+def test_admin_roles_get_access_entries_with_cluster_admin_policy(prod: Graph) -> None:
+    assert_has_props(prod, "aws:eks/accessEntry:AccessEntry",
+                     {"principalArn": "arn:aws:iam::123456789012:role/platform-admin", "type": "STANDARD"})
+    assert_has_props(prod, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation", {
+        "policyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+        "accessScope": {"type": "cluster"}})
+
+
+def test_version_is_pinned_from_config_and_standard_support_only(prod: Graph) -> None:
+    assert_has_props(prod, "aws:eks/cluster:Cluster", {"version": "1.35", "upgradePolicy": {"supportType": "STANDARD"}})
+
+
+def test_prod_has_deletion_protection_and_dev_does_not(prod: Graph, dev: Graph) -> None:
+    assert prod.one("aws:eks/cluster:Cluster").inputs["deletionProtection"] is True
+    assert dev.one("aws:eks/cluster:Cluster").inputs["deletionProtection"] is False
+
+
+def test_five_managed_addons(prod: Graph) -> None:
+    assert_count(prod, "aws:eks/addon:Addon", 5)
+    assert {a.inputs["addonName"] for a in prod.of_type("aws:eks/addon:Addon")} == set(EKS_ADDONS)
+
+
+def test_vpc_cni_and_ebs_csi_use_their_own_pod_identity_roles(prod: Graph) -> None:
+    by_name = {a.inputs["addonName"]: a for a in prod.of_type("aws:eks/addon:Addon")}
+    assert by_name["vpc-cni"].inputs["podIdentityAssociations"][0]["serviceAccount"] == "aws-node"
+    assert by_name["aws-ebs-csi-driver"].inputs["podIdentityAssociations"][0]["serviceAccount"] == "ebs-csi-controller-sa"
+    node_policies = {a.inputs["policyArn"] for a in prod.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                     if a.name.startswith("cluster-node-")}
+    assert not any("CNI" in arn for arn in node_policies)
+
+
+def test_system_node_group_is_on_demand_al2023_and_labelled(prod: Graph) -> None:
+    assert_has_props(prod, "aws:eks/nodeGroup:NodeGroup", {
+        "capacityType": "ON_DEMAND", "amiType": "AL2023_x86_64_STANDARD",
+        "labels": {"modelplane.io/pool": "system"},
+        "scalingConfig": {"minSize": 3, "desiredSize": 3, "maxSize": 6},
+    })
+
+
+def test_node_launch_template_requires_imdsv2_and_encrypts_gp3_root(prod: Graph) -> None:
+    assert_has_props(prod, "aws:ec2/launchTemplate:LaunchTemplate", {
+        "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1, "httpEndpoint": "enabled"},
+        "blockDeviceMappings": [{"deviceName": "/dev/xvda",
+                                 "ebs": {"volumeType": "gp3", "encrypted": "true", "volumeSize": 100}}],
+    })
+
+
+def test_kubernetes_provider_targets_the_cluster_with_exec_auth(prod: Graph) -> None:
+    provider = prod.one("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == "[secret]" or "get-token" in json.dumps(provider.inputs)
+    namespaces = prod.of_type("kubernetes:core/v1:Namespace")
+    assert namespaces and all(n.provider == provider.urn for n in namespaces)
+
+
+@pytest.mark.parametrize(("changes", "prop", "reason"), [
+    ({"endpoint_public_access": True}, "public_access_cidrs", "must be non-empty"),
+    ({"endpoint_public_access": True, "public_access_cidrs": ["0.0.0.0/0"]}, "public_access_cidrs", "0.0.0.0/0"),
+    ({"node_pools": []}, "node_pools", "at least one pool"),
+    ({"version": "1.20"}, "version", "must be one of"),
+])
+def test_cluster_args_are_validated_before_any_child(changes: dict, prop: str, reason: str,
+                                                     mocked_runtime: None) -> None:
+    base = {"cluster_name": "c", "subnet_ids": ["s"],
+            "node_pools": [NodePoolSpec(name="system", instance_types=["m7i.large"], min_size=1, desired_size=1,
+                                        max_size=2)]}
+    with pytest.raises(pulumi.InputPropertiesError) as info:
+        Cluster("bad", ClusterArgs(**{**base, **changes}))
+    details = {d["property_path"]: d["reason"] for d in info.value.errors}
+    assert reason in details[prop]
+
+
+def test_every_node_pool_gets_a_node_group() -> None:
+    from tests.support.graph import render_variant
+
+    graph = render_variant("dev", {"modelplane:nodePools": [
+        {"name": "system", "instanceTypes": ["t3.large"], "minSize": 1, "desiredSize": 1, "maxSize": 2},
+        {"name": "batch", "instanceTypes": ["c7i.2xlarge"], "capacityType": "SPOT", "minSize": 0, "desiredSize": 0,
+         "maxSize": 5},
+    ]})
+    assert_count(graph, "aws:eks/nodeGroup:NodeGroup", 2)
+    assert_has_props(graph, "aws:eks/nodeGroup:NodeGroup", {"capacityType": "SPOT", "labels": {"modelplane.io/pool": "batch"}})
+    assert_all_have_props(graph, "aws:ec2/launchTemplate:LaunchTemplate", {"metadataOptions": {"httpTokens": "required"}})

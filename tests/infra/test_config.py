@@ -1,0 +1,123 @@
+"""Stack config validation: every error names its key path, all are reported at once, nothing is written."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from infra.cli import app
+from infra.config import parse_config
+from infra.errors import ConfigError
+from infra.render import load_stack_config
+from tests.support.graph import deep_merge
+
+runner = CliRunner()
+
+# (description, changes deep-merged into the dev stack, expected key path, expected message fragment)
+INVALID: list[tuple[str, dict[str, Any], str, str]] = [
+    ("subnet outside the VPC", {"modelplane:network": {"privateSubnets": ["10.20.32.0/19", "10.99.0.0/19"]}},
+     "modelplane:network.privateSubnets[1]", "must be inside network.cidr 10.20.0.0/16"),
+    ("overlapping subnets", {"modelplane:network": {"publicSubnets": ["10.20.0.0/22", "10.20.32.0/22"]}},
+     "modelplane:network.privateSubnets[0]", "overlaps network.publicSubnets[1]"),
+    ("one AZ", {"modelplane:network": {"availabilityZones": ["us-east-1a"], "publicSubnets": ["10.20.0.0/22"],
+                                       "privateSubnets": ["10.20.32.0/19"]}},
+     "modelplane:network.availabilityZones", "must list 2 to 6 zones (got 1)"),
+    ("subnet count differs from AZ count", {"modelplane:network": {"publicSubnets": ["10.20.0.0/22"]}},
+     "modelplane:network.publicSubnets", "needs one CIDR per availability zone (2), got 1"),
+    ("public endpoint without allowlist", {"modelplane:cluster": {"publicAccessCidrs": []}},
+     "modelplane:cluster.publicAccessCidrs", "must list at least one CIDR"),
+    ("whole internet in prod", {"modelplane:production": True,
+                                "modelplane:cluster": {"publicAccessCidrs": ["0.0.0.0/0"]}},
+     "modelplane:cluster.publicAccessCidrs[0]", "0.0.0.0/0 is not allowed in a production stack"),
+    ("desired above max", {"modelplane:nodePools": [{"name": "system", "instanceTypes": ["t3.large"], "minSize": 1,
+                                                     "desiredSize": 5, "maxSize": 3}]},
+     "modelplane:nodePools[0].desiredSize", "must be <= maxSize (got 5 > 3)"),
+    ("max below min", {"modelplane:nodePools": [{"name": "system", "instanceTypes": ["t3.large"], "minSize": 4,
+                                                 "desiredSize": 4, "maxSize": 2}]},
+     "modelplane:nodePools[0].maxSize", "must be >= minSize (got 2 < 4)"),
+    ("duplicate pool names", {"modelplane:nodePools": [
+        {"name": "system", "instanceTypes": ["t3.large"], "minSize": 1, "desiredSize": 1, "maxSize": 2},
+        {"name": "system", "instanceTypes": ["t3.large"], "minSize": 1, "desiredSize": 1, "maxSize": 2}]},
+     "modelplane:nodePools[1].name", "duplicate pool name 'system'"),
+    ("failover on one node", {"modelplane:cache": {"automaticFailover": True, "numNodes": 1}},
+     "modelplane:cache.numNodes", "must be >= 2 when automaticFailover is true (got 1)"),
+    ("multi-AZ without failover", {"modelplane:cache": {"multiAz": True}},
+     "modelplane:cache.multiAz", "requires automaticFailover: true"),
+    ("unknown key with suggestion", {"modelplane:cluster": {"endpointPublicAcess": True}},
+     "modelplane:cluster.endpointPublicAcess", "did you mean 'endpointPublicAccess'?"),
+    ("unknown section", {"modelplane:netwrok": {}}, "modelplane:netwrok", "did you mean 'modelplane:network'?"),
+    ("bad CIDR", {"modelplane:network": {"cidr": "10.20.0.0/33"}}, "modelplane:network.cidr", "10.20.0.0/33"),
+    ("unsupported version", {"modelplane:cluster": {"version": "1.22"}},
+     "modelplane:cluster.version", "must be one of 1.34, 1.35, 1.36 (got '1.22')"),
+    ("negative size", {"modelplane:nodePools": [{"name": "system", "instanceTypes": ["t3.large"], "minSize": -1,
+                                                 "desiredSize": 1, "maxSize": 2}]},
+     "modelplane:nodePools[0].minSize", "greater than or equal to 0"),
+    ("missing owner tag", {"modelplane:tags": {"owner": None}}, "modelplane:tags.owner", "is required"),
+    ("reserved tag", {"modelplane:tags": {"environment": "prod"}}, "modelplane:tags.environment",
+     "is set by modelplane itself"),
+    ("bad log type", {"modelplane:cluster": {"logTypes": ["api", "audit", "authenticator", "audits"]}},
+     "modelplane:cluster.logTypes[3]", "did you mean 'audit'?"),
+    ("AWS section on a kubeconfig stack", {"modelplane:target": "kubeconfig"}, "modelplane:network",
+     "has no effect with target 'kubeconfig'"),
+    ("missing region", {"aws:region": None}, "aws:region", "is required"),
+    ("no system pool", {"modelplane:nodePools": [{"name": "gpu-ish", "instanceTypes": ["t3.large"], "minSize": 1,
+                                                  "desiredSize": 1, "maxSize": 2}]},
+     "modelplane:nodePools", "must include a pool named 'system'"),
+]
+
+
+def _write_stack(folder: Path, changes: dict[str, Any]) -> Path:
+    folder.mkdir()
+    raw = deep_merge(load_stack_config("dev"), changes)
+    (folder / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": raw}))
+    return folder
+
+
+@pytest.mark.parametrize(("changes", "path", "fragment"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+def test_invalid_config_exits_2_naming_the_key_and_writes_nothing(
+    tmp_path: Path, changes: dict[str, Any], path: str, fragment: str
+) -> None:
+    stacks = _write_stack(tmp_path / "stacks", changes)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["render", "--stack", "bad", "--out", str(out), "--stacks-dir", str(stacks)])
+    assert result.exit_code == 2, result.output
+    line = next((ln for ln in result.stderr.splitlines() if path + ":" in ln), None)
+    assert line is not None, f"{path} not named in:\n{result.stderr}"
+    assert fragment in line, line
+    assert not out.exists()
+
+
+def test_every_error_is_reported_at_once() -> None:
+    raw = deep_merge(load_stack_config("dev"), {
+        "modelplane:network": {"privateSubnets": ["10.20.32.0/19", "10.99.0.0/19"]},
+        "modelplane:cluster": {"publicAccessCidrs": []},
+        "modelplane:cache": {"multiAz": True},
+        "modelplane:nodePools": [{"name": "system", "instanceTypes": ["t3.large"], "minSize": 1, "desiredSize": 9,
+                                  "maxSize": 3}],
+    })
+    with pytest.raises(ConfigError) as info:
+        parse_config("dev", raw)
+    paths = {issue.path for issue in info.value.issues}
+    assert {"modelplane:network.privateSubnets[1]", "modelplane:cluster.publicAccessCidrs",
+            "modelplane:cache.multiAz", "modelplane:nodePools[0].desiredSize"} <= paths
+
+
+def test_duplicate_yaml_keys_are_rejected(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.dup.yaml").write_text("config:\n  modelplane:production: true\n  modelplane:production: false\n")
+    result = runner.invoke(app, ["render", "--stack", "dup", "--out", str(tmp_path / "o"), "--stacks-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "duplicate key 'modelplane:production'" in result.stderr
+
+
+def test_unknown_stack_lists_the_known_ones(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["render", "--stack", "nope", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "known stacks: dev, local, prod, staging" in result.stderr
+
+
+def test_config_models_are_frozen() -> None:
+    config = parse_config("dev", load_stack_config("dev"))
+    with pytest.raises(ValueError, match="frozen"):
+        config.network.cidr = "10.0.0.0/8"  # type: ignore[union-attr,assignment,misc]

@@ -1,0 +1,62 @@
+"""WorkloadIdentity: one role per service account, least privilege, no wildcards."""
+
+import json
+
+import pulumi
+import pytest
+
+from infra.iam import Grant
+from infra.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.render import Graph
+from tests.support.graph import assert_has_props, policy_statements
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_no_allow_statement_has_a_wildcard_action(stack: str, stack_graph) -> None:  # type: ignore[no-untyped-def]
+    for urn, statement in policy_statements(stack_graph(stack)):
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not [a for a in actions if "*" in a], f"{urn}: wildcard action in {statement}"
+
+
+def test_trainer_and_server_are_bound_by_pod_identity(prod: Graph) -> None:
+    assert_has_props(prod, "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+                     {"namespace": "training", "serviceAccount": "trainer", "clusterName": "modelplane-prod"})
+    assert_has_props(prod, "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+                     {"namespace": "inference", "serviceAccount": "model-server"})
+
+
+def test_workload_roles_trust_only_the_pod_identity_service(prod: Graph) -> None:
+    role = prod.one("aws:iam/role:Role", "trainer-role")
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": ["pods.eks.amazonaws.com"]}
+    assert trust["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+
+
+def test_server_can_read_the_redis_auth_token_but_not_write_models(prod: Graph) -> None:
+    server = [s for urn, s in policy_statements(prod) if "server-policy" in urn]
+    assert any("secretsmanager:GetSecretValue" in s["Action"] for s in server)
+    assert not any("s3:PutObject" in s["Action"] for s in server)
+
+
+def test_irsa_mode_trusts_the_oidc_subject(mocked_runtime: None) -> None:
+    identity = WorkloadIdentity("irsa", WorkloadIdentityArgs(
+        cluster_name="c", namespace="ns", service_account="sa", mode="irsa",
+        oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/X",
+        oidc_issuer="oidc.eks.us-east-1.amazonaws.com/id/X",
+        grants=[Grant(statements=({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"},))],
+    ))
+    assert identity.service_account == "sa"
+
+
+@pytest.mark.parametrize(("args", "prop"), [
+    ({"grants": []}, "grants"),
+    ({"mode": "irsa"}, "oidc_provider_arn"),
+])
+def test_identity_args_are_validated(args: dict, prop: str, mocked_runtime: None) -> None:
+    base = {"cluster_name": "c", "namespace": "ns", "service_account": "sa",
+            "grants": [Grant(statements=({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "x"},))]}
+    with pytest.raises(pulumi.InputPropertiesError) as info:
+        WorkloadIdentity("bad", WorkloadIdentityArgs(**{**base, **args}))
+    assert prop in {d["property_path"] for d in info.value.errors}

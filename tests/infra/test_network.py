@@ -1,0 +1,73 @@
+"""Network: subnets per AZ, NAT layout, discovery tags, endpoints, flow logs."""
+
+from infra.render import Graph
+from tests.support.graph import assert_all_have_props, assert_count, assert_has_props, render_variant
+
+
+def test_prod_has_one_nat_gateway_per_az(prod: Graph) -> None:
+    assert_count(prod, "aws:ec2/natGateway:NatGateway", 3)
+    assert_count(prod, "aws:ec2/eip:Eip", 3)
+
+
+def test_dev_shares_a_single_nat_gateway(dev: Graph) -> None:
+    assert_count(dev, "aws:ec2/natGateway:NatGateway", 1)
+    private_routes = [r for r in dev.of_type("aws:ec2/route:Route") if "natGatewayId" in r.inputs]
+    assert len(private_routes) == 2
+    assert len({r.inputs["natGatewayId"] for r in private_routes}) == 1
+
+
+def test_private_subnets_carry_internal_elb_and_karpenter_discovery_tags(prod: Graph) -> None:
+    private = [s for s in prod.of_type("aws:ec2/subnet:Subnet")
+               if s.inputs["tags"]["modelplane.io/subnet-role"] == "private"]
+    assert len(private) == 3
+    for subnet in private:
+        assert subnet.inputs["tags"]["kubernetes.io/role/internal-elb"] == "1"
+        assert subnet.inputs["tags"]["karpenter.sh/discovery"] == "modelplane-prod"
+
+
+def test_public_subnets_are_tagged_for_elb_and_never_auto_assign_public_ips(prod: Graph) -> None:
+    public = [s for s in prod.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"]["modelplane.io/subnet-role"] == "public"]
+    assert len(public) == 3
+    assert all(s.inputs["tags"]["kubernetes.io/role/elb"] == "1" for s in public)
+    assert_all_have_props(prod, "aws:ec2/subnet:Subnet", {"mapPublicIpOnLaunch": False})
+
+
+def test_subnets_spread_over_the_configured_zones(prod: Graph) -> None:
+    zones = {s.inputs["availabilityZone"] for s in prod.of_type("aws:ec2/subnet:Subnet")}
+    assert zones == {"us-east-1a", "us-east-1b", "us-east-1c"}
+
+
+def test_s3_gateway_endpoint_and_configured_interface_endpoints(prod: Graph) -> None:
+    assert_has_props(prod, "aws:ec2/vpcEndpoint:VpcEndpoint",
+                     {"serviceName": "com.amazonaws.us-east-1.s3", "vpcEndpointType": "Gateway"})
+    interface = {r.inputs["serviceName"] for r in prod.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+                 if r.inputs["vpcEndpointType"] == "Interface"}
+    assert interface == {f"com.amazonaws.us-east-1.{s}" for s in ("ecr.api", "ecr.dkr", "sts", "logs")}
+    assert_all_have_props(prod, "aws:ec2/vpcEndpoint:VpcEndpoint", {})
+
+
+def test_interface_endpoints_are_private_dns_and_https_only_from_the_vpc(prod: Graph) -> None:
+    endpoints = [r for r in prod.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if r.inputs["vpcEndpointType"] == "Interface"]
+    assert all(r.inputs["privateDnsEnabled"] is True for r in endpoints)
+    assert_has_props(prod, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                     {"cidrIpv4": "10.40.0.0/16", "fromPort": 443, "toPort": 443, "ipProtocol": "tcp"})
+
+
+def test_flow_logs_go_to_cloudwatch_with_configured_retention(prod: Graph) -> None:
+    assert_has_props(prod, "aws:ec2/flowLog:FlowLog", {"trafficType": "ALL", "logDestinationType": "cloud-watch-logs"})
+    assert_has_props(prod, "aws:cloudwatch/logGroup:LogGroup", {"retentionInDays": 365})
+
+
+def test_flow_logs_can_be_switched_off() -> None:
+    graph = render_variant("dev", {"modelplane:network": {"flowLogs": {"enabled": False}}})
+    assert_count(graph, "aws:ec2/flowLog:FlowLog", 0)
+
+
+def test_default_security_group_is_locked_down(prod: Graph) -> None:
+    assert_has_props(prod, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", {"ingress": [], "egress": []})
+
+
+def test_intra_subnets_have_no_internet_route(prod: Graph) -> None:
+    intra_tables = [r for r in prod.of_type("aws:ec2/routeTable:RouteTable") if r.name == "network-intra"]
+    assert len(intra_tables) == 1
+    assert not [r for r in prod.of_type("aws:ec2/route:Route") if "intra" in r.name]

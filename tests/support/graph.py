@@ -1,0 +1,81 @@
+"""Assertions on rendered resource inputs, in the style of CDK's `Template.hasResourceProperties`."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from infra.config import parse_config
+from infra.render import Graph, Resource, load_stack_config, render_config
+
+
+def matches(subset: Any, actual: Any) -> bool:
+    """True when `subset` is a deep subset of `actual` (dict keys and list items by position)."""
+    if isinstance(subset, dict):
+        return isinstance(actual, dict) and all(k in actual and matches(v, actual[k]) for k, v in subset.items())
+    if isinstance(subset, list):
+        return isinstance(actual, list) and len(subset) == len(actual) and all(
+            matches(s, a) for s, a in zip(subset, actual, strict=True))
+    return bool(subset == actual)
+
+
+def assert_has_props(graph: Graph, type_: str, subset: dict[str, Any]) -> list[Resource]:
+    """At least one resource of `type_` has inputs containing `subset`; returns all that do."""
+    candidates = graph.of_type(type_)
+    found = [r for r in candidates if matches(subset, r.inputs)]
+    if not found:
+        shown = "\n".join(f"  {r.urn}\n    {json.dumps(r.inputs, sort_keys=True)[:600]}" for r in candidates[:5])
+        raise AssertionError(f"no {type_} has {json.dumps(subset, sort_keys=True)}; candidates:\n{shown or '  none'}")
+    return found
+
+
+def assert_all_have_props(graph: Graph, type_: str, subset: dict[str, Any]) -> list[Resource]:
+    """Every resource of `type_` (at least one) has inputs containing `subset`."""
+    candidates = graph.of_type(type_)
+    assert candidates, f"no {type_} rendered"
+    bad = [r.urn for r in candidates if not matches(subset, r.inputs)]
+    assert not bad, f"{type_} without {json.dumps(subset, sort_keys=True)}: {bad}"
+    return candidates
+
+
+def assert_count(graph: Graph, type_: str, count: int) -> None:
+    """Exactly `count` resources of `type_`."""
+    found = graph.of_type(type_)
+    assert len(found) == count, f"expected {count} {type_}, got {len(found)}: {[r.name for r in found]}"
+
+
+def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` merged in; a None value deletes the key."""
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def stack_config_with(stack: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """A real stack's raw config with `changes` (full `ns:key` keys) deep-merged in."""
+    return deep_merge(load_stack_config(stack), changes)
+
+
+def render_variant(stack: str, changes: dict[str, Any]) -> Graph:
+    """Render a real stack with config changes, through the same engine as `modelplane render`."""
+    raw = stack_config_with(stack, changes)
+    return render_config(parse_config(stack, raw), raw)
+
+
+def policy_statements(graph: Graph) -> list[tuple[str, dict[str, Any]]]:
+    """(urn, statement) for every statement of every IAM policy document in the graph."""
+    out = []
+    for resource in graph.resources:
+        for key in ("policy", "assumeRolePolicy"):
+            doc = resource.inputs.get(key)
+            if isinstance(doc, str) and doc.startswith("{"):
+                for statement in json.loads(doc).get("Statement", []):
+                    out.append((resource.urn, statement))
+    return out

@@ -1,0 +1,1 @@
+"""Code that runs inside the modelplane workload images (trainers and the inference server)."""

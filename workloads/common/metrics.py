@@ -1,0 +1,60 @@
+"""The Prometheus metric names our workloads export.
+
+One module owns the names so the exporters (workloads), the alert rules and the Grafana
+dashboards (infra/observability) cannot drift apart. Names follow the Prometheus naming
+conventions: a `modelplane_` namespace, base units, `_total` for counters.
+https://prometheus.io/docs/practices/naming/
+"""
+
+from typing import Final
+
+NAMESPACE: Final = "modelplane"
+
+# Training (PyTorch and TensorFlow trainers).
+TRAIN_TOKENS_TOTAL: Final = "modelplane_train_tokens_total"
+"""Counter: tokens consumed by the optimizer, across all ranks."""
+TRAIN_EXAMPLES_TOTAL: Final = "modelplane_train_examples_total"
+"""Counter: examples (images, sequences) consumed, across all workers."""
+TRAIN_STEP: Final = "modelplane_train_step"
+"""Gauge: the last completed optimizer step."""
+TRAIN_EPOCH: Final = "modelplane_train_epoch"
+"""Gauge: the last completed epoch (epoch-based trainers)."""
+TRAIN_LOSS: Final = "modelplane_train_loss"
+"""Gauge: the training loss at the last logged step."""
+TRAIN_MFU_RATIO: Final = "modelplane_train_mfu_ratio"
+"""Gauge: model FLOPs utilisation, 0..1."""
+TRAIN_LAST_CHECKPOINT_TIMESTAMP: Final = "modelplane_train_last_checkpoint_timestamp_seconds"
+"""Gauge: Unix time of the last committed checkpoint."""
+TRAIN_CHECKPOINT_DURATION: Final = "modelplane_train_checkpoint_duration_seconds"
+"""Histogram: time to save and upload one checkpoint."""
+TRAIN_LAST_STEP_TIMESTAMP: Final = "modelplane_train_last_step_timestamp_seconds"
+"""Gauge: Unix time of the last completed step (drives the training-stalled alert)."""
+
+# Inference (workloads.serve).
+INFERENCE_REQUESTS_TOTAL: Final = "modelplane_inference_requests_total"
+"""Counter: HTTP requests, labelled route and status code."""
+INFERENCE_REQUEST_DURATION: Final = "modelplane_inference_request_duration_seconds"
+"""Histogram: request latency, labelled route and status code."""
+INFERENCE_TIME_TO_FIRST_TOKEN: Final = "modelplane_inference_time_to_first_token_seconds"
+"""Histogram: time from request arrival to the first generated token."""
+INFERENCE_GENERATED_TOKENS_TOTAL: Final = "modelplane_inference_generated_tokens_total"
+"""Counter: tokens generated."""
+INFERENCE_BATCH_SIZE: Final = "modelplane_inference_batch_size"
+"""Histogram: size of each executed batch."""
+INFERENCE_QUEUE_DEPTH: Final = "modelplane_inference_queue_depth"
+"""Gauge: requests waiting for a batch slot (the HPA's custom metric)."""
+INFERENCE_IN_FLIGHT: Final = "modelplane_inference_in_flight_requests"
+"""Gauge: requests accepted and not yet answered."""
+INFERENCE_CACHE_HITS_TOTAL: Final = "modelplane_inference_cache_hits_total"
+"""Counter: responses served from the Redis cache."""
+INFERENCE_CACHE_MISSES_TOTAL: Final = "modelplane_inference_cache_misses_total"
+"""Counter: cacheable requests not found in the cache."""
+INFERENCE_CACHE_ERRORS_TOTAL: Final = "modelplane_inference_cache_errors_total"
+"""Counter: Redis errors and timeouts (the cache failed open)."""
+INFERENCE_MODEL_READY: Final = "modelplane_inference_model_ready"
+"""Gauge: 1 once the model is loaded and warmed up."""
+
+ALL: Final = frozenset(
+    value for name, value in dict(globals()).items() if name.isupper() and name != "NAMESPACE" and isinstance(value, str)
+)
+"""Every metric name defined here (dashboards are checked against this set)."""

@@ -1,0 +1,1 @@
+"""The decoder-only language model shared by the PyTorch trainer and the inference server."""
