@@ -235,8 +235,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         with self.render_mocks.lock:
             inputs = self.render_mocks.transformed.get((request.type, request.name), {})
-        if not request.custom:
-            # Component inputs are our own args bags: the children carry the real inputs.
+        if request.type.startswith(f"{PROJECT}:"):
+            # Our components' inputs are our own args bags: their children carry the real inputs.
+            # Remote components (helm v4 Chart, kustomize v2 Directory) keep theirs: mocks see no children.
             inputs = {}
         self.records[urn] = Resource(
             urn=urn, type=request.type, name=request.name, parent=_parent(request.parent),
