@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,9 @@ def load_platform_config(stack: str, stacks_dir: Path = STACKS_DIR) -> PlatformC
 def _normalize(value: Any) -> Any:
     """Mask secrets, turn integral floats back into ints (the wire format makes 3 into 3.0)."""
     if rpc.is_rpc_secret(value):
-        return SECRET
+        inner = rpc.unwrap_rpc_secret(value)
+        # A secret map (a Secret's data/stringData) keeps its keys: the manifest stays schema-valid and reviewable.
+        return {k: SECRET for k in inner if not k.startswith("__")} if isinstance(inner, dict) else SECRET
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
@@ -272,16 +274,22 @@ def render(stack: str, stacks_dir: Path = STACKS_DIR) -> Graph:
 
 def render_config(config: PlatformConfig, raw: Mapping[str, Any] | None = None) -> Graph:
     """Render an already-validated config (tests use this to render variants)."""
-    from infra import program  # the composition root registers resources on import of its callers only
+    from infra import program  # imported late: the program imports every component
 
-    mocks = _RenderMocks(region=config.region or "us-east-1")
+    return render_program(config.stack, lambda: program.build(config), region=config.region or "us-east-1", raw=raw)
+
+
+def render_program(stack: str, program: Callable[[], None], *, region: str = "us-east-1",
+                   raw: Mapping[str, Any] | None = None) -> Graph:
+    """Run any Pulumi program (a whole platform, or one component in a test) and record its graph."""
+    mocks = _RenderMocks(region=region)
     monitor = _RecordingMonitor(mocks)
     _reset_runtime()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=config.stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(_config_values(raw or {}))
     try:
-        _sync_await(run_pulumi_func(lambda: program.build(config)))
+        _sync_await(run_pulumi_func(program))
     finally:
         _reset_runtime()
     resources = sorted(monitor.records.values(), key=lambda r: r.urn)
-    return Graph(stack=config.stack, resources=resources)
+    return Graph(stack=stack, resources=resources)

@@ -15,3 +15,53 @@ EKS_ADDONS: Final = ("vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "
 
 SYSTEM_AMI_TYPE: Final = "AL2023_x86_64_STANDARD"
 """AMI type of the system managed node group (Amazon Linux 2023)."""
+
+AWS_CLI_IMAGE: Final = "amazon/aws-cli:2.37.1"
+"""Init container syncing TF SavedModel exports from S3: TF Serving >= 2.7 cannot read s3:// (tensorflow/serving#1963)."""
+TF_SERVING_IMAGE: Final = "tensorflow/serving:2.20.0"
+"""The official TensorFlow Serving image (REST on 8501)."""
+MODELPLANE_IMAGE_REGISTRY: Final = "ghcr.io/modelplane"
+"""Where CI pushes our images (images/*)."""
+MODELPLANE_IMAGE_TAG: Final = "0.1.0"
+"""The release tag of our images; CI builds and pushes this tag from images/*."""
+
+# GPU platform (issue 3): each value cites the upstream file it was read from.
+KARPENTER_VERSION: Final = "1.14.1"
+"""Karpenter controller and CRD charts (github.com/aws/karpenter-provider-aws charts/karpenter/Chart.yaml at the
+v1.14.1 docs release); supports Kubernetes 1.30 to 1.36 (website/content/en/v1.14/upgrading/compatibility.md)."""
+KARPENTER_CHART: Final = "oci://public.ecr.aws/karpenter/karpenter"
+"""The controller chart (OCI; Pulumi's helm Release takes the full oci:// reference as the chart)."""
+KARPENTER_CRD_CHART: Final = "oci://public.ecr.aws/karpenter/karpenter-crd"
+"""The CRD chart; Helm upgrades CRDs only from templates, so CRDs come from here (upgrade-guide.md "CRD Upgrades")."""
+KARPENTER_AMI_ALIASES: Final = {"al2023": "al2023@v20260520", "bottlerocket": "bottlerocket@v1.61.0"}
+"""EC2NodeClass AMI aliases, pinned (an @latest alias drifts every node on each AMI release). al2023 v20260520 is
+the EKS AL2023 release Karpenter's own e2e suite pins (test/suites/ami/suite_test.go); Bottlerocket 1.61.0
+(2026-05-18) is the first release with Kubernetes 1.36 variants and still ships 1.34 and 1.35 ones."""
+NVIDIA_DEVICE_PLUGIN_CHART: Final = "nvidia-device-plugin"
+NVIDIA_DEVICE_PLUGIN_REPO: Final = "https://nvidia.github.io/k8s-device-plugin"
+NVIDIA_DEVICE_PLUGIN_VERSION: Final = "0.18.2"
+"""NVIDIA/k8s-device-plugin tag v0.18.2, deployments/helm/nvidia-device-plugin/Chart.yaml."""
+DCGM_EXPORTER_CHART: Final = "dcgm-exporter"
+DCGM_EXPORTER_REPO: Final = "https://nvidia.github.io/dcgm-exporter/helm-charts"
+DCGM_EXPORTER_VERSION: Final = "4.8.2"
+"""NVIDIA/dcgm-exporter tag 4.5.3-4.8.2, deployment/Chart.yaml (image 4.5.3-4.8.2-distroless)."""
+TRAINING_OPERATOR_REF: Final = "v1.9.4"
+"""Kubeflow training operator v1 (PyTorchJob, TFJob): the git tag of github.com/kubeflow/trainer whose
+manifests/overlays/standalone infra/kustomize/training-operator builds on. v1 ships no Helm chart, only
+kustomize. The tag's overlay sets image ghcr.io/kubeflow/training-v1/training-operator:v1-93c5489."""
+
+# Mesh and observability (issue 3).
+ISTIO_REPO: Final = "https://istio-release.storage.googleapis.com/charts"
+"""Istio's Helm repository: charts base, cni, istiod and gateway, each versioned as the Istio release."""
+ISTIO_VERSIONS: Final = ("1.29.6",)
+"""Istio releases a stack may pin (`mesh.version`); every chart installs at that one version. 1.29.6 is the
+latest 1.29 patch tag of github.com/istio/istio (values read from manifests/charts/* at that tag)."""
+ISTIO_VERSION: Final = "1.29.6"
+"""The default Istio release."""
+PROMETHEUS_COMMUNITY_REPO: Final = "https://prometheus-community.github.io/helm-charts"
+"""prometheus-community Helm repository (kube-prometheus-stack, prometheus-adapter)."""
+KUBE_PROMETHEUS_STACK_VERSION: Final = "88.5.3"
+"""charts/kube-prometheus-stack/Chart.yaml of github.com/prometheus-community/helm-charts (prometheus-operator
+v0.93.1; Grafana subchart 12.11.1 from grafana-community)."""
+PROMETHEUS_ADAPTER_VERSION: Final = "5.3.0"
+"""charts/prometheus-adapter/Chart.yaml of the same repository (adapter v0.12.0)."""

@@ -1,0 +1,90 @@
+"""Pod-spec pieces shared by every workload component: hardened security contexts and GPU scheduling.
+
+Built as plain manifest dicts (the camelCase Kubernetes shape) so training jobs (CRDs) and
+Deployments use exactly the same securityContext, tolerations and affinity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pulumi
+
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+"""The extended resource the NVIDIA device plugin advertises."""
+GPU_TOLERATION: Final = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+"""Tolerates the `nvidia.com/gpu=true:NoSchedule` taint every GPU NodePool carries."""
+POOL_LABEL: Final = "modelplane.io/pool"
+"""Node label naming the pool (managed node groups and Karpenter NodePools alike)."""
+NON_ROOT_UID: Final = 10001
+"""The UID our images run as (see images/*/Dockerfile)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    """Container requests; limits equal requests (Guaranteed QoS: no CPU throttling surprises on GPU nodes)."""
+
+    cpu: str
+    """CPU, e.g. "4" or "500m"."""
+    memory: str
+    """Memory, e.g. "16Gi"."""
+    gpus: int = 0
+    """nvidia.com/gpu count. Defaults to 0."""
+
+    def manifest(self) -> dict[str, Any]:
+        """The container `resources` block."""
+        amounts: dict[str, Any] = {"cpu": self.cpu, "memory": self.memory}
+        if self.gpus:
+            amounts[GPU_RESOURCE] = str(self.gpus)
+        return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Pod-level context meeting the `restricted` Pod Security Standard."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": NON_ROOT_UID,
+        "runAsGroup": NON_ROOT_UID,
+        "fsGroup": NON_ROOT_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """Container-level context meeting the `restricted` Pod Security Standard, root filesystem read-only."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def scheduling(gpu_pool: str | None, gpus: int, *, cpu_pool: str | None = None) -> dict[str, Any]:
+    """tolerations + nodeSelector placing a pod on its GPU pool (or a CPU pool when it needs no GPU)."""
+    if gpus and gpu_pool:
+        return {"tolerations": [dict(GPU_TOLERATION)], "nodeSelector": {POOL_LABEL: gpu_pool}}
+    if cpu_pool:
+        return {"nodeSelector": {POOL_LABEL: cpu_pool}}
+    return {}
+
+
+def cpu_threads(cpu: str) -> int:
+    """Whole CPUs in a Kubernetes CPU quantity ("4" → 4, "2500m" → 2), at least 1."""
+    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(cores))
+
+
+def env_list(env: Mapping[str, pulumi.Input[str]]) -> list[dict[str, pulumi.Input[str]]]:
+    """A container `env` list from a mapping, sorted for stable diffs."""
+    return [{"name": key, "value": value} for key, value in sorted(env.items())]
+
+
+def image_is_pinned(image: str) -> bool:
+    """True when the image names a tag other than `latest`, or a digest."""
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")
