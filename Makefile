@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TF_VENV := .venv-tf
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-workloads setup-tf preview test test-infra test-workloads test-tf lint bench clean
+.PHONY: setup setup-workloads setup-tf preview test test-infra test-workloads test-tf lint bench demo clean
 
 # Infra + tooling only: enough for `make preview` (no torch download).
 setup: $(VENV)/.infra
@@ -52,6 +52,10 @@ lint: setup-workloads
 bench: setup-workloads setup-tf
 	$(BIN)/python -m pytest -q -s tests/bench --ignore=tests/bench/test_bench_trainer_tf.py
 	$(TF_VENV)/bin/python -m pytest -q -s tests/bench/test_bench_trainer_tf.py
+
+# The data path on one machine: S3 (moto) + Redis → torchrun training → serving → cache → metrics → alert rules.
+demo: setup-workloads
+	$(BIN)/python -m workloads.demo
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) .mypy_cache .ruff_cache .pytest_cache
