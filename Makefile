@@ -35,10 +35,10 @@ preview: setup
 test: test-infra test-workloads test-tf
 
 test-infra: setup
-	$(BIN)/python -m pytest -q tests/infra tests/stacks $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q tests/infra tests/stacks tests/policies $(PYTEST_ARGS)
 
 test-workloads: setup-workloads
-	$(BIN)/python -m pytest -q tests --ignore=tests/infra --ignore=tests/stacks --ignore=tests/bench \
+	$(BIN)/python -m pytest -q tests --ignore=tests/infra --ignore=tests/stacks --ignore=tests/policies --ignore=tests/bench \
 		--ignore=tests/workloads/trainer_tf $(PYTEST_ARGS)
 
 test-tf: setup-tf

@@ -14,9 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra import cost as costs
+from infra import diff as diffs
 from infra.errors import ConfigError
 from infra.manifests import write_manifests
-from infra.render import REPO_ROOT, STACKS_DIR, Graph, list_stacks, render
+from infra.render import REPO_ROOT, STACKS_DIR, Graph, list_stacks, load_stack_config, render
+from policies import report as verdicts
+from policies.engine import Violation, evaluate
+from policies.rules import ALL_POLICIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Render, review and deploy modelplane stacks.")
 out_console = Console()
@@ -25,6 +30,15 @@ err_console = Console(stderr=True)
 StackOption = Annotated[str, typer.Option("--stack", "-s", help="Stack name (stacks/Pulumi.<stack>.yaml).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 StacksDirOption = Annotated[Path, typer.Option("--stacks-dir", help="Folder of Pulumi.<stack>.yaml files.")]
+PolicyConfigOption = Annotated[Path | None, typer.Option(
+    "--policy-config", help="Policy pack config JSON, as for `pulumi preview --policy-pack-config`.")]
+BaseOption = Annotated[str, typer.Option("--base", "-b", help="Git ref to diff against (a branch, tag or commit).")]
+SpotDiscountOption = Annotated[float | None, typer.Option(
+    "--spot-discount", min=0, max=0.99, help="Fraction off On-Demand for spot capacity. Defaults to the price table's.")]
+S3GbOption = Annotated[float | None, typer.Option(
+    "--s3-gb", min=0, help="Assumed GB stored per S3 bucket. Defaults to the price table's.")]
+NatGbOption = Annotated[float | None, typer.Option(
+    "--nat-gb", min=0, help="Assumed GB processed per NAT gateway per month. Defaults to the price table's.")]
 
 
 def _render_or_exit(stack: str, stacks_dir: Path) -> Graph:
@@ -58,44 +72,213 @@ def render_cmd(
                           f"{len(written)} manifest files → {out}")
 
 
-def _summary_table(graph: Graph) -> Table:
-    table = Table(title=f"stack {graph.stack}: {len(graph.resources)} resources", title_justify="left")
-    table.add_column("type")
-    table.add_column("count", justify="right")
-    for type_, count in sorted(Counter(r.type for r in graph.resources).items()):
-        table.add_row(type_, str(count))
+def _policy_config(path: Path | None) -> dict[str, object]:
+    if path is None:
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        err_console.print(f"[bold red]error:[/] --policy-config {path}: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from exc
+    if not isinstance(config, dict):
+        err_console.print(f"[bold red]error:[/] --policy-config {path}: must be a JSON object keyed by rule name")
+        raise typer.Exit(code=2)
+    return config
+
+
+def _stack_setting(stack: str, stacks_dir: Path, key: str) -> object:
+    # Read straight from the stack file, as `pulumi.Config` does under the real analyzer: an unset key is None.
+    return load_stack_config(stack, stacks_dir).get(key)
+
+
+def _check(graph: Graph, stacks_dir: Path, config: dict[str, object]) -> list[Violation]:
+    production = _stack_setting(graph.stack, stacks_dir, "modelplane:production")
+    return evaluate(graph, config, production=production if isinstance(production, bool) else None)
+
+
+def _estimate(graph: Graph, stacks_dir: Path, spot_discount: float | None, s3_gb: float | None,
+              nat_gb: float | None) -> costs.CostReport:
+    prices = costs.load_prices()
+    assumptions = costs.Assumptions.defaults(prices, spot_discount=spot_discount, s3_gb_per_bucket=s3_gb,
+                                             nat_gb_per_month=nat_gb)
+    region = _stack_setting(graph.stack, stacks_dir, "aws:region")
+    return costs.estimate(graph, prices, assumptions, region=region if isinstance(region, str) else None)
+
+
+@app.command()
+def policy(
+    stack: StackOption,
+    as_json: JsonOption = False,
+    stacks_dir: StacksDirOption = STACKS_DIR,
+    policy_config: PolicyConfigOption = None,
+) -> None:
+    """Evaluate the policy pack's rules over a stack's offline graph; exit 1 on any mandatory violation."""
+    config = _policy_config(policy_config)
+    graph = _render_or_exit(stack, stacks_dir)
+    violations = _check(graph, stacks_dir, config)
+    if as_json:
+        out_console.print_json(json.dumps(verdicts.to_dict(stack, violations, len(ALL_POLICIES))))
+    else:
+        out_console.print(verdicts.to_text(stack, violations, len(ALL_POLICIES)), soft_wrap=True, highlight=False)
+    if not verdicts.passed(violations):
+        raise typer.Exit(code=1)
+
+
+def _close(job: diffs.BaseRenderJob | diffs.DiffError) -> None:
+    # Whatever happened to the working-tree render, the base subprocess and worktree must not outlive us.
+    if isinstance(job, diffs.BaseRenderJob):
+        job.close()
+
+
+@app.command()
+def diff(
+    stack: StackOption,
+    base: BaseOption = "HEAD",
+    as_json: JsonOption = False,
+    stacks_dir: StacksDirOption = STACKS_DIR,
+) -> None:
+    """Diff a stack's offline render against its render at git ref BASE: + create, - delete, ~ update."""
+    job = diffs.start(base, [stack], stacks_dir=stacks_dir)
+    try:
+        found = diffs.diff_stacks({stack: _render_or_exit(stack, stacks_dir)}, base, job)[stack]
+    finally:
+        _close(job)
+    if as_json:
+        out_console.print_json(json.dumps(found.to_dict()))
+    else:
+        out_console.print(diffs.to_text(found), soft_wrap=True, highlight=False)
+    if found.error:
+        raise typer.Exit(code=2)
+
+
+@app.command()
+def cost(
+    stack: StackOption,
+    as_json: JsonOption = False,
+    stacks_dir: StacksDirOption = STACKS_DIR,
+    spot_discount: SpotDiscountOption = None,
+    s3_gb: S3GbOption = None,
+    nat_gb: NatGbOption = None,
+) -> None:
+    """Estimate a stack's monthly cost per resource and in total from the dated price table."""
+    graph = _render_or_exit(stack, stacks_dir)
+    estimate = _estimate(graph, stacks_dir, spot_discount, s3_gb, nat_gb)
+    if as_json:
+        out_console.print_json(json.dumps(estimate.to_dict()))
+        return
+    out_console.print(costs.to_table(estimate))
+    for warning in estimate.warnings:
+        out_console.print(f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True)
+
+
+def _overview(rows: list[dict[str, object]]) -> Table:
+    table = Table(title="modelplane preview", title_justify="left")
+    table.add_column("stack")
+    table.add_column("resources", justify="right")
+    table.add_column("policy")
+    table.add_column("changes")
+    table.add_column("monthly cost", justify="right")
+    for row in rows:
+        table.add_row(*(str(row[key]) for key in ("stack", "resources", "policy", "changes", "cost")))
     return table
+
+
+def _changes_cell(found: diffs.StackDiff) -> str:
+    if found.error:
+        return "diff unavailable"
+    counts = found.counts()
+    return f"+{counts['create']} ~{counts['update']} -{counts['delete']}"
 
 
 @app.command()
 def preview(
     stack: Annotated[str, typer.Option("--stack", "-s", help="A stack name, or 'all'.")] = "all",
+    base: BaseOption = "HEAD",
     as_json: JsonOption = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="One Markdown document (for PR comments).")] = False,
     stacks_dir: StacksDirOption = STACKS_DIR,
+    policy_config: PolicyConfigOption = None,
 ) -> None:
-    """Render every stack (or one) offline and summarise what each would declare."""
+    """For every stack (or one): render offline, check the policy pack, diff against BASE, estimate cost.
+
+    Exit 2 when a stack's config is invalid, 1 when a mandatory policy is violated, else 0.
+    """
+    config = _policy_config(policy_config)
     stacks = list_stacks(stacks_dir) if stack == "all" else [stack]
-    report = []
+    # The base renders in a subprocess while this process renders the working tree.
+    job = diffs.start(base, stacks, stacks_dir=stacks_dir)
+    graphs: dict[str, Graph] = {}
+    seconds: dict[str, float] = {}
     failed = False
-    for name in stacks:
-        started = time.perf_counter()
-        try:
-            graph = render(name, stacks_dir)
-        except ConfigError as exc:
-            err_console.print(f"[bold red]{name}:[/] {exc}", highlight=False, soft_wrap=True)
-            failed = True
-            continue
-        seconds = time.perf_counter() - started
-        counts = Counter(r.type for r in graph.resources)
-        report.append({"stack": name, "resources": len(graph.resources), "seconds": round(seconds, 3),
-                       "types": dict(sorted(counts.items()))})
-        if not as_json:
-            out_console.print(_summary_table(graph))
-            out_console.print(f"rendered in {seconds:.2f}s\n")
+    try:
+        for name in stacks:
+            started = time.perf_counter()
+            try:
+                graphs[name] = render(name, stacks_dir)
+            except ConfigError as exc:
+                err_console.print(f"[bold red]{name}:[/] {exc}", highlight=False, soft_wrap=True)
+                failed = True
+                continue
+            seconds[name] = time.perf_counter() - started
+        found_diffs = diffs.diff_stacks(graphs, base, job)
+    finally:
+        _close(job)
+    report, rows, sections = [], [], []
+    mandatory = 0
+    for name, graph in graphs.items():
+        violations = _check(graph, stacks_dir, config)
+        estimate = _estimate(graph, stacks_dir, None, None, None)
+        mandatory += verdicts.counts(violations)["mandatory"]
+        report.append({"stack": name, "resources": len(graph.resources), "seconds": round(seconds[name], 3),
+                       "types": dict(sorted(Counter(r.type for r in graph.resources).items())),
+                       "policy": verdicts.to_dict(name, violations, len(ALL_POLICIES)),
+                       "diff": found_diffs[name].to_dict(), "cost": estimate.to_dict()})
+        rows.append({"stack": name, "resources": len(graph.resources), "policy": verdicts.summary_line(violations),
+                     "changes": _changes_cell(found_diffs[name]),
+                     "cost": costs.span(estimate.total_min, estimate.total_max)})
+        sections.append((name, violations, found_diffs[name], estimate))
     if as_json:
-        out_console.print_json(json.dumps({"stacks": report}))
+        out_console.print_json(json.dumps({"base": base, "passed": mandatory == 0 and not failed, "stacks": report}))
+    elif markdown:
+        out_console.print(_markdown(base, rows, sections), markup=False, highlight=False, emoji=False, soft_wrap=True)
+    else:
+        _print_preview(rows, sections)
     if failed:
         raise typer.Exit(code=2)
+    if mandatory:
+        raise typer.Exit(code=1)
+
+
+Section = tuple[str, list[Violation], diffs.StackDiff, costs.CostReport]
+
+
+def _print_preview(rows: list[dict[str, object]], sections: list[Section]) -> None:
+    out_console.print(_overview(rows))
+    for name, violations, found, estimate in sections:
+        out_console.rule(f"[bold]{name}")
+        out_console.print(verdicts.to_text(name, violations, len(ALL_POLICIES)), soft_wrap=True, highlight=False)
+        out_console.print(diffs.to_text(found), soft_wrap=True, highlight=False)
+        scaling = [line for line in estimate.lines if line.is_range]
+        out_console.print(f"cost {name}: {costs.span(estimate.total_min, estimate.total_max)} per month "
+                          f"(`modelplane cost --stack {name}` for every line)", markup=False, highlight=False, emoji=False)
+        for line in scaling:
+            out_console.print(f"  {line.name}: {costs.span(line.monthly_min, line.monthly_max)}  {line.basis}",
+                              markup=False, highlight=False, emoji=False, soft_wrap=True)
+        for warning in estimate.warnings:
+            out_console.print(f"  warning: {warning}", style="yellow", markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def _markdown(base: str, rows: list[dict[str, object]], sections: list[Section]) -> str:
+    lines = ["## modelplane preview", "", f"Offline render of every stack, diffed against `{base}`.", "",
+             "| stack | resources | policy | changes | monthly cost |", "|---|---|---|---|---|"]
+    lines += [f"| {r['stack']} | {r['resources']} | {r['policy']} | {r['changes']} | {r['cost']} |" for r in rows]
+    for name, violations, found, estimate in sections:
+        lines += ["", f"<details><summary><b>{name}</b>: {verdicts.summary_line(violations)}, "
+                      f"{_changes_cell(found)}</summary>", ""]
+        if violations:
+            lines += [verdicts.to_markdown(violations), ""]
+        lines += [diffs.to_markdown(found), "", costs.to_markdown(estimate), "", "</details>"]
+    return "\n".join(lines)
 
 
 @app.command()
@@ -111,3 +294,7 @@ def up(stack: StackOption, stacks_dir: StacksDirOption = STACKS_DIR) -> None:
         [pulumi_cli, "up", "--stack", stack, "--policy-pack", str(REPO_ROOT / "policies")], cwd=REPO_ROOT, check=False
     )
     raise typer.Exit(code=result.returncode)
+
+
+if __name__ == "__main__":
+    app()

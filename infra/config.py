@@ -14,10 +14,12 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field, ValidationError
 
 from infra import versions
+from infra.config_base import Section
+from infra.config_gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
+from infra.config_platform import MeshConfig, ObservabilityConfig
 from infra.errors import ConfigError, ConfigIssue
 
 NAMESPACE = "modelplane"
@@ -31,16 +33,7 @@ INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs", "ec2", "elas
 """VPC interface endpoint services a stack may ask for."""
 
 
-class _Section(BaseModel):
-    """Base of every config model: frozen, camelCase keys, unknown keys rejected."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-    )
+_Section = Section
 
 
 class FlowLogsConfig(_Section):
@@ -256,6 +249,16 @@ class PlatformConfig(_Section):
     """The S3 model store. Defaults to the StorageConfig defaults when target is aws."""
     cache: CacheConfig | None = None
     """The Redis cache. Defaults to the CacheConfig defaults when target is aws."""
+    gpu_pools: list[GpuPoolConfig] = []
+    """Karpenter GPU NodePools (scale to zero). Defaults to none. AWS only."""
+    karpenter: KarpenterConfig | None = None
+    """The Karpenter controller and CPU NodePool. Defaults to the KarpenterConfig defaults when target is aws."""
+    addons: AddonsConfig | None = None
+    """GPU platform add-ons on/off. Defaults to the AddonsConfig defaults when target is aws."""
+    mesh: MeshConfig = MeshConfig(enabled=False)
+    """Istio. Defaults to on for target aws, off for kubeconfig."""
+    observability: ObservabilityConfig = ObservabilityConfig(enabled=False)
+    """Prometheus, Alertmanager, Grafana. Defaults to on for target aws, off for kubeconfig."""
     tags: dict[str, str] = {}
     """Tags on every taggable AWS resource; must include owner and cost-center."""
 
@@ -273,8 +276,13 @@ _SECTIONS: dict[str, type[_Section]] = {
     "nodePools": NodePoolConfig,
     "storage": StorageConfig,
     "cache": CacheConfig,
+    "gpuPools": GpuPoolConfig,
+    "karpenter": KarpenterConfig,
+    "addons": AddonsConfig,
+    "mesh": MeshConfig,
+    "observability": ObservabilityConfig,
 }
-_AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache")
+_AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter", "addons")
 _SCALARS: dict[str, Callable[[Any], bool]] = {
     "target": lambda v: v in ("aws", "kubeconfig"),
     "production": lambda v: isinstance(v, bool),
@@ -395,6 +403,9 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
                 issues.append(ConfigIssue(f"{NAMESPACE}:{key}", "is required when modelplane:target is 'aws'"))
         fields.update(_parse_sections(ours, production, issues))
 
+    if target in ("aws", "kubeconfig"):
+        fields.update(_parse_platform_services(ours, target == "aws", production, issues))
+
     if "tags" in ours and isinstance(ours["tags"], dict):
         _check_tags(ours["tags"], issues)
     elif target == "aws":
@@ -422,6 +433,60 @@ def _parse_sections(ours: dict[str, Any], production: bool, issues: list[ConfigI
     pools = ours.get("nodePools")
     if pools is not None:
         fields["node_pools"] = _parse_pools(pools, issues)
+    fields.update(_parse_gpu_platform(ours, production, [p.name for p in fields.get("node_pools", [])], issues))
+    return fields
+
+
+def _parse_gpu_platform(ours: dict[str, Any], production: bool, node_pool_names: list[str],
+                        issues: list[ConfigIssue]) -> dict[str, Any]:
+    """`karpenter`, `addons` and the `gpuPools` table; pool names are unique across nodePools, cpuPool and gpuPools."""
+    fields: dict[str, Any] = {}
+    taken = {name: "nodePools" for name in node_pool_names}
+    karpenter = _parse("karpenter", KarpenterConfig, ours.get("karpenter", {}), issues)
+    if karpenter is not None:
+        fields["karpenter"] = karpenter
+        _scoped(issues, "karpenter", karpenter.checks())
+        cpu_pool = karpenter.cpu_pool
+        if cpu_pool.enabled and cpu_pool.name in taken:
+            issues.append(ConfigIssue(f"{NAMESPACE}:karpenter.cpuPool.name",
+                                      f"duplicate pool name {cpu_pool.name!r} (also in nodePools)"))
+        elif cpu_pool.enabled:
+            taken[cpu_pool.name] = "karpenter.cpuPool"
+    addons = _parse("addons", AddonsConfig, ours.get("addons", {}), issues)
+    if addons is not None:
+        fields["addons"] = addons
+        _scoped(issues, "addons", addons.checks())
+    pools = ours.get("gpuPools", [])
+    if not isinstance(pools, list):
+        issues.append(ConfigIssue(f"{NAMESPACE}:gpuPools", f"must be a list of GPU pools (got {pools!r})"))
+        return fields
+    parsed_pools: list[GpuPoolConfig] = []
+    for i, item in enumerate(pools):
+        pool = _parse("gpuPools", GpuPoolConfig, item, issues, loc=(i,))
+        if pool is None:
+            continue
+        _scoped(issues, f"gpuPools[{i}]", pool.checks(production))
+        if pool.name in taken:
+            issues.append(ConfigIssue(f"{NAMESPACE}:gpuPools[{i}].name",
+                                      f"duplicate pool name {pool.name!r} (also in {taken[pool.name]})"))
+        taken.setdefault(pool.name, f"gpuPools[{i}]")
+        parsed_pools.append(pool)
+    fields["gpu_pools"] = parsed_pools
+    return fields
+
+
+def _parse_platform_services(ours: dict[str, Any], default_on: bool, production: bool,
+                             issues: list[ConfigIssue]) -> dict[str, Any]:
+    """`mesh` and `observability`, on every target; `enabled` defaults to on for aws, off for kubeconfig."""
+    fields: dict[str, Any] = {}
+    for key, model in (("mesh", MeshConfig), ("observability", ObservabilityConfig)):
+        value = ours.get(key, {})
+        if isinstance(value, dict):
+            value = {"enabled": default_on, **value}
+        parsed = _parse(key, model, value, issues)
+        if isinstance(parsed, (MeshConfig, ObservabilityConfig)):
+            fields[key] = parsed
+            _scoped(issues, key, parsed.checks(production))
     return fields
 
 

@@ -253,7 +253,7 @@ class InferenceService(pulumi.ComponentResource):
         )
 
 
-def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> dict[str, Any]:
+def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
     return {"name": name, "namespace": namespace, "labels": dict(labels)}
 
 

@@ -164,7 +164,7 @@ class LocalServices(pulumi.ComponentResource):
         }, opts=child)
 
 
-def _meta(name: str, namespace: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def _meta(name: str, namespace: str, labels: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgsDict:
     return {"name": name, "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "modelplane", "app.kubernetes.io/part-of": "modelplane-local",
                        **(labels or {})}}

@@ -8,11 +8,16 @@ import pulumi_kubernetes as k8s
 from infra.cache import Cache, CacheArgs
 from infra.cluster import Cluster, ClusterArgs, NodePoolSpec
 from infra.config import CacheConfig, PlatformConfig, StorageConfig
+from infra.config_gpu import AddonsConfig, KarpenterConfig
+from infra.gpu import CpuPoolSpec, GpuNodePools, GpuNodePoolsArgs, GpuPoolSpec
 from infra.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.mesh import Mesh, MeshArgs
 from infra.namespaces import Namespaces, NamespacesArgs
 from infra.network import Network, NetworkArgs
+from infra.observability import Observability, ObservabilityArgs
 from infra.storage import ModelStore, ModelStoreArgs
-from infra.tags import tag_transform
+from infra.tags import merge_tags, tag_transform
+from infra.training_operator import TrainingOperator
 
 TRAINER_SERVICE_ACCOUNT = ("training", "trainer")
 """(namespace, service account) of training jobs."""
@@ -27,7 +32,36 @@ def build(config: PlatformConfig) -> None:
     else:
         provider = k8s.Provider("local", context=config.kube_context, enable_server_side_apply=True)
         pulumi.export("kube_context", config.kube_context or "(current)")
-    Namespaces("workloads", NamespacesArgs(), opts=pulumi.ResourceOptions(provider=provider))
+        _platform_services(config, provider)
+
+
+def _platform_services(config: PlatformConfig, provider: k8s.Provider) -> list[pulumi.Resource]:
+    """Workload namespaces, the mesh and the monitoring stack (any target); returns what CRD users wait on."""
+    mesh, obs = config.mesh, config.observability
+    observability_args = ObservabilityArgs(
+        retention_days=obs.retention_days, retention_size_gb=obs.retention_size_gb, storage_gb=obs.storage_gb,
+        # EKS ships no gp3 class; other clusters use their default StorageClass.
+        storage_class="gp3" if config.is_aws else None, create_storage_class=config.is_aws,
+        alertmanager=obs.alertmanager, grafana=obs.grafana, mesh_scraping=mesh.enabled,
+    )
+    mesh_args = MeshArgs(
+        version=mesh.version, gateway_scheme=mesh.gateway_scheme, aws_load_balancer=config.is_aws,
+        replicas=mesh.replicas, scrape_principals=[observability_args.prometheus_principal] if obs.enabled else [],
+    )
+    namespaces = Namespaces("workloads", NamespacesArgs(labels=mesh_args.namespace_labels() if mesh.enabled else {}),
+                            opts=pulumi.ResourceOptions(provider=provider))
+    after: list[pulumi.Resource] = [namespaces]
+    if mesh.enabled:
+        istio = Mesh("mesh", mesh_args, opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespaces]))
+        # Prometheus must start after istiod so its certificate sidecar is injected.
+        after.append(istio.control_plane)
+        pulumi.export("ingress_gateway", istio.gateway)
+    if not obs.enabled:
+        return []
+    monitoring = Observability("observability", observability_args,
+                               opts=pulumi.ResourceOptions(provider=provider, depends_on=after))
+    pulumi.export("prometheus_url", monitoring.prometheus_url)
+    return [monitoring.operator]
 
 
 def _build_aws(config: PlatformConfig) -> k8s.Provider:
@@ -85,6 +119,30 @@ def _build_aws(config: PlatformConfig) -> k8s.Provider:
     pulumi.export("vpc_id", network.vpc_id)
     pulumi.export("cluster_name", cluster.cluster_name)
     pulumi.export("cluster_endpoint", cluster.cluster_endpoint)
+    _gpu_platform(config, cluster_name, cluster, _platform_services(config, cluster.provider))
     for role, bucket in store.bucket_names.items():
         pulumi.export(f"{role}_bucket", bucket)
     return cluster.provider
+
+
+def _gpu_platform(config: PlatformConfig, cluster_name: str, cluster: Cluster,
+                  monitoring: list[pulumi.Resource]) -> None:
+    """Karpenter with the GPU and CPU NodePools, the NVIDIA add-ons and the training operator."""
+    assert config.region  # guaranteed by parse_config for target aws
+    karpenter = config.karpenter or KarpenterConfig()
+    addons = config.addons or AddonsConfig()
+    on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
+    gpu = GpuNodePools("gpu", GpuNodePoolsArgs(
+        cluster_name=cluster_name, cluster_arn=cluster.cluster_arn, cluster_endpoint=cluster.cluster_endpoint,
+        cluster_security_group_id=cluster.cluster_security_group_id, region=config.region,
+        gpu_pools=[GpuPoolSpec(**p.model_dump(exclude={"gpus_per_node"}), min_gpus_per_node=p.gpus_per_node.min,
+                               max_gpus_per_node=p.gpus_per_node.max) for p in config.gpu_pools],
+        cpu_pool=CpuPoolSpec(**karpenter.cpu_pool.model_dump(exclude={"enabled"})) if karpenter.cpu_pool.enabled else None,
+        controller_replicas=karpenter.replicas, controller_cpu=karpenter.cpu, controller_memory=karpenter.memory,
+        device_plugin=addons.nvidia_device_plugin, dcgm_exporter=addons.dcgm_exporter,
+        dcgm_scrape_interval=addons.dcgm_scrape_interval, tags=merge_tags(config.tags, None, config.stack),
+    ), opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=monitoring))  # DCGM's ServiceMonitor CRD
+    if addons.training_operator:
+        TrainingOperator("training-operator", opts=on_cluster)
+    pulumi.export("karpenter_interruption_queue", gpu.interruption_queue_name)
+    pulumi.export("gpu_pools", gpu.gpu_pool_names)

@@ -65,6 +65,93 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("no system pool", {"modelplane:nodePools": [{"name": "gpu-ish", "instanceTypes": ["t3.large"], "minSize": 1,
                                                   "desiredSize": 1, "maxSize": 2}]},
      "modelplane:nodePools", "must include a pool named 'system'"),
+    ("GPU pool with an unknown capacity type", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4, "capacityTypes": ["spott"]}]},
+     "modelplane:gpuPools[0].capacityTypes[0]", "must be one of spot, on-demand (got 'spott'); did you mean 'spot'?"),
+    ("GPU pool with a zero GPU limit", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 0}]},
+     "modelplane:gpuPools[0].gpuLimit", "must be > 0 (got 0)"),
+    ("GPU pool with a negative GPU limit", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": -8}]},
+     "modelplane:gpuPools[0].gpuLimit", "must be > 0 (got -8)"),
+    ("GPU pool with an empty instance list", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": [], "gpuLimit": 4}]},
+     "modelplane:gpuPools[0].instanceFamilies", "must list at least one instance family"),
+    ("GPU pool with both families and types", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "instanceTypes": ["g6.xlarge"], "gpuLimit": 4}]},
+     "modelplane:gpuPools[0].instanceTypes", "set instanceFamilies or instanceTypes, not both"),
+    ("GPU pool with a malformed instance family", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6.xlarge"], "gpuLimit": 4}]},
+     "modelplane:gpuPools[0].instanceFamilies[0]", "must be an EC2 instance family"),
+    ("GPU pool with min above max GPUs per node", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 8, "gpusPerNode": {"min": 4, "max": 1}}]},
+     "modelplane:gpuPools[0].gpusPerNode.max", "must be >= gpusPerNode.min (got 1 < 4)"),
+    ("GPU limit below one node's GPUs", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["p5"], "gpuLimit": 4, "gpusPerNode": {"min": 8, "max": 8}}]},
+     "modelplane:gpuPools[0].gpuLimit", "the pool could never launch a node"),
+    ("duplicate GPU pool names", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4},
+        {"name": "gpu-train", "instanceFamilies": ["g5"], "gpuLimit": 4}]},
+     "modelplane:gpuPools[1].name", "duplicate pool name 'gpu-train' (also in gpuPools[0])"),
+    ("GPU pool named like a node group", {"modelplane:gpuPools": [
+        {"name": "system", "instanceFamilies": ["g6"], "gpuLimit": 4}]},
+     "modelplane:gpuPools[0].name", "duplicate pool name 'system' (also in nodePools)"),
+    ("GPU pool named like the CPU pool", {"modelplane:gpuPools": [
+        {"name": "cpu", "instanceFamilies": ["g6"], "gpuLimit": 4}]},
+     "modelplane:gpuPools[0].name", "duplicate pool name 'cpu' (also in karpenter.cpuPool)"),
+    ("bad consolidateAfter", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4, "consolidateAfter": "5 minutes"}]},
+     "modelplane:gpuPools[0].consolidateAfter", "must be a duration like 30s, 10m, 1h30m or Never (got '5 minutes')"),
+    ("bad expireAfter", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4, "expireAfter": "30d"}]},
+     "modelplane:gpuPools[0].expireAfter", "must be a duration"),
+    ("Never is no grace period", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4, "terminationGracePeriod": "Never"}]},
+     "modelplane:gpuPools[0].terminationGracePeriod", "must be a duration like 30s, 10m, 1h30m (got 'Never')"),
+    ("bad disruption budget", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4, "disruptionBudget": "half"}]},
+     "modelplane:gpuPools[0].disruptionBudget", "must be a node count like 1 or a percentage like 10%"),
+    ("time-slicing on Bottlerocket", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4, "amiFamily": "bottlerocket",
+         "timeSlicingReplicas": 4}]},
+     "modelplane:gpuPools[0].timeSlicingReplicas", "is not supported with amiFamily bottlerocket"),
+    ("unknown AMI family", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4, "amiFamily": "ubuntu"}]},
+     "modelplane:gpuPools[0].amiFamily", "'al2023' or 'bottlerocket'"),
+    ("spot inference pool in production", {"modelplane:production": True, "modelplane:gpuPools": [
+        {"name": "gpu-infer", "purpose": "inference", "instanceFamilies": ["g6"], "gpuLimit": 4,
+         "capacityTypes": ["spot", "on-demand"]}]},
+     "modelplane:gpuPools[0].capacityTypes", "must be only on-demand for an inference pool in a production stack"),
+    ("unknown GPU pool key with suggestion", {"modelplane:gpuPools": [
+        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4, "gpuLimt": 4}]},
+     "modelplane:gpuPools[0].gpuLimt", "did you mean 'gpuLimit'?"),
+    ("GPU pools on a kubeconfig stack", {"modelplane:target": "kubeconfig"}, "modelplane:gpuPools",
+     "has no effect with target 'kubeconfig'"),
+    ("bad Karpenter CPU", {"modelplane:karpenter": {"cpu": "one"}},
+     "modelplane:karpenter.cpu", "must be a Kubernetes CPU quantity"),
+    ("CPU pool with an unknown capacity type", {"modelplane:karpenter": {"cpuPool": {"capacityTypes": ["ondemand"]}}},
+     "modelplane:karpenter.cpuPool.capacityTypes[0]", "did you mean 'on-demand'?"),
+    ("bad DCGM scrape interval", {"modelplane:addons": {"dcgmScrapeInterval": "often"}},
+     "modelplane:addons.dcgmScrapeInterval", "must be a duration like 15s or 1m"),
+    ("unsupported Istio version", {"modelplane:mesh": {"version": "1.28.0"}},
+     "modelplane:mesh.version", "must be one of 1.29.6 (got '1.28.0'); every Istio chart installs at this one version"),
+    ("per-chart Istio version", {"modelplane:mesh": {"istiodVersion": "1.29.5"}},
+     "modelplane:mesh.istiodVersion", "unknown key 'istiodVersion'"),
+    ("unknown gateway scheme", {"modelplane:mesh": {"gatewayScheme": "public"}},
+     "modelplane:mesh.gatewayScheme", "'internal' or 'internet-facing' (got 'public')"),
+    ("one istiod in production", {"modelplane:production": True, "modelplane:mesh": {"replicas": 1}},
+     "modelplane:mesh.replicas", "must be >= 2 in a production stack (got 1)"),
+    ("retention size above the volume", {"modelplane:observability": {"retentionSizeGb": 60, "storageGb": 50}},
+     "modelplane:observability.retentionSizeGb", "must be below storageGb so the volume never fills (got 60 >= 50)"),
+    ("retention size without a volume", {"modelplane:observability": {"retentionSizeGb": 10, "storageGb": 0}},
+     "modelplane:observability.retentionSizeGb", "has no effect without a volume"),
+    ("no Prometheus volume in production", {"modelplane:production": True, "modelplane:observability": {"storageGb": 0}},
+     "modelplane:observability.storageGb", "must be > 0 in a production stack (got 0)"),
+    ("no Alertmanager in production", {"modelplane:production": True,
+                                       "modelplane:observability": {"alertmanager": False}},
+     "modelplane:observability.alertmanager", "must be true in a production stack (got false)"),
+    ("zero retention", {"modelplane:observability": {"retentionDays": 0}},
+     "modelplane:observability.retentionDays", "greater than or equal to 1"),
 ]
 
 

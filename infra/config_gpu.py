@@ -1,0 +1,215 @@
+"""Stack config for the GPU platform: `modelplane:gpuPools`, `modelplane:karpenter` and `modelplane:addons`.
+
+Kept apart from infra/config.py (the base platform sections) so each module stays one concern;
+parsing and error reporting are the same: frozen pydantic models, camelCase keys, key-path errors
+collected and reported at once. Valid values and patterns come from infra/karpenter.py, which
+cites the Karpenter CRDs they mirror.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Literal
+
+from pydantic import Field
+
+from infra import karpenter
+from infra.config_base import Section
+
+_POOL_NAME = r"^[a-z][a-z0-9-]{0,30}$"
+_CPU = re.compile(r"^\d+(\.\d+)?m?$")
+_MEMORY = re.compile(r"^\d+(Mi|Gi|Ti)$")
+_SCRAPE_INTERVAL = re.compile(r"^[0-9]+(s|m)$")
+
+
+def _one_of(value: object, allowed: tuple[str, ...]) -> str:
+    hint = difflib.get_close_matches(str(value), list(allowed), n=1)
+    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+    return f"must be one of {', '.join(allowed)} (got {value!r}){suggestion}"
+
+
+def _capacity_problems(capacity_types: list[str]) -> list[tuple[str, str]]:
+    if not capacity_types:
+        return [("capacityTypes", f"must list at least one of {', '.join(karpenter.CAPACITY_TYPES)} (got [])")]
+    return [(f"capacityTypes[{i}]", _one_of(value, karpenter.CAPACITY_TYPES))
+            for i, value in enumerate(capacity_types) if value not in karpenter.CAPACITY_TYPES]
+
+
+def _duration_problems(**durations: str) -> list[tuple[str, str]]:
+    problems = []
+    for key, value in durations.items():
+        pattern = karpenter.GRACE_PERIOD if key == "terminationGracePeriod" else karpenter.DURATION
+        if not pattern.match(value):
+            allowed = "like 30s, 10m, 1h30m" + ("" if key == "terminationGracePeriod" else " or Never")
+            problems.append((key, f"must be a duration {allowed} (got {value!r})"))
+    return problems
+
+
+class GpusPerNodeConfig(Section):
+    """Bounds on the GPUs of one node (Karpenter's instance-gpu-count requirement)."""
+
+    min: int = Field(default=1, ge=1, le=16)
+    """Fewest GPUs per node. Defaults to 1."""
+    max: int = Field(default=8, ge=1, le=16)
+    """Most GPUs per node. Defaults to 8."""
+
+
+class GpuPoolConfig(Section):
+    """One GPU NodePool: which instances, how they are bought, how many GPUs in total, how nodes are recycled."""
+
+    name: str = Field(pattern=_POOL_NAME)
+    """Pool name; nodes get modelplane.io/pool=<name> and modelplane.io/gpu-pool=<name>. Lowercase, digits, dashes."""
+    purpose: Literal["training", "inference"] = "training"
+    """What runs here. Defaults to training. Valid values: training, inference (production: on-demand only)."""
+    instance_families: list[str] = []
+    """EC2 instance families, e.g. [g6, g6e]. Set this or instanceTypes."""
+    instance_types: list[str] = []
+    """EC2 instance types, e.g. [g6.12xlarge]. Set this or instanceFamilies."""
+    capacity_types: list[str] = ["on-demand"]
+    """How nodes are bought. Defaults to [on-demand]. Valid values: spot, on-demand."""
+    gpus_per_node: GpusPerNodeConfig = GpusPerNodeConfig()
+    """GPUs per node bounds. Defaults to 1..8."""
+    gpu_limit: int
+    """Total nvidia.com/gpu the pool may hold (NodePool limits). Required, > 0."""
+    cpu_limit: int | None = Field(default=None, ge=1)
+    """Total vCPUs the pool may hold. Defaults to no CPU limit (the GPU limit bounds the pool)."""
+    memory_limit: str | None = None
+    """Total memory the pool may hold, e.g. 4Ti. Defaults to no memory limit."""
+    ami_family: Literal["al2023", "bottlerocket"] = "al2023"
+    """AMI family; Karpenter picks its NVIDIA variant for GPU instances. Defaults to al2023."""
+    disk_size_gb: int = Field(default=200, ge=50, le=16384)
+    """Encrypted gp3 volume for images and containers, in GiB. Defaults to 200 (CUDA images are large)."""
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmpty"
+    """Which nodes Karpenter may consolidate. Defaults to WhenEmpty (never repack running GPU work)."""
+    consolidate_after: str = "10m"
+    """How long a node must be consolidatable before Karpenter acts. Defaults to 10m."""
+    expire_after: str = "720h"
+    """Maximum node lifetime. Defaults to 720h. Valid: a duration or Never."""
+    termination_grace_period: str = "24h"
+    """How long a draining node may wait on do-not-disrupt pods before it is terminated. Defaults to 24h."""
+    disruption_budget: str = "10%"
+    """Nodes that may be voluntarily disrupted at once: a count or a percentage. Defaults to 10%."""
+    weight: int = Field(default=10, ge=1, le=100)
+    """Priority among pools that fit a pod (higher first). Defaults to 10. Valid: 1 to 100."""
+    time_slicing_replicas: int | None = Field(default=None, ge=2, le=64)
+    """Share each GPU between this many pods (NVIDIA time-slicing; al2023 only). Defaults to no sharing."""
+
+    def checks(self, production: bool) -> list[tuple[str, str]]:
+        """Capacity types, instance lists, GPU bounds and limit, durations, budget, production on-demand."""
+        problems = _capacity_problems(self.capacity_types)
+        problems += self._instance_problems()
+        gpus = self.gpus_per_node
+        if gpus.max < gpus.min:
+            problems.append(("gpusPerNode.max", f"must be >= gpusPerNode.min (got {gpus.max} < {gpus.min})"))
+        if self.gpu_limit <= 0:
+            problems.append(("gpuLimit", f"must be > 0 (got {self.gpu_limit}); it caps the pool's total nvidia.com/gpu"))
+        elif self.gpu_limit < gpus.min:
+            problems.append(("gpuLimit", f"must be >= gpusPerNode.min (got {self.gpu_limit} < {gpus.min}); "
+                                         "the pool could never launch a node"))
+        problems += _duration_problems(consolidateAfter=self.consolidate_after, expireAfter=self.expire_after,
+                                       terminationGracePeriod=self.termination_grace_period)
+        if not karpenter.BUDGET_NODES.match(self.disruption_budget):
+            problems.append(("disruptionBudget", f"must be a node count like 1 or a percentage like 10% "
+                                                 f"(got {self.disruption_budget!r})"))
+        if self.memory_limit is not None and not _MEMORY.match(self.memory_limit):
+            problems.append(("memoryLimit", f"must be a memory quantity like 2048Gi (got {self.memory_limit!r})"))
+        if self.time_slicing_replicas is not None and self.ami_family == "bottlerocket":
+            problems.append(("timeSlicingReplicas", "is not supported with amiFamily bottlerocket (its built-in "
+                                                    "device plugin is set through Bottlerocket settings); use al2023 "
+                                                    "or remove it"))
+        if production and self.purpose == "inference" and self.capacity_types != ["on-demand"]:
+            problems.append(("capacityTypes", f"must be only on-demand for an inference pool in a production stack "
+                                              f"(got {self.capacity_types}); spot reclaims would drop serving capacity"))
+        return problems
+
+    def _instance_problems(self) -> list[tuple[str, str]]:
+        if self.instance_families and self.instance_types:
+            return [("instanceTypes", "set instanceFamilies or instanceTypes, not both")]
+        if not self.instance_families and not self.instance_types:
+            return [("instanceFamilies", "must list at least one instance family like g6 (or set instanceTypes) "
+                                         "(got [])")]
+        problems = [(f"instanceFamilies[{i}]", f"must be an EC2 instance family like g6 or p4d (got {family!r})")
+                    for i, family in enumerate(self.instance_families) if not karpenter.INSTANCE_FAMILY.match(family)]
+        problems += [(f"instanceTypes[{i}]", f"must be an EC2 instance type like g6.12xlarge (got {kind!r})")
+                     for i, kind in enumerate(self.instance_types) if not karpenter.INSTANCE_TYPE.match(kind)]
+        return problems
+
+
+class CpuPoolConfig(Section):
+    """The Karpenter NodePool for workloads that need no GPU (CPU training, batch, tools)."""
+
+    enabled: bool = True
+    """Create the CPU NodePool. Defaults to true."""
+    name: str = Field(default="cpu", pattern=_POOL_NAME)
+    """Pool name; nodes get modelplane.io/pool=<name>. Defaults to cpu."""
+    instance_categories: list[str] = ["c", "m", "r"]
+    """EC2 instance categories. Defaults to c, m, r."""
+    min_generation: int = Field(default=5, ge=1)
+    """Oldest instance generation allowed: 5 admits m5 and newer. Defaults to 5."""
+    capacity_types: list[str] = ["on-demand"]
+    """How nodes are bought. Defaults to [on-demand]. Valid values: spot, on-demand."""
+    cpu_limit: int = Field(default=64, ge=1)
+    """Total vCPUs the pool may hold. Defaults to 64."""
+    memory_limit: str = "256Gi"
+    """Total memory the pool may hold. Defaults to 256Gi."""
+    disk_size_gb: int = Field(default=50, ge=20, le=16384)
+    """Encrypted gp3 root volume in GiB. Defaults to 50."""
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmptyOrUnderutilized"
+    """Which nodes Karpenter may consolidate. Defaults to WhenEmptyOrUnderutilized."""
+    consolidate_after: str = "1m"
+    """Wait before consolidating. Defaults to 1m."""
+    expire_after: str = "720h"
+    """Maximum node lifetime. Defaults to 720h."""
+
+    def checks(self) -> list[tuple[str, str]]:
+        """Capacity types, categories, limits and durations."""
+        problems = _capacity_problems(self.capacity_types)
+        problems += [(f"instanceCategories[{i}]", f"must be one lowercase letter like c or m (got {category!r})")
+                     for i, category in enumerate(self.instance_categories) if not re.fullmatch(r"[a-z]", category)]
+        if not self.instance_categories:
+            problems.append(("instanceCategories", "must list at least one category like c (got [])"))
+        if not _MEMORY.match(self.memory_limit):
+            problems.append(("memoryLimit", f"must be a memory quantity like 256Gi (got {self.memory_limit!r})"))
+        return problems + _duration_problems(consolidateAfter=self.consolidate_after, expireAfter=self.expire_after)
+
+
+class KarpenterConfig(Section):
+    """`modelplane:karpenter`: the controller and the CPU NodePool."""
+
+    replicas: int = Field(default=2, ge=1, le=5)
+    """Controller replicas (one leader, the rest standby). Defaults to 2."""
+    cpu: str = "1"
+    """Controller CPU request and limit. Defaults to 1 (the getting-started sizing)."""
+    memory: str = "1Gi"
+    """Controller memory request and limit. Defaults to 1Gi."""
+    cpu_pool: CpuPoolConfig = CpuPoolConfig()
+    """The CPU NodePool."""
+
+    def checks(self) -> list[tuple[str, str]]:
+        """Resource quantities and the CPU pool's rules."""
+        problems = []
+        if not _CPU.match(self.cpu):
+            problems.append(("cpu", f"must be a Kubernetes CPU quantity like 1 or 500m (got {self.cpu!r})"))
+        if not _MEMORY.match(self.memory):
+            problems.append(("memory", f"must be a Kubernetes memory quantity like 1Gi (got {self.memory!r})"))
+        return problems + [(f"cpuPool.{key}", message) for key, message in self.cpu_pool.checks()]
+
+
+class AddonsConfig(Section):
+    """`modelplane:addons`: cluster add-ons of the GPU platform, switched per stack."""
+
+    nvidia_device_plugin: bool = True
+    """NVIDIA device plugin on al2023 GPU nodes (Bottlerocket ships its own). Defaults to true."""
+    dcgm_exporter: bool = True
+    """DCGM exporter on GPU nodes, scraped through a ServiceMonitor. Defaults to true."""
+    dcgm_scrape_interval: str = "15s"
+    """How often Prometheus scrapes DCGM. Defaults to 15s (the chart's default)."""
+    training_operator: bool = True
+    """Kubeflow training operator (PyTorchJob, TFJob). Defaults to true."""
+
+    def checks(self) -> list[tuple[str, str]]:
+        """The scrape interval is a Prometheus duration."""
+        if not _SCRAPE_INTERVAL.match(self.dcgm_scrape_interval):
+            return [("dcgmScrapeInterval", f"must be a duration like 15s or 1m (got {self.dcgm_scrape_interval!r})")]
+        return []

@@ -1,0 +1,408 @@
+"""Monthly cost estimates from the offline graph and a dated price table shipped in the repo.
+
+Every line is a min..max range. Fixed resources have min == max. Node groups scale between
+their min and max sizes. Karpenter NodePools scale from zero, so their range is 0..(the pool
+at its limit, filled with the cheapest instance type its requirements admit). Spot-capable
+pools are priced at the spot discount, because Karpenter prefers spot when a pool allows
+it. An instance type missing from the table is reported as unknown, never priced at 0.
+Usage-based charges (data transfer, LCUs, logs, requests) are outside the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from rich.table import Table
+
+from infra.prices import InstancePrice, PriceTable, load_prices
+from infra.render import HELM_RELEASE, Graph, Resource
+from policies.kube import capacity_types, is_gpu_nodepool, is_nodepool, kind_of, nodepool_limits, requirements
+from policies.wire import as_list, quantity
+
+_FAMILY: Final = re.compile(r"^(?P<category>[a-z]+)(?P<generation>[0-9]+)(?P<options>[a-z0-9-]*)$")
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """The usage assumptions of one estimate."""
+
+    spot_discount: float
+    """Fraction off On-Demand for spot capacity."""
+    s3_gb_per_bucket: float
+    """Stored GB per bucket."""
+    nat_gb_per_month: float
+    """GB processed per NAT gateway per month."""
+
+    @classmethod
+    def defaults(cls, prices: PriceTable, **overrides: float | None) -> Assumptions:
+        """The price table's defaults, with any non-None override."""
+        values = prices.defaults.model_dump()
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """The estimate for one resource."""
+
+    urn: str
+    """The resource URN."""
+    type: str
+    """The type token."""
+    name: str
+    """The logical name."""
+    monthly_min: float | None
+    """Lowest monthly cost; None when it cannot be priced."""
+    monthly_max: float | None
+    """Highest monthly cost; None when unbounded or unpriced."""
+    basis: str
+    """How the figure was derived (instance type × count, hourly rate, assumption)."""
+    unknown: tuple[str, ...] = ()
+    """Instance or node types missing from the price table."""
+    unbounded: bool = False
+    """True when nothing caps the resource's size (a NodePool without limits)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Details for machines (node counts, the on-demand fallback ceiling)."""
+
+    @property
+    def is_range(self) -> bool:
+        """True when min and max differ (scaling resources)."""
+        return self.monthly_min != self.monthly_max
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"urn": self.urn, "type": self.type, "name": self.name,
+                "monthly": {"min": _round(self.monthly_min), "max": _round(self.monthly_max)},
+                "range": self.is_range, "basis": self.basis, "unknown": list(self.unknown),
+                "unbounded": self.unbounded, **dict(self.extra)}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """A stack's monthly estimate."""
+
+    stack: str
+    """The stack name."""
+    prices: PriceTable
+    """The price table used."""
+    assumptions: Assumptions
+    """The usage assumptions used."""
+    lines: tuple[CostLine, ...]
+    """One line per priced resource, in URN order."""
+    not_estimated: Mapping[str, int]
+    """AWS resource types with no fixed monthly price (free, or usage-based), by count."""
+    warnings: tuple[str, ...] = ()
+    """Region mismatch, unknown types, unbounded pools."""
+
+    @property
+    def total_min(self) -> float:
+        """Sum of the lines' minimums."""
+        return sum(line.monthly_min or 0.0 for line in self.lines)
+
+    @property
+    def total_max(self) -> float | None:
+        """Sum of the lines' maximums; None when a line is unbounded."""
+        if any(line.unbounded for line in self.lines):
+            return None
+        return sum(line.monthly_max or 0.0 for line in self.lines)
+
+    @property
+    def unknown(self) -> list[str]:
+        """Every type the price table lacks."""
+        return sorted({u for line in self.lines for u in line.unknown})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of `modelplane cost --json`."""
+        return {
+            "stack": self.stack, "currency": self.prices.currency, "region": self.prices.region,
+            "price_table": {"as_of": self.prices.as_of, "sources": self.prices.sources},
+            "assumptions": {**self.assumptions.__dict__, "hours_per_month": self.prices.hours_per_month},
+            "total": {"min": _round(self.total_min), "max": _round(self.total_max)},
+            "complete": not self.unknown, "unknown_types": self.unknown, "warnings": list(self.warnings),
+            "lines": [line.to_dict() for line in self.lines],
+            "not_estimated": dict(sorted(self.not_estimated.items())),
+        }
+
+
+Pricer = Callable[[Resource, PriceTable, Assumptions], CostLine | None]
+
+
+def _usd(rate: float) -> str:
+    # $0.10, $0.0832, $1.00: at least cents, up to four decimals, no trailing zeros beyond cents.
+    text = f"{rate:.4f}".rstrip("0")
+    return f"${text}{'0' * max(0, 2 - len(text.partition('.')[2]))}"
+
+
+def _line(r: Resource, low: float | None, high: float | None, basis: str, **kwargs: Any) -> CostLine:
+    return CostLine(urn=r.urn, type=r.type, name=r.name, monthly_min=low, monthly_max=high, basis=basis, **kwargs)
+
+
+def _fixed(r: Resource, monthly: float, basis: str) -> CostLine:
+    return _line(r, monthly, monthly, basis)
+
+
+def _eks(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    return _fixed(r, p.monthly(p.eks_cluster_hourly), f"control plane {_usd(p.eks_cluster_hourly)}/h")
+
+
+def _nat(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    monthly = p.monthly(p.nat_gateway_hourly) + a.nat_gb_per_month * p.nat_gateway_per_gb
+    return _fixed(r, monthly, f"{_usd(p.nat_gateway_hourly)}/h + {a.nat_gb_per_month:g} GB × {_usd(p.nat_gateway_per_gb)}/GB")
+
+
+def _eip(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    return _fixed(r, p.monthly(p.public_ipv4_hourly), f"public IPv4 {_usd(p.public_ipv4_hourly)}/h")
+
+
+def _endpoint(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
+    if r.inputs.get("vpcEndpointType") != "Interface":
+        return None  # gateway endpoints (S3, DynamoDB) are free
+    zones = max(1, len(as_list(r.inputs.get("subnetIds"))))
+    return _fixed(r, zones * p.monthly(p.interface_endpoint_hourly),
+                  f"{zones} AZ × {_usd(p.interface_endpoint_hourly)}/h")
+
+
+def _redis(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    node_type = str(r.inputs.get("nodeType"))
+    groups = int(quantity(r.inputs.get("numNodeGroups")) or 1)
+    replicas = quantity(r.inputs.get("replicasPerNodeGroup"))
+    nodes = groups * (int(replicas) + 1) if replicas is not None else int(quantity(r.inputs.get("numCacheClusters")) or 1)
+    if node_type not in p.elasticache:
+        return _line(r, None, None, f"{nodes} × {node_type} (not in the price table)", unknown=(node_type,))
+    return _fixed(r, nodes * p.monthly(p.elasticache[node_type]), f"{nodes} × {node_type} {_usd(p.elasticache[node_type])}/h")
+
+
+def _load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    kind = str(r.inputs.get("loadBalancerType") or "application")
+    hourly = {"network": p.nlb_hourly, "application": p.alb_hourly}.get(kind, p.nlb_hourly)
+    return _fixed(r, p.monthly(hourly), f"{kind} load balancer {_usd(hourly)}/h (LCUs not included)")
+
+
+def _kms(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    return _fixed(r, p.kms_key_monthly, f"{_usd(p.kms_key_monthly)}/key-month")
+
+
+def _bucket(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    return _fixed(r, a.s3_gb_per_bucket * p.s3_standard_gb_month,
+                  f"{a.s3_gb_per_bucket:g} GB assumed × {_usd(p.s3_standard_gb_month)}/GB-month")
+
+
+def _secret(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    return _fixed(r, p.secret_monthly, f"{_usd(p.secret_monthly)}/secret-month")
+
+
+def _instance(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    kind = str(r.inputs.get("instanceType"))
+    if kind not in p.ec2:
+        return _line(r, None, None, f"{kind} (not in the price table)", unknown=(kind,))
+    return _fixed(r, p.monthly(p.ec2[kind].hourly), f"{kind} {_usd(p.ec2[kind].hourly)}/h")
+
+
+def _node_group(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
+    kinds = [str(k) for k in as_list(r.inputs.get("instanceTypes"))] or ["t3.medium"]  # the EKS API's default
+    scaling = r.inputs.get("scalingConfig") or {}
+    low, high = int(quantity(scaling.get("minSize")) or 0), int(quantity(scaling.get("maxSize")) or 0)
+    kind = kinds[0]  # EKS launches the first listed type for On-Demand groups
+    if kind not in p.ec2:
+        return _line(r, None, None, f"{low}..{high} × {kind} (not in the price table)", unknown=(kind,))
+    spot = r.inputs.get("capacityType") == "SPOT"
+    hourly = p.ec2[kind].hourly * ((1 - a.spot_discount) if spot else 1)
+    return _line(r, low * p.monthly(hourly), high * p.monthly(hourly),
+                 f"{low}..{high} × {kind} {_usd(hourly)}/h{' (spot)' if spot else ''}",
+                 extra={"nodes": {"min": low, "max": high}})
+
+
+def _numeric_ok(value: float, operator: str, targets: list[float]) -> bool:
+    checks = {"In": lambda: value in targets, "NotIn": lambda: value not in targets,
+              "Gt": lambda: value > targets[0], "Lt": lambda: value < targets[0],
+              "Gte": lambda: value >= targets[0], "Lte": lambda: value <= targets[0]}
+    return checks.get(operator, lambda: True)()
+
+
+def _admits(kind: str, spec: InstancePrice, req: Mapping[str, Any]) -> bool:
+    family, _, size = kind.partition(".")
+    parts = _FAMILY.match(family)
+    category, generation, options = (parts["category"], int(parts["generation"]), parts["options"]) if parts else ("", 0, "")
+    arch = "arm64" if "g" in options else "amd64"  # Graviton families carry a g after the generation (m7g, c7gn, g5g)
+    key, operator = str(req.get("key")), str(req.get("operator"))
+    values = [str(v) for v in as_list(req.get("values"))]
+    labels: dict[str, str | float] = {
+        "node.kubernetes.io/instance-type": kind, "karpenter.k8s.aws/instance-family": family,
+        "karpenter.k8s.aws/instance-category": category, "karpenter.k8s.aws/instance-size": size,
+        "karpenter.k8s.aws/instance-generation": generation, "karpenter.k8s.aws/instance-cpu": spec.vcpu,
+        "karpenter.k8s.aws/instance-memory": spec.memory_gib * 1024, "karpenter.k8s.aws/instance-gpu-count": spec.gpus,
+        "karpenter.k8s.aws/instance-gpu-name": spec.gpu or "", "kubernetes.io/arch": arch,
+        "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia" if spec.gpus else "",
+    }
+    if key not in labels:
+        return True  # zones, OS, capacity type: not a property of the instance type
+    label = labels[key]
+    if operator == "Exists":
+        return label not in ("", 0)
+    if operator == "DoesNotExist":
+        return label in ("", 0)
+    if isinstance(label, str):
+        return (label in values) if operator == "In" else (label not in values) if operator == "NotIn" else True
+    return _numeric_ok(float(label), operator, [float(v) for v in values])
+
+
+def _unknown_names(props: Mapping[str, Any], prices: PriceTable) -> list[str]:
+    # Families and types a pool asks for that the table does not know: reported, never silently dropped.
+    known_families = {k.partition(".")[0] for k in prices.ec2}
+    unknown = []
+    for req in requirements(props):
+        if req.get("operator") != "In":
+            continue
+        if req.get("key") == "node.kubernetes.io/instance-type":
+            unknown += [str(v) for v in as_list(req.get("values")) if str(v) not in prices.ec2]
+        elif req.get("key") == "karpenter.k8s.aws/instance-family":
+            unknown += [f"{v}.*" for v in as_list(req.get("values")) if str(v) not in known_families]
+    return unknown
+
+
+def _nodepool(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
+    props = r.inputs
+    if not is_nodepool(props):
+        return None
+    gpu_pool = is_gpu_nodepool(props)
+    candidates = {k: s for k, s in p.ec2.items()
+                  if (s.gpus > 0 or not gpu_pool) and all(_admits(k, s, req) for req in requirements(props))}
+    unknown = tuple(_unknown_names(props, p))
+    limits = nodepool_limits(props)
+    gpu_limit, cpu_limit = quantity(limits.get("nvidia.com/gpu")), quantity(limits.get("cpu"))
+    if (gpu_pool and not gpu_limit) or (not gpu_pool and not cpu_limit):
+        return _line(r, 0.0, None, "scales from zero with no limit: unbounded", unknown=unknown, unbounded=True)
+    if not candidates:
+        return _line(r, 0.0, None, "no instance type in the price table matches the pool's requirements",
+                     unknown=unknown or ("(no matching type)",))
+
+    def nodes(spec: InstancePrice) -> int:
+        bounds = [math.ceil(gpu_limit / spec.gpus)] if gpu_pool and gpu_limit else []
+        if cpu_limit:
+            bounds.append(max(1, math.ceil(cpu_limit / spec.vcpu)))
+        return min(bounds)
+
+    kind = min(candidates, key=lambda k: (nodes(candidates[k]) * candidates[k].hourly, k))
+    count, hourly = nodes(candidates[kind]), candidates[kind].hourly
+    spot = "spot" in capacity_types(props)
+    on_demand = count * p.monthly(hourly)
+    high = on_demand * (1 - a.spot_discount) if spot else on_demand
+    unit = f"{int(gpu_limit)} GPU limit" if gpu_pool and gpu_limit else f"{int(cpu_limit or 0)} vCPU limit"
+    pricing = f"spot at {a.spot_discount:.0%} off" if spot else "on-demand"
+    return _line(r, 0.0, high, f"0..{count} × {kind} ({unit}, cheapest matching type, {pricing})", unknown=unknown,
+                 extra={"nodes": {"min": 0, "max": count}, "instance_type": kind, "gpu_pool": gpu_pool,
+                        "on_demand_max": round(on_demand, 2)})
+
+
+def _service_load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
+    if kind_of(r.inputs) != "Service" or (r.inputs.get("spec") or {}).get("type") != "LoadBalancer":
+        return None
+    annotations = (r.inputs.get("metadata") or {}).get("annotations") or {}
+    nlb = annotations.get("service.beta.kubernetes.io/aws-load-balancer-type") in ("nlb", "external")
+    hourly = p.nlb_hourly if nlb else p.clb_hourly
+    return _fixed(r, p.monthly(hourly), f"{'network' if nlb else 'classic'} load balancer provisioned for the Service "
+                                        f"{_usd(hourly)}/h")
+
+
+def _helm_load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
+    # Charts that expose a LoadBalancer Service (Istio's gateway chart does by default) make the
+    # cloud provision a load balancer outside Pulumi's graph.
+    values = r.inputs.get("values") or {}
+    service = values.get("service") or {}
+    chart = str(r.inputs.get("chart") or "").rsplit("/", 1)[-1]
+    if service.get("type", "LoadBalancer" if chart == "gateway" else None) != "LoadBalancer":
+        return None
+    return _fixed(r, p.monthly(p.nlb_hourly), f"network load balancer for the {chart} chart's Service {_usd(p.nlb_hourly)}/h")
+
+
+PRICERS: Final[dict[str, Pricer]] = {
+    "aws:eks/cluster:Cluster": _eks,
+    "aws:eks/nodeGroup:NodeGroup": _node_group,
+    "aws:ec2/natGateway:NatGateway": _nat,
+    "aws:ec2/eip:Eip": _eip,
+    "aws:ec2/vpcEndpoint:VpcEndpoint": _endpoint,
+    "aws:ec2/instance:Instance": _instance,
+    "aws:elasticache/replicationGroup:ReplicationGroup": _redis,
+    "aws:lb/loadBalancer:LoadBalancer": _load_balancer,
+    "aws:kms/key:Key": _kms,
+    "aws:s3/bucket:Bucket": _bucket,
+    "aws:s3/bucketV2:BucketV2": _bucket,
+    "aws:secretsmanager/secret:Secret": _secret,
+    "kubernetes:core/v1:Service": _service_load_balancer,
+    HELM_RELEASE: _helm_load_balancer,
+}
+"""Resource type → pricer; NodePools are recognised by kind (any karpenter.sh version)."""
+
+
+def estimate(graph: Graph, prices: PriceTable | None = None, assumptions: Assumptions | None = None,
+             *, region: str | None = None) -> CostReport:
+    """The monthly estimate of every priced resource in the graph."""
+    prices = prices or load_prices()
+    assumptions = assumptions or Assumptions.defaults(prices)
+    lines: list[CostLine] = []
+    not_estimated: Counter[str] = Counter()
+    for resource in graph.resources:
+        pricer = _nodepool if is_nodepool(resource.inputs) else PRICERS.get(resource.type)
+        line = pricer(resource, prices, assumptions) if pricer else None
+        if line is not None:
+            lines.append(line)
+        elif resource.type.startswith("aws:"):
+            not_estimated[resource.type] += 1
+    warnings = []
+    if region and region != prices.region:
+        warnings.append(f"prices are {prices.region}'s; {region} may differ")
+    unknown = sorted({u for line in lines for u in line.unknown})
+    if unknown:
+        warnings.append(f"not in the price table, so not priced (total is incomplete): {', '.join(unknown)}")
+    unbounded = [line.name for line in lines if line.unbounded]
+    if unbounded:
+        warnings.append(f"no upper bound: {', '.join(unbounded)} (add limits)")
+    return CostReport(stack=graph.stack, prices=prices, assumptions=assumptions, lines=tuple(lines),
+                      not_estimated=dict(not_estimated), warnings=tuple(warnings))
+
+
+def money(value: float | None) -> str:
+    """`$1,234.56`, or `unbounded` for None."""
+    return "unbounded" if value is None else f"${value:,.2f}"
+
+
+def span(low: float | None, high: float | None) -> str:
+    """One figure when min == max, else `min..max`."""
+    if low is None and high is None:
+        return "unknown"
+    return money(high) if low == high else f"{money(low)}..{money(high)}"
+
+
+def to_table(report: CostReport) -> Table:
+    """A terminal table of the lines, most expensive first, with the total."""
+    table = Table(title=f"cost {report.stack}: monthly estimate ({report.prices.currency}, {report.prices.region} "
+                        f"prices as of {report.prices.as_of})", title_justify="left")
+    table.add_column("resource")
+    table.add_column("basis")
+    table.add_column("monthly", justify="right")
+    for line in sorted(report.lines, key=lambda x: (-(x.monthly_max or math.inf), x.urn)):
+        table.add_row(f"{line.type.rsplit(':', 1)[-1]} {line.name}", line.basis, span(line.monthly_min, line.monthly_max))
+    table.add_section()
+    table.add_row("total", "", span(report.total_min, report.total_max), style="bold")
+    return table
+
+
+def to_markdown(report: CostReport) -> str:
+    """A Markdown summary: the total and the lines that can scale or are unknown."""
+    total = span(report.total_min, report.total_max)
+    rows = [f"**{total}** per month ({report.prices.region} list prices as of {report.prices.as_of})", "",
+            "| resource | basis | monthly |", "|---|---|---|"]
+    for line in sorted(report.lines, key=lambda x: (-(x.monthly_max or math.inf), x.urn)):
+        rows.append(f"| `{line.type.rsplit(':', 1)[-1]} {line.name}` | {line.basis} | "
+                    f"{span(line.monthly_min, line.monthly_max)} |")
+    rows += [f"> {w}" for w in report.warnings]
+    return "\n".join(rows)

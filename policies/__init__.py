@@ -1,0 +1,1 @@
+"""modelplane's CrossGuard policy pack: importable rules (`policies.rules`) and an offline engine (`policies.engine`)."""

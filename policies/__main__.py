@@ -1,0 +1,23 @@
+"""The CrossGuard entry point: `pulumi preview|up --policy-pack policies` runs this file.
+
+It only assembles the PolicyPack; constructing one starts the analyzer's gRPC server and
+blocks, so nothing else (tests, the CLI) may import this module.
+"""
+
+import sys
+from pathlib import Path
+
+# Pulumi runs this file with policies/ first on sys.path; the rules import the repository's packages.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pulumi_policy import EnforcementLevel, PolicyPack
+
+from policies.rules import ALL_POLICIES
+
+PolicyPack(
+    name="modelplane",
+    policies=list(ALL_POLICIES),
+    enforcement_level=EnforcementLevel.ADVISORY,
+    description="modelplane guardrails: security, reliability and cost rules for the ML platform.",
+    tags=["aws", "eks", "kubernetes", "ml"],
+)

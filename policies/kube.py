@@ -1,0 +1,199 @@
+"""Readers for Kubernetes objects in the wire format: pod templates, containers and Karpenter NodePools.
+
+Written against the upstream shapes (core/v1 PodSpec, Kubeflow `*ReplicaSpecs`, Karpenter
+`karpenter.sh/v1` NodePool), never against how modelplane happens to build them, so the
+rules hold for any object a component may add later.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+from policies.wire import as_list, quantity
+
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+"""The extended resource NVIDIA's device plugin advertises."""
+CAPACITY_TYPE_KEY: Final = "karpenter.sh/capacity-type"
+"""NodePool requirement key choosing spot and/or on-demand (Karpenter defaults to on-demand when absent)."""
+GPU_REQUIREMENT_KEYS: Final = frozenset({
+    "karpenter.k8s.aws/instance-gpu-count", "karpenter.k8s.aws/instance-gpu-name",
+    "karpenter.k8s.aws/instance-gpu-manufacturer", "karpenter.k8s.aws/instance-gpu-memory",
+})
+"""Well-known Karpenter labels that only GPU instances carry."""
+GPU_FAMILY: Final = re.compile(r"^(g|gr|p)[0-9]")
+"""EC2 families with NVIDIA GPUs: g4dn, g5, g6, g6e, gr6, p3, p4d, p5, ..."""
+CONTAINER_FIELDS: Final = ("initContainers", "containers", "ephemeralContainers")
+"""PodSpec fields that hold containers."""
+
+
+def kind_of(props: Mapping[str, Any]) -> str:
+    """The object's `kind` ('' when it is not a Kubernetes object)."""
+    kind = props.get("kind")
+    return kind if isinstance(kind, str) else ""
+
+
+def api_group(props: Mapping[str, Any]) -> str:
+    """The API group of the object's apiVersion ('' for the core group)."""
+    api_version = str(props.get("apiVersion") or "")
+    return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def metadata(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object's metadata mapping (empty when absent)."""
+    meta = props.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def qualified_name(props: Mapping[str, Any], fallback: str) -> str:
+    """`namespace/name` of the object (the Pulumi resource name when metadata.name is unset)."""
+    meta = metadata(props)
+    name = meta.get("name") or fallback
+    namespace = meta.get("namespace")
+    return f"{namespace}/{name}" if namespace else str(name)
+
+
+def describe(props: Mapping[str, Any], fallback: str) -> str:
+    """`Kind namespace/name`, for messages."""
+    return f"{kind_of(props) or 'object'} {qualified_name(props, fallback)}"
+
+
+def labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object's own labels."""
+    found = metadata(props).get("labels")
+    return found if isinstance(found, Mapping) else {}
+
+
+def pod_specs(props: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(path, PodSpec) for every pod template in the object: Pods, workloads, CronJobs, Kubeflow jobs, any CRD.
+
+    A PodSpec is any mapping under `spec` with a `containers` list, so `spec.template.spec`,
+    `spec.jobTemplate.spec.template.spec` and `spec.pytorchReplicaSpecs.Worker.template.spec` are all found.
+    """
+    spec = props.get("spec")
+    if isinstance(spec, Mapping):
+        yield from _find_pod_specs(spec, "spec")
+
+
+def _find_pod_specs(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    if isinstance(node.get("containers"), list):
+        yield path, node
+        return
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            yield from _find_pod_specs(value, f"{path}.{key}")
+
+
+def containers(pod_spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(field, container) for every init, app and ephemeral container; field reads like `containers[server]`."""
+    for field in CONTAINER_FIELDS:
+        for i, container in enumerate(as_list(pod_spec.get(field))):
+            if isinstance(container, Mapping):
+                yield f"{field}[{container.get('name', i)}]", container
+
+
+def pod_template_labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Labels of the object's pod template (`spec.template.metadata.labels`), for selector matching."""
+    template = (props.get("spec") or {}).get("template") or {}
+    found = (template.get("metadata") or {}).get("labels")
+    return found if isinstance(found, Mapping) else {}
+
+
+def selector_matches(selector: Mapping[str, Any] | None, pod_labels: Mapping[str, Any]) -> bool:
+    """Whether a LabelSelector (matchLabels and matchExpressions) selects pods with these labels."""
+    if not isinstance(selector, Mapping) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return False
+    match_labels = selector.get("matchLabels") or {}
+    if any(pod_labels.get(key) != value for key, value in match_labels.items()):
+        return False
+    for expression in as_list(selector.get("matchExpressions")):
+        key, operator = expression.get("key"), expression.get("operator")
+        values = as_list(expression.get("values"))
+        present = key in pod_labels
+        if (operator == "In" and pod_labels.get(key) not in values) or (operator == "NotIn" and pod_labels.get(key) in values):
+            return False
+        if (operator == "Exists" and not present) or (operator == "DoesNotExist" and present):
+            return False
+    return True
+
+
+def is_nodepool(props: Mapping[str, Any]) -> bool:
+    """Whether the object is a Karpenter NodePool (any karpenter.sh version)."""
+    return kind_of(props) == "NodePool" and api_group(props) == "karpenter.sh"
+
+
+def is_ec2_nodeclass(props: Mapping[str, Any]) -> bool:
+    """Whether the object is a Karpenter EC2NodeClass (any karpenter.k8s.aws version)."""
+    return kind_of(props) == "EC2NodeClass" and api_group(props) == "karpenter.k8s.aws"
+
+
+def nodepool_template_spec(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`spec.template.spec` of a NodePool (requirements, taints, nodeClassRef)."""
+    template = (props.get("spec") or {}).get("template") or {}
+    found = template.get("spec")
+    return found if isinstance(found, Mapping) else {}
+
+
+def requirements(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A NodePool's scheduling requirements."""
+    return [r for r in as_list(nodepool_template_spec(props).get("requirements")) if isinstance(r, Mapping)]
+
+
+def requirement(props: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """The NodePool requirement on one label key, if any."""
+    return next((r for r in requirements(props) if r.get("key") == key), None)
+
+
+def _requirement_wants_gpus(req: Mapping[str, Any]) -> bool:
+    key, operator = str(req.get("key")), req.get("operator")
+    values = [str(v) for v in as_list(req.get("values"))]
+    if operator not in ("In", "Gt", "Exists"):
+        return False
+    if key in GPU_REQUIREMENT_KEYS:
+        return key != "karpenter.k8s.aws/instance-gpu-count" or operator != "In" or any(v != "0" for v in values)
+    if key == "karpenter.k8s.aws/instance-category":
+        return any(v in ("g", "p") for v in values)
+    if key in ("karpenter.k8s.aws/instance-family", "node.kubernetes.io/instance-type"):
+        return operator == "In" and any(GPU_FAMILY.match(v) for v in values)
+    return False
+
+
+def is_gpu_nodepool(props: Mapping[str, Any]) -> bool:
+    """Whether a NodePool launches GPU nodes: it taints them `nvidia.com/gpu`, asks for GPU instances, or limits GPUs."""
+    if not is_nodepool(props):
+        return False
+    taints = as_list(nodepool_template_spec(props).get("taints"))
+    if any(isinstance(t, Mapping) and t.get("key") == GPU_RESOURCE for t in taints):
+        return True
+    if GPU_RESOURCE in nodepool_limits(props):
+        return True
+    return any(_requirement_wants_gpus(r) for r in requirements(props))
+
+
+def nodepool_limits(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A NodePool's `spec.limits` (empty when it has none: the pool is unbounded)."""
+    limits = (props.get("spec") or {}).get("limits")
+    return limits if isinstance(limits, Mapping) else {}
+
+
+def gpu_limit(props: Mapping[str, Any]) -> float | None:
+    """A NodePool's `nvidia.com/gpu` limit; None when unset or malformed."""
+    return quantity(nodepool_limits(props).get(GPU_RESOURCE))
+
+
+def capacity_types(props: Mapping[str, Any]) -> set[str]:
+    """Capacity types the NodePool may launch: from its capacity-type requirement, else Karpenter's on-demand default."""
+    req = requirement(props, CAPACITY_TYPE_KEY)
+    everything = {"spot", "on-demand", "reserved"}
+    if req is None:
+        return {"on-demand"}
+    values = {str(v) for v in as_list(req.get("values"))}
+    operator = req.get("operator")
+    if operator == "In":
+        return values
+    if operator == "NotIn":
+        return everything - values
+    if operator == "Exists":
+        return everything
+    return set()

@@ -1,0 +1,27 @@
+"""Every rule of the modelplane policy pack, as importable CrossGuard policy objects.
+
+`policies/__main__.py` serves `ALL_POLICIES` to `pulumi preview|up --policy-pack policies`;
+`policies.engine.evaluate` runs the same objects over the offline graph.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pulumi_policy import Policy
+
+from policies.rules import cost, eks, elasticache, helm, iam, mesh, network, reliability, s3, workloads
+
+ALL_POLICIES: Final[tuple[Policy, ...]] = (
+    *s3.POLICIES,
+    *eks.POLICIES,
+    *elasticache.POLICIES,
+    *iam.POLICIES,
+    *network.POLICIES,
+    *workloads.POLICIES,
+    *mesh.POLICIES,
+    *helm.POLICIES,
+    *reliability.POLICIES,
+    *cost.POLICIES,
+)
+"""The pack's rules, security first, then reliability, then cost."""

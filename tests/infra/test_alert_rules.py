@@ -1,0 +1,136 @@
+"""Alert rules (infra/rules/*.yaml): promtool-checked, unit-tested per rule, and sensitive to their thresholds.
+
+Runs the real `promtool` (Debian's `prometheus` package, installed by .ci/run).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.observability import RULES_DIR, load_rule_files
+from tests.infra.test_dashboards import exported_metric_names, metric_names
+
+PROMTOOL = Path("/usr/bin/promtool")
+TESTS_DIR = RULES_DIR / "tests"
+RULE_FILES = sorted(RULES_DIR.glob("*.yaml"))
+TEST_FILES = sorted(TESTS_DIR.glob("*.yaml"))
+SEVERITIES = {"critical", "warning"}
+
+# alert → (text in its expr or `for`, replacement): each breaks the rule's threshold or window, and the
+# rule's promtool unit test must then fail.
+MUTATIONS: dict[str, tuple[str, str]] = {
+    "NodeCPUHigh": ("> 0.9", "> 0.96"),
+    "InferenceLatencyP99High": ("> 0.5", "> 1"),
+    "InferenceErrorRateHigh": ("> 0.01", "> 0.05"),
+    "InferenceCacheHitRatioCollapsed": ("< 0.5 *", "< 0.1 *"),
+    "GPUIdleWhileAllocated": (") < 5", ") < 1"),
+    "GPUXidError": ("> 0", "> 100"),
+    "GPUTemperatureHigh": ("> 85", "> 95"),
+    "TrainingStalled": ("[30m]", "[60m]"),
+    "TrainingCheckpointStale": ("[30m]", "[60m]"),
+}
+
+
+@pytest.fixture(scope="module")
+def promtool() -> Path:
+    """The promtool binary, or a failure that says how to install it."""
+    found = PROMTOOL if PROMTOOL.exists() else Path(shutil.which("promtool") or "/nonexistent")
+    if not found.exists():
+        pytest.fail("promtool not found: install Debian's prometheus package (`apt-get install -y prometheus`, "
+                    "as .ci/run does); the alert-rule tests need the real binary")
+    return found
+
+
+def _run(promtool: Path, *args: str | Path, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(promtool), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _alerts() -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for groups in load_rule_files().values() for group in groups
+            for rule in group["rules"] if "alert" in rule}
+
+
+def test_promtool_check_rules_accepts_every_rule_file(promtool: Path) -> None:
+    result = _run(promtool, "check", "rules", *RULE_FILES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_pass(promtool: Path) -> None:
+    result = _run(promtool, "test", "rules", *TEST_FILES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_required_alerts_exist() -> None:
+    assert set(_alerts()) == set(MUTATIONS)
+
+
+def test_every_alert_has_a_firing_and_a_quiet_unit_test_case() -> None:
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for path in TEST_FILES:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
+    assert firing == set(_alerts()), f"no firing case: {set(_alerts()) - firing}"
+    assert quiet == set(_alerts()), f"no quiet case: {set(_alerts()) - quiet}"
+
+
+def test_every_alert_has_a_severity_summary_description_and_runbook() -> None:
+    runbooks = (RULES_DIR / "runbooks.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9-]", "", line[3:].strip().lower()) for line in runbooks.splitlines()
+               if line.startswith("## ")}
+    for name, rule in _alerts().items():
+        assert rule["labels"]["severity"] in SEVERITIES, name
+        annotations = rule["annotations"]
+        assert {"summary", "description", "runbook_url"} <= set(annotations), name
+        assert annotations["runbook_url"].endswith(f"runbooks.md#{name.lower()}"), name
+        assert name.lower() in anchors, f"{name}: no '## {name}' section in infra/rules/runbooks.md"
+
+
+def test_rules_query_only_exported_metrics() -> None:
+    known = exported_metric_names()
+    unknown = {name: sorted(metric_names(rule["expr"]) - known) for name, rule in _alerts().items()
+               if metric_names(rule["expr"]) - known}
+    assert not unknown, f"rules query metrics nobody exports: {unknown}"
+
+
+def test_every_rule_file_has_a_unit_test_file() -> None:
+    assert {p.stem for p in RULE_FILES} == {p.stem.removesuffix("_test") for p in TEST_FILES}
+
+
+@pytest.mark.parametrize("alert", sorted(MUTATIONS))
+def test_breaking_a_threshold_fails_the_unit_tests(alert: str, promtool: Path, tmp_path: Path) -> None:
+    old, new = MUTATIONS[alert]
+    shutil.copytree(TESTS_DIR, tmp_path / "tests")
+    owner = None
+    for path in RULE_FILES:
+        doc = yaml.safe_load(path.read_text())
+        for group in doc["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") == alert:
+                    assert rule["expr"].count(old) == 1, f"{alert}: {old!r} must occur once in its expr"
+                    rule["expr"] = rule["expr"].replace(old, new)
+                    owner = path
+        (tmp_path / path.name).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    assert owner is not None
+    intact = _run(promtool, "test", "rules", Path("tests") / f"{owner.stem}_test.yaml", cwd=tmp_path)
+    assert owner.read_text() != (tmp_path / owner.name).read_text()
+    assert intact.returncode != 0, f"{alert}: promtool still passes with {old!r} -> {new!r}:\n{intact.stdout}"
+    assert alert in intact.stdout + intact.stderr
+
+
+def test_unmutated_copies_still_pass(promtool: Path, tmp_path: Path) -> None:
+    # The control for the mutation test: a YAML round-trip alone must not break anything.
+    shutil.copytree(TESTS_DIR, tmp_path / "tests")
+    for path in RULE_FILES:
+        doc = yaml.safe_load(path.read_text())
+        (tmp_path / path.name).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    result = _run(promtool, "test", "rules", *(Path("tests") / p.name for p in TEST_FILES), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

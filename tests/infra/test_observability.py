@@ -1,0 +1,185 @@
+"""Observability: pinned kube-prometheus-stack, rules and dashboards from the repo, mTLS scraping, custom metrics."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra import versions
+from infra.observability import DASHBOARDS_DIR, RULES_DIR, Observability, ObservabilityArgs, load_rule_files
+from infra.render import HELM_RELEASE, Graph
+from tests.support.graph import assert_count, render_variant
+from workloads.common import metrics
+
+RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
+POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+
+
+def _release(graph: Graph, chart: str) -> dict[str, Any]:
+    found = [r.inputs for r in graph.of_type(HELM_RELEASE) if r.inputs["chart"] == chart]
+    assert len(found) == 1, f"expected one {chart} release, found {len(found)}"
+    return found[0]
+
+
+def _prometheus_spec(graph: Graph) -> dict[str, Any]:
+    spec: dict[str, Any] = _release(graph, "kube-prometheus-stack")["values"]["prometheus"]["prometheusSpec"]
+    return spec
+
+
+def _dashboards(graph: Graph) -> list[dict[str, Any]]:
+    return [r.inputs for r in graph.of_type(CONFIG_MAP) if r.inputs["metadata"]["name"].startswith("modelplane-dashboard-")]
+
+
+def test_kube_prometheus_stack_is_pinned_with_alertmanager_and_grafana_on(prod: Graph) -> None:
+    stack = _release(prod, "kube-prometheus-stack")
+    assert (stack["name"], stack["namespace"], stack["version"]) == (
+        "kube-prometheus-stack", "monitoring", versions.KUBE_PROMETHEUS_STACK_VERSION)
+    assert stack["repositoryOpts"] == {"repo": versions.PROMETHEUS_COMMUNITY_REPO}
+    assert stack["values"]["alertmanager"] == {"enabled": True}
+    assert stack["values"]["grafana"]["enabled"] is True
+
+
+def test_prometheus_selects_every_monitor_and_rule_in_the_cluster(prod: Graph) -> None:
+    spec = _prometheus_spec(prod)
+    flags = {k: v for k, v in spec.items() if k.endswith("SelectorNilUsesHelmValues")}
+    assert flags == {f"{kind}SelectorNilUsesHelmValues": False
+                     for kind in ("rule", "serviceMonitor", "podMonitor", "probe", "scrapeConfig")}
+
+
+def test_prometheus_keeps_its_data_on_an_encrypted_gp3_volume(prod: Graph) -> None:
+    spec = _prometheus_spec(prod)
+    assert spec["retention"] == "15d"
+    assert "retentionSize" not in spec
+    assert spec["storageSpec"] == {"volumeClaimTemplate": {"spec": {
+        "storageClassName": "gp3", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}}}}
+    storage_class = prod.one(STORAGE_CLASS).inputs
+    assert storage_class["metadata"]["name"] == "gp3"
+    assert storage_class["provisioner"] == "ebs.csi.aws.com"
+    assert storage_class["parameters"] == {"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"}
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+
+
+def test_retention_and_storage_come_from_config() -> None:
+    graph = render_variant("dev", {"modelplane:observability": {
+        "retentionDays": 30, "retentionSizeGb": 80, "storageGb": 100, "alertmanager": False, "grafana": False}})
+    spec = _prometheus_spec(graph)
+    assert (spec["retention"], spec["retentionSize"]) == ("30d", "80GiB")
+    assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"] == {"requests": {"storage": "100Gi"}}
+    values = _release(graph, "kube-prometheus-stack")["values"]
+    assert values["alertmanager"] == {"enabled": False}
+    assert values["grafana"] == {"enabled": False}
+    # No Grafana: no admin secret and no dashboards to deliver.
+    assert not [r for r in graph.of_type("kubernetes:core/v1:Secret") if r.inputs["metadata"]["name"] == "grafana-admin"]
+    assert not _dashboards(graph)
+
+
+def test_grafana_admin_password_is_generated_and_kept_out_of_helm_values(prod: Graph) -> None:
+    grafana = _release(prod, "kube-prometheus-stack")["values"]["grafana"]
+    assert grafana["admin"] == {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}
+    assert "adminPassword" not in json.dumps(_release(prod, "kube-prometheus-stack"))
+    secret = prod.one("kubernetes:core/v1:Secret", "observability-grafana-admin").inputs
+    assert secret["metadata"]["name"] == "grafana-admin" and secret["metadata"]["namespace"] == "monitoring"
+    assert secret["stringData"] == {"admin-user": "[secret]", "admin-password": "[secret]"}
+    assert prod.one("random:index/randomPassword:RandomPassword", "observability-grafana-admin").inputs["length"] == 32
+    assert "offline-" not in prod.to_json()
+
+
+def test_grafana_sidecar_loads_dashboards_from_every_namespace(prod: Graph) -> None:
+    assert _release(prod, "kube-prometheus-stack")["values"]["grafana"]["sidecar"] == {"dashboards": {
+        "enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}}
+
+
+def test_every_rule_file_becomes_a_prometheus_rule_verbatim(prod: Graph) -> None:
+    rules = {r.inputs["metadata"]["name"]: r.inputs for r in prod.of_type(RULE)}
+    files = load_rule_files()
+    assert set(rules) == {f"modelplane-{stem}" for stem in files} == {
+        f"modelplane-{p.stem}" for p in RULES_DIR.glob("*.yaml")}
+    for stem, groups in files.items():
+        assert rules[f"modelplane-{stem}"]["spec"] == {"groups": groups}
+        assert rules[f"modelplane-{stem}"]["metadata"]["namespace"] == "monitoring"
+
+
+def test_dashboards_are_config_maps_labelled_for_the_grafana_sidecar(prod: Graph) -> None:
+    maps = {m["metadata"]["name"]: m for m in _dashboards(prod)}
+    assert set(maps) == {"modelplane-dashboard-gpu", "modelplane-dashboard-training", "modelplane-dashboard-inference"}
+    for stem in ("gpu", "training", "inference"):
+        config_map = maps[f"modelplane-dashboard-{stem}"]
+        assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert config_map["data"] == {f"modelplane-{stem}.json": (DASHBOARDS_DIR / f"{stem}.json").read_text()}
+
+
+def test_serving_pods_are_scraped_over_mesh_mtls_with_prometheus_identity(prod: Graph) -> None:
+    monitor = prod.one(SERVICE_MONITOR).inputs
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["inference"]}
+    assert monitor["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/component": "inference"}}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["scheme"]) == ("http", "/metrics", "https")
+    assert endpoint["tlsConfig"] == {"caFile": "/etc/prom-certs/root-cert.pem", "certFile": "/etc/prom-certs/cert-chain.pem",
+                                     "keyFile": "/etc/prom-certs/key.pem", "insecureSkipVerify": True}
+    spec = _prometheus_spec(prod)
+    assert spec["podMetadata"]["labels"] == {"sidecar.istio.io/inject": "true"}
+    annotations = spec["podMetadata"]["annotations"]
+    assert annotations["traffic.sidecar.istio.io/includeInboundPorts"] == ""
+    assert annotations["traffic.sidecar.istio.io/includeOutboundIPRanges"] == ""
+    assert json.loads(annotations["proxy.istio.io/config"]) == {"proxyMetadata": {"OUTPUT_CERTS": "/etc/istio-output-certs"}}
+    assert spec["volumeMounts"] == [{"name": "istio-certs", "mountPath": "/etc/prom-certs", "readOnly": True}]
+    # The principal the mesh allows is the ServiceAccount the chart creates for Prometheus.
+    assert _release(prod, "kube-prometheus-stack")["values"]["prometheus"]["serviceAccount"] == {
+        "create": True, "name": "prometheus"}
+    assert ObservabilityArgs().prometheus_principal == "cluster.local/ns/monitoring/sa/prometheus"
+
+
+def test_training_leaders_are_scraped_on_their_metrics_port(prod: Graph) -> None:
+    spec = prod.one(POD_MONITOR).inputs["spec"]
+    assert spec["namespaceSelector"] == {"matchNames": ["training"]}
+    assert spec["selector"]["matchLabels"] == {"app.kubernetes.io/component": "training"}
+    assert spec["selector"]["matchExpressions"] == [
+        {"key": "training.kubeflow.org/replica-type", "operator": "In", "values": ["master", "chief"]}]
+    assert spec["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+
+
+def test_prometheus_adapter_serves_the_hpa_queue_depth_per_pod(prod: Graph) -> None:
+    adapter = _release(prod, "prometheus-adapter")
+    assert (adapter["version"], adapter["namespace"]) == (versions.PROMETHEUS_ADAPTER_VERSION, "monitoring")
+    # The chart's Prometheus Service is <release>-prometheus on port 9090.
+    assert adapter["values"]["prometheus"] == {"url": "http://kube-prometheus-stack-prometheus.monitoring.svc", "port": 9090}
+    assert adapter["values"]["rules"]["default"] is False
+    rules = {rule["name"]["as"]: rule for rule in adapter["values"]["rules"]["custom"]}
+    assert set(rules) == {metrics.INFERENCE_QUEUE_DEPTH, metrics.INFERENCE_IN_FLIGHT}
+    queue = rules["modelplane_inference_queue_depth"]
+    assert queue["resources"] == {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
+    assert queue["seriesQuery"] == 'modelplane_inference_queue_depth{namespace!="",pod!=""}'
+
+
+def test_local_stack_has_no_monitoring_unless_asked(stack_graph: Callable[[str], Graph]) -> None:
+    assert not [r for r in stack_graph("local").of_type(HELM_RELEASE) if r.inputs["chart"] == "kube-prometheus-stack"]
+    graph = render_variant("local", {"modelplane:observability": {"enabled": True, "storageGb": 10}})
+    spec = _prometheus_spec(graph)
+    # The cluster's default StorageClass, no gp3 class, and plain-http scraping (no mesh).
+    assert spec["storageSpec"]["volumeClaimTemplate"]["spec"] == {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}
+    assert_count(graph, STORAGE_CLASS, 0)
+    assert "podMetadata" not in spec
+    assert "scheme" not in graph.one(SERVICE_MONITOR).inputs["spec"]["endpoints"][0]
+
+
+@pytest.mark.parametrize(("args", "prop", "message"), [
+    ({"retention_days": 0}, "retention_days", "must be 1 to 3650 (got 0)"),
+    ({"storage_gb": -1}, "storage_gb", "must be >= 0 (got -1)"),
+    ({"retention_size_gb": 0}, "retention_size_gb", "must be >= 1 (got 0)"),
+    ({"retention_size_gb": 50, "storage_gb": 50}, "retention_size_gb",
+     "must be below storage_gb so the volume never fills (got 50 >= 50)"),
+    ({"storage_class": None}, "storage_class", "must name the class to create when create_storage_class is true"),
+    ({"training_namespace": "inference"}, "training_namespace", "must differ from inference_namespace"),
+])
+def test_observability_args_are_validated(args: dict[str, Any], prop: str, message: str, mocked_runtime: None) -> None:
+    with pytest.raises(pulumi.InputPropertiesError) as info:
+        Observability("bad", ObservabilityArgs(**args))
+    reasons = {d["property_path"]: d["reason"] for d in info.value.errors}
+    assert prop in reasons, reasons
+    assert message in reasons[prop]

@@ -1,0 +1,75 @@
+"""TrainingOperator: the Kubeflow training operator v1, pinned, in its own namespace, on the system pool."""
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from infra.render import Graph
+from infra.training_operator import KUSTOMIZATION_DIR, PROJECT_ROOT, TrainingOperator, TrainingOperatorArgs
+from infra.versions import TRAINING_OPERATOR_REF
+from tests.support.graph import render_variant
+
+DIRECTORY = "kubernetes:kustomize/v2:Directory"
+KUSTOMIZATION = PROJECT_ROOT / KUSTOMIZATION_DIR / "kustomization.yaml"
+
+
+def _kustomization() -> dict[str, Any]:
+    return dict(yaml.safe_load(KUSTOMIZATION.read_text()))
+
+
+def _patch(kind: str) -> dict[str, Any]:
+    patches = [yaml.safe_load(p["patch"]) for p in _kustomization()["patches"]]
+    return next(p for p in patches if p["kind"] == kind)
+
+
+def test_operator_is_applied_from_the_repo_overlay_with_the_cluster_provider(prod: Graph) -> None:
+    directory = prod.one(DIRECTORY)
+    assert directory.inputs["directory"] == KUSTOMIZATION_DIR
+    assert directory.provider == prod.one("pulumi:providers:kubernetes").urn
+
+
+def test_overlay_builds_on_the_pinned_upstream_release() -> None:
+    assert _kustomization()["resources"] == [
+        f"github.com/kubeflow/trainer.git/manifests/overlays/standalone?ref={TRAINING_OPERATOR_REF}"]
+
+
+def test_operator_runs_on_the_system_pool() -> None:
+    deployment = _patch("Deployment")
+    assert deployment["metadata"] == {"name": "training-operator", "namespace": "kubeflow"}
+    assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {"modelplane.io/pool": "system"}
+
+
+def test_operator_namespace_enforces_a_pod_security_level() -> None:
+    namespace = _patch("Namespace")
+    assert namespace["metadata"]["name"] == "kubeflow"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def test_operator_can_be_switched_off() -> None:
+    graph = render_variant("dev", {"modelplane:addons": {"trainingOperator": False}})
+    assert not graph.of_type(DIRECTORY)
+    assert not graph.of_type("modelplane:training:TrainingOperator")
+
+
+def test_local_stack_has_no_operator(stack_graph) -> None:  # type: ignore[no-untyped-def]
+    assert not stack_graph("local").of_type(DIRECTORY)
+
+
+def test_operator_defaults_to_the_repo_overlay(mocked_runtime: None) -> None:
+    assert TrainingOperatorArgs().directory == KUSTOMIZATION_DIR
+    assert TrainingOperator("defaults").namespace == "kubeflow"
+
+
+@pytest.mark.parametrize(("directory", "reason"), [
+    (str(Path("/tmp/overlay")), "must be relative to the project root"),
+    ("infra/kustomize/missing", "has no kustomization.yaml"),
+])
+def test_operator_args_are_validated(directory: str, reason: str, mocked_runtime: None) -> None:
+    with pytest.raises(pulumi.InputPropertiesError) as info:
+        TrainingOperator("bad", TrainingOperatorArgs(directory=directory))
+    details = {d["property_path"]: d["reason"] for d in info.value.errors}
+    assert reason in details["directory"]

@@ -1,0 +1,65 @@
+"""The CI/CD workflows: valid GitHub workflow files that wire the offline preview and the policy pack."""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
+
+
+def load(name: str) -> dict[str, Any]:
+    # PyYAML reads the `on:` key as True (YAML 1.1); the jobs are all these tests look at.
+    return yaml.safe_load((WORKFLOWS / name).read_text())
+
+
+def steps(job: dict[str, Any], uses: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).startswith(uses)]
+
+
+@pytest.mark.parametrize("name", ["pr.yml", "deploy.yml"])
+def test_workflow_validates_against_the_github_workflow_schema(name: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                             str(WORKFLOWS / name)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pr_lints_and_tests() -> None:
+    runs = [s.get("run", "") for s in load("pr.yml")["jobs"]["lint-and-test"]["steps"]]
+    assert "make lint" in runs and "make test" in runs
+
+
+def test_pr_posts_the_offline_preview_of_every_stack_against_main() -> None:
+    job = load("pr.yml")["jobs"]["offline-preview"]
+    script = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "modelplane preview --stack all --base origin/main" in script
+    assert steps(job, "actions/checkout")[0]["with"]["fetch-depth"] == 0
+    assert steps(job, "actions/github-script") and job["permissions"]["pull-requests"] == "write"
+
+
+def test_pr_runs_pulumi_preview_with_the_policy_pack_only_where_oidc_is_configured() -> None:
+    job = load("pr.yml")["jobs"]["pulumi-preview"]
+    assert "vars.AWS_ROLE_ARN" in job["if"]
+    assert job["permissions"]["id-token"] == "write"
+    assert job["strategy"]["matrix"]["stack"] == ["dev", "staging", "prod"]
+    [pulumi] = steps(job, "pulumi/actions")
+    assert pulumi["with"]["command"] == "preview"
+    assert pulumi["with"]["policyPacks"] == "policies" and pulumi["with"]["comment-on-pr"] is True
+
+
+def test_deploy_goes_dev_then_staging_then_prod_through_environments() -> None:
+    jobs = load("deploy.yml")["jobs"]
+    assert jobs["dev"]["needs"] == "preview" and jobs["staging"]["needs"] == "dev" and jobs["prod"]["needs"] == "staging"
+    assert jobs["staging"]["environment"] == "staging" and jobs["prod"]["environment"] == "production"
+    for stack in ("dev", "staging", "prod"):
+        [pulumi] = steps(jobs[stack], "pulumi/actions")
+        assert pulumi["with"]["command"] == "up" and pulumi["with"]["stack-name"] == stack
+        assert pulumi["with"]["policyPacks"] == "policies"
+
+
+def test_deploy_runs_only_on_main() -> None:
+    triggers = load("deploy.yml")[True]
+    assert triggers["push"]["branches"] == ["main"]

@@ -1,0 +1,80 @@
+"""`modelplane policy` and `modelplane preview` end to end, including on scratch copies with broken guardrails."""
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from infra.cli import app
+from tests.policies.helpers import edit, modelplane, scratch_copy
+
+runner = CliRunner()
+PAB_URN = ("urn:pulumi:dev::modelplane::modelplane:storage:ModelStore$"
+           "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock::models-datasets")
+GPU_POOL_URN = ("urn:pulumi:dev::modelplane::modelplane:gpu:GpuNodePools$"
+                "kubernetes:karpenter.sh/v1:NodePool::gpu-pool-gpu-train")
+
+
+def test_public_bucket_fails_policy_naming_urn_and_rule(tmp_path: Path) -> None:
+    tree = scratch_copy(tmp_path)
+    edit(tree / "infra" / "storage.py", "block_public_acls=True", "block_public_acls=False")
+    result = modelplane(tree, "policy", "--stack", "dev")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "s3-public-access-blocked" in result.stdout
+    assert PAB_URN in result.stdout
+    assert "MANDATORY" in result.stdout
+
+
+def test_unlimited_gpu_pool_fails_policy_naming_urn_and_rule(tmp_path: Path) -> None:
+    tree = scratch_copy(tmp_path)
+    edit(tree / "infra" / "gpu_specs.py", "limits: dict[str, Any] = {GPU_RESOURCE: pool.gpu_limit}",
+         "limits: dict[str, Any] = {}")
+    result = modelplane(tree, "policy", "--stack", "dev", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = {(v["rule"], v["urn"]) for v in json.loads(result.stdout)["violations"]}
+    assert ("gpu-nodepool-limit", GPU_POOL_URN) in found
+    assert any(rule == "gpu-budget" for rule, _ in found)
+
+
+def test_policy_config_can_downgrade_a_rule(tmp_path: Path) -> None:
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"all": "advisory"}))
+    tree = scratch_copy(tmp_path / "tree")
+    edit(tree / "infra" / "storage.py", "block_public_acls=True", "block_public_acls=False")
+    result = modelplane(tree, "policy", "--stack", "dev", "--policy-config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ADVISORY" in result.stdout and "s3-public-access-blocked" in result.stdout
+
+
+def test_unreadable_policy_config_is_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "policy.json"
+    bad.write_text("{not json")
+    result = runner.invoke(app, ["policy", "--stack", "local", "--policy-config", str(bad)])
+    assert result.exit_code == 2
+
+
+def test_preview_of_a_stack_runs_policy_diff_and_cost() -> None:
+    result = runner.invoke(app, ["preview", "--stack", "dev", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["passed"] is True and doc["base"] == "HEAD"
+    stack = doc["stacks"][0]
+    assert stack["stack"] == "dev" and stack["resources"] > 0
+    assert stack["policy"]["mandatory"] == 0
+    assert "summary" in stack["diff"] and stack["cost"]["total"]["max"] > 0
+
+
+def test_preview_markdown_is_one_document_for_a_pr_comment() -> None:
+    result = runner.invoke(app, ["preview", "--stack", "local", "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("## modelplane preview")
+    assert "| local |" in result.stdout and "<details>" in result.stdout
+
+
+def test_preview_exits_1_on_a_mandatory_violation(tmp_path: Path) -> None:
+    tree = scratch_copy(tmp_path)
+    edit(tree / "infra" / "storage.py", "block_public_acls=True", "block_public_acls=False")
+    result = modelplane(tree, "preview", "--stack", "dev", "--base", "no-such-ref")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "s3-public-access-blocked" in result.stdout
+    assert "diff unavailable" in result.stdout  # a broken base never hides the policy verdict

@@ -1,0 +1,55 @@
+"""The pack as a whole: enough rules, well-formed, documented, each tested, served by __main__ only."""
+
+import ast
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+
+from policies.rules import ALL_POLICIES
+
+POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
+TESTS = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+
+
+def test_the_pack_has_at_least_twenty_rules_with_unique_names() -> None:
+    names = [p.name for p in ALL_POLICIES]
+    assert len(names) >= 20
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES, ids=lambda p: p.name)
+def test_every_rule_is_a_crossguard_policy_with_a_level_and_a_description(policy) -> None:
+    assert isinstance(policy, (ResourceValidationPolicy, StackValidationPolicy))
+    assert policy.enforcement_level in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY)
+    assert policy.description.endswith(".")
+
+
+@pytest.mark.parametrize("policy", [p for p in ALL_POLICIES if p.config_schema], ids=lambda p: p.name)
+def test_config_schema_defaults_satisfy_their_own_schema(policy) -> None:
+    for key, spec in policy.config_schema.properties.items():
+        assert spec.get("description"), f"{policy.name}.{key} has no description"
+        if "default" in spec:
+            jsonschema.validate(spec["default"], spec)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES, ids=lambda p: p.name)
+def test_every_rule_has_tests(policy) -> None:
+    constant = policy.name.upper().replace("-", "_")
+    assert constant in TESTS or policy.name in TESTS, f"no test mentions {policy.name}"
+
+
+def test_main_only_assembles_the_pack() -> None:
+    tree = ast.parse((POLICIES_DIR / "__main__.py").read_text())
+    calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    assert calls.count("PolicyPack") == 1
+    assert "ALL_POLICIES" in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
+def test_pulumi_policy_yaml_points_at_the_repo_venv() -> None:
+    manifest = yaml.safe_load((POLICIES_DIR / "PulumiPolicy.yaml").read_text())
+    assert manifest["runtime"]["name"] == "python"
+    assert (POLICIES_DIR / manifest["runtime"]["options"]["virtualenv"]).resolve() == POLICIES_DIR.parent / ".venv"
+    assert manifest["version"]

@@ -1,0 +1,35 @@
+"""The four real stacks pass the pack, offline and through `modelplane policy`."""
+
+from collections.abc import Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from infra.cli import app
+from infra.render import Graph, list_stacks, load_stack_config
+from policies.engine import evaluate
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("stack", list_stacks())
+def test_real_stack_has_no_mandatory_violation(stack: str, stack_graph: Callable[[str], Graph]) -> None:
+    production = load_stack_config(stack).get("modelplane:production")
+    mandatory = [v for v in evaluate(stack_graph(stack), production=production) if v.level == "mandatory"]
+    assert mandatory == [], "\n".join(f"{v.rule} {v.urn}: {v.message}" for v in mandatory)
+
+
+@pytest.mark.parametrize("stack", list_stacks())
+def test_modelplane_policy_passes_on_real_stacks(stack: str) -> None:
+    result = runner.invoke(app, ["policy", "--stack", stack])
+    assert result.exit_code == 0, result.output
+    assert f"policy {stack}: " in result.output
+
+
+def test_modelplane_policy_json_is_one_document() -> None:
+    import json
+
+    result = runner.invoke(app, ["policy", "--stack", "prod", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["stack"] == "prod" and doc["passed"] is True and doc["rules"] >= 20 and doc["mandatory"] == 0
