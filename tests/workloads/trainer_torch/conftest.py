@@ -1,0 +1,36 @@
+"""Fixtures for the PyTorch trainer tests: a bucket and a prepared dataset on the S3 test server."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.support.servers import S3Server
+from tests.workloads.trainer_torch.support import Bucket, make_corpus
+from workloads.common.s3 import S3Uri
+from workloads.trainer_torch.prepare import prepare
+
+
+@pytest.fixture(scope="module")
+def bucket(s3: S3Server) -> Bucket:
+    """A fresh bucket for one test module."""
+    name = f"trainer-torch-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return Bucket(name)
+
+
+@pytest.fixture(scope="module")
+def dataset(bucket: Bucket, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The stdlib corpus prepared into 4 train shards and a val split; returns the manifest URI."""
+    corpus = make_corpus(tmp_path_factory.mktemp("corpus"))
+    prepare(corpus, S3Uri.parse(bucket.uri("data")), shard_tokens=100_000, val_fraction=0.05)
+    return bucket.uri("data/manifest.json")
+
+
+@pytest.fixture()
+def local_dir(tmp_path: Path) -> Path:
+    """Node-local scratch for one run."""
+    return tmp_path / "local"

@@ -1,0 +1,49 @@
+"""Entry point: `torchrun --nproc_per_node N -m workloads.trainer_torch --data s3://... --checkpoints s3://...`.
+
+Exit codes: 0 done; 2 invalid flags or data (each problem on stderr, naming its flag);
+143 stopped on SIGTERM with a committed checkpoint; 142 the SIGTERM grace period ran out.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from botocore.exceptions import ClientError
+
+from workloads.common.logs import log_event
+from workloads.common.s3 import S3UriError
+from workloads.trainer_torch import distributed
+from workloads.trainer_torch.checkpoint import CheckpointError
+from workloads.trainer_torch.config import ConfigError, parse_config
+from workloads.trainer_torch.data import DataError
+from workloads.trainer_torch.train import Trainer
+
+
+def _fail(rank: int, errors: list[str]) -> int:
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    log_event("error", stream=sys.stderr, rank=rank, errors=errors)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Validate flags, join the process group, train; returns the exit code."""
+    ctx = distributed.context_from_env()
+    try:
+        cfg = parse_config(argv, world_size=ctx.world_size)
+    except ConfigError as exc:
+        return _fail(ctx.rank, exc.errors)
+    try:
+        distributed.init(ctx)
+        return Trainer(cfg, ctx).run()
+    except (DataError, CheckpointError, S3UriError) as exc:
+        return _fail(ctx.rank, [str(exc)])
+    except ClientError as exc:
+        return _fail(ctx.rank, [f"S3 request failed ({exc}); check --data, --checkpoints, --export and credentials"])
+    finally:
+        distributed.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""End of training: validation loss and the export the server loads (workloads.lm.export layout)."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.functional import cross_entropy
+
+from workloads.common import s3
+from workloads.common.s3 import S3Uri
+from workloads.lm.export import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, save_export
+from workloads.lm.model import GPT
+from workloads.lm.tokenizer import ByteTokenizer
+from workloads.trainer_torch import distributed
+from workloads.trainer_torch.data import TokenWindows
+from workloads.trainer_torch.distributed import DistContext
+
+
+@torch.no_grad()
+def evaluate(model: GPT, windows: TokenWindows, ctx: DistContext, *, micro_batch: int, batches: int,
+             autocast: Callable[[], contextlib.AbstractContextManager[Any]]) -> float:
+    """Mean token loss over up to `batches` micro-batches per rank of evenly spaced validation windows.
+
+    The windows are fixed (not sampled) so the number is comparable between runs, and no RNG is
+    touched, so evaluating never changes what a resumed run would do.
+    """
+    count = min(len(windows), batches * micro_batch * ctx.world_size)
+    picks = np.linspace(0, len(windows) - 1, count).astype(np.int64)[ctx.rank :: ctx.world_size]
+    totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(picks), micro_batch):
+        tokens = torch.from_numpy(windows.batch(picks[start : start + micro_batch])).to(ctx.device)
+        with autocast():
+            logits = model(tokens[:, :-1])
+        loss = cross_entropy(logits.float().view(-1, logits.size(-1)), tokens[:, 1:].reshape(-1), reduction="sum")
+        totals += torch.stack([loss.double(), torch.tensor(tokens[:, 1:].numel(), dtype=torch.float64,
+                                                           device=ctx.device)])
+    model.train(was_training)
+    distributed.all_reduce_sum(totals)
+    return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
+
+
+def upload_export(model: GPT, uri: S3Uri, meta: dict[str, Any], client: Any | None = None) -> None:
+    """Write `model` with `save_export` to a temp folder and upload it, `manifest.json` last.
+
+    Any previous manifest is deleted first, so while the new files land a reader sees an
+    incomplete export (which it refuses) rather than an old manifest over new weights.
+    """
+    client = client or s3.client()
+    cpu_model = model
+    if next(model.parameters()).device.type != "cpu":
+        cpu_model = GPT(model.config)
+        cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    with tempfile.TemporaryDirectory(prefix="modelplane-export-") as tmp:
+        folder = Path(tmp)
+        save_export(cpu_model, folder, tokenizer=ByteTokenizer(), meta=meta)
+        s3.retrying(client.delete_object)(Bucket=uri.bucket, Key=uri.join(MANIFEST_FILE).key)
+        for name in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE):
+            s3.upload_file(folder / name, uri.join(name), client)

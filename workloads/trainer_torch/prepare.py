@@ -1,0 +1,176 @@
+"""Turn local text files into uint16 token shards plus a manifest, uploaded to S3.
+
+    python -m workloads.trainer_torch.prepare --src DIR --out s3://BUCKET/PREFIX
+
+Every UTF-8 text file under `--src` (sorted, so the output is reproducible) becomes one
+document framed as BOS + bytes + EOS by the byte tokenizer. Documents are concatenated into
+shards of `--shard-tokens` tokens; the last `--val-fraction` of the token stream becomes the
+`val` split. Each shard is uploaded as soon as it is written, and `manifest.json` (shard list,
+token counts, sha256 per shard) is uploaded last, so a dataset without a manifest is incomplete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from workloads.common import s3
+from workloads.common.logs import log_event
+from workloads.common.s3 import S3Uri, S3UriError
+from workloads.lm.tokenizer import ByteTokenizer
+from workloads.trainer_torch.data import DTYPE, FORMAT, MANIFEST_FILE
+
+
+class PrepareError(RuntimeError):
+    """The corpus or the destination is unusable; the message names the flag."""
+
+
+def iter_documents(src: Path, pattern: str) -> Iterator[tuple[Path, bytes]]:
+    """Non-empty UTF-8 files under `src` matching `pattern`, sorted by path. Binary files are skipped."""
+    for path in sorted(p for p in src.rglob(pattern) if p.is_file()):
+        raw = path.read_bytes()
+        if not raw.strip():
+            continue
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            log_event("prepare_skipped", path=str(path), reason="not UTF-8 text")
+            continue
+        yield path, raw
+
+
+def encode(raw: bytes, tokenizer: ByteTokenizer) -> np.ndarray:
+    """Byte-tokenizer ids of one document, BOS/EOS framed (same ids as `tokenizer.encode(text, bos, eos)`)."""
+    ids = np.empty(len(raw) + 2, dtype=np.uint16)
+    ids[0], ids[-1] = tokenizer.bos_id, tokenizer.eos_id
+    ids[1:-1] = np.frombuffer(raw, dtype=np.uint8)
+    return ids
+
+
+class ShardWriter:
+    """Buffers tokens into fixed-size shards, uploading each one when it is full."""
+
+    def __init__(self, split: str, out: S3Uri, shard_tokens: int, workdir: Path, client: Any) -> None:
+        self.split, self.out, self.shard_tokens, self.workdir, self.client = split, out, shard_tokens, workdir, client
+        self.buffer = np.empty(shard_tokens, dtype=DTYPE)
+        self.filled = 0
+        self.shards: list[dict[str, Any]] = []
+
+    def write(self, ids: np.ndarray) -> None:
+        """Append tokens, flushing whole shards as they fill."""
+        while len(ids):
+            take = min(len(ids), self.shard_tokens - self.filled)
+            self.buffer[self.filled : self.filled + take] = ids[:take]
+            self.filled += take
+            ids = ids[take:]
+            if self.filled == self.shard_tokens:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write and upload the buffered tokens as the next shard (no-op when empty)."""
+        if not self.filled:
+            return
+        key = f"{self.split}-{len(self.shards):05d}.bin"
+        payload = self.buffer[: self.filled].tobytes()
+        path = self.workdir / key
+        path.write_bytes(payload)
+        s3.upload_file(path, self.out.join(key), self.client)
+        path.unlink()
+        self.shards.append({"key": key, "tokens": self.filled, "sha256": hashlib.sha256(payload).hexdigest()})
+        self.filled = 0
+
+    def summary(self) -> dict[str, Any]:
+        """The split's manifest entry."""
+        return {"tokens": sum(s["tokens"] for s in self.shards), "shards": self.shards}
+
+
+def prepare(src: Path, out: S3Uri, *, shard_tokens: int, val_fraction: float, pattern: str = "*",
+            client: Any | None = None) -> dict[str, Any]:
+    """Tokenize `src` into shards under `out`; returns the manifest that was uploaded last."""
+    if not src.is_dir():
+        raise PrepareError(f"--src: {src} is not a directory")
+    tokenizer = ByteTokenizer()
+    # First pass: sizes only, so the validation split can be cut at an exact token count.
+    sizes = [len(raw) + 2 for _, raw in iter_documents(src, pattern)]
+    total = sum(sizes)
+    if total == 0:
+        raise PrepareError(f"--src: no non-empty UTF-8 text files matching {pattern!r} under {src}")
+    val_tokens = round(total * val_fraction)
+    client = client or s3.client()
+    with tempfile.TemporaryDirectory(prefix="modelplane-prepare-") as tmp:
+        train = ShardWriter("train", out, shard_tokens, Path(tmp), client)
+        val = ShardWriter("val", out, shard_tokens, Path(tmp), client)
+        position = 0
+        for _, raw in iter_documents(src, pattern):
+            ids = encode(raw, tokenizer)
+            cut = max(0, min(len(ids), total - val_tokens - position))
+            train.write(ids[:cut])
+            val.write(ids[cut:])
+            position += len(ids)
+        train.flush()
+        val.flush()
+    splits = {"train": train.summary()}
+    if val.shards:
+        splits["val"] = val.summary()
+    manifest = {
+        "format": FORMAT,
+        "dtype": "uint16-le",
+        "tokenizer": tokenizer.to_dict(),
+        "created": round(time.time(), 3),
+        "source": {"documents": len(sizes), "tokens": total},
+        "splits": splits,
+    }
+    s3.put_bytes(out.join(MANIFEST_FILE), json.dumps(manifest, indent=2, sort_keys=True).encode(), client)
+    return manifest
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of the prepare command."""
+    p = argparse.ArgumentParser(prog="python -m workloads.trainer_torch.prepare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", required=True, type=Path, help="Folder of text files (searched recursively).")
+    p.add_argument("--out", required=True, help="S3 prefix for the shards and manifest.json.")
+    p.add_argument("--shard-tokens", type=int, default=1 << 24, help="Tokens per shard (default 16Mi, 32 MiB).")
+    p.add_argument("--val-fraction", type=float, default=0.0, help="Fraction of tokens held out as `val` (0..0.5).")
+    p.add_argument("--glob", default="*", help="Only files whose name matches this pattern (default: all).")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        out = S3Uri.parse(args.out, flag="--out")
+        if args.shard_tokens < 16:
+            raise PrepareError(f"--shard-tokens: must be >= 16 (got {args.shard_tokens})")
+        if not 0.0 <= args.val_fraction <= 0.5:
+            raise PrepareError(f"--val-fraction: must be between 0 and 0.5 (got {args.val_fraction})")
+        manifest = prepare(args.src, out, shard_tokens=args.shard_tokens, val_fraction=args.val_fraction,
+                           pattern=args.glob)
+    except (PrepareError, S3UriError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+        print(f"error: --out: cannot write to {args.out}: {exc}", file=sys.stderr)
+        return 2
+    counts = {name: (split["tokens"], len(split["shards"])) for name, split in manifest["splits"].items()}
+    log_event("prepared", out=str(out), documents=manifest["source"]["documents"],
+              splits={name: {"tokens": t, "shards": n} for name, (t, n) in counts.items()})
+    described = ", ".join(f"{name}: {t:,} tokens in {n} shard(s)" for name, (t, n) in counts.items())
+    print(f"prepared {manifest['source']['documents']} documents -> {out} ({described})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

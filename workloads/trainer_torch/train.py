@@ -1,0 +1,274 @@
+"""The training loop: data, model, DDP, resume, steps, checkpoints, evaluation and export."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn.functional import cross_entropy
+from torch.nn.parallel import DistributedDataParallel
+
+from workloads.common import s3
+from workloads.common.logs import log_event
+from workloads.lm.model import GPT
+from workloads.lm.tokenizer import ByteTokenizer
+from workloads.trainer_torch import distributed
+from workloads.trainer_torch.checkpoint import Checkpointer, CheckpointError, Loaded
+from workloads.trainer_torch.config import TrainConfig
+from workloads.trainer_torch.data import (
+    DataError,
+    TokenWindows,
+    WindowSampler,
+    cached_split,
+    fetch_split,
+    rank_start,
+    read_manifest,
+)
+from workloads.trainer_torch.distributed import DistContext
+from workloads.trainer_torch.exporting import evaluate, upload_export
+from workloads.trainer_torch.lifecycle import EXIT_PREEMPTED, FaultInjector, StopSignal
+from workloads.trainer_torch.schedule import WarmupCosine, build_scheduler
+from workloads.trainer_torch.telemetry import Throughput, TrainMetrics, mfu, peak_flops_per_device, progress_line
+
+
+@dataclass
+class Progress:
+    """Where training stands; `consumed` is the data position saved in checkpoints."""
+
+    step: int = 0
+    """Completed optimizer steps."""
+    consumed: int = 0
+    """Windows consumed across all ranks (the sampler's stream position)."""
+    tokens: int = 0
+    """Tokens consumed across all ranks."""
+
+
+class Trainer:
+    """One rank's trainer. `run()` returns the process exit code."""
+
+    def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.client = s3.client()
+        self.stop = StopSignal(cfg.sigterm_grace)
+        self.fault = FaultInjector.from_env(ctx.rank)
+        self.checkpointer = Checkpointer(cfg.checkpoints, cfg.local_dir, ctx, keep_last=cfg.keep_last,
+                                         client=self.client)
+        self.metrics = TrainMetrics() if ctx.is_main else None
+        self.schedule = WarmupCosine(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+        cuda = ctx.device.type == "cuda"
+        # bf16 autocast on GPUs (no loss scaling needed, unlike fp16); full fp32 on CPU.
+        self.autocast: Any = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+
+    def run(self) -> int:
+        """Train to `--max-steps` (or until SIGTERM), then evaluate and export."""
+        if self.metrics is not None and self.cfg.metrics_port:
+            self.metrics.serve(self.cfg.metrics_port)
+        self._load_data()
+        self._build_model()
+        progress = self._resume()
+        self._wrap()
+        peak, peak_source = (0.0, "")
+        if self.ctx.is_main:
+            peak, peak_source = peak_flops_per_device(self.ctx.device, self.cfg.peak_tflops)
+        self._log_start(progress, peak, peak_source)
+        # Only from here on is there progress worth a checkpoint; before this, SIGTERM simply ends the process.
+        self.stop.install()
+        meter = Throughput()
+        flops_per_token = self.cfg.model_config.flops_per_token(self.cfg.seq_len)
+        while progress.step < self.cfg.max_steps:
+            loss, lr, grad_norm = self._step(progress)
+            stats = torch.stack([loss, torch.tensor(float(self.stop.requested), device=self.ctx.device)])
+            distributed.all_reduce_sum(stats)
+            global_loss, stop = stats[0].item() / self.ctx.world_size, stats[1].item() > 0
+            progress.step += 1
+            progress.consumed += self.cfg.global_batch
+            progress.tokens += self.cfg.tokens_per_step
+            meter.add(self.cfg.tokens_per_step)
+            self.fault.after_step(progress.step)
+            if self.metrics is not None:
+                self.metrics.on_step(progress.step, self.cfg.tokens_per_step, global_loss)
+            if self.ctx.is_main and (progress.step == 1 or progress.step % self.cfg.log_every == 0
+                                     or progress.step == self.cfg.max_steps or stop):
+                tokens_per_s, step_s = meter.report()
+                ratio = mfu(flops_per_token, tokens_per_s, peak * self.ctx.world_size)
+                self._log_step(progress, global_loss, lr, float(grad_norm), tokens_per_s, ratio, step_s)
+            if stop:
+                log_event("stopping", rank=self.ctx.rank, step=progress.step, signal=self.stop.signal_name,
+                          grace_s=self.cfg.sigterm_grace)
+            if stop or progress.step % self.cfg.checkpoint_every == 0 or progress.step == self.cfg.max_steps:
+                meter.exclude(self._checkpoint(progress, global_loss))
+            if stop:
+                self.stop.disarm()
+                distributed.barrier()  # nobody exits (and trips torchrun) before rank 0 committed
+                log_event("preempted", rank=self.ctx.rank, step=progress.step, exit_code=EXIT_PREEMPTED)
+                return EXIT_PREEMPTED
+        self._finish(progress)
+        return 0
+
+    def _load_data(self) -> None:
+        manifest = read_manifest(self.cfg.data, self.client)
+        try:
+            ByteTokenizer.from_dict(manifest.tokenizer)
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"--data: {manifest.uri} was not made by the byte tokenizer ({exc})") from exc
+        splits = ["train"] + (["val"] if self.cfg.eval_batches and manifest.splits.get("val") else [])
+        cache = self.cfg.local_dir / "shards"
+        # One download per node into a content-addressed cache; the other local ranks wait for it.
+        if self.ctx.is_local_main:
+            for split in splits:
+                fetch_split(manifest, split, cache, self.client)
+        distributed.barrier()
+        self.train_windows = TokenWindows(cached_split(manifest, "train", cache), self.cfg.seq_len)
+        if len(self.train_windows) == 0:
+            raise DataError(f"--seq-len: no train shard in {manifest.uri} holds more than {self.cfg.seq_len} tokens; "
+                            "lower --seq-len or prepare with a larger --shard-tokens")
+        self.sampler = WindowSampler(len(self.train_windows), self.cfg.seed)
+        self.val_windows = TokenWindows(cached_split(manifest, "val", cache), self.cfg.seq_len) \
+            if "val" in splits else None
+
+    def _build_model(self) -> None:
+        distributed.seed_all(self.cfg.seed)  # identical initial weights on every rank
+        self.model = GPT(self.cfg.model_config).to(self.ctx.device)
+        matrices = [p for p in self.model.parameters() if p.dim() >= 2]
+        vectors = [p for p in self.model.parameters() if p.dim() < 2]
+        # Decay only matrices: decaying biases and LayerNorm gains hurts and buys no regularisation.
+        groups = [{"params": matrices, "weight_decay": self.cfg.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(0.9, 0.95), eps=1e-8,
+                                           fused=self.ctx.device.type == "cuda")
+        self.scheduler = build_scheduler(self.optimizer, self.schedule)
+
+    def _resume(self) -> Progress:
+        step = self.checkpointer.latest()
+        if step is None:
+            distributed.seed_all(distributed.rank_seed(self.cfg.seed, self.ctx.rank))
+            return Progress()
+        loaded = self.checkpointer.load(step, self.ctx.device)
+        self._check_compatible(loaded)
+        self.model.load_state_dict(loaded.model)
+        self.optimizer.load_state_dict(loaded.optim["optimizer"])
+        sched = dict(loaded.optim["scheduler"])
+        # The flags define the schedule (so --max-steps can be extended on resume); only the step carries over.
+        sched["lr_lambdas"] = [None] * len(self.optimizer.param_groups)
+        sched["base_lrs"] = [self.cfg.lr] * len(self.optimizer.param_groups)
+        self.scheduler.load_state_dict(sched)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.schedule(self.scheduler.last_epoch)  # LambdaLR's own formula, bit for bit
+        if loaded.rng is not None:
+            distributed.set_rng_state(loaded.rng)
+        else:
+            distributed.seed_all(distributed.rank_seed(self.cfg.seed + step, self.ctx.rank))
+        state = loaded.state
+        log_event("resumed", rank=self.ctx.rank, step=step, consumed=state["consumed"],
+                  rng_restored=loaded.rng is not None, checkpoint=str(self.checkpointer.step_uri(step)))
+        return Progress(step=step, consumed=int(state["consumed"]), tokens=int(state["tokens"]))
+
+    def _check_compatible(self, loaded: Loaded) -> None:
+        state, where = loaded.state, self.checkpointer.step_uri(loaded.step)
+        if state["model_config"] != self.cfg.model_config.to_dict():
+            raise CheckpointError(f"--model: {where} holds a {state['model']!r} model, not {self.cfg.model!r}; "
+                                  "use the same preset or a new --checkpoints prefix")
+        if state["seq_len"] != self.cfg.seq_len:
+            raise CheckpointError(f"--seq-len: {where} was trained with --seq-len {state['seq_len']} (got "
+                                  f"{self.cfg.seq_len}); the saved data position counts windows of that length")
+        if state["world_size"] != self.ctx.world_size:
+            log_event("world_size_changed", rank=self.ctx.rank, checkpoint=state["world_size"],
+                      now=self.ctx.world_size)
+
+    def _wrap(self) -> None:
+        self.train_model: torch.nn.Module = self.model
+        if self.cfg.compile:
+            self.train_model = torch.compile(self.model)  # type: ignore[assignment]
+        self.ddp: DistributedDataParallel | None = None
+        if distributed.active():
+            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.train_model, device_ids=ids)
+            self.train_model = self.ddp
+
+    def _batch(self, progress: Progress, micro_step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start = rank_start(progress.consumed, micro_step, self.ctx.rank, self.ctx.world_size, self.cfg.micro_batch)
+        tokens = torch.from_numpy(self.train_windows.batch(self.sampler.take(start, self.cfg.micro_batch)))
+        if self.ctx.device.type == "cuda":
+            tokens = tokens.pin_memory().to(self.ctx.device, non_blocking=True)
+        return tokens[:, :-1], tokens[:, 1:]
+
+    def _step(self, progress: Progress) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """One optimizer step over `grad_accum` micro-batches; returns (mean local loss, lr used, grad norm)."""
+        self.train_model.train()
+        total = torch.zeros((), device=self.ctx.device)
+        for micro in range(self.cfg.grad_accum):
+            inputs, targets = self._batch(progress, micro)
+            last = micro == self.cfg.grad_accum - 1
+            # Gradients are all-reduced only on the last micro-batch; earlier ones accumulate locally.
+            sync = contextlib.nullcontext() if last or self.ddp is None else self.ddp.no_sync()
+            with sync:
+                with self.autocast():
+                    logits = self.train_model(inputs)
+                    loss = cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+                (loss / self.cfg.grad_accum).backward()
+            total += loss.detach().float()
+        grad_norm = torch.zeros((), device=self.ctx.device)
+        if self.cfg.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total / self.cfg.grad_accum, lr, grad_norm
+
+    def _checkpoint(self, progress: Progress, loss: float) -> float:
+        state = {
+            "step": progress.step, "consumed": progress.consumed, "tokens": progress.tokens, "loss": loss,
+            "world_size": self.ctx.world_size, "global_batch": self.cfg.global_batch, "seq_len": self.cfg.seq_len,
+            "model": self.cfg.model, "model_config": self.cfg.model_config.to_dict(), "seed": self.cfg.seed,
+            "data": str(self.cfg.data), "saved_at": round(time.time(), 3),
+        }
+        optim = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        duration = self.checkpointer.save(progress.step, model=self.model.state_dict(), optim=optim, state=state,
+                                          rng=distributed.rng_state())
+        if self.metrics is not None:
+            self.metrics.on_checkpoint(duration)
+            log_event("checkpoint", step=progress.step, duration_s=round(duration, 3),
+                      uri=str(self.checkpointer.step_uri(progress.step)))
+        return duration
+
+    def _finish(self, progress: Progress) -> None:
+        val_loss = None
+        if self.val_windows is not None and len(self.val_windows):
+            val_loss = evaluate(self.model, self.val_windows, self.ctx, micro_batch=self.cfg.micro_batch,
+                                batches=self.cfg.eval_batches, autocast=self.autocast)
+        if self.ctx.is_main:
+            log_event("done", step=progress.step, tokens=progress.tokens, val_loss=val_loss)
+            if self.cfg.export is not None:
+                meta = {"step": progress.step, "tokens": progress.tokens, "val_loss": val_loss,
+                        "data": str(self.cfg.data), "seq_len": self.cfg.seq_len, "seed": self.cfg.seed,
+                        "preset": self.cfg.model}
+                upload_export(self.model, self.cfg.export, meta, self.client)
+                log_event("exported", uri=str(self.cfg.export))
+        distributed.barrier()
+
+    def _log_start(self, progress: Progress, peak: float, peak_source: str) -> None:
+        if not self.ctx.is_main:
+            return
+        log_event("start", world_size=self.ctx.world_size, device=str(self.ctx.device), model=self.cfg.model,
+                  params=self.cfg.model_config.n_params(), seq_len=self.cfg.seq_len,
+                  global_batch=self.cfg.global_batch, grad_accum=self.cfg.grad_accum, max_steps=self.cfg.max_steps,
+                  start_step=progress.step, windows=len(self.train_windows), peak_flops=peak,
+                  peak_source=peak_source, compile=self.cfg.compile)
+
+    def _log_step(self, progress: Progress, loss: float, lr: float, grad_norm: float, tokens_per_s: float,
+                  ratio: float, step_s: float) -> None:
+        eta = (self.cfg.max_steps - progress.step) * step_s
+        epoch = progress.consumed / len(self.train_windows)
+        log_event("step", step=progress.step, loss=round(loss, 6), lr=lr, grad_norm=round(grad_norm, 6),
+                  tokens=progress.tokens, tokens_per_s=round(tokens_per_s, 1), mfu=round(ratio, 6),
+                  epoch=round(epoch, 4), eta_s=round(eta, 1))
+        if self.metrics is not None:
+            self.metrics.mfu.set(ratio)
+        print(progress_line(progress.step, self.cfg.max_steps, loss, lr, tokens_per_s, ratio, eta),
+              file=sys.stderr, flush=True)
+
