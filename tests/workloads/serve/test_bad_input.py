@@ -1,0 +1,189 @@
+"""Every class of bad input gets its own status and a message naming the problem, never a 5xx."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.workloads.serve.support import LiveServer, live_server, metric
+from workloads.common import metrics as names
+
+API_KEY = "test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def server(model_uri: str) -> Iterator[LiveServer]:
+    """A server with an API key, a small body limit and a small max_tokens cap."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SERVE_TEST_API_KEY", API_KEY)
+        with live_server(model_uri, api_key_env="SERVE_TEST_API_KEY", max_body_bytes=4096,
+                         max_tokens_cap=32) as live:
+            yield live
+
+
+@pytest.fixture()
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    """A client that sends the right API key."""
+    with server.client(headers={"Authorization": f"Bearer {API_KEY}"}) as c:
+        yield c
+
+
+def _openai_error(response: httpx.Response) -> dict[str, Any]:
+    error: dict[str, Any] = response.json()["error"]
+    assert error["message"]
+    return error
+
+
+def _completion(server: LiveServer, **fields: Any) -> dict[str, Any]:
+    return {"model": server.name, "prompt": "the", "max_tokens": 4, "temperature": 0, **fields}
+
+
+def test_valid_request_with_the_key_succeeds(server: LiveServer, client: httpx.Client) -> None:
+    assert client.post("/v1/completions", json=_completion(server)).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {API_KEY}"}])
+def test_missing_or_wrong_api_key_is_401(server: LiveServer, headers: dict[str, str]) -> None:
+    with server.client(headers=headers) as anonymous:
+        for response in (anonymous.post("/v1/completions", json=_completion(server)),
+                         anonymous.get("/v1/models"),
+                         anonymous.post(f"/v2/models/{server.name}/infer", json={"inputs": []})):
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert "API key" in str(response.json()["error"])
+
+
+def test_health_and_metrics_need_no_key(server: LiveServer) -> None:
+    with server.client() as anonymous:
+        assert anonymous.get("/v2/health/live").status_code == 200
+        assert anonymous.get("/v2/health/ready").status_code == 200
+        assert anonymous.get(f"/v2/models/{server.name}/ready").status_code == 200
+        assert anonymous.get("/metrics").status_code == 200
+
+
+def test_body_over_the_limit_is_413(server: LiveServer, client: httpx.Client) -> None:
+    response = client.post("/v1/completions", json=_completion(server, prompt="x" * 5000))
+    assert response.status_code == 413
+    assert "4096 bytes" in _openai_error(response)["message"]
+
+
+def test_chunked_body_over_the_limit_is_413(server: LiveServer, client: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"prompt": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = client.post("/v1/completions", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "fragment"),
+    [
+        ({"n": 2}, "n", "only n=1 is supported"),
+        ({"temperature": "hot"}, "temperature", "valid number"),
+        ({"temperature": 3}, "temperature", "less than or equal to 2"),
+        ({"max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
+        ({"prompt": [1, 2]}, "prompt", "must be a string or a list of strings"),
+        ({"prompt": []}, "prompt", "must not be empty"),
+        ({"stop": 5}, "stop", "must be a string or a list of strings"),
+        ({"prompt": ""}, "prompt", "must not be empty"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4 stop sequences"),
+        ({"logprobs": 3}, "logprobs", "Extra inputs are not permitted"),
+        ({"stream_options": {"include_usage": "maybe"}}, "stream_options.include_usage", "valid boolean"),
+    ],
+)
+def test_schema_errors_are_422_naming_the_field(server: LiveServer, client: httpx.Client, fields: dict[str, Any],
+                                                param: str, fragment: str) -> None:
+    response = client.post("/v1/completions", json=_completion(server, **fields))
+    assert response.status_code == 422
+    error = _openai_error(response)
+    assert error["param"] == param
+    assert error["message"].startswith(f"{param}")
+    assert fragment in error["message"]
+
+
+def test_missing_field_is_422_naming_it(server: LiveServer, client: httpx.Client) -> None:
+    response = client.post("/v1/completions", json={"model": server.name})
+    assert response.status_code == 422
+    assert _openai_error(response)["message"] == "prompt: Field required"
+
+
+@pytest.mark.parametrize("body", [b"{bad json", b"", b"[1, 2", "\u00ff".encode("latin-1")])
+def test_malformed_json_is_422(client: httpx.Client, body: bytes) -> None:
+    response = client.post("/v1/completions", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert _openai_error(response)["message"]
+
+
+def test_max_tokens_over_the_cap_is_400(server: LiveServer, client: httpx.Client) -> None:
+    response = client.post("/v1/completions", json=_completion(server, max_tokens=33))
+    assert response.status_code == 400
+    error = _openai_error(response)
+    assert (error["param"], error["message"]) == ("max_tokens", "max_tokens: must be at most 32 (got 33)")
+
+
+def test_prompt_longer_than_the_context_is_400(server: LiveServer, client: httpx.Client) -> None:
+    response = client.post("/v1/completions", json=_completion(server, prompt="y" * 250, max_tokens=10))
+    assert response.status_code == 400
+    error = _openai_error(response)
+    assert error["param"] == "prompt"
+    assert "context is 256 tokens" in error["message"]
+
+
+def test_unknown_model_is_404(client: httpx.Client) -> None:
+    response = client.post("/v1/completions", json={"model": "gpt-4", "prompt": "hi"})
+    assert response.status_code == 404
+    assert "'gpt-4' is not served here" in _openai_error(response)["message"]
+    assert client.get("/v2/models/gpt-4").status_code == 404
+    assert client.post("/v2/models/gpt-4/infer", json={"inputs": [
+        {"name": "text_input", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}).status_code == 404
+
+
+def test_unknown_route_and_method_are_json_errors(client: httpx.Client) -> None:
+    missing = client.get("/v1/nothing")
+    wrong_method = client.get("/v1/completions")
+    assert (missing.status_code, wrong_method.status_code) == (404, 405)
+    assert _openai_error(missing)["message"] == "Not Found"
+    assert _openai_error(wrong_method)["message"] == "Method Not Allowed"
+
+
+def _text_input(**overrides: Any) -> dict[str, Any]:
+    return {"name": "text_input", "shape": [1], "datatype": "BYTES", "data": ["the"], **overrides}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"inputs": [_text_input(shape=[2])]}, 400, "inputs[0].data: has 1 elements but shape [2] needs 2"),
+        ({"inputs": [_text_input(data=[5])]}, 400, "inputs[0].data: BYTES elements must be strings"),
+        ({"inputs": [_text_input(name="pixels")]}, 400, "expected exactly one input named 'text_input'"),
+        ({"inputs": [_text_input(), _text_input()]}, 400, "inputs[1].name: duplicate input name"),
+        ({"inputs": [_text_input(datatype="FP128")]}, 422, "inputs[0].datatype"),
+        ({"inputs": [_text_input(shape=[-1])]}, 422, "inputs[0].shape: dimensions must be >= 0"),
+        ({"inputs": []}, 422, "inputs: List should have at least 1 item"),
+        ({"inputs": [_text_input()], "outputs": [{"name": "logits"}]}, 400, "outputs[0].name: unknown output"),
+        ({"inputs": [_text_input()], "parameters": {"max_tokens": 33}}, 400,
+         "parameters.max_tokens: must be at most 32"),
+        ({"inputs": [_text_input()], "parameters": {"top_k": 3}}, 400, "parameters.top_k: Extra inputs"),
+        ({"inputs": [_text_input(datatype="FP32", data=[1.0])]}, 400, "must be BYTES"),
+    ],
+)
+def test_v2_bad_inputs_get_4xx_naming_the_field(server: LiveServer, client: httpx.Client, body: dict[str, Any],
+                                                status: int, fragment: str) -> None:
+    response = client.post(f"/v2/models/{server.name}/infer", json=body)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]
+
+
+def test_no_5xx_was_recorded(server: LiveServer) -> None:
+    samples = server.metrics()
+    # Readiness answered 503 while the model loaded; every other route must never have answered 5xx.
+    errors = {k: v for k, v in samples.items()
+              if k.startswith(f"{names.INFERENCE_REQUESTS_TOTAL}{{") and 'status="5' in k and "/health/" not in k}
+    assert errors == {}
+    assert metric(samples, f'{names.INFERENCE_REQUESTS_TOTAL}{{route="/v1/completions",status="422"}}') > 0

@@ -1,0 +1,94 @@
+"""The Redis response cache against a real redis-server: hits, what is never cached, and failing open."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from redis import Redis as SyncRedis
+
+from tests.support.servers import RedisServer
+from tests.workloads.serve.support import live_server, metric
+from workloads.common import metrics as names
+
+
+def _greedy(name: str, prompt: str = "the quick", **extra: object) -> dict[str, object]:
+    return {"model": name, "prompt": prompt, "max_tokens": 12, "temperature": 0, **extra}
+
+
+def test_cache_hit_returns_the_same_body_and_counts_a_hit(model_uri: str, redis: RedisServer) -> None:
+    with live_server(model_uri, redis_url=redis.url) as server, server.client() as client:
+        first = client.post("/v1/completions", json=_greedy(server.name))
+        # Same request with the defaults spelled out: the canonical form makes it the same key.
+        second = client.post("/v1/completions", json=_greedy(server.name, top_p=1.0, n=1, user="someone"))
+        samples = server.metrics()
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert second.content == first.content
+    assert metric(samples, names.INFERENCE_CACHE_HITS_TOTAL) == 1
+    assert metric(samples, names.INFERENCE_CACHE_MISSES_TOTAL) == 1
+    assert metric(samples, f"{names.INFERENCE_BATCH_SIZE}_count") == 1, "the hit ran no model"
+
+
+def test_seeded_sampling_is_cached_and_unseeded_sampling_is_not(model_uri: str, redis: RedisServer) -> None:
+    with live_server(model_uri, redis_url=redis.url) as server, server.client() as client:
+        seeded = [client.post("/v1/completions", json=_greedy(server.name, temperature=1.0, seed=3)) for _ in "ab"]
+        unseeded = [client.post("/v1/completions", json=_greedy(server.name, temperature=1.0)) for _ in "ab"]
+        streamed = client.post("/v1/completions", json=_greedy(server.name, stream=True))
+    assert [r.headers["x-cache"] for r in seeded] == ["miss", "hit"]
+    assert [r.headers["x-cache"] for r in unseeded] == ["bypass", "bypass"]
+    assert streamed.headers["x-cache"] == "bypass"
+
+
+def test_errors_and_oversized_bodies_are_never_cached(model_uri: str, redis: RedisServer) -> None:
+    with live_server(model_uri, redis_url=redis.url, cache_max_bytes=64, max_tokens_cap=20) as server, \
+            server.client() as client:
+        too_many = _greedy(server.name, max_tokens=21)
+        errors = [client.post("/v1/completions", json=too_many).status_code for _ in "ab"]
+        big = [client.post("/v1/completions", json=_greedy(server.name)).headers["x-cache"] for _ in "ab"]
+    assert errors == [400, 400]
+    assert big == ["miss", "miss"], "a body over --cache-max-bytes is served but not stored"
+    assert redis_keys(redis) == []
+
+
+def redis_keys(redis: RedisServer) -> list[bytes]:
+    """Every key in the test Redis."""
+    with SyncRedis.from_url(redis.url) as client:
+        return list(client.keys("*"))
+
+
+def test_cached_entries_expire_after_the_ttl(model_uri: str, redis: RedisServer) -> None:
+    with live_server(model_uri, redis_url=redis.url, cache_ttl=30) as server, server.client() as client:
+        client.post("/v1/completions", json=_greedy(server.name))
+    with SyncRedis.from_url(redis.url) as direct:
+        (key,) = direct.keys("modelplane:serve:v1:*")
+        assert 0 < direct.ttl(key) <= 30
+
+
+async def _burst(server_url: str, name: str, count: int) -> list[int]:
+    async with httpx.AsyncClient(base_url=server_url, timeout=60) as client:
+        responses = await asyncio.gather(
+            *(client.post("/v1/completions", json=_greedy(name, prompt=f"p{i % 3}")) for i in range(count))
+        )
+    return [r.status_code for r in responses]
+
+
+def test_killing_redis_mid_test_loses_no_requests(model_uri: str, redis: RedisServer) -> None:
+    with live_server(model_uri, redis_url=redis.url, cache_backoff_s=0.2) as server, server.client() as client:
+        assert client.post("/v1/completions", json=_greedy(server.name)).headers["x-cache"] == "miss"
+        assert client.post("/v1/completions", json=_greedy(server.name)).headers["x-cache"] == "hit"
+        redis.proc.kill()
+        redis.proc.wait()
+        statuses = asyncio.run(_burst(server.url, server.name, 12))
+        later = []
+        for _ in range(3):
+            # Past the backoff the cache tries Redis again, fails fast, and still serves the request.
+            time.sleep(0.25)
+            later.append(client.post("/v1/completions", json=_greedy(server.name)))
+        samples = server.metrics()
+    assert statuses == [200] * 12
+    assert [r.status_code for r in later] == [200] * 3
+    assert {r.headers["x-cache"] for r in later} == {"miss"}
+    assert metric(samples, names.INFERENCE_CACHE_ERRORS_TOTAL) >= 4
+    assert metric(samples, names.INFERENCE_CACHE_HITS_TOTAL) == 1

@@ -1,0 +1,85 @@
+"""SIGTERM on a real `python -m workloads.serve`: in-flight requests finish, new ones are refused, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port
+from workloads.lm.model import GPT
+
+
+async def _in_flight_then_sigterm(
+    url: str, proc: subprocess.Popen[bytes]
+) -> tuple[list[httpx.Response], str, str, float]:
+    """Start 4 plain and 1 streamed request, SIGTERM, probe readiness; returns the results and the last finish lag."""
+    body = {"model": "tiny-lm", "prompt": "the", "max_tokens": 200, "temperature": 0}
+    finished: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        async def complete(prompt: str) -> httpx.Response:
+            response = await client.post("/v1/completions", json={**body, "prompt": prompt})
+            finished.append(time.monotonic())
+            return response
+
+        plain = [asyncio.create_task(complete(f"p{i}")) for i in range(4)]
+
+        async def stream() -> str:
+            async with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
+                return (await response.aread()).decode()
+
+        streamed = asyncio.create_task(stream())
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        await asyncio.sleep(0.2)
+        async with httpx.AsyncClient(base_url=url, timeout=5) as fresh:
+            try:
+                after = str((await fresh.get("/v2/health/ready")).status_code)
+            except httpx.TransportError as exc:
+                after = type(exc).__name__
+        responses = list(await asyncio.gather(*plain))
+        return responses, await streamed, after, max(finished) - signalled
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tiny_export: tuple[Path, GPT], tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    env = {**os.environ, "MODELPLANE_SERVE_TORCH_THREADS": "1", "MODELPLANE_SERVE_MAX_BATCH_SIZE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workloads.serve", "--model-uri", str(tiny_export[0]), "--host", "127.0.0.1",
+         "--port", str(port), "--drain-timeout-s", "30"],
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        responses, streamed, after, lag = asyncio.run(_in_flight_then_sigterm(url, proc))
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert lag > 0, "some requests were still in flight when SIGTERM arrived"
+    assert [r.status_code for r in responses] == [200] * 4
+    assert [r.json()["usage"]["completion_tokens"] for r in responses] == [200] * 4
+    events = [e.removeprefix("data: ") for e in streamed.split("\n\n") if e]
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
+    assert after in {"503", "ConnectError"}, "after SIGTERM the server is not ready for new work"
+    assert code == 0, log.read_text()
+    assert '"event": "draining"' in log.read_text()

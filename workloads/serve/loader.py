@@ -1,0 +1,127 @@
+"""Fetch the model export and build its backend, retrying with backoff until it works or time runs out.
+
+The export is downloaded into a fresh folder on every attempt, so a half-finished download or an
+upload still in progress is never mixed with a later one; `load_export` then verifies every
+checksum in the manifest before any weight is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from tenacity import RetryCallState, Retrying, stop_after_delay, wait_exponential
+
+from workloads.common import s3
+from workloads.common.logs import log_event
+from workloads.lm.export import CONFIG_FILE, FORMAT, MANIFEST_FILE, load_export, sha256_file
+from workloads.serve.backends import Backend, ModelInfo, TensorBackend, TensorSpec
+from workloads.serve.lm_backend import LmBackend, pick_device
+from workloads.serve.settings import ServeSettings
+
+SAVED_MODEL_FILE = "saved_model.pb"
+"""Marker file of a TensorFlow SavedModel folder."""
+
+Loader = Callable[[ServeSettings], Backend]
+"""One load attempt: settings in, a ready backend out (raises on any failure)."""
+
+
+def fetch(settings: ServeSettings) -> Path:
+    """A local folder holding the export: the local path itself, or a fresh download from S3."""
+    if not settings.model_uri.startswith("s3://"):
+        folder = Path(settings.model_uri)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--model-uri: {folder} is not a folder")
+        return folder
+    uri = s3.S3Uri.parse(settings.model_uri, flag="--model-uri")
+    if settings.download_dir is not None:
+        settings.download_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="model-", dir=settings.download_dir))
+    try:
+        if not s3.download_dir(uri, folder):
+            raise FileNotFoundError(f"--model-uri: no objects under {uri}")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def model_version(folder: Path) -> str:
+    """The export's version: the first 16 hex digits of the sha256 of its manifest (or SavedModel graph)."""
+    for marker in (MANIFEST_FILE, SAVED_MODEL_FILE):
+        if (folder / marker).is_file():
+            return sha256_file(folder / marker)[:16]
+    return "unversioned"
+
+
+def load_backend(settings: ServeSettings) -> Backend:
+    """One attempt: fetch the export and build the backend its format calls for."""
+    folder = fetch(settings)
+    downloaded = folder != Path(settings.model_uri)
+    keep_files = False
+    try:
+        version = model_version(folder)
+        config_path = folder / CONFIG_FILE
+        if config_path.is_file() and json.loads(config_path.read_text()).get("format") == FORMAT:
+            model, tokenizer, _ = load_export(folder, device=pick_device(settings.device))
+            return LmBackend(model, tokenizer, name=settings.served_name, version=version,
+                             max_tokens_cap=settings.max_tokens_cap)
+        if (folder / SAVED_MODEL_FILE).is_file():
+            # TensorFlow may read assets lazily, so a SavedModel's files outlive the load.
+            keep_files = True
+            return _tf_backend(folder, settings.served_name, version)
+        raise ValueError(
+            f"--model-uri: {settings.model_uri} holds neither a {FORMAT} export ({CONFIG_FILE} + {MANIFEST_FILE}) "
+            f"nor a TensorFlow SavedModel ({SAVED_MODEL_FILE})"
+        )
+    finally:
+        if downloaded and not keep_files:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _tf_backend(folder: Path, name: str, version: str) -> Backend:
+    # Imported only when a SavedModel is served, so this image needs no TensorFlow for LMs.
+    try:
+        serving = importlib.import_module("workloads.trainer_tf.serving")
+    except ImportError as exc:
+        raise RuntimeError(
+            f"{folder} is a TensorFlow SavedModel, which needs the TF-enabled serve image "
+            "(workloads.trainer_tf.serving and tensorflow importable)"
+        ) from exc
+    predictor = serving.TfSavedModel(folder)
+    info = ModelInfo(
+        name=name, version=version, platform="tensorflow_savedmodel",
+        inputs=(TensorSpec("input", "FP32", (-1, -1)),), outputs=(TensorSpec("output", "FP32", (-1, -1)),),
+    )
+    return TensorBackend(predictor, info)
+
+
+def load_with_retries(settings: ServeSettings, loader: Loader, stop: threading.Event) -> Backend:
+    """Call `loader` until it succeeds, with exponential backoff (0.5 s doubling to 5 s).
+
+    Gives up after `settings.load_timeout_s` or as soon as `stop` is set (shutdown), re-raising
+    the last error.
+    """
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log_event("model_load_retry", attempt=state.attempt_number, error=repr(error),
+                  wait_s=round(state.upcoming_sleep, 2))
+
+    def should_stop(state: RetryCallState) -> bool:
+        return stop.is_set() or stop_after_delay(settings.load_timeout_s)(state)
+
+    def pause(seconds: float) -> None:
+        # Sleeping on the stop event lets shutdown interrupt the backoff at once.
+        stop.wait(seconds)
+
+    retrying = Retrying(
+        wait=wait_exponential(multiplier=0.5, max=5), stop=should_stop, sleep=pause,
+        before_sleep=log_retry, reraise=True,
+    )
+    backend: Backend = retrying(loader, settings)
+    return backend

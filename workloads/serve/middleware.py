@@ -1,0 +1,126 @@
+"""The outermost ASGI layer: request metrics, the body-size limit and a JSON 500 for bugs.
+
+It is plain ASGI rather than Starlette's `BaseHTTPMiddleware`, which buffers streaming
+responses and interferes with cancellation. The body is read here (up to the limit) and
+replayed to the app, so an oversized body is a 413 before any parsing, even when the client
+sends no Content-Length.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from workloads.common.logs import log_event
+from workloads.serve.errors import error_content
+from workloads.serve.metrics import ServeMetrics
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+def route_label(scope: Scope, status: int) -> str:
+    """The matched route's template (`/v2/models/{name}/infer`), so labels stay few.
+
+    Starlette's own routes (`/openapi.json`, `/docs`) record no template; they succeed only on fixed
+    paths, so a successful path is its own label. Any other failure before routing (404, 413) is
+    `unmatched`, so scanners cannot mint label values.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    return str(scope.get("path", "unmatched")) if status < 400 else "unmatched"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLargeError
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, content: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    """Send a complete JSON response."""
+    body = json.dumps(content).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServeMiddleware:
+    """Counts and times every request, tracks in-flight POSTs, enforces `max_body_bytes`, catches bugs."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServeMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        response: dict[str, Any] = {"status": 500, "started": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response["status"], response["started"] = message["status"], True
+            await send(message)
+
+        inference = scope["method"] in _BODY_METHODS
+        if inference:
+            self.metrics.in_flight.inc()
+        try:
+            await self._dispatch(scope, receive, tracking_send)
+        except Exception as exc:  # any escaped exception is a bug: log it, answer JSON 500
+            log_event("unhandled_error", path=scope.get("path"), error=repr(exc), traceback=traceback.format_exc())
+            if not response["started"]:
+                content = error_content(scope.get("path", ""), 500, "internal server error; the server logged it")
+                await send_json(tracking_send, 500, content, [])
+        finally:
+            if inference:
+                self.metrics.in_flight.dec()
+            status = int(response["status"])
+            self.metrics.observe_request(route_label(scope, status), status, time.monotonic() - started)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        try:
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise _BodyTooLargeError
+            body = await _read_body(receive, self.max_body_bytes)
+        except _BodyTooLargeError:
+            message = f"request body is larger than the server's limit of {self.max_body_bytes} bytes"
+            await send_json(send, 413, error_content(scope.get("path", ""), 413, message), [(b"connection", b"close")])
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,176 @@
+"""Server settings from flags and environment variables, validated before anything starts.
+
+Every setting has a flag (`--max-batch-size`) and an environment variable
+(`MODELPLANE_SERVE_MAX_BATCH_SIZE`); a flag wins over the environment. All problems are
+collected and reported at once, each naming its flag, its variable, the value and the rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX: Final = "MODELPLANE_SERVE_"
+MODEL_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message lists every problem."""
+
+
+class ServeSettings(BaseModel):
+    """Everything `python -m workloads.serve` can be configured with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, protected_namespaces=())
+
+    model_uri: str
+    """Where the model export lives: s3://BUCKET/PREFIX (endpoint from AWS_ENDPOINT_URL) or a local folder."""
+    model_name: str | None = None
+    """Name clients use in URLs and the OpenAI `model` field. Defaults to the last segment of --model-uri."""
+    redis_url: str | None = None
+    """redis:// or rediss:// URL of the response cache. Defaults to no cache."""
+    cache_ttl: int = Field(3600, ge=1, le=30 * 24 * 3600)
+    """Seconds a cached response lives. Defaults to 3600."""
+    cache_max_bytes: int = Field(1 << 20, ge=1, le=512 << 20)
+    """Largest response body stored in the cache, in bytes. Defaults to 1 MiB."""
+    cache_timeout_ms: float = Field(100.0, gt=0, le=10_000)
+    """Redis connect/read timeout in milliseconds; slower calls count as errors. Defaults to 100."""
+    cache_backoff_s: float = Field(30.0, ge=0, le=3600)
+    """Seconds to stop calling Redis after an error (the cache fails open meanwhile). Defaults to 30."""
+    max_batch_size: int = Field(16, ge=1, le=1024)
+    """Most requests run together in one batch. Defaults to 16; 1 turns batching off."""
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000)
+    """Longest a request waits for batch-mates before its batch starts, in milliseconds. Defaults to 5."""
+    max_queue: int = Field(256, ge=1, le=1_000_000)
+    """Most requests waiting for a batch; beyond it requests get 429. Defaults to 256."""
+    max_tokens_cap: int = Field(512, ge=1, le=1_000_000)
+    """Largest `max_tokens` a request may ask for; more gets 400. Defaults to 512."""
+    request_timeout_s: float = Field(60.0, gt=0, le=3600)
+    """Deadline of one request from arrival; past it the request gets 504. Defaults to 60."""
+    max_body_bytes: int = Field(1 << 20, ge=64, le=1 << 30)
+    """Largest request body in bytes; more gets 413. Defaults to 1 MiB."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key clients send as `Authorization: Bearer`.
+    Defaults to no authentication."""
+    host: str = "0.0.0.0"  # a container listens on all interfaces; the mesh restricts callers
+    """Address to listen on. Defaults to 0.0.0.0."""
+    port: int = Field(8080, ge=1, le=65535)
+    """TCP port to listen on. Defaults to 8080."""
+    drain_timeout_s: int = Field(25, ge=0, le=3600)
+    """After SIGTERM, seconds to finish in-flight requests before exiting. Defaults to 25 (under k8s' 30 s grace)."""
+    load_timeout_s: float = Field(600.0, gt=0, le=86_400)
+    """Seconds to keep retrying the model load before liveness fails and the pod restarts. Defaults to 600."""
+    download_dir: Path | None = None
+    """Folder the export is downloaded into. Defaults to a fresh temporary folder."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Torch device for the model. Defaults to auto (cuda when available). Valid values: auto, cpu, cuda."""
+    torch_threads: int = Field(0, ge=0, le=1024)
+    """Torch intra-op threads; set it to the pod's CPU limit to avoid oversubscription.
+    Defaults to 0 (torch's default: one per visible core)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Uvicorn log level. Defaults to info. Valid values: debug, info, warning, error."""
+
+    @field_validator("model_uri")
+    @classmethod
+    def _check_uri(cls, value: str) -> str:
+        if value.startswith("s3://"):
+            bucket = value[len("s3://") :].partition("/")[0]
+            if not bucket:
+                raise ValueError("the S3 URI has no bucket; use s3://BUCKET/PREFIX")
+        elif "://" in value:
+            raise ValueError("use s3://BUCKET/PREFIX or a local folder path")
+        elif not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use a redis://HOST:PORT/DB or rediss:// URL")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _check_key_env(cls, value: str | None) -> str | None:
+        if value is not None and not os.environ.get(value):
+            raise ValueError(f"environment variable {value} is unset or empty; set it to the API key")
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not MODEL_NAME_PATTERN.match(value):
+            raise ValueError("use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @property
+    def served_name(self) -> str:
+        """The model name clients use: --model-name, else the URI's last path segment."""
+        if self.model_name:
+            return self.model_name
+        tail = self.model_uri.rstrip("/").rsplit("/", 1)[-1]
+        cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", tail).lstrip("._-")[:128]
+        return cleaned or "model"
+
+    @property
+    def api_key(self) -> str | None:
+        """The API key read from the variable named by --api-key-env, if any."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a settings field: `max_batch_size` -> `--max-batch-size`."""
+    return "--" + field.replace("_", "-")
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: `max_batch_size` -> `MODELPLANE_SERVE_MAX_BATCH_SIZE`."""
+    return ENV_PREFIX + field.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser: one string-valued flag per field, so pydantic does all type checks."""
+    parser = argparse.ArgumentParser(prog="python -m workloads.serve", description=__doc__.splitlines()[0])
+    for name, field in ServeSettings.model_fields.items():
+        help_text = " ".join((field.description or "").split()) + f" [env {env_name(name)}]"
+        parser.add_argument(flag_name(name), dest=name, default=None, help=help_text, metavar="VALUE")
+    return parser
+
+
+def _format_errors(exc: ValidationError, raw: Mapping[str, Any]) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if field in ServeSettings.model_fields:
+            where = f"{flag_name(field)} ({env_name(field)})"
+            problems.append(f"{where}: {message} (got {raw.get(field)!r})")
+        else:
+            problems.append(message)
+    return "invalid settings:\n  " + "\n  ".join(problems)
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServeSettings:
+    """Settings from `argv` over `environ`; raises `SettingsError` listing every invalid value."""
+    environ = os.environ if environ is None else environ
+    flags = vars(build_parser().parse_args(argv))
+    raw: dict[str, Any] = {}
+    for name in ServeSettings.model_fields:
+        value = flags.get(name)
+        if value is None:
+            value = environ.get(env_name(name))
+        if value is not None and value != "":
+            raw[name] = value
+    if "model_uri" not in raw:
+        raise SettingsError(f"invalid settings:\n  {flag_name('model_uri')} ({env_name('model_uri')}): is required")
+    try:
+        return ServeSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(_format_errors(exc, raw)) from exc

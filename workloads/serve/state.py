@@ -1,0 +1,146 @@
+"""The per-app runtime state and the request guards the routes share (auth, readiness, waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from workloads.serve.backends import Backend, InvalidInputError
+from workloads.serve.cache import ResponseCache
+from workloads.serve.engine import BatchEngine, DeadlineExceededError, QueueFullError, ShuttingDownError, WorkItem
+from workloads.serve.errors import ApiError
+from workloads.serve.generation import GenerationResult
+from workloads.serve.metrics import ServeMetrics
+from workloads.serve.settings import ServeSettings
+
+
+@dataclass
+class ServeState:
+    """What the routes see: settings, metrics, cache, and the model once it is loaded."""
+
+    settings: ServeSettings
+    """Validated settings."""
+    metrics: ServeMetrics
+    """This app's metrics."""
+    cache: ResponseCache | None = None
+    """The Redis cache, when --redis-url is set."""
+    backend: Backend | None = None
+    """The loaded model (None until loaded)."""
+    engine: BatchEngine | None = None
+    """The batcher (None until the model is loaded and warm)."""
+    draining: bool = False
+    """True after SIGTERM: readiness fails and new inference requests get 503."""
+    load_error: str | None = None
+    """Why loading gave up; liveness fails once it is set, so the pod restarts."""
+    loaded_at: int = 0
+    """Unix time the model became ready."""
+    stop_loading: threading.Event = field(default_factory=threading.Event)
+    """Set at shutdown to abandon load retries."""
+
+    @property
+    def ready(self) -> bool:
+        """Loaded, warm and not draining."""
+        return self.engine is not None and not self.draining
+
+
+def get_state(request: Request) -> ServeState:
+    """The app's `ServeState`."""
+    state: ServeState = request.app.state.serve
+    return state
+
+
+_bearer = HTTPBearer(auto_error=False, description="The API key, when the server has --api-key-env set.")
+
+
+def require_api_key(request: Request,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """401 unless the request carries `Authorization: Bearer <key>` (when a key is configured)."""
+    expected = get_state(request).settings.api_key
+    if expected is None:
+        return
+    if credentials is None:
+        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key",
+                       headers={"WWW-Authenticate": "Bearer"})
+    # Constant-time comparison, so response timing does not reveal how much of a guess was right.
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise ApiError(401, "invalid API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def ready_engine(state: ServeState) -> tuple[Backend, BatchEngine]:
+    """The backend and engine, or 503 (with Retry-After) while loading or draining."""
+    if state.draining:
+        raise ApiError(503, "the server is shutting down; retry on another replica", headers={"Retry-After": "1"})
+    if state.engine is None or state.backend is None:
+        raise ApiError(503, "the model is still loading; retry shortly", headers={"Retry-After": "5"})
+    return state.backend, state.engine
+
+
+def check_model_name(state: ServeState, name: str, *, param: str | None = None) -> None:
+    """404 unless `name` is the served model."""
+    if name != state.settings.served_name:
+        raise ApiError(404, f"model {name!r} is not served here; this server serves {state.settings.served_name!r}",
+                       param=param, code="model_not_found")
+
+
+def submit(state: ServeState, engine: BatchEngine, payloads: Sequence[object],
+           events: asyncio.Queue[tuple[int, object, bool]] | None = None) -> list[WorkItem]:
+    """Queue payloads, turning a full queue into 429 and a draining engine into 503."""
+    try:
+        return engine.submit(payloads, timeout_s=state.settings.request_timeout_s, events=events)
+    except QueueFullError as exc:
+        raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from exc
+    except ShuttingDownError as exc:
+        raise ApiError(503, "the server is shutting down; retry on another replica",
+                       headers={"Retry-After": "1"}) from exc
+
+
+def deadline_error(state: ServeState) -> ApiError:
+    """The 504 for a request past --request-timeout-s."""
+    return ApiError(504, f"the request did not finish within {state.settings.request_timeout_s} s; "
+                         "lower max_tokens or retry later")
+
+
+def engine_error(state: ServeState, exc: BaseException) -> ApiError | None:
+    """The response for an engine failure: 504 past the deadline, 503 when draining, None for a bug (500)."""
+    if isinstance(exc, TimeoutError | DeadlineExceededError):
+        return deadline_error(state)
+    if isinstance(exc, ShuttingDownError):
+        return ApiError(503, str(exc), headers={"Retry-After": "1"})
+    return None
+
+
+async def wait_results(state: ServeState, items: Sequence[WorkItem]) -> list[object]:
+    """Every item's result, or 504 at the deadline (the items are then dropped from their batch)."""
+    remaining = items[0].deadline - time.monotonic() if items else 0.0
+    try:
+        async with asyncio.timeout(max(remaining, 0.0)):
+            return [await item.future for item in items]
+    except (TimeoutError, DeadlineExceededError) as exc:
+        raise deadline_error(state) from exc
+    except ShuttingDownError as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from exc
+    finally:
+        for item in items:
+            if not item.future.done() or item.future.cancelled():
+                item.cancelled = True
+
+
+def bad_request(exc: InvalidInputError) -> ApiError:
+    """The 400 for an `InvalidInputError`, its message prefixed with the field at fault."""
+    message = f"{exc.param}: {exc}" if exc.param else str(exc)
+    return ApiError(400, message, param=exc.param)
+
+
+def observe_first_tokens(state: ServeState, items: Sequence[WorkItem], results: Sequence[object]) -> None:
+    """Record time-to-first-token for every generation among `results`."""
+    for item, result in zip(items, results, strict=False):
+        if isinstance(result, GenerationResult) and result.first_token_at is not None:
+            state.metrics.time_to_first_token.observe(result.first_token_at - item.enqueued_at)
