@@ -57,6 +57,8 @@ class Cache(pulumi.ComponentResource):
     """Secrets Manager ARN holding the AUTH token."""
     security_group_id: pulumi.Output[str]
     """The cache's security group."""
+    redis_url: pulumi.Output[str]
+    """rediss:// URL with the AUTH token, for the model servers (a secret output)."""
 
     def __init__(self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("modelplane:cache:Cache", name, None, opts)
@@ -100,6 +102,8 @@ class Cache(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.primary_endpoint = group.primary_endpoint_address
+        self.redis_url = pulumi.Output.secret(pulumi.Output.concat(
+            "rediss://:", token.result, "@", group.primary_endpoint_address, f":{REDIS_PORT}/0"))
         self.register_outputs({"primary_endpoint": self.primary_endpoint,
                                "auth_token_secret_arn": self.auth_token_secret_arn})
 

@@ -20,6 +20,7 @@ from infra import versions
 from infra.config_base import Section
 from infra.config_gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
 from infra.config_platform import MeshConfig, ObservabilityConfig
+from infra.config_workloads import InferenceConfig, TrainingConfig
 from infra.errors import ConfigError, ConfigIssue
 
 NAMESPACE = "modelplane"
@@ -259,6 +260,10 @@ class PlatformConfig(_Section):
     """Istio. Defaults to on for target aws, off for kubeconfig."""
     observability: ObservabilityConfig = ObservabilityConfig(enabled=False)
     """Prometheus, Alertmanager, Grafana. Defaults to on for target aws, off for kubeconfig."""
+    training: TrainingConfig = TrainingConfig()
+    """Training jobs (PyTorchJob / TFJob). Defaults to none."""
+    inference: InferenceConfig = InferenceConfig()
+    """Inference services. Defaults to none."""
     tags: dict[str, str] = {}
     """Tags on every taggable AWS resource; must include owner and cost-center."""
 
@@ -281,6 +286,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "addons": AddonsConfig,
     "mesh": MeshConfig,
     "observability": ObservabilityConfig,
+    "training": TrainingConfig,
+    "inference": InferenceConfig,
 }
 _AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter", "addons")
 _SCALARS: dict[str, Callable[[Any], bool]] = {
@@ -406,6 +413,10 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
     if target in ("aws", "kubeconfig"):
         fields.update(_parse_platform_services(ours, target == "aws", production, issues))
 
+    if target in ("aws", "kubeconfig"):
+        gpu_pool_names = {p.name for p in fields.get("gpu_pools", [])}
+        fields.update(_parse_workloads(ours, gpu_pool_names, issues))
+
     if "tags" in ours and isinstance(ours["tags"], dict):
         _check_tags(ours["tags"], issues)
     elif target == "aws":
@@ -414,6 +425,29 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
     if issues:
         raise ConfigError(issues, source=source)
     return PlatformConfig.model_validate({**fields, "stack": stack, "region": region})
+
+
+def _parse_workloads(ours: dict[str, Any], gpu_pools: set[str], issues: list[ConfigIssue]) -> dict[str, Any]:
+    """`training.jobs` and `inference.services`: per-item rules, unique names, GPU pools that exist."""
+    fields: dict[str, Any] = {}
+    for key, model, items_key in (("training", TrainingConfig, "jobs"), ("inference", InferenceConfig, "services")):
+        parsed = _parse(key, model, ours.get(key, {}), issues)
+        if parsed is None:
+            continue
+        fields[key] = parsed
+        seen: dict[str, int] = {}
+        for i, item in enumerate(getattr(parsed, items_key)):
+            prefix = f"{key}.{items_key}[{i}]"
+            _scoped(issues, prefix, item.checks())
+            if item.name in seen:
+                issues.append(ConfigIssue(f"{NAMESPACE}:{prefix}.name",
+                                          f"duplicate name {item.name!r} (also {items_key}[{seen[item.name]}])"))
+            seen.setdefault(item.name, i)
+            if item.gpu_pool and item.gpu_pool not in gpu_pools:
+                allowed = ", ".join(sorted(gpu_pools)) or "none configured"
+                issues.append(ConfigIssue(f"{NAMESPACE}:{prefix}.gpuPool",
+                                          f"no gpuPools entry named {item.gpu_pool!r} (gpuPools: {allowed})"))
+    return fields
 
 
 def _parse_sections(ours: dict[str, Any], production: bool, issues: list[ConfigIssue]) -> dict[str, Any]:

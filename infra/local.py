@@ -1,3 +1,4 @@
+# mypy: disable-error-code="call-overload"
 """`LocalServices`: in-cluster MinIO and Redis standing in for S3 and ElastiCache on the `local` stack.
 
 The workloads cannot tell the difference: they reach MinIO through the standard

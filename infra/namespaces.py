@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +23,8 @@ class NamespacesArgs:
     """Namespace name → enforced Pod Security level. Defaults to training and inference, restricted."""
     labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Extra labels per namespace (e.g. Istio injection)."""
+    service_accounts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Service accounts to create per namespace (bound to IAM roles by WorkloadIdentity). Defaults to none."""
 
 
 class Namespaces(pulumi.ComponentResource):
@@ -48,4 +50,13 @@ class Namespaces(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.names[namespace] = created.metadata.name
+            for account in args.service_accounts.get(namespace, ()):
+                k8s.core.v1.ServiceAccount(
+                    f"{name}-{namespace}-{account}",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=account, namespace=namespace,
+                                                        labels={"app.kubernetes.io/managed-by": "modelplane"}),
+                    # Pods mount a token only when they ask; Pod Identity injects AWS credentials itself.
+                    automount_service_account_token=False,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[created]),
+                )
         self.register_outputs({"names": self.names})

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import versions
 from infra.cache import Cache, CacheArgs
 from infra.cluster import Cluster, ClusterArgs, NodePoolSpec
 from infra.config import CacheConfig, PlatformConfig, StorageConfig
 from infra.config_gpu import AddonsConfig, KarpenterConfig
 from infra.gpu import CpuPoolSpec, GpuNodePools, GpuNodePoolsArgs, GpuPoolSpec
 from infra.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.inference import InferenceService, InferenceServiceArgs
+from infra.local import LocalServices, LocalServicesArgs
 from infra.mesh import Mesh, MeshArgs
-from infra.namespaces import Namespaces, NamespacesArgs
+from infra.namespaces import DEFAULT_NAMESPACES, Namespaces, NamespacesArgs
 from infra.network import Network, NetworkArgs
 from infra.observability import Observability, ObservabilityArgs
+from infra.podspec import Resources
 from infra.storage import ModelStore, ModelStoreArgs
 from infra.tags import merge_tags, tag_transform
+from infra.training import TrainingJob, TrainingJobArgs
 from infra.training_operator import TrainingOperator
 
 TRAINER_SERVICE_ACCOUNT = ("training", "trainer")
@@ -28,11 +36,19 @@ SERVER_SERVICE_ACCOUNT = ("inference", "model-server")
 def build(config: PlatformConfig) -> None:
     """Declare the whole platform for one stack."""
     if config.is_aws:
-        provider = _build_aws(config)
-    else:
-        provider = k8s.Provider("local", context=config.kube_context, enable_server_side_apply=True)
-        pulumi.export("kube_context", config.kube_context or "(current)")
-        _platform_services(config, provider)
+        _build_aws(config)
+        return
+    provider = k8s.Provider("local", context=config.kube_context, enable_server_side_apply=True)
+    pulumi.export("kube_context", config.kube_context or "(current)")
+    on_cluster = pulumi.ResourceOptions(provider=provider)
+    after = _platform_services(config, provider)
+    services = LocalServices("local", LocalServicesArgs(), opts=pulumi.ResourceOptions(provider=provider, depends_on=after))
+    if (config.addons or AddonsConfig()).training_operator:
+        TrainingOperator("training-operator", opts=on_cluster)
+    _workloads(config, provider, WorkloadWiring(
+        buckets={role: role for role in ("datasets", "checkpoints", "models")}, env=services.s3_env,
+        secret_env_from=[services.s3_secret_name], redis_url=services.redis_url,
+    ))
 
 
 def _platform_services(config: PlatformConfig, provider: k8s.Provider) -> list[pulumi.Resource]:
@@ -48,8 +64,11 @@ def _platform_services(config: PlatformConfig, provider: k8s.Provider) -> list[p
         version=mesh.version, gateway_scheme=mesh.gateway_scheme, aws_load_balancer=config.is_aws,
         replicas=mesh.replicas, scrape_principals=[observability_args.prometheus_principal] if obs.enabled else [],
     )
-    namespaces = Namespaces("workloads", NamespacesArgs(labels=mesh_args.namespace_labels() if mesh.enabled else {}),
-                            opts=pulumi.ResourceOptions(provider=provider))
+    names = dict(DEFAULT_NAMESPACES) if config.is_aws else {**DEFAULT_NAMESPACES, "modelplane-system": "restricted"}
+    namespaces = Namespaces("workloads", NamespacesArgs(
+        namespaces=names, labels=mesh_args.namespace_labels() if mesh.enabled else {},
+        service_accounts={ns: [sa] for ns, sa in (TRAINER_SERVICE_ACCOUNT, SERVER_SERVICE_ACCOUNT)},
+    ), opts=pulumi.ResourceOptions(provider=provider))
     after: list[pulumi.Resource] = [namespaces]
     if mesh.enabled:
         istio = Mesh("mesh", mesh_args, opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespaces]))
@@ -102,6 +121,7 @@ def _build_aws(config: PlatformConfig) -> k8s.Provider:
     ))
     server_grants = [store.grant_read("models")]
     ca = config.cache or CacheConfig()
+    cache = None
     if ca.enabled:
         cache = Cache("cache", CacheArgs(
             vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
@@ -122,7 +142,70 @@ def _build_aws(config: PlatformConfig) -> k8s.Provider:
     _gpu_platform(config, cluster_name, cluster, _platform_services(config, cluster.provider))
     for role, bucket in store.bucket_names.items():
         pulumi.export(f"{role}_bucket", bucket)
+    _workloads(config, cluster.provider, WorkloadWiring(
+        buckets={str(role): name for role, name in store.bucket_names.items()}, redis_url=cache.redis_url if cache else None,
+    ))
     return cluster.provider
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadWiring:
+    """Where the workloads find their data, per target."""
+
+    buckets: Mapping[str, pulumi.Input[str]]
+    """Bucket name by role (datasets, checkpoints, models)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra plain env (the local stack's MinIO endpoint)."""
+    secret_env_from: Sequence[pulumi.Input[str]] = ()
+    """Secrets exposed as env (the local stack's MinIO keys)."""
+    redis_url: pulumi.Input[str] | None = None
+    """Response-cache URL with its password, when the stack has a cache."""
+
+
+def _s3(buckets: Mapping[str, pulumi.Input[str]], role: str, path: str) -> pulumi.Output[str]:
+    return pulumi.Output.concat("s3://", buckets[role], "/", path)
+
+
+def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadWiring) -> None:
+    """The stack's TrainingJobs and InferenceServices, pointed at its buckets and cache."""
+    on_cluster = pulumi.ResourceOptions(provider=provider)
+    registry, tag = versions.MODELPLANE_IMAGE_REGISTRY, versions.MODELPLANE_IMAGE_TAG
+    trainer_ns, trainer_sa = TRAINER_SERVICE_ACCOUNT
+    for job in config.training.jobs:
+        image = job.image or f"{registry}/{'trainer-torch' if job.framework == 'pytorch' else 'trainer-tf'}:{tag}"
+        data_flag: list[pulumi.Input[str]] = ["--data", _s3(wiring.buckets, "datasets", job.dataset)]
+        export_flag: list[pulumi.Input[str]] = ["--export", _s3(wiring.buckets, "models", f"{job.name}/")]
+        TrainingJob(job.name, TrainingJobArgs(
+            framework=job.framework, namespace=trainer_ns, image=image, service_account=trainer_sa,
+            replicas=job.replicas, resources=Resources(cpu=job.cpu, memory=job.memory, gpus=job.gpus_per_replica),
+            gpu_pool=job.gpu_pool, args=[*data_flag, *export_flag, *job.args],
+            env=dict(wiring.env), secret_env_from=wiring.secret_env_from,
+            checkpoint_uri=_s3(wiring.buckets, "checkpoints", f"{job.name}/"), shm_size=job.shm_size,
+            backoff_limit=job.backoff_limit, ttl_seconds_after_finished=job.ttl_seconds_after_finished,
+            # The Observability stack's namespace-wide PodMonitor already scrapes every leader.
+            pod_monitor=False,
+        ), opts=on_cluster)
+    server_ns, server_sa = SERVER_SERVICE_ACCOUNT
+    principals = [MeshArgs().gateway_principal]
+    if config.observability.enabled:
+        principals.append(ObservabilityArgs().prometheus_principal)
+    for svc in config.inference.services:
+        tf = svc.runtime == "tf-serving"
+        image = svc.image or (versions.TF_SERVING_IMAGE if tf else f"{registry}/serve:{tag}")
+        InferenceService(svc.name, InferenceServiceArgs(
+            runtime=svc.runtime, namespace=server_ns, image=image, model_name=svc.name,
+            model_uri=_s3(wiring.buckets, "models", f"{svc.model}/"), service_account=server_sa,
+            resources=Resources(cpu=svc.cpu, memory=svc.memory, gpus=svc.gpus), gpu_pool=svc.gpu_pool,
+            min_replicas=svc.min_replicas, max_replicas=svc.max_replicas, target_queue_depth=svc.target_queue_depth,
+            canary_image=svc.canary_image, canary_weight=svc.canary_weight,
+            server_env={**wiring.env, "MODELPLANE_SERVE_MAX_BATCH_SIZE": str(svc.max_batch_size),
+                        "MODELPLANE_SERVE_MAX_QUEUE": str(svc.max_queue),
+                        "MODELPLANE_SERVE_MAX_TOKENS_CAP": str(svc.max_tokens_cap)},
+            redis_url=wiring.redis_url if svc.cache and not tf else None, api_key=svc.api_key and not tf,
+            allowed_principals=principals, secret_env_from=wiring.secret_env_from, mesh=config.mesh.enabled,
+            # The Observability stack's namespace-wide ServiceMonitor already scrapes every server.
+            monitoring=False, queue_depth_autoscaling=config.observability.enabled,
+        ), opts=on_cluster)
 
 
 def _gpu_platform(config: PlatformConfig, cluster_name: str, cluster: Cluster,

@@ -56,7 +56,7 @@ class TrainingJobArgs:
     """GPU pool to run on (required when resources.gpus > 0)."""
     cpu_pool: str | None = None
     """CPU pool for GPU-less jobs. Defaults to any node."""
-    args: Sequence[str] = ()
+    args: Sequence[pulumi.Input[str]] = ()
     """Trainer flags (after the entry module)."""
     env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Environment for every replica, delivered through a ConfigMap (S3 URIs, endpoints)."""

@@ -142,7 +142,7 @@ def test_node_classes_pin_the_ami_alias_discover_by_tag_and_carry_the_stack_tags
 
 
 def test_bottlerocket_pools_get_their_own_node_class_and_no_device_plugin() -> None:
-    graph = render_variant("dev", {"modelplane:gpuPools": [
+    graph = render_variant("dev", {"modelplane:inference": None, "modelplane:training": None, "modelplane:gpuPools": [
         {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4},
         {"name": "gpu-br", "instanceFamilies": ["g6"], "gpuLimit": 2, "amiFamily": "bottlerocket"},
     ]})

@@ -55,8 +55,8 @@ def test_operator_can_be_switched_off() -> None:
     assert not graph.of_type("modelplane:training:TrainingOperator")
 
 
-def test_local_stack_has_no_operator(stack_graph) -> None:  # type: ignore[no-untyped-def]
-    assert not stack_graph("local").of_type(DIRECTORY)
+def test_local_stack_runs_the_operator_for_its_cpu_job(stack_graph) -> None:  # type: ignore[no-untyped-def]
+    assert len(stack_graph("local").of_type(DIRECTORY)) == 1
 
 
 def test_operator_defaults_to_the_repo_overlay(mocked_runtime: None) -> None:

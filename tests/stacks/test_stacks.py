@@ -80,3 +80,20 @@ def test_preview_summarises_every_stack() -> None:
     result = runner.invoke(app, ["preview", "--json"])
     assert result.exit_code == 0, result.output
     assert '"stack": "prod"' in result.stdout and '"stack": "local"' in result.stdout
+
+
+def test_local_stack_runs_minio_redis_and_one_cpu_job_and_service(stack_graph: Callable[[str], Graph]) -> None:
+    local = stack_graph("local")
+    deployments = {r.inputs["metadata"]["name"] for r in local.of_type("kubernetes:apps/v1:Deployment")}
+    assert {"minio", "redis", "tiny-lm"} <= deployments
+    job = local.one("kubernetes:kubeflow.org/v1:PyTorchJob").inputs
+    container = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert {"secretRef": {"name": "s3-credentials"}} in container["envFrom"]
+
+
+def test_dev_and_prod_declare_gpu_training_and_inference(stack_graph: Callable[[str], Graph]) -> None:
+    for stack in ("dev", "prod"):
+        graph = stack_graph(stack)
+        assert graph.of_type("kubernetes:kubeflow.org/v1:PyTorchJob")
+        assert graph.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
