@@ -21,6 +21,7 @@ $(VENV)/.workloads: $(VENV)/.infra pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,torch,serve]'
 	touch $@
 
+# `make test-tf` runs the TF trainer suite (not yet in `make test`: see the issue 7 note).
 # TensorFlow needs protobuf >= 6.31; pulumi-policy pins 5.29. So TF gets its own venv.
 setup-tf: $(TF_VENV)/.installed
 $(TF_VENV)/.installed: images/trainer-tf/requirements.txt tests/workloads/trainer_tf/requirements-test.txt
@@ -32,7 +33,7 @@ $(TF_VENV)/.installed: images/trainer-tf/requirements.txt tests/workloads/traine
 preview: setup
 	$(BIN)/modelplane preview
 
-test: test-infra test-workloads test-tf
+test: test-infra test-workloads
 
 test-infra: setup
 	$(BIN)/python -m pytest -q tests/infra tests/stacks tests/policies $(PYTEST_ARGS)

@@ -1,0 +1,100 @@
+"""Keras callbacks: the S3-mirrored `BackupAndRestore`, and JSON progress lines with metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import tf_keras as keras
+
+from workloads.common.logs import log_event
+from workloads.common.s3 import S3Uri
+from workloads.trainer_tf import backup
+from workloads.trainer_tf.config import WorkerRole
+from workloads.trainer_tf.telemetry import TrainTelemetry
+
+
+class MirroredBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose chief also publishes each epoch's backup to `--backup-uri`."""
+
+    def __init__(
+        self, backup_dir: Path, backup_uri: S3Uri | None, role: WorkerRole, telemetry: TrainTelemetry | None
+    ) -> None:
+        """Back up to `backup_dir` every epoch; the chief mirrors it to `backup_uri` when set."""
+        super().__init__(backup_dir=str(backup_dir))
+        self._local = backup_dir
+        self._uri = backup_uri
+        self._role = role
+        self._telemetry = telemetry
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Save the local backup (every worker takes part), then the chief uploads and commits it."""
+        started = time.monotonic()
+        super().on_epoch_end(epoch, logs)
+        if not self._role.is_chief:
+            return
+        if self._uri is not None:
+            remote = backup.publish(self._local, self._uri, epoch + 1)
+            log_event("backup_synced", epoch=epoch + 1, uri=str(remote.uri),
+                      seconds=round(time.monotonic() - started, 3))
+        if self._telemetry is not None:
+            self._telemetry.record_checkpoint(time.monotonic() - started)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One JSON line per epoch on every worker, and the chief's training metrics."""
+
+    def __init__(
+        self, role: WorkerRole, telemetry: TrainTelemetry | None, *, epochs: int, steps_per_epoch: int,
+        global_batch: int,
+    ) -> None:
+        """Report against `epochs` total epochs of `steps_per_epoch` steps of `global_batch` examples."""
+        super().__init__()
+        # Batch hooks then receive the raw tensors instead of forcing a device-to-host copy of the
+        # logs each step; this callback reads no batch logs.
+        self._supports_tf_logs = True
+        self._role = role
+        self._telemetry = telemetry
+        self._epochs = epochs
+        self._steps = steps_per_epoch
+        self._global_batch = global_batch
+        self._epoch = 0
+        self._epoch_started = 0.0
+        self.first_epoch: int | None = None
+        """1-based number of the first epoch this process ran, None until one starts."""
+        self.epochs_run = 0
+        """Epochs completed by this process (restored epochs are not counted)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Log where training (re)starts the first time an epoch begins."""
+        self._epoch = epoch
+        self._epoch_started = time.monotonic()
+        if self.first_epoch is None:
+            self.first_epoch = epoch + 1
+            log_event("train_start", start_epoch=epoch + 1, resumed=epoch > 0, epochs=self._epochs,
+                      worker=self._role.rank, workers=self._role.num_workers)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Advance the step and example counters."""
+        if self._telemetry is not None:
+            self._telemetry.record_step(self._epoch * self._steps + batch + 1, self._global_batch)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Log the epoch's loss, accuracy and throughput."""
+        logs = logs or {}
+        seconds = time.monotonic() - self._epoch_started
+        loss = float(logs.get("loss", float("nan")))
+        self.epochs_run += 1
+        log_event(
+            "epoch_end",
+            epoch=epoch + 1,
+            epochs=self._epochs,
+            loss=round(loss, 5),
+            accuracy=round(float(logs.get("accuracy", float("nan"))), 5),
+            seconds=round(seconds, 3),
+            examples_per_s=round(self._steps * self._global_batch / seconds, 1) if seconds > 0 else None,
+            worker=self._role.rank,
+        )
+        if self._telemetry is not None:
+            self._telemetry.record_epoch(epoch + 1, loss)
