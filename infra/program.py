@@ -25,7 +25,7 @@ from infra.podspec import Resources
 from infra.storage import ModelStore, ModelStoreArgs
 from infra.tags import merge_tags, tag_transform
 from infra.training import TrainingJob, TrainingJobArgs
-from infra.training_operator import TrainingOperator
+from infra.training_operator import PORTABLE_KUSTOMIZATION_DIR, TrainingOperator, TrainingOperatorArgs
 
 TRAINER_SERVICE_ACCOUNT = ("training", "trainer")
 """(namespace, service account) of training jobs."""
@@ -44,7 +44,9 @@ def build(config: PlatformConfig) -> None:
     after = _platform_services(config, provider)
     services = LocalServices("local", LocalServicesArgs(), opts=pulumi.ResourceOptions(provider=provider, depends_on=after))
     if (config.addons or AddonsConfig()).training_operator:
-        TrainingOperator("training-operator", opts=on_cluster)
+        # No modelplane.io/pool=system nodes here: the portable overlay leaves scheduling to the cluster.
+        TrainingOperator("training-operator", TrainingOperatorArgs(directory=PORTABLE_KUSTOMIZATION_DIR),
+                         opts=on_cluster)
     _workloads(config, provider, WorkloadWiring(
         buckets={role: role for role in ("datasets", "checkpoints", "models")}, env=services.s3_env,
         secret_env_from=[services.s3_secret_name], redis_url=services.redis_url,

@@ -1,8 +1,9 @@
 """`TrainingOperator`: the Kubeflow training operator v1 (PyTorchJob, TFJob) from its pinned release manifests.
 
-v1 ships no Helm chart, only kustomize overlays. infra/kustomize/training-operator is a small
-overlay of ours on the upstream standalone overlay at the tag in `versions.TRAINING_OPERATOR_REF`:
-it pins the node pool and the namespace's Pod Security level. Pulumi applies it with a kustomize
+v1 ships no Helm chart, only kustomize overlays. infra/kustomize/training-operator-base builds on the
+upstream standalone overlay at the tag in `versions.TRAINING_OPERATOR_REF` and sets the namespace's
+Pod Security level; it runs on any cluster (kubeconfig targets). infra/kustomize/training-operator
+adds, for EKS, a nodeSelector for the system node group. Pulumi applies one with a kustomize
 v2 `Directory` (server-side apply, which the provider enables: the CRDs are too large for
 client-side apply). Building it at deploy time fetches the tag from GitHub (kustomize needs `git`).
 """
@@ -21,7 +22,10 @@ from infra.errors import raise_if_invalid
 PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 """Where Pulumi.yaml lives; Pulumi runs the program (and the kustomize build) from here."""
 KUSTOMIZATION_DIR: Final = "infra/kustomize/training-operator"
-"""Our overlay, relative to the project root (kept relative so renders are machine-independent)."""
+"""The EKS overlay (operator on the system node group), relative to the project root so renders are
+machine-independent."""
+PORTABLE_KUSTOMIZATION_DIR: Final = "infra/kustomize/training-operator-base"
+"""The overlay for any cluster (no node-pool pin): kind, minikube and k3d nodes carry no modelplane.io/pool label."""
 NAMESPACE: Final = "kubeflow"
 """The namespace the upstream standalone overlay installs into."""
 
@@ -31,11 +35,12 @@ class TrainingOperatorArgs:
     """Inputs of `TrainingOperator`."""
 
     directory: str = KUSTOMIZATION_DIR
-    """Kustomization to apply, relative to the project root. Defaults to the pinned overlay in the repo."""
+    """Kustomization to apply, relative to the project root. Defaults to the EKS overlay (KUSTOMIZATION_DIR);
+    use PORTABLE_KUSTOMIZATION_DIR on clusters without the system node group."""
 
 
 class TrainingOperator(pulumi.ComponentResource):
-    """The Kubeflow training operator v1 in its own namespace, on the system node group."""
+    """The Kubeflow training operator v1 in its own namespace (on the system node group with the EKS overlay)."""
 
     namespace: str
     """The operator's namespace (kubeflow)."""
