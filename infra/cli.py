@@ -45,7 +45,8 @@ def _render_or_exit(stack: str, stacks_dir: Path) -> Graph:
     try:
         return render(stack, stacks_dir)
     except ConfigError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        # Markup off: config messages contain brackets ("[on-demand]", "[0]") that Rich would eat.
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from exc
 
 

@@ -55,7 +55,8 @@ def _linked(companion: PolicyResource, bucket: PolicyResource) -> bool:
         if name and companion.props.get("bucket") == name:
             return True
     except UnknownValueError:
-        pass
+        # The name is computed at deploy time; fall back to the logical name and parent below.
+        return companion.name == bucket.name and _parent_urn(companion) == _parent_urn(bucket)
     return companion.name == bucket.name and _parent_urn(companion) == _parent_urn(bucket)
 
 

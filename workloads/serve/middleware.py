@@ -23,7 +23,7 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class _BodyTooLargeError(Exception):
-    pass
+    """Raised while streaming a request body past --max-body-bytes; answered with 413."""
 
 
 def route_label(scope: Scope, status: int) -> str:

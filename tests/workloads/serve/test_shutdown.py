@@ -67,7 +67,8 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tiny_export: tupl
                 if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
-                pass
+                time.sleep(0.1)  # not listening yet
+                continue
             time.sleep(0.1)
         responses, streamed, after, lag = asyncio.run(_in_flight_then_sigterm(url, proc))
         code = proc.wait(timeout=60)
