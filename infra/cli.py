@@ -79,7 +79,7 @@ def _policy_config(path: Path | None) -> dict[str, object]:
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        err_console.print(f"[bold red]error:[/] --policy-config {path}: {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"error: --policy-config {path}: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from exc
     if not isinstance(config, dict):
         err_console.print(f"[bold red]error:[/] --policy-config {path}: must be a JSON object keyed by rule name")
@@ -217,7 +217,7 @@ def preview(
             try:
                 graphs[name] = render(name, stacks_dir)
             except ConfigError as exc:
-                err_console.print(f"[bold red]{name}:[/] {exc}", highlight=False, soft_wrap=True)
+                err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
                 failed = True
                 continue
             seconds[name] = time.perf_counter() - started
