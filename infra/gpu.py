@@ -33,17 +33,11 @@ from infra.gpu_specs import (
 )
 from infra.iam import Grant, managed_policy_arn, service_trust_policy
 from infra.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.karpenter import DO_NOT_DISRUPT_ANNOTATION
 
 __all__ = ["DO_NOT_DISRUPT_ANNOTATION", "GPU_POOL_LABEL", "GPU_RESOURCE", "GPU_TAINT", "GPU_TOLERATION",
            "CpuPoolSpec", "GpuNodePools", "GpuNodePoolsArgs", "GpuPoolSpec", "gpu_scheduling"]
 
-DO_NOT_DISRUPT_ANNOTATION: Final = {"karpenter.sh/do-not-disrupt": "true"}
-"""Pod annotation that keeps Karpenter from voluntarily disrupting the pod's node (consolidation, drift).
-
-Training pods carry it: consolidating one node kills every rank of the job. Forceful disruption
-(expiry, spot interruption) still happens; each pool's terminationGracePeriod bounds how long an
-expiring node waits (https://karpenter.sh/docs/concepts/disruption/#pod-level-controls).
-"""
 NODE_POLICIES: Final = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
                         "AmazonSSMManagedInstanceCore")
 """AWS-managed policies on the Karpenter node role. As in infra/cluster.py, no CNI policy: vpc-cni has its own

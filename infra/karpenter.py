@@ -34,6 +34,14 @@ INSTANCE_FAMILY: Final = re.compile(r"^[a-z]+[0-9][a-z0-9-]*$")
 INSTANCE_TYPE: Final = re.compile(r"^[a-z]+[0-9][a-z0-9-]*\.[a-z0-9]+$")
 """An EC2 instance type such as g6.12xlarge."""
 
+DO_NOT_DISRUPT_ANNOTATION: Final = {"karpenter.sh/do-not-disrupt": "true"}
+"""Pod annotation that keeps Karpenter from voluntarily disrupting the pod's node (consolidation, drift).
+
+Training pods carry it: consolidating one node kills every rank of the job. Forceful disruption
+(expiry, spot interruption) still happens; each pool's terminationGracePeriod bounds how long an
+expiring node waits (https://karpenter.sh/docs/concepts/disruption/#pod-level-controls).
+"""
+
 CAPACITY_TYPE_LABEL: Final = "karpenter.sh/capacity-type"
 INSTANCE_FAMILY_LABEL: Final = "karpenter.k8s.aws/instance-family"
 INSTANCE_CATEGORY_LABEL: Final = "karpenter.k8s.aws/instance-category"

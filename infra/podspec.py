@@ -12,12 +12,9 @@ from typing import Any, Final
 
 import pulumi
 
-GPU_RESOURCE: Final = "nvidia.com/gpu"
-"""The extended resource the NVIDIA device plugin advertises."""
-GPU_TOLERATION: Final = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-"""Tolerates the `nvidia.com/gpu=true:NoSchedule` taint every GPU NodePool carries."""
-POOL_LABEL: Final = "modelplane.io/pool"
-"""Node label naming the pool (managed node groups and Karpenter NodePools alike)."""
+from infra.cluster import POOL_LABEL
+from infra.gpu_specs import GPU_RESOURCE, GPU_TOLERATION
+
 NON_ROOT_UID: Final = 10001
 """The UID our images run as (see images/*/Dockerfile)."""
 

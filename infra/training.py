@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.errors import raise_if_invalid
+from infra.karpenter import DO_NOT_DISRUPT_ANNOTATION
 from infra.podspec import (
     Resources,
     container_security_context,
@@ -25,8 +26,6 @@ from infra.podspec import (
 )
 
 Framework = Literal["pytorch", "tensorflow"]
-DO_NOT_DISRUPT: Final = {"karpenter.sh/do-not-disrupt": "true"}
-"""Karpenter must not consolidate a node under a running training pod (it would kill the whole job)."""
 NO_SIDECAR: Final = {"sidecar.istio.io/inject": "false"}
 """Training pods stay out of the mesh: NCCL/gloo collectives must not pass through Envoy."""
 METRICS_PORT: Final = 9090
@@ -171,7 +170,7 @@ def _pod_template(args: TrainingJobArgs, labels: dict[str, str], container_name:
         "volumeMounts": mounts,
     }
     return {
-        "metadata": {"labels": labels, "annotations": {**DO_NOT_DISRUPT, **NO_SIDECAR}},
+        "metadata": {"labels": labels, "annotations": {**DO_NOT_DISRUPT_ANNOTATION, **NO_SIDECAR}},
         "spec": {
             "serviceAccountName": args.service_account,
             "securityContext": pod_security_context(),
