@@ -21,19 +21,19 @@ $(VENV)/.workloads: $(VENV)/.infra pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,torch,serve]'
 	touch $@
 
-# `make test-tf` runs the TF trainer suite (not yet in `make test`: see the issue 7 note).
-# TensorFlow needs protobuf >= 6.31; pulumi-policy pins 5.29. So TF gets its own venv.
+# TensorFlow needs protobuf >= 6.31; pulumi-policy pins 5.29. So TF (trainer and TF-enabled server) gets its own venv.
 setup-tf: $(TF_VENV)/.installed
-$(TF_VENV)/.installed: images/trainer-tf/requirements.txt tests/workloads/trainer_tf/requirements-test.txt
+$(TF_VENV)/.installed: images/trainer-tf/requirements.txt images/serve-tf/requirements.txt tests/workloads/trainer_tf/requirements-test.txt
 	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
 	$(TF_VENV)/bin/pip install -q --upgrade pip
-	$(TF_VENV)/bin/pip install -q -r images/trainer-tf/requirements.txt -r tests/workloads/trainer_tf/requirements-test.txt
+	$(TF_VENV)/bin/pip install -q -r images/trainer-tf/requirements.txt -r images/serve-tf/requirements.txt \
+		-r tests/workloads/trainer_tf/requirements-test.txt
 	touch $@
 
 preview: setup
 	$(BIN)/modelplane preview
 
-test: test-infra test-workloads
+test: test-infra test-workloads test-tf
 
 test-infra: setup
 	$(BIN)/python -m pytest -q tests/infra tests/stacks tests/policies $(PYTEST_ARGS)

@@ -9,34 +9,21 @@ An export is a folder (local or under an S3 prefix):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import torch
 from safetensors.torch import load_model, save_model
 
+from workloads.common.hashing import sha256_file
+from workloads.lm.layout import CONFIG_FILE, FORMAT, MANIFEST_FILE, WEIGHTS_FILE
 from workloads.lm.model import GPT, GPTConfig
 from workloads.lm.tokenizer import ByteTokenizer
-
-FORMAT: Final = "modelplane-lm/v1"
-CONFIG_FILE: Final = "config.json"
-WEIGHTS_FILE: Final = "model.safetensors"
-MANIFEST_FILE: Final = "manifest.json"
 
 
 class ExportError(RuntimeError):
     """An export is incomplete, corrupt or of an unknown format."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_manifest(folder: Path, files: list[str]) -> None:

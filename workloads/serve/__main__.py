@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-import torch
 import uvicorn
 
 from workloads.common.logs import log_event
@@ -41,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     if settings.torch_threads:
+        import torch  # only here: the TF-enabled image has no torch and never sets this
+
         torch.set_num_threads(settings.torch_threads)
     app = create_app(settings)
     config = uvicorn.Config(

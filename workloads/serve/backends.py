@@ -3,7 +3,7 @@
 A backend turns validated v2 inputs into payloads (one per queue slot), runs a batch of payloads
 in the engine's worker thread, and reports each payload's result through a `BatchSink`.
 Two backends exist:
-- `LmBackend` (`workloads.serve.lm_backend`): the PyTorch trainer's LM export;
+- `LmBackend` (`workloads.serve.lm_backend`): the PyTorch trainer's LM export, a `TextBackend`;
 - `TensorBackend` (here): any `Predictor` with `predict(np.ndarray) -> np.ndarray`, such as the
   TF trainer's `TfSavedModel` in the TF-enabled image. It needs no torch or TensorFlow itself.
 """
@@ -95,6 +95,17 @@ class Backend(Protocol):
 
     def is_deterministic(self, parameters: Mapping[str, Any]) -> bool:
         """True when the same v2 request always gives the same answer (so it may be cached)."""
+
+
+@runtime_checkable
+class TextBackend(Backend, Protocol):
+    """A backend that also serves `/v1/completions`: it tokenizes prompts and bounds their length."""
+
+    def encode(self, prompt: str) -> tuple[int, ...]:
+        """Prompt token ids, as the model was trained to see them."""
+
+    def check_fits(self, prompt_ids: Sequence[int], max_tokens: int) -> None:
+        """Raise `InvalidInputError` when the prompt plus `max_tokens` do not fit the model."""
 
 
 class Predictor(Protocol):

@@ -19,40 +19,7 @@ import torch
 
 from workloads.lm.model import GPT, KVCache, attention_mask
 from workloads.lm.tokenizer import BYTE_VOCAB
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One sequence to generate."""
-
-    prompt_ids: tuple[int, ...]
-    """Prompt token ids (at least one)."""
-    max_tokens: int
-    """Most tokens to generate, EOS included."""
-    temperature: float = 0.0
-    """0 = greedy; otherwise logits are divided by it before sampling."""
-    top_p: float = 1.0
-    """Nucleus sampling: sample from the smallest set of tokens whose probability reaches top_p."""
-    seed: int | None = None
-    """Seed of this request's private generator; None draws a fresh one."""
-    stop: tuple[str, ...] = ()
-    """Generation ends before the first occurrence of any of these strings."""
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """What one request produced."""
-
-    text: str
-    """Generated text, cut before any stop string."""
-    finish_reason: str
-    """`stop` (EOS or a stop string), `length` (max_tokens) or `cancelled` (nobody waits for it)."""
-    prompt_tokens: int
-    """Prompt length in tokens."""
-    completion_tokens: int
-    """Tokens sampled, EOS and stop-string tokens included."""
-    first_token_at: float | None
-    """`time.monotonic()` when the first token was sampled."""
+from workloads.serve.completion import GenerationRequest, GenerationResult
 
 
 class TextTracker:

@@ -18,10 +18,10 @@ from pathlib import Path
 from tenacity import RetryCallState, Retrying, stop_after_delay, wait_exponential
 
 from workloads.common import s3
+from workloads.common.hashing import sha256_file
 from workloads.common.logs import log_event
-from workloads.lm.export import CONFIG_FILE, FORMAT, MANIFEST_FILE, load_export, sha256_file
+from workloads.lm.layout import CONFIG_FILE, FORMAT, MANIFEST_FILE
 from workloads.serve.backends import Backend, ModelInfo, TensorBackend, TensorSpec
-from workloads.serve.lm_backend import LmBackend, pick_device
 from workloads.serve.settings import ServeSettings
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -68,9 +68,7 @@ def load_backend(settings: ServeSettings) -> Backend:
         version = model_version(folder)
         config_path = folder / CONFIG_FILE
         if config_path.is_file() and json.loads(config_path.read_text()).get("format") == FORMAT:
-            model, tokenizer, _ = load_export(folder, device=pick_device(settings.device))
-            return LmBackend(model, tokenizer, name=settings.served_name, version=version,
-                             max_tokens_cap=settings.max_tokens_cap)
+            return _lm_backend(folder, settings, version)
         if (folder / SAVED_MODEL_FILE).is_file():
             # TensorFlow may read assets lazily, so a SavedModel's files outlive the load.
             keep_files = True
@@ -84,6 +82,16 @@ def load_backend(settings: ServeSettings) -> Backend:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _lm_backend(folder: Path, settings: ServeSettings, version: str) -> Backend:
+    # Imported only when an LM is served, so the TF-enabled image needs no torch.
+    from workloads.lm.export import load_export
+    from workloads.serve.lm_backend import LmBackend, pick_device
+
+    model, tokenizer, _ = load_export(folder, device=pick_device(settings.device))
+    return LmBackend(model, tokenizer, name=settings.served_name, version=version,
+                     max_tokens_cap=settings.max_tokens_cap)
+
+
 def _tf_backend(folder: Path, name: str, version: str) -> Backend:
     # Imported only when a SavedModel is served, so this image needs no TensorFlow for LMs.
     try:
@@ -94,9 +102,11 @@ def _tf_backend(folder: Path, name: str, version: str) -> Backend:
             "(workloads.trainer_tf.serving and tensorflow importable)"
         ) from exc
     predictor = serving.TfSavedModel(folder)
+    # The signature's own tensor names, datatypes and shapes, so v2 clients use what TF Serving would show.
     info = ModelInfo(
         name=name, version=version, platform="tensorflow_savedmodel",
-        inputs=(TensorSpec("input", "FP32", (-1, -1)),), outputs=(TensorSpec("output", "FP32", (-1, -1)),),
+        inputs=tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in predictor.inputs),
+        outputs=tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in predictor.outputs),
     )
     return TensorBackend(predictor, info)
 

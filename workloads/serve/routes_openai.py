@@ -18,12 +18,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from workloads.common.logs import log_event
-from workloads.serve.backends import InvalidInputError
+from workloads.serve.backends import InvalidInputError, TextBackend
 from workloads.serve.cache import cache_key
+from workloads.serve.completion import GenerationRequest, GenerationResult
 from workloads.serve.engine import BatchEngine, WorkItem
 from workloads.serve.errors import ApiError, error_content
-from workloads.serve.generation import GenerationRequest, GenerationResult
-from workloads.serve.lm_backend import LmBackend
 from workloads.serve.schemas import CompletionChoice, CompletionRequest, CompletionResponse, ModelCard, ModelList, Usage
 from workloads.serve.state import (
     ServeState,
@@ -62,7 +61,7 @@ async def list_models(request: Request) -> ModelList:
     return ModelList(data=[ModelCard(id=state.settings.served_name, created=state.loaded_at)])
 
 
-def _payloads(backend: LmBackend, engine: BatchEngine, body: CompletionRequest) -> list[object]:
+def _payloads(backend: TextBackend, engine: BatchEngine, body: CompletionRequest) -> list[object]:
     prompts = body.prompts()
     if len(prompts) > engine.max_queue:
         raise ApiError(400, f"prompt: at most {engine.max_queue} prompts per request (got {len(prompts)})",
@@ -84,7 +83,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     state = get_state(request)
     backend, engine = ready_engine(state)
     check_model_name(state, body.model, param="model")
-    if not isinstance(backend, LmBackend):
+    if not isinstance(backend, TextBackend):
         raise ApiError(400, f"model: {body.model!r} is a tensor model; use POST /v2/models/{body.model}/infer",
                        param="model")
     payloads = _payloads(backend, engine, body)
@@ -106,7 +105,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     return Response(content, media_type="application/json", headers={"X-Cache": "miss" if key else "bypass"})
 
 
-def _response(state: ServeState, backend: LmBackend, body: CompletionRequest,
+def _response(state: ServeState, backend: TextBackend, body: CompletionRequest,
               results: Sequence[GenerationResult]) -> CompletionResponse:
     prompts = body.prompts()
     choices = [

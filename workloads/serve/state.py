@@ -15,9 +15,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workloads.serve.backends import Backend, InvalidInputError
 from workloads.serve.cache import ResponseCache
+from workloads.serve.completion import GenerationResult
 from workloads.serve.engine import BatchEngine, DeadlineExceededError, QueueFullError, ShuttingDownError, WorkItem
 from workloads.serve.errors import ApiError
-from workloads.serve.generation import GenerationResult
 from workloads.serve.metrics import ServeMetrics
 from workloads.serve.settings import ServeSettings
 

@@ -31,6 +31,7 @@ import torch
 from botocore.exceptions import ClientError
 
 from workloads.common import s3
+from workloads.common.hashing import sha256_file
 from workloads.common.logs import log_event
 from workloads.common.s3 import S3Uri
 from workloads.trainer_torch import distributed
@@ -73,14 +74,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.handle.flush()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_torch(obj: Any, path: Path) -> dict[str, Any]:
@@ -232,7 +225,7 @@ class Checkpointer:
         if name not in files:
             raise CheckpointError(f"--checkpoints: {self.step_uri(step, COMMIT)} does not list {name}")
         s3.download_file(uri, stage / name, self.client)
-        actual = _sha256(stage / name)
+        actual = sha256_file(stage / name)
         if actual != files[name]["sha256"]:
             raise CheckpointError(f"--checkpoints: {uri} failed its checksum (COMMIT says {files[name]['sha256']}, "
                                   f"got {actual}); delete {self.step_uri(step, COMMIT)} to fall back to an older one")

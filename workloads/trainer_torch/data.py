@@ -9,7 +9,6 @@ each rank compute its own slice without coordination.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from workloads.common import s3
+from workloads.common.hashing import sha256_file
 from workloads.common.s3 import S3Uri
 
 FORMAT: Final = "modelplane-tokens/v1"
@@ -96,15 +96,6 @@ def read_manifest(uri: S3Uri, client: Any | None = None) -> DatasetManifest:
         return DatasetManifest.parse(uri, json.loads(raw))
     except json.JSONDecodeError as exc:
         raise DataError(f"--data: {uri} is not valid JSON ({exc}); re-run prepare") from exc
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_shard(manifest: DatasetManifest, shard: ShardInfo, cache: Path, client: Any | None = None) -> Path:

