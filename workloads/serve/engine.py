@@ -65,7 +65,12 @@ class _Sink:
         self._engine, self._items, self._loop = engine, items, loop
 
     def emit(self, index: int, value: object, *, done: bool) -> None:
-        self._loop.call_soon_threadsafe(self._engine.deliver, self._items[index], value, done)
+        item = self._items[index]
+        if not done and item.events is None:
+            # Nobody streams this payload: skip the cross-thread wake-up a partial value would cost
+            # (one per row per decode step, which on a busy event loop caps batched throughput).
+            return
+        self._loop.call_soon_threadsafe(self._engine.deliver, item, value, done)
 
     def cancelled(self, index: int) -> bool:
         item = self._items[index]
