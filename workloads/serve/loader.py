@@ -98,8 +98,8 @@ def _tf_backend(folder: Path, name: str, version: str) -> Backend:
         serving = importlib.import_module("workloads.trainer_tf.serving")
     except ImportError as exc:
         raise RuntimeError(
-            f"{folder} is a TensorFlow SavedModel, which needs the TF-enabled serve image "
-            "(workloads.trainer_tf.serving and tensorflow importable)"
+            f"--model-uri: {folder} is a TensorFlow SavedModel, which the TF-enabled serve image serves "
+            "(images/serve-tf, with tensorflow and workloads.trainer_tf.serving); this one has no TensorFlow"
         ) from exc
     predictor = serving.TfSavedModel(folder)
     # The signature's own tensor names, datatypes and shapes, so v2 clients use what TF Serving would show.
