@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import boto3
 import httpx
 import pytest
@@ -82,26 +83,33 @@ def serve_process(s3: S3Server, model_uri: str, log: Path, *extra: str) -> Itera
 
 
 async def load(base: str, concurrency: int) -> dict[str, Any]:
-    """`concurrency` clients, each sending its share of distinct greedy completions back to back."""
+    """`concurrency` clients, each sending its share of distinct greedy completions back to back.
+
+    aiohttp, not httpx: on two shared cores httpx's per-request CPU capped the generator near 100 req/s,
+    below what the batched server sustains, so it measured the client instead of the server.
+    """
     latencies: list[float] = []
     tokens = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def client_loop(client: httpx.AsyncClient, worker: int) -> None:
+    async def client_loop(session: aiohttp.ClientSession, worker: int) -> None:
         nonlocal tokens
         for i in range(REQUESTS_PER_WORKER[concurrency]):
             # Distinct prompts: no request may be answered by another's work.
             body = {"model": "lm", "prompt": f"the {worker} lazy {i} ", "max_tokens": MAX_TOKENS, "temperature": 0}
             began = time.perf_counter()
-            response = await client.post("/v1/completions", json=body)
+            async with session.post("/v1/completions", json=body) as response:
+                payload = await response.json()
             latencies.append(time.perf_counter() - began)
-            response.raise_for_status()
-            tokens += response.json()["usage"]["completion_tokens"]
+            assert response.status == 200, payload
+            tokens += payload["usage"]["completion_tokens"]
 
-    async with httpx.AsyncClient(base_url=base, timeout=300, limits=limits) as client:
-        await client.post("/v1/completions", json={"model": "lm", "prompt": "warm", "max_tokens": 4})
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(base_url=base, connector=connector, timeout=timeout) as session:
+        async with session.post("/v1/completions", json={"model": "lm", "prompt": "warm", "max_tokens": 4}) as warm:
+            assert warm.status == 200
         began = time.perf_counter()
-        await asyncio.gather(*(client_loop(client, w) for w in range(concurrency)))
+        await asyncio.gather(*(client_loop(session, w) for w in range(concurrency)))
         elapsed = time.perf_counter() - began
     latencies.sort()
     return {"concurrency": concurrency, "requests": len(latencies), "rps": len(latencies) / elapsed,
@@ -130,23 +138,31 @@ def test_bench_batching_on_vs_off(s3: S3Server, bench_model: str, tmp_path: Path
     assert all(row["rps"] > 0 for mode_rows in rows.values() for row in mode_rows)
 
 
+async def repeat(base: str, body: dict[str, Any], times: int) -> tuple[float, list[float], str]:
+    """The first answer's latency, then `times` repeats' latencies (ms) on one keep-alive connection, and /metrics."""
+    async with aiohttp.ClientSession(base_url=base, connector=aiohttp.TCPConnector(limit=1)) as session:
+        began = time.perf_counter()
+        async with session.post("/v1/completions", json=body) as response:
+            first = await response.json()
+        first_ms = 1000 * (time.perf_counter() - began)
+        assert response.status == 200, first
+        hits = []
+        for _ in range(times):
+            began = time.perf_counter()
+            async with session.post("/v1/completions", json=body) as response:
+                again = await response.json()
+            hits.append(1000 * (time.perf_counter() - began))
+            assert response.headers["X-Cache"] == "hit" and again["choices"] == first["choices"]
+        async with session.get("/metrics") as response:
+            return first_ms, hits, await response.text()
+
+
 @pytest.mark.timeout(600)
 def test_bench_cache_hit_latency(s3: S3Server, bench_model: str, tmp_path: Path) -> None:
+    body = {"model": "lm", "prompt": "the quick brown ", "max_tokens": 64, "temperature": 0}
     with redis_server(tmp_path) as redis, \
-            serve_process(s3, bench_model, tmp_path / "serve-cache.log", "--redis-url", redis.url) as base, \
-            httpx.Client(base_url=base, timeout=60) as client:
-        body = {"model": "lm", "prompt": "the quick brown ", "max_tokens": 64, "temperature": 0}
-        began = time.perf_counter()
-        first = client.post("/v1/completions", json=body)
-        first_ms = 1000 * (time.perf_counter() - began)
-        first.raise_for_status()
-        hits = []
-        for _ in range(300):
-            began = time.perf_counter()
-            response = client.post("/v1/completions", json=body)
-            hits.append(1000 * (time.perf_counter() - began))
-            assert response.json()["choices"] == first.json()["choices"]
-        metrics = client.get("/metrics").text
+            serve_process(s3, bench_model, tmp_path / "serve-cache.log", "--redis-url", redis.url) as base:
+        first_ms, hits, metrics = asyncio.run(repeat(base, body, 300))
     hit_lines = [line for line in metrics.splitlines() if line.startswith(INFERENCE_CACHE_HITS_TOTAL)]
     p50 = statistics.median(hits)
     print(f"\ncache: first (model) {first_ms:.1f} ms; hit p50 {p50:.2f} ms, "
