@@ -29,7 +29,7 @@ from typing import Any
 import boto3
 
 from workloads.common import metrics
-from workloads.common.devservers import free_port, redis_server, s3_server, wait_for_port
+from workloads.common.devservers import free_port, redis_server, s3_server, stop_process, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 RULES_DIR = REPO / "infra" / "rules"
@@ -94,13 +94,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    # 30 s: the server drains in-flight requests before it exits.
+    stop_process(proc, timeout=30)
 
 
 def _corpus(folder: Path) -> int:

@@ -31,6 +31,7 @@ import pytest
 
 from tests.support.servers import S3Server, free_port, redis_server
 from tests.workloads.serve.support import write_tiny_export
+from workloads.common.devservers import stop_process
 from workloads.common.metrics import INFERENCE_CACHE_HITS_TOTAL
 from workloads.common.s3 import S3Uri, upload_dir
 
@@ -74,12 +75,7 @@ def serve_process(s3: S3Server, model_uri: str, log: Path, *extra: str) -> Itera
             time.sleep(0.1)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=30)
 
 
 async def load(base: str, concurrency: int) -> dict[str, Any]:

@@ -37,11 +37,12 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds; always reaps it."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -77,7 +78,7 @@ def s3_server(port: int | None = None) -> Iterator[S3Server]:
         wait_for_port(port, proc=proc)
         yield S3Server(endpoint=f"http://127.0.0.1:{port}", proc=proc)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @dataclass
@@ -115,7 +116,7 @@ def redis_server(workdir: Path, port: int | None = None) -> Iterator[RedisServer
         wait_for_port(port, proc=proc)
         yield RedisServer(port=port, proc=proc)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def aws_test_env(server: S3Server) -> dict[str, str]:
