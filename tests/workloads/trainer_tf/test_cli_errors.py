@@ -28,13 +28,16 @@ def _args(bucket: str, tmp_path: Path, *extra: str) -> list[str]:
 
 
 def _fails_with(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert main(argv) == 2
+    # Validation happens before the TensorFlow import, so a bad job fails in milliseconds. Other tests in
+    # this process may have imported the training module already; hide it so any import by `main` shows.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delitem(sys.modules, "workloads.trainer_tf.train", raising=False)
+        assert main(argv) == 2
+        assert "workloads.trainer_tf.train" not in sys.modules
     captured = capsys.readouterr()
     event = json.loads(captured.out.strip().splitlines()[-1])
     assert event["event"] == "config_error"
     assert captured.err.startswith("error: ")
-    # Validation happens before the TensorFlow import, so a bad job fails in milliseconds.
-    assert "workloads.trainer_tf.train" not in sys.modules
     return str(event["error"])
 
 
