@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -58,12 +59,16 @@ def test_queue_depth_and_in_flight_are_exported_while_busy(model_uri: str) -> No
         async with server.async_client() as client:
             work = [asyncio.create_task(client.post("/v1/completions", json=_long(server, f"q{i}")))
                     for i in range(6)]
-            await asyncio.sleep(0.15)
-            samples = server.metrics()
+            # Sample until all six have been queued (or 5 s pass): then exactly one runs, five wait.
+            deadline = time.monotonic() + 5
+            while True:
+                samples = server.metrics()
+                if metric(samples, names.INFERENCE_QUEUE_DEPTH) == 5 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.02)
             await asyncio.gather(*work)
         return metric(samples, names.INFERENCE_QUEUE_DEPTH), metric(samples, names.INFERENCE_IN_FLIGHT)
 
     with live_server(model_uri, max_batch_size=1, max_wait_ms=0) as server:
         depth, in_flight = asyncio.run(probe(server))
-    assert in_flight == 6
-    assert 1 <= depth <= 5
+    assert (depth, in_flight) == (5, 6), "max batch 1: one request generates while the other five queue"
