@@ -6,31 +6,20 @@ Two cases, each in a fresh process as CI runs it, in a scratch git repo of the w
 """
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.policies.helpers import edit, modelplane, scratch_copy
+from tests.policies.helpers import gpu_limit_repo, modelplane
 
 TARGET_SECONDS = 20.0
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
-                   check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tree = scratch_copy(tmp_path_factory.mktemp("bench"))
-    _git(tree, "init", "--quiet", "--initial-branch=main")
-    _git(tree, "add", ".")
-    _git(tree, "commit", "--quiet", "-m", "base")
-    edit(tree / "stacks" / "Pulumi.dev.yaml", "gpuLimit: 4\n", "gpuLimit: 8\n")
-    _git(tree, "commit", "--quiet", "-am", "change")
-    return tree
+    """The working tree in a scratch git repo whose last commit raises one GPU pool's limit."""
+    return gpu_limit_repo(tmp_path_factory.mktemp("bench"))
 
 
 def _timed(repo: Path, base: str) -> tuple[float, dict]:

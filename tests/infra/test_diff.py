@@ -1,14 +1,13 @@
 """`modelplane diff`: property paths, resource-level changes, and renders of a git ref in a worktree."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from infra import diff as diffs
 from infra.render import Graph, Resource
-from tests.policies.helpers import edit, modelplane, scratch_copy
+from tests.policies.helpers import git, gpu_limit_repo, modelplane
 
 
 def resource(name: str, inputs: dict, type_: str = "aws:s3/bucket:Bucket", provider: str = "") -> Resource:
@@ -79,21 +78,10 @@ def test_text_output_marks_each_resource_once_and_each_property_below_it() -> No
     assert lines[2].startswith("+ aws:s3/bucket:Bucket c")
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
-                          check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch git repo: the program at HEAD~1, then a commit raising one GPU pool's GPU limit."""
-    tree = scratch_copy(tmp_path_factory.mktemp("repo"))
-    git(tree, "init", "--quiet", "--initial-branch=main")
-    git(tree, "add", ".")
-    git(tree, "commit", "--quiet", "-m", "base")
-    edit(tree / "stacks" / "Pulumi.dev.yaml", "gpuLimit: 4\n", "gpuLimit: 8\n")
-    git(tree, "commit", "--quiet", "-am", "raise the gpu-train GPU limit")
-    return tree
+    return gpu_limit_repo(tmp_path_factory.mktemp("repo"))
 
 
 def test_diff_against_the_previous_commit_shows_exactly_the_gpu_limit_update(repo: Path) -> None:

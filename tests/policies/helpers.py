@@ -128,6 +128,23 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` with a fixed identity; returns stdout, raises on failure."""
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.com", *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def gpu_limit_repo(destination: Path) -> Path:
+    """A scratch git repo: the program at HEAD~1, then one commit raising the dev gpu-train pool's GPU limit 4 → 8."""
+    tree = scratch_copy(destination)
+    git(tree, "init", "--quiet", "--initial-branch=main")
+    git(tree, "add", ".")
+    git(tree, "commit", "--quiet", "-m", "base")
+    edit(tree / "stacks" / "Pulumi.dev.yaml", "gpuLimit: 4\n", "gpuLimit: 8\n")
+    git(tree, "commit", "--quiet", "-am", "raise the gpu-train GPU limit")
+    return tree
+
+
 def modelplane(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m infra.cli ARGS` with the code in `cwd` (not the installed tree)."""
     env = {**os.environ, "PYTHONPATH": str(cwd), "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "250"}
