@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import torch
 
@@ -35,9 +33,7 @@ RUNS = (("tiny", 40, 10), ("small", 6, 2))
 @pytest.fixture(scope="module")
 def bench_bucket(s3: S3Server) -> Bucket:
     """A fresh bucket on the session's moto server."""
-    name = f"bench-trainer-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return Bucket(name)
+    return Bucket.create("bench-trainer")
 
 
 @pytest.fixture(scope="module")

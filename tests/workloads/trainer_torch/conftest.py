@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.support.servers import S3Server
@@ -17,9 +15,7 @@ from workloads.trainer_torch.prepare import prepare
 @pytest.fixture(scope="module")
 def bucket(s3: S3Server) -> Bucket:
     """A fresh bucket for one test module."""
-    name = f"trainer-torch-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return Bucket(name)
+    return Bucket.create("trainer-torch")
 
 
 @pytest.fixture(scope="module")

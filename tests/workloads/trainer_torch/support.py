@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,13 @@ class Bucket:
     """A bucket on the S3 test server."""
 
     name: str
+
+    @classmethod
+    def create(cls, prefix: str) -> Bucket:
+        """A new bucket named `prefix-<random>` on the test server (env already points at it)."""
+        bucket = cls(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        boto3.client("s3").create_bucket(Bucket=bucket.name)
+        return bucket
 
     def uri(self, key: str) -> str:
         """`s3://name/key`."""
