@@ -2,7 +2,7 @@
 
 import pulumi
 
-from infra.config import from_pulumi_runtime
+from infra.config.parse import from_pulumi_runtime
 from infra.program import build
 
 build(from_pulumi_runtime(pulumi.get_stack()))

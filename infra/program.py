@@ -9,23 +9,23 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import versions
-from infra.cache import Cache, CacheArgs
-from infra.cluster import Cluster, ClusterArgs, NodePoolSpec
-from infra.config import CacheConfig, PlatformConfig, StorageConfig
-from infra.config_gpu import AddonsConfig, KarpenterConfig
-from infra.gpu import CpuPoolSpec, GpuNodePools, GpuNodePoolsArgs, GpuPoolSpec
-from infra.identity import WorkloadIdentity, WorkloadIdentityArgs
-from infra.inference import InferenceService, InferenceServiceArgs
-from infra.local import LocalServices, LocalServicesArgs
-from infra.mesh import Mesh, MeshArgs
-from infra.namespaces import DEFAULT_NAMESPACES, Namespaces, NamespacesArgs
-from infra.network import Network, NetworkArgs
-from infra.observability import Observability, ObservabilityArgs
-from infra.podspec import Resources
-from infra.storage import ModelStore, ModelStoreArgs
-from infra.tags import merge_tags, tag_transform
-from infra.training import TrainingJob, TrainingJobArgs
-from infra.training_operator import PORTABLE_KUSTOMIZATION_DIR, TrainingOperator, TrainingOperatorArgs
+from infra.aws.cache import Cache, CacheArgs
+from infra.aws.cluster import Cluster, ClusterArgs, NodePoolSpec
+from infra.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.aws.network import Network, NetworkArgs
+from infra.aws.storage import ModelStore, ModelStoreArgs
+from infra.aws.tags import merge_tags, tag_transform
+from infra.config.gpu import AddonsConfig, KarpenterConfig
+from infra.config.parse import CacheConfig, PlatformConfig, StorageConfig
+from infra.k8s.gpu import CpuPoolSpec, GpuNodePools, GpuNodePoolsArgs, GpuPoolSpec
+from infra.k8s.inference import InferenceService, InferenceServiceArgs
+from infra.k8s.local import LocalServices, LocalServicesArgs
+from infra.k8s.mesh import Mesh, MeshArgs
+from infra.k8s.namespaces import DEFAULT_NAMESPACES, Namespaces, NamespacesArgs
+from infra.k8s.observability import Observability, ObservabilityArgs
+from infra.k8s.podspec import Resources
+from infra.k8s.training import TrainingJob, TrainingJobArgs
+from infra.k8s.training_operator import PORTABLE_KUSTOMIZATION_DIR, TrainingOperator, TrainingOperatorArgs
 
 TRAINER_SERVICE_ACCOUNT = ("training", "trainer")
 """(namespace, service account) of training jobs."""

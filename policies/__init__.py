@@ -1,1 +1,1 @@
-"""modelplane's CrossGuard policy pack: importable rules (`policies.rules`) and an offline engine (`policies.engine`)."""
+"""modelplane's CrossGuard policy pack: self-contained rules (`policies.rules`); the offline adapter is `infra.review.policy`."""

@@ -1,7 +1,7 @@
 """Every rule of the modelplane policy pack, as importable CrossGuard policy objects.
 
 `policies/__main__.py` serves `ALL_POLICIES` to `pulumi preview|up --policy-pack policies`;
-`policies.engine.evaluate` runs the same objects over the offline graph.
+`infra.review.policy.evaluate` runs the same objects over the offline graph.
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ import subprocess
 import sys
 import time
 
-from infra.render import list_stacks, render
+from infra.review.engine import list_stacks, render
 
 
 def test_bench_render_all_stacks() -> None:
     # Cold: a fresh process, as `modelplane render` runs in CI (imports of the provider SDKs included).
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from infra.render import list_stacks, render\n"
+    subprocess.run([sys.executable, "-c", "from infra.review.engine import list_stacks, render\n"
                     "[render(s) for s in list_stacks()]"], check=True)
     cold = time.perf_counter() - started
     # Warm: the SDKs already imported, as in the test suite.

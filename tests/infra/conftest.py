@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pulumi
 import pytest
 
-from infra.render import Graph, render
+from infra.review.engine import Graph, render
 
 _cache: dict[str, Graph] = {}
 
@@ -39,7 +39,7 @@ def dev(stack_graph: Callable[[str], Graph]) -> Graph:
 @pytest.fixture()
 def mocked_runtime() -> Iterator[None]:
     """A bare mock engine for constructing one component directly (validation tests)."""
-    from infra.render import _RecordingMonitor, _RenderMocks, _reset_runtime
+    from infra.review.engine import _RecordingMonitor, _RenderMocks, _reset_runtime
 
     mocks = _RenderMocks(region="us-east-1")
     _reset_runtime()

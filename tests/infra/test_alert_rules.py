@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.observability import RULES_DIR, load_rule_files
+from infra.k8s.observability import RULES_DIR, load_rule_files
 from tests.infra.test_dashboards import exported_metric_names, metric_names
 
 PROMTOOL = Path("/usr/bin/promtool")

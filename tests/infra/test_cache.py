@@ -3,8 +3,8 @@
 import pulumi
 import pytest
 
-from infra.cache import Cache, CacheArgs
-from infra.render import Graph
+from infra.aws.cache import Cache, CacheArgs
+from infra.review.engine import Graph
 from tests.support.graph import assert_count, assert_has_props
 
 

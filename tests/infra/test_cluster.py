@@ -5,8 +5,8 @@ import json
 import pulumi
 import pytest
 
-from infra.cluster import Cluster, ClusterArgs, NodePoolSpec
-from infra.render import Graph
+from infra.aws.cluster import Cluster, ClusterArgs, NodePoolSpec
+from infra.review.engine import Graph
 from infra.versions import EKS_ADDONS
 from tests.support.graph import assert_all_have_props, assert_count, assert_has_props
 

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from infra.cli import app
-from infra.config import parse_config
-from infra.errors import ConfigError
-from infra.render import load_stack_config
+from infra.config.errors import ConfigError
+from infra.config.parse import parse_config
+from infra.review.cli import app
+from infra.review.engine import load_stack_config
 from tests.support.graph import deep_merge
 
 runner = CliRunner()

@@ -7,10 +7,10 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from infra import cost as costs
-from infra.cli import app
-from infra.prices import load_prices
-from infra.render import Graph, Resource
+from infra.review.cli import app
+from infra.review.cost import estimate as costs
+from infra.review.cost.prices import load_prices
+from infra.review.engine import Graph, Resource
 
 runner = CliRunner()
 PRICES = load_prices()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from infra.observability import DASHBOARDS_DIR, load_dashboards
+from infra.k8s.observability import DASHBOARDS_DIR, load_dashboards
 from workloads.common import metrics
 
 DCGM_DEFAULT_COUNTERS = frozenset({

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import diff as diffs
-from infra.render import Graph, Resource
+from infra.review import diff as diffs
+from infra.review.engine import Graph, Resource
 from tests.policies.helpers import git, gpu_limit_repo, modelplane
 
 

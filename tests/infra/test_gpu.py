@@ -8,19 +8,12 @@ import pytest
 import yaml
 
 from infra import versions
-from infra.gpu import (
-    DO_NOT_DISRUPT_ANNOTATION,
-    GPU_TOLERATION,
-    CpuPoolSpec,
-    GpuNodePools,
-    GpuNodePoolsArgs,
-    GpuPoolSpec,
-    gpu_scheduling,
-)
-from infra.gpu_specs import gpu_node_pool_spec
-from infra.karpenter import INTERRUPTION_EVENTS
-from infra.render import HELM_RELEASE, Graph, Resource
+from infra.aws.karpenter import INTERRUPTION_EVENTS
+from infra.k8s.gpu import CpuPoolSpec, GpuNodePools, GpuNodePoolsArgs, GpuPoolSpec
+from infra.k8s.gpu_specs import gpu_node_pool_spec
+from infra.review.engine import HELM_RELEASE, Graph, Resource
 from tests.support.graph import assert_all_have_props, assert_count, assert_has_props, policy_statements, render_variant
+from workloads.common.vocab import GPU_TOLERATION
 
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
@@ -281,12 +274,6 @@ def test_gpu_addons_and_cpu_pool_can_be_switched_off() -> None:
 def test_local_stack_has_no_karpenter(stack_graph) -> None:  # type: ignore[no-untyped-def]
     local = stack_graph("local")
     assert not local.of_type(NODE_POOL) and not local.of_type(HELM_RELEASE)
-
-
-def test_scheduling_helpers_for_training_and_inference() -> None:
-    assert gpu_scheduling("h100-train") == {"tolerations": [GPU_TOLERATION],
-                                            "nodeSelector": {"modelplane.io/gpu-pool": "h100-train"}}
-    assert DO_NOT_DISRUPT_ANNOTATION == {"karpenter.sh/do-not-disrupt": "true"}
 
 
 def test_gpu_node_pools_defaults(mocked_runtime: None) -> None:

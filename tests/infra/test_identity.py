@@ -5,9 +5,9 @@ import json
 import pulumi
 import pytest
 
-from infra.iam import Grant
-from infra.identity import WorkloadIdentity, WorkloadIdentityArgs
-from infra.render import Graph
+from infra.aws.iam import Grant
+from infra.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.review.engine import Graph
 from tests.support.graph import assert_has_props, policy_statements
 
 

@@ -6,9 +6,9 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from infra.inference import InferenceService, InferenceServiceArgs
-from infra.podspec import Resources
-from infra.render import Graph, render_program
+from infra.k8s.inference import InferenceService, InferenceServiceArgs
+from infra.k8s.podspec import Resources
+from infra.review.engine import Graph, render_program
 
 GATEWAY = "cluster.local/ns/istio-ingress/sa/istio-ingressgateway"
 

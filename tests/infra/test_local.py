@@ -6,8 +6,8 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from infra.local import LocalServices, LocalServicesArgs
-from infra.render import Graph, render_program
+from infra.k8s.local import LocalServices, LocalServicesArgs
+from infra.review.engine import Graph, render_program
 
 
 @pytest.fixture(scope="module")

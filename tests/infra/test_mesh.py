@@ -7,9 +7,9 @@ import pulumi
 import pytest
 
 from infra import versions
-from infra.inference import InferenceServiceArgs
-from infra.mesh import Mesh, MeshArgs
-from infra.render import HELM_RELEASE, Graph
+from infra.k8s.inference import InferenceServiceArgs
+from infra.k8s.mesh import Mesh, MeshArgs
+from infra.review.engine import HELM_RELEASE, Graph
 from tests.support.graph import assert_count, assert_has_props, render_variant
 
 AUTHZ = "kubernetes:security.istio.io/v1:AuthorizationPolicy"

@@ -1,6 +1,6 @@
 """Network: subnets per AZ, NAT layout, discovery tags, endpoints, flow logs."""
 
-from infra.render import Graph
+from infra.review.engine import Graph
 from tests.support.graph import assert_all_have_props, assert_count, assert_has_props, render_variant
 
 

@@ -8,8 +8,8 @@ import pulumi
 import pytest
 
 from infra import versions
-from infra.observability import DASHBOARDS_DIR, RULES_DIR, Observability, ObservabilityArgs, load_rule_files
-from infra.render import HELM_RELEASE, Graph
+from infra.k8s.observability import DASHBOARDS_DIR, RULES_DIR, Observability, ObservabilityArgs, load_rule_files
+from infra.review.engine import HELM_RELEASE, Graph
 from tests.support.graph import assert_count, render_variant
 from workloads.common import metrics
 

@@ -5,8 +5,8 @@ import json
 import pulumi
 import pytest
 
-from infra.render import Graph
-from infra.storage import ModelStore, ModelStoreArgs
+from infra.aws.storage import ModelStore, ModelStoreArgs
+from infra.review.engine import Graph
 from tests.support.graph import assert_all_have_props, assert_count, policy_statements
 
 

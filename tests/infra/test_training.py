@@ -6,9 +6,9 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from infra.podspec import Resources
-from infra.render import Graph, render_program
-from infra.training import TrainingJob, TrainingJobArgs
+from infra.k8s.podspec import Resources
+from infra.k8s.training import TrainingJob, TrainingJobArgs
+from infra.review.engine import Graph, render_program
 
 
 def _render(**overrides: Any) -> Graph:

@@ -7,14 +7,14 @@ import pulumi
 import pytest
 import yaml
 
-from infra.render import Graph
-from infra.training_operator import (
+from infra.k8s.training_operator import (
     KUSTOMIZATION_DIR,
     PORTABLE_KUSTOMIZATION_DIR,
     PROJECT_ROOT,
     TrainingOperator,
     TrainingOperatorArgs,
 )
+from infra.review.engine import Graph
 from infra.versions import TRAINING_OPERATOR_REF
 from tests.support.graph import render_variant
 

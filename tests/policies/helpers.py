@@ -22,8 +22,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.render import Graph, Resource
-from policies.engine import rule_config
+from infra.review.engine import Graph, Resource
+from infra.review.policy import rule_config
 from policies.environment import StackContext, stack_context
 
 OPTIONS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
@@ -146,7 +146,7 @@ def gpu_limit_repo(destination: Path) -> Path:
 
 
 def modelplane(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m infra.cli ARGS` with the code in `cwd` (not the installed tree)."""
+    """Run `python -m infra.review.cli ARGS` with the code in `cwd` (not the installed tree)."""
     env = {**os.environ, "PYTHONPATH": str(cwd), "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "infra.review.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, check=False, timeout=600)

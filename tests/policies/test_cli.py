@@ -5,7 +5,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from infra.cli import app
+from infra.review.cli import app
 from tests.policies.helpers import edit, modelplane, scratch_copy
 
 runner = CliRunner()
@@ -17,7 +17,7 @@ GPU_POOL_URN = ("urn:pulumi:dev::modelplane::modelplane:gpu:GpuNodePools$"
 
 def test_public_bucket_fails_policy_naming_urn_and_rule(tmp_path: Path) -> None:
     tree = scratch_copy(tmp_path)
-    edit(tree / "infra" / "storage.py", "block_public_acls=True", "block_public_acls=False")
+    edit(tree / "infra" / "aws" / "storage.py", "block_public_acls=True", "block_public_acls=False")
     result = modelplane(tree, "policy", "--stack", "dev")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "s3-public-access-blocked" in result.stdout
@@ -27,7 +27,7 @@ def test_public_bucket_fails_policy_naming_urn_and_rule(tmp_path: Path) -> None:
 
 def test_unlimited_gpu_pool_fails_policy_naming_urn_and_rule(tmp_path: Path) -> None:
     tree = scratch_copy(tmp_path)
-    edit(tree / "infra" / "gpu_specs.py", "limits: dict[str, Any] = {GPU_RESOURCE: pool.gpu_limit}",
+    edit(tree / "infra" / "k8s" / "gpu_specs.py", "limits: dict[str, Any] = {GPU_RESOURCE: pool.gpu_limit}",
          "limits: dict[str, Any] = {}")
     result = modelplane(tree, "policy", "--stack", "dev", "--json")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -40,7 +40,7 @@ def test_policy_config_can_downgrade_a_rule(tmp_path: Path) -> None:
     config = tmp_path / "policy.json"
     config.write_text(json.dumps({"all": "advisory"}))
     tree = scratch_copy(tmp_path / "tree")
-    edit(tree / "infra" / "storage.py", "block_public_acls=True", "block_public_acls=False")
+    edit(tree / "infra" / "aws" / "storage.py", "block_public_acls=True", "block_public_acls=False")
     result = modelplane(tree, "policy", "--stack", "dev", "--policy-config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ADVISORY" in result.stdout and "s3-public-access-blocked" in result.stdout
@@ -73,7 +73,7 @@ def test_preview_markdown_is_one_document_for_a_pr_comment() -> None:
 
 def test_preview_exits_1_on_a_mandatory_violation(tmp_path: Path) -> None:
     tree = scratch_copy(tmp_path)
-    edit(tree / "infra" / "storage.py", "block_public_acls=True", "block_public_acls=False")
+    edit(tree / "infra" / "aws" / "storage.py", "block_public_acls=True", "block_public_acls=False")
     result = modelplane(tree, "preview", "--stack", "dev", "--base", "no-such-ref")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "s3-public-access-blocked" in result.stdout

@@ -3,7 +3,7 @@
 import pytest
 from pulumi_policy import EnforcementLevel
 
-from policies.engine import Violation, enforcement_level, evaluate, rule_config
+from infra.review.policy import Violation, enforcement_level, evaluate, rule_config
 from policies.rules.cost import GPU_BUDGET, GPU_SPOT_NONPRODUCTION, REQUIRED_TAGS
 from policies.rules.s3 import S3_VERSIONING_PRODUCTION
 from tests.policies.helpers import Res, graph, urn

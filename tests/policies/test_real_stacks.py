@@ -5,9 +5,9 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
-from infra.render import Graph, list_stacks, load_stack_config
-from policies.engine import evaluate
+from infra.review.cli import app
+from infra.review.engine import Graph, list_stacks, load_stack_config
+from infra.review.policy import evaluate
 
 runner = CliRunner()
 

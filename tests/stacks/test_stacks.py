@@ -7,9 +7,9 @@ import kubernetes_validate
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
-from infra.manifests import manifest_objects
-from infra.render import Graph, list_stacks, load_platform_config
+from infra.review.cli import app
+from infra.review.engine import Graph, list_stacks, load_platform_config
+from infra.review.manifests import manifest_objects
 from tests.support.graph import assert_count
 
 STACKS = list_stacks()

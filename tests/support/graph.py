@@ -6,8 +6,8 @@ import copy
 import json
 from typing import Any
 
-from infra.config import parse_config
-from infra.render import Graph, Resource, load_stack_config, render_config
+from infra.config.parse import parse_config
+from infra.review.engine import Graph, Resource, load_stack_config, render_config
 
 
 def matches(subset: Any, actual: Any) -> bool:

@@ -12,11 +12,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import versions
-from infra.errors import raise_if_invalid
-from infra.iam import managed_policy_arn, service_trust_policy
+from infra.aws.iam import managed_policy_arn, service_trust_policy
+from infra.config.errors import raise_if_invalid
+from workloads.common.vocab import POOL_LABEL
 
-POOL_LABEL = "modelplane.io/pool"
-"""Node label naming the pool a node belongs to."""
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
 """AWS-managed policies on the node role. The CNI policy is not here: vpc-cni gets its own Pod Identity role."""

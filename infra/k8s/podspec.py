@@ -12,8 +12,7 @@ from typing import Any, Final
 
 import pulumi
 
-from infra.cluster import POOL_LABEL
-from infra.gpu_specs import GPU_RESOURCE, GPU_TOLERATION
+from workloads.common.vocab import GPU_RESOURCE, GPU_TOLERATION, POOL_LABEL
 
 NON_ROOT_UID: Final = 10001
 """The UID our images run as (see images/*/Dockerfile)."""

@@ -32,12 +32,12 @@ from pulumi.runtime.settings import ROOT, SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import PlatformConfig, parse_config
-from infra.errors import ConfigError, ConfigIssue
-from infra.outputs import synthesize_call, synthesize_outputs
+from infra.config.errors import ConfigError, ConfigIssue
+from infra.config.parse import PlatformConfig, parse_config
+from infra.review.outputs import synthesize_call, synthesize_outputs
 
 PROJECT = "modelplane"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STACKS_DIR = REPO_ROOT / "stacks"
 SECRET = "[secret]"
 

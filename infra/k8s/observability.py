@@ -33,9 +33,9 @@ import pulumi_random as random
 import yaml
 
 from infra import versions
-from infra.errors import raise_if_invalid
-from infra.mesh import principal
-from infra.namespaces import Namespaces, NamespacesArgs
+from infra.config.errors import raise_if_invalid
+from infra.k8s.mesh import principal
+from infra.k8s.namespaces import Namespaces, NamespacesArgs
 from workloads.common import metrics
 
 RULES_DIR: Final = Path(__file__).resolve().parent / "rules"

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from infra import karpenter
-from infra.config_base import Section
+from infra.aws import karpenter
+from infra.config.base import Section
 
 _POOL_NAME = r"^[a-z][a-z0-9-]{0,30}$"
 _CPU = re.compile(r"^\d+(\.\d+)?m?$")

@@ -16,8 +16,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import versions
-from infra.errors import raise_if_invalid
-from infra.podspec import container_security_context, pod_security_context
+from infra.config.errors import raise_if_invalid
+from infra.k8s.podspec import container_security_context, pod_security_context
 
 BUCKETS: Final = ("datasets", "checkpoints", "models")
 """Buckets created in MinIO, named like the cloud store's roles."""

@@ -25,17 +25,21 @@ from typing import Any, Final, Literal
 from rich.console import Group
 from rich.text import Text
 
-from infra.render import REPO_ROOT, STACKS_DIR, Graph, Resource
+from infra.review.engine import REPO_ROOT, STACKS_DIR, Graph, Resource
 
 RENDER_INPUTS: Final = ("infra",)
 """Paths (besides the stack files) whose content decides a render; unchanged ones let the base reuse the working render."""
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _SHOWN_CHARS: Final = 160
-# Runs inside the base worktree with that tree's code; it uses only the render API every commit has had.
+# Runs inside the base worktree with that tree's code; it uses only the render API every commit has had
+# (in infra.review.engine since the layered layout, in infra.render before it).
 _BASE_SCRIPT: Final = """
-import json, sys, traceback
+import json, sys
 from pathlib import Path
-from infra.render import render, stack_file
+try:
+    from infra.review.engine import render, stack_file
+except ModuleNotFoundError:
+    from infra.render import render, stack_file
 out, stacks_dir, stacks = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
 result = {}
 for stack in stacks:

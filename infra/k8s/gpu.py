@@ -10,20 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import karpenter, versions
-from infra.cluster import POOL_LABEL
-from infra.errors import raise_if_invalid
-from infra.gpu_specs import (
-    GPU_POOL_LABEL,
-    GPU_RESOURCE,
-    GPU_TAINT,
-    GPU_TOLERATION,
+from infra import versions
+from infra.aws import karpenter
+from infra.aws.iam import Grant, managed_policy_arn, service_trust_policy
+from infra.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.config.errors import raise_if_invalid
+from infra.k8s.gpu_specs import (
     cpu_node_pool_spec,
     dcgm_exporter_values,
     device_plugin_values,
@@ -31,12 +29,7 @@ from infra.gpu_specs import (
     node_class_name,
     node_class_spec,
 )
-from infra.iam import Grant, managed_policy_arn, service_trust_policy
-from infra.identity import WorkloadIdentity, WorkloadIdentityArgs
-from infra.karpenter import DO_NOT_DISRUPT_ANNOTATION
-
-__all__ = ["DO_NOT_DISRUPT_ANNOTATION", "GPU_POOL_LABEL", "GPU_RESOURCE", "GPU_TAINT", "GPU_TOLERATION",
-           "CpuPoolSpec", "GpuNodePools", "GpuNodePoolsArgs", "GpuPoolSpec", "gpu_scheduling"]
+from workloads.common.vocab import POOL_LABEL
 
 NODE_POLICIES: Final = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
                         "AmazonSSMManagedInstanceCore")
@@ -44,11 +37,6 @@ NODE_POLICIES: Final = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistry
 Pod Identity role (https://docs.aws.amazon.com/eks/latest/userguide/cni-iam-role.html)."""
 AmiFamily = Literal["al2023", "bottlerocket"]
 ConsolidationPolicy = Literal["WhenEmpty", "WhenEmptyOrUnderutilized"]
-
-
-def gpu_scheduling(pool: str) -> dict[str, Any]:
-    """Pod-spec `tolerations` and `nodeSelector` that place a pod on one GPU pool; merge into a pod spec."""
-    return {"tolerations": [dict(GPU_TOLERATION)], "nodeSelector": {GPU_POOL_LABEL: pool}}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,7 +159,7 @@ class GpuNodePools(pulumi.ComponentResource):
     interruption_queue_name: pulumi.Output[str]
     """The SQS queue Karpenter reads interruption events from."""
     gpu_pool_names: list[str]
-    """GPU NodePool names (use with `gpu_scheduling`)."""
+    """GPU NodePool names (what a workload's gpuPool names)."""
     cpu_pool_name: str | None
     """The CPU NodePool name, or None."""
 

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from infra import versions
-from infra.config_base import Section
+from infra.config.base import Section
 
 
 class MeshConfig(Section):

@@ -13,24 +13,21 @@ from typing import TYPE_CHECKING, Any, Final
 import pulumi
 import yaml
 
-from infra import karpenter, versions
-from infra.cluster import POOL_LABEL
+from infra import versions
+from infra.aws import karpenter
+from workloads.common.vocab import (
+    AMI_FAMILY_LABEL,
+    GPU_POOL_LABEL,
+    GPU_RESOURCE,
+    GPU_TAINT,
+    GPU_TOLERATION,
+    POOL_LABEL,
+    PURPOSE_LABEL,
+)
 
 if TYPE_CHECKING:
-    from infra.gpu import CpuPoolSpec, GpuPoolSpec
+    from infra.k8s.gpu import CpuPoolSpec, GpuPoolSpec
 
-GPU_RESOURCE: Final = "nvidia.com/gpu"
-"""The extended resource the NVIDIA device plugin advertises."""
-GPU_TAINT: Final = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
-"""Every GPU node carries this taint, so only pods that tolerate it (GPU workloads) land there."""
-GPU_TOLERATION: Final = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-"""Tolerates `GPU_TAINT`."""
-GPU_POOL_LABEL: Final = "modelplane.io/gpu-pool"
-"""Node label naming the GPU pool (GPU nodes also carry modelplane.io/pool with the same name)."""
-AMI_FAMILY_LABEL: Final = "modelplane.io/ami-family"
-"""Node label with the pool's AMI family; the device plugin runs only where the AMI lacks one."""
-PURPOSE_LABEL: Final = "modelplane.io/purpose"
-"""Node label: training or inference."""
 DEVICE_PLUGIN_CONFIG_LABEL: Final = "nvidia.com/device-plugin.config"
 """Node label choosing a named device-plugin config (k8s-device-plugin README, "Updating Per-Node Configuration")."""
 METADATA_OPTIONS: Final = {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled", "httpPutResponseHopLimit": 1,

@@ -9,8 +9,8 @@ from typing import Final, Literal
 import pulumi
 import pulumi_aws as aws
 
-from infra.errors import raise_if_invalid
-from infra.iam import Grant
+from infra.aws.iam import Grant
+from infra.config.errors import raise_if_invalid
 
 BucketRole = Literal["datasets", "checkpoints", "models"]
 BUCKET_ROLES: Final[tuple[BucketRole, ...]] = ("datasets", "checkpoints", "models")

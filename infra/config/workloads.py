@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from infra.config_base import Section
-from infra.podspec import image_is_pinned
+from infra.config.base import Section
+from infra.k8s.podspec import image_is_pinned
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
 _CPU = re.compile(r"^\d+(\.\d+)?m?$")

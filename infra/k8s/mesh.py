@@ -27,8 +27,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import versions
-from infra.errors import raise_if_invalid
-from infra.namespaces import Namespaces, NamespacesArgs
+from infra.config.errors import raise_if_invalid
+from infra.k8s.namespaces import Namespaces, NamespacesArgs
 
 SYSTEM_NAMESPACE: Final = "istio-system"
 """The Istio root namespace: istiod, the CNI agent and mesh-wide policies live here."""

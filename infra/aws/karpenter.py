@@ -21,8 +21,6 @@ CAPACITY_TYPES: Final = ("spot", "on-demand")
 """Values of `karpenter.sh/capacity-type` a pool may ask for (`reserved` needs capacity reservations we do not manage)."""
 AMI_FAMILIES: Final = ("al2023", "bottlerocket")
 """AMI alias families with an NVIDIA variant that Karpenter picks for GPU instances (pkg/providers/amifamily)."""
-CONSOLIDATION_POLICIES: Final = ("WhenEmpty", "WhenEmptyOrUnderutilized")
-"""NodePool `disruption.consolidationPolicy` values."""
 DURATION: Final = re.compile(r"^(([0-9]+(s|m|h))+|Never)$")
 """Pattern of `consolidateAfter` and `expireAfter` in the NodePool CRD."""
 GRACE_PERIOD: Final = re.compile(r"^([0-9]+(s|m|h))+$")
@@ -33,14 +31,6 @@ INSTANCE_FAMILY: Final = re.compile(r"^[a-z]+[0-9][a-z0-9-]*$")
 """An EC2 instance family such as g6, g6e or p4d."""
 INSTANCE_TYPE: Final = re.compile(r"^[a-z]+[0-9][a-z0-9-]*\.[a-z0-9]+$")
 """An EC2 instance type such as g6.12xlarge."""
-
-DO_NOT_DISRUPT_ANNOTATION: Final = {"karpenter.sh/do-not-disrupt": "true"}
-"""Pod annotation that keeps Karpenter from voluntarily disrupting the pod's node (consolidation, drift).
-
-Training pods carry it: consolidating one node kills every rank of the job. Forceful disruption
-(expiry, spot interruption) still happens; each pool's terminationGracePeriod bounds how long an
-expiring node waits (https://karpenter.sh/docs/concepts/disruption/#pod-level-controls).
-"""
 
 CAPACITY_TYPE_LABEL: Final = "karpenter.sh/capacity-type"
 INSTANCE_FAMILY_LABEL: Final = "karpenter.k8s.aws/instance-family"

@@ -14,13 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra import cost as costs
-from infra import diff as diffs
-from infra.errors import ConfigError
-from infra.manifests import write_manifests
-from infra.render import REPO_ROOT, STACKS_DIR, Graph, list_stacks, load_stack_config, render
-from policies import report as verdicts
-from policies.engine import Violation, evaluate
+from infra.config.errors import ConfigError
+from infra.review import diff as diffs
+from infra.review import report as verdicts
+from infra.review.cost import estimate as costs
+from infra.review.engine import REPO_ROOT, STACKS_DIR, Graph, list_stacks, load_stack_config, render
+from infra.review.manifests import write_manifests
+from infra.review.policy import Violation, evaluate
 from policies.rules import ALL_POLICIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Render, review and deploy modelplane stacks.")

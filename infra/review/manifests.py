@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from infra.render import HELM_RELEASE, Graph
+from infra.review.engine import HELM_RELEASE, Graph
 
 
 def _slug(text: str) -> str:

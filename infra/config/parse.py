@@ -17,11 +17,11 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from infra import versions
-from infra.config_base import Section
-from infra.config_gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
-from infra.config_platform import MeshConfig, ObservabilityConfig
-from infra.config_workloads import InferenceConfig, TrainingConfig
-from infra.errors import ConfigError, ConfigIssue
+from infra.config.base import Section
+from infra.config.errors import ConfigError, ConfigIssue
+from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
+from infra.config.platform import MeshConfig, ObservabilityConfig
+from infra.config.workloads import InferenceConfig, TrainingConfig
 
 NAMESPACE = "modelplane"
 RESERVED_TAGS = frozenset({"environment", "managed-by", "project"})

@@ -13,9 +13,8 @@ from typing import Any, Final, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.errors import raise_if_invalid
-from infra.karpenter import DO_NOT_DISRUPT_ANNOTATION
-from infra.podspec import (
+from infra.config.errors import raise_if_invalid
+from infra.k8s.podspec import (
     Resources,
     container_security_context,
     cpu_threads,
@@ -24,10 +23,9 @@ from infra.podspec import (
     pod_security_context,
     scheduling,
 )
+from workloads.common.vocab import DO_NOT_DISRUPT_ANNOTATION, NO_SIDECAR_ANNOTATION
 
 Framework = Literal["pytorch", "tensorflow"]
-NO_SIDECAR: Final = {"sidecar.istio.io/inject": "false"}
-"""Training pods stay out of the mesh: NCCL/gloo collectives must not pass through Envoy."""
 METRICS_PORT: Final = 9090
 """Port of rank 0's / the chief's Prometheus endpoint (`--metrics-port`)."""
 _KIND = {"pytorch": ("PyTorchJob", "pytorchReplicaSpecs", "Master", "pytorch"),
@@ -170,7 +168,7 @@ def _pod_template(args: TrainingJobArgs, labels: dict[str, str], container_name:
         "volumeMounts": mounts,
     }
     return {
-        "metadata": {"labels": labels, "annotations": {**DO_NOT_DISRUPT_ANNOTATION, **NO_SIDECAR}},
+        "metadata": {"labels": labels, "annotations": {**DO_NOT_DISRUPT_ANNOTATION, **NO_SIDECAR_ANNOTATION}},
         "spec": {
             "serviceAccountName": args.service_account,
             "securityContext": pod_security_context(),

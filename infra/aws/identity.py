@@ -10,8 +10,8 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from infra.errors import raise_if_invalid
-from infra.iam import Grant, policy_document, service_trust_policy
+from infra.aws.iam import Grant, policy_document, service_trust_policy
+from infra.config.errors import raise_if_invalid
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,9 +17,9 @@ from typing import Final
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.errors import raise_if_invalid
+from infra.config.errors import raise_if_invalid
 
-PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
+PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
 """Where Pulumi.yaml lives; Pulumi runs the program (and the kustomize build) from here."""
 KUSTOMIZATION_DIR: Final = "infra/kustomize/training-operator"
 """The EKS overlay (operator on the system node group), relative to the project root so renders are

@@ -16,8 +16,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import versions
-from infra.errors import raise_if_invalid
-from infra.podspec import (
+from infra.config.errors import raise_if_invalid
+from infra.k8s.podspec import (
     Resources,
     container_security_context,
     cpu_threads,

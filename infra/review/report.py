@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from policies.engine import Violation
+from infra.review.policy import Violation
 
 LEVELS = ("mandatory", "advisory")
 """Levels in the order they are shown (a remediation that still fails shows as mandatory)."""

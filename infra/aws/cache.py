@@ -10,8 +10,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from infra.errors import raise_if_invalid
-from infra.iam import Grant
+from infra.aws.iam import Grant
+from infra.config.errors import raise_if_invalid
 
 REDIS_PORT: Final = 6379
 SECRET_READ_ACTIONS: Final = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")

@@ -1,0 +1,1 @@
+"""The Kubernetes side of the program: platform services and workloads as ComponentResources."""

@@ -1,0 +1,1 @@
+"""Monthly cost estimates from the offline graph and dated price tables."""

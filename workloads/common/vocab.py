@@ -1,0 +1,56 @@
+"""The platform's shared names: node labels, taints, the GPU resource, annotations and trainer flags.
+
+One declaration each, imported by the Pulumi program (infra) and the workloads alike. It lives
+with the workloads' shared contracts because imports go one way (program → workloads' contracts)
+and workloads never import the program. The policy pack stays self-contained: where a rule
+needs one of these names, it is a documented default of that rule's config.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+POOL_LABEL: Final = "modelplane.io/pool"
+"""Node label naming the pool a node belongs to (managed node groups, CPU and GPU NodePools)."""
+GPU_POOL_LABEL: Final = "modelplane.io/gpu-pool"
+"""Node label naming the GPU pool (GPU nodes also carry POOL_LABEL with the same name)."""
+AMI_FAMILY_LABEL: Final = "modelplane.io/ami-family"
+"""Node label with the pool's AMI family; the device plugin runs only where the AMI lacks one."""
+PURPOSE_LABEL: Final = "modelplane.io/purpose"
+"""Node label: training or inference."""
+TRACK_LABEL: Final = "modelplane.io/track"
+"""Pod label of an inference service's release track: stable or canary."""
+JOB_LABEL: Final = "modelplane.io/job"
+"""Pod label naming the training job a rank belongs to."""
+BUCKET_ROLE_TAG: Final = "modelplane.io/bucket-role"
+"""Tag on each model-store bucket: datasets, checkpoints or models."""
+SUBNET_ROLE_TAG: Final = "modelplane.io/subnet-role"
+"""Tag on each subnet: public, private or intra."""
+
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+"""The extended resource the NVIDIA device plugin advertises."""
+GPU_TAINT: Final = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
+"""Every GPU node carries this taint, so only pods that tolerate it (GPU workloads) land there."""
+GPU_TOLERATION: Final = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+"""Tolerates GPU_TAINT."""
+
+DO_NOT_DISRUPT_ANNOTATION: Final = {"karpenter.sh/do-not-disrupt": "true"}
+"""Pod annotation that keeps Karpenter from voluntarily disrupting the pod's node (consolidation, drift).
+
+Training pods carry it: consolidating one node kills every rank of the job. Forceful disruption
+(expiry, spot interruption) still happens; each pool's terminationGracePeriod bounds how long an
+expiring node waits (https://karpenter.sh/docs/concepts/disruption/#pod-level-controls).
+"""
+NO_SIDECAR_ANNOTATION: Final = {"sidecar.istio.io/inject": "false"}
+"""Training pods stay out of the mesh: NCCL/gloo collectives must not pass through Envoy."""
+
+DATA_FLAG: Final = "--data"
+"""Trainer flag: the dataset (set by the platform from the datasets bucket)."""
+CHECKPOINTS_FLAG: Final = "--checkpoints"
+"""Trainer flag: the checkpoint prefix (set by the platform from the checkpoints bucket)."""
+EXPORT_FLAG: Final = "--export"
+"""Trainer flag: the export prefix (set by the platform from the models bucket)."""
+METRICS_PORT_FLAG: Final = "--metrics-port"
+"""Trainer flag: the Prometheus port of rank 0 / the chief."""
+PLATFORM_TRAINER_FLAGS: Final = (DATA_FLAG, CHECKPOINTS_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG)
+"""Flags the TrainingJob component sets itself; a job's own `args` may not repeat them."""
