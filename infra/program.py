@@ -15,8 +15,7 @@ from infra.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
 from infra.aws.network import Network, NetworkArgs
 from infra.aws.storage import ModelStore, ModelStoreArgs
 from infra.aws.tags import merge_tags, tag_transform
-from infra.config.gpu import AddonsConfig, KarpenterConfig
-from infra.config.parse import CacheConfig, PlatformConfig, StorageConfig
+from infra.config.parse import PlatformConfig
 from infra.k8s.gpu import CpuPoolSpec, GpuNodePools, GpuNodePoolsArgs, GpuPoolSpec
 from infra.k8s.inference import InferenceService, InferenceServiceArgs
 from infra.k8s.local import LocalServices, LocalServicesArgs
@@ -43,7 +42,7 @@ def build(config: PlatformConfig) -> None:
     on_cluster = pulumi.ResourceOptions(provider=provider)
     after = _platform_services(config, provider)
     services = LocalServices("local", LocalServicesArgs(), opts=pulumi.ResourceOptions(provider=provider, depends_on=after))
-    if (config.addons or AddonsConfig()).training_operator:
+    if config.addons.training_operator:
         # No modelplane.io/pool=system nodes here: the portable overlay leaves scheduling to the cluster.
         TrainingOperator("training-operator", TrainingOperatorArgs(directory=PORTABLE_KUSTOMIZATION_DIR),
                          opts=on_cluster)
@@ -110,7 +109,7 @@ def _build_aws(config: PlatformConfig) -> k8s.Provider:
             max_size=p.max_size, capacity_type=p.capacity_type, disk_size_gb=p.disk_size_gb, labels=p.labels,
         ) for p in config.node_pools],
     ))
-    st = config.storage or StorageConfig()
+    st = config.storage
     store = ModelStore("models", ModelStoreArgs(
         force_destroy=st.force_destroy, noncurrent_version_expiration_days=st.noncurrent_version_expiration_days,
         abort_incomplete_multipart_days=st.abort_incomplete_multipart_days,
@@ -122,7 +121,7 @@ def _build_aws(config: PlatformConfig) -> k8s.Provider:
         grants=[store.grant_read("datasets"), store.grant_write("checkpoints"), store.grant_write("models")],
     ))
     server_grants = [store.grant_read("models")]
-    ca = config.cache or CacheConfig()
+    ca = config.cache
     cache = None
     if ca.enabled:
         cache = Cache("cache", CacheArgs(
@@ -214,8 +213,7 @@ def _gpu_platform(config: PlatformConfig, cluster_name: str, cluster: Cluster,
                   monitoring: list[pulumi.Resource]) -> None:
     """Karpenter with the GPU and CPU NodePools, the NVIDIA add-ons and the training operator."""
     assert config.region  # guaranteed by parse_config for target aws
-    karpenter = config.karpenter or KarpenterConfig()
-    addons = config.addons or AddonsConfig()
+    karpenter, addons = config.karpenter, config.addons
     on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
     gpu = GpuNodePools("gpu", GpuNodePoolsArgs(
         cluster_name=cluster_name, cluster_arn=cluster.cluster_arn, cluster_endpoint=cluster.cluster_endpoint,

@@ -8,14 +8,13 @@ cites the Karpenter CRDs they mirror.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Literal
 
 from pydantic import Field
 
 from infra.aws import karpenter
-from infra.config.base import Section
+from infra.config.base import Section, not_one_of
 
 _POOL_NAME = r"^[a-z][a-z0-9-]{0,30}$"
 _CPU = re.compile(r"^\d+(\.\d+)?m?$")
@@ -23,16 +22,10 @@ _MEMORY = re.compile(r"^\d+(Mi|Gi|Ti)$")
 _SCRAPE_INTERVAL = re.compile(r"^[0-9]+(s|m)$")
 
 
-def _one_of(value: object, allowed: tuple[str, ...]) -> str:
-    hint = difflib.get_close_matches(str(value), list(allowed), n=1)
-    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-    return f"must be one of {', '.join(allowed)} (got {value!r}){suggestion}"
-
-
 def _capacity_problems(capacity_types: list[str]) -> list[tuple[str, str]]:
     if not capacity_types:
         return [("capacityTypes", f"must list at least one of {', '.join(karpenter.CAPACITY_TYPES)} (got [])")]
-    return [(f"capacityTypes[{i}]", _one_of(value, karpenter.CAPACITY_TYPES))
+    return [(f"capacityTypes[{i}]", not_one_of(value, karpenter.CAPACITY_TYPES))
             for i, value in enumerate(capacity_types) if value not in karpenter.CAPACITY_TYPES]
 
 

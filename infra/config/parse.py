@@ -10,17 +10,18 @@ and what is allowed. Nothing is registered with Pulumi until the whole config is
 from __future__ import annotations
 
 import difflib
-import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from infra import versions
 from infra.config.base import Section
+from infra.config.cluster import ClusterConfig, NodePoolConfig
 from infra.config.errors import ConfigError, ConfigIssue
 from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
+from infra.config.network import NetworkConfig
 from infra.config.platform import MeshConfig, ObservabilityConfig
+from infra.config.storage import CacheConfig, StorageConfig
 from infra.config.workloads import InferenceConfig, TrainingConfig
 
 NAMESPACE = "modelplane"
@@ -28,204 +29,11 @@ RESERVED_TAGS = frozenset({"environment", "managed-by", "project"})
 """Tag keys the platform sets itself; stack `tags` may not override them."""
 REQUIRED_TAGS = ("owner", "cost-center")
 """Tag keys every stack must give (cost allocation), besides the reserved ones."""
-CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
-"""Valid EKS control-plane log types."""
-INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs", "ec2", "elasticloadbalancing", "sqs", "kms")
-"""VPC interface endpoint services a stack may ask for."""
-
-
-_Section = Section
-
-
-class FlowLogsConfig(_Section):
-    """VPC flow logs to CloudWatch Logs."""
-
-    enabled: bool = True
-    """Whether VPC flow logs are on. Defaults to true."""
-    retention_days: int = Field(default=30, ge=1, le=3653)
-    """CloudWatch retention of the flow-log group, in days. Defaults to 30."""
-    traffic_type: Literal["ACCEPT", "REJECT", "ALL"] = "ALL"
-    """Which traffic to log. Defaults to ALL. Valid values: ACCEPT, REJECT, ALL."""
-
-
-class NetworkConfig(_Section):
-    """The VPC: one public, one private and optionally one intra subnet per AZ."""
-
-    cidr: ipaddress.IPv4Network
-    """VPC CIDR block, e.g. 10.0.0.0/16."""
-    availability_zones: list[str]
-    """AZ names, in subnet order. Valid: 2 to 6 distinct zones."""
-    public_subnets: list[ipaddress.IPv4Network]
-    """One public subnet CIDR per AZ (load balancers, NAT gateways)."""
-    private_subnets: list[ipaddress.IPv4Network]
-    """One private subnet CIDR per AZ (nodes, pods, caches)."""
-    intra_subnets: list[ipaddress.IPv4Network] = []
-    """Optional isolated subnets per AZ with no internet route (control-plane ENIs). Defaults to none."""
-    nat_gateways: Literal["perAz", "single"] = "perAz"
-    """NAT layout: one per AZ (zone-resilient) or a single shared one (cheaper). Defaults to perAz."""
-    interface_endpoints: list[str] = []
-    """VPC interface endpoints to create (S3 always gets a gateway endpoint). Defaults to none."""
-    flow_logs: FlowLogsConfig = FlowLogsConfig()
-    """VPC flow logs settings."""
-
-    def checks(self) -> list[tuple[str, str]]:
-        """Cross-field rules: AZ count, subnets per AZ, inside the VPC and disjoint."""
-        problems: list[tuple[str, str]] = []
-        zones = self.availability_zones
-        if not 2 <= len(zones) <= 6:
-            problems.append(("availabilityZones", f"must list 2 to 6 zones (got {len(zones)})"))
-        if len(set(zones)) != len(zones):
-            problems.append(("availabilityZones", f"zones must be distinct (got {zones})"))
-        seen: list[tuple[str, ipaddress.IPv4Network]] = []
-        for key in ("publicSubnets", "privateSubnets", "intraSubnets"):
-            subnets: list[ipaddress.IPv4Network] = getattr(self, _snake(key))
-            if subnets and len(subnets) != len(zones):
-                problems.append((key, f"needs one CIDR per availability zone ({len(zones)}), got {len(subnets)}"))
-            for i, subnet in enumerate(subnets):
-                path = f"{key}[{i}]"
-                if not subnet.subnet_of(self.cidr):
-                    problems.append((path, f"must be inside network.cidr {self.cidr} (got {subnet})"))
-                for other_path, other in seen:
-                    if subnet.overlaps(other):
-                        problems.append((path, f"overlaps network.{other_path} {other} (got {subnet})"))
-                seen.append((path, subnet))
-        for i, service in enumerate(self.interface_endpoints):
-            if service not in INTERFACE_ENDPOINT_SERVICES:
-                problems.append((f"interfaceEndpoints[{i}]", _not_one_of(service, INTERFACE_ENDPOINT_SERVICES)))
-        return problems
-
-
-class ClusterConfig(_Section):
-    """The EKS control plane."""
-
-    version: str = versions.EKS_DEFAULT_VERSION
-    """Kubernetes version. Defaults to the pinned default in infra/versions.py."""
-    endpoint_public_access: bool = False
-    """Expose the API server publicly (still limited to publicAccessCidrs). Defaults to false."""
-    public_access_cidrs: list[ipaddress.IPv4Network] = []
-    """CIDRs allowed to reach a public endpoint. Required and non-empty when the endpoint is public."""
-    admin_role_arns: list[str] = []
-    """IAM role ARNs given cluster-admin through EKS access entries. Defaults to none."""
-    log_types: list[str] = ["api", "audit", "authenticator"]
-    """Control-plane log types sent to CloudWatch. Defaults to api, audit, authenticator."""
-    log_retention_days: int = Field(default=90, ge=1, le=3653)
-    """Retention of the control-plane log group, in days. Defaults to 90."""
-
-    def checks(self, production: bool) -> list[tuple[str, str]]:
-        """Cross-field rules: version, endpoint allowlist, log types, role ARNs."""
-        problems: list[tuple[str, str]] = []
-        if self.version not in versions.EKS_VERSIONS:
-            problems.append(("version", _not_one_of(self.version, versions.EKS_VERSIONS)))
-        if self.endpoint_public_access and not self.public_access_cidrs:
-            problems.append((
-                "publicAccessCidrs",
-                "must list at least one CIDR when endpointPublicAccess is true (got []); "
-                "add your office/VPN CIDR or set endpointPublicAccess: false",
-            ))
-        if not self.endpoint_public_access and self.public_access_cidrs:
-            problems.append(("publicAccessCidrs", "has no effect unless endpointPublicAccess is true; remove it"))
-        for i, cidr in enumerate(self.public_access_cidrs):
-            if cidr.prefixlen == 0:
-                where = "in a production stack" if production else "when it is the whole internet"
-                if production:
-                    problems.append((f"publicAccessCidrs[{i}]", f"0.0.0.0/0 is not allowed {where}; list specific CIDRs"))
-                else:
-                    problems.append((f"publicAccessCidrs[{i}]", "0.0.0.0/0 defeats the allowlist; list specific CIDRs"))
-        if production and self.endpoint_public_access:
-            problems.append(("endpointPublicAccess", "must be false in a production stack (got true); use a VPN"))
-        for i, log_type in enumerate(self.log_types):
-            if log_type not in CONTROL_PLANE_LOG_TYPES:
-                problems.append((f"logTypes[{i}]", _not_one_of(log_type, CONTROL_PLANE_LOG_TYPES)))
-        missing = {"api", "audit", "authenticator"} - set(self.log_types)
-        if missing:
-            problems.append(("logTypes", f"must include api, audit and authenticator (missing {sorted(missing)})"))
-        for i, arn in enumerate(self.admin_role_arns):
-            if not arn.startswith("arn:aws:iam::") or ":role/" not in arn:
-                problems.append((f"adminRoleArns[{i}]", f"must be an IAM role ARN arn:aws:iam::ACCOUNT:role/NAME (got {arn!r})"))
-        return problems
-
-
-class NodePoolConfig(_Section):
-    """An EKS managed node group (the system pool and other always-on CPU pools)."""
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
-    """Pool name; nodes are labelled modelplane.io/pool=<name>. Lowercase letters, digits, dashes."""
-    instance_types: list[str] = Field(min_length=1)
-    """EC2 instance types, in preference order."""
-    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    """ON_DEMAND or SPOT. Defaults to ON_DEMAND (the system pool must not be preempted)."""
-    min_size: int = Field(ge=0)
-    """Fewest nodes."""
-    desired_size: int = Field(ge=0)
-    """Nodes at creation (then managed by autoscaling)."""
-    max_size: int = Field(ge=1)
-    """Most nodes."""
-    disk_size_gb: int = Field(default=50, ge=20, le=16384)
-    """Encrypted gp3 root volume size in GiB. Defaults to 50."""
-    labels: dict[str, str] = {}
-    """Extra Kubernetes node labels."""
-
-    def checks(self) -> list[tuple[str, str]]:
-        """min ≤ desired ≤ max."""
-        problems = []
-        if self.desired_size < self.min_size:
-            problems.append(("desiredSize", f"must be >= minSize (got {self.desired_size} < {self.min_size})"))
-        if self.desired_size > self.max_size:
-            problems.append(("desiredSize", f"must be <= maxSize (got {self.desired_size} > {self.max_size})"))
-        if self.max_size < self.min_size:
-            problems.append(("maxSize", f"must be >= minSize (got {self.max_size} < {self.min_size})"))
-        return problems
-
-
-class StorageConfig(_Section):
-    """The S3 model store: datasets, checkpoints and models buckets."""
-
-    force_destroy: bool = False
-    """Let `pulumi destroy` delete non-empty buckets. Defaults to false; only for throwaway stacks."""
-    noncurrent_version_expiration_days: int = Field(default=30, ge=1)
-    """Days before noncurrent checkpoint versions expire. Defaults to 30."""
-    abort_incomplete_multipart_days: int = Field(default=7, ge=1)
-    """Days before incomplete multipart uploads are aborted. Defaults to 7."""
-    kms_deletion_window_days: int = Field(default=30, ge=7, le=30)
-    """Waiting period before the store's KMS key is deleted. Defaults to 30. Valid: 7 to 30."""
-
-
-class CacheConfig(_Section):
-    """The ElastiCache Redis response cache."""
-
-    enabled: bool = True
-    """Create the cache. Defaults to true."""
-    node_type: str = "cache.t4g.small"
-    """ElastiCache node type. Defaults to cache.t4g.small."""
-    num_nodes: int = Field(default=1, ge=1, le=6)
-    """Primary plus replicas. Defaults to 1. Valid: 1 to 6."""
-    automatic_failover: bool = False
-    """Promote a replica when the primary fails; needs numNodes >= 2. Defaults to false."""
-    multi_az: bool = False
-    """Spread nodes across AZs; needs automaticFailover. Defaults to false."""
-    engine_version: str = "7.1"
-    """Redis engine version. Defaults to 7.1."""
-    snapshot_retention_days: int = Field(default=0, ge=0, le=35)
-    """Days of daily snapshots kept (0 = none). Defaults to 0."""
-
-    def checks(self, production: bool) -> list[tuple[str, str]]:
-        """Failover needs replicas; multi-AZ needs failover; production needs both."""
-        problems = []
-        if self.automatic_failover and self.num_nodes < 2:
-            problems.append(("numNodes", f"must be >= 2 when automaticFailover is true (got {self.num_nodes})"))
-        if self.multi_az and not self.automatic_failover:
-            problems.append(("multiAz", "requires automaticFailover: true (got false)"))
-        if production and self.enabled and not (self.multi_az and self.automatic_failover):
-            problems.append(("multiAz", "must be true with automaticFailover in a production stack (got false)"))
-        if not self.node_type.startswith("cache."):
-            problems.append(("nodeType", f"must be an ElastiCache node type like cache.r7g.large (got {self.node_type!r})"))
-        return problems
-
 
 Target = Literal["aws", "kubeconfig"]
 
 
-class PlatformConfig(_Section):
+class PlatformConfig(Section):
     """The whole stack's config (`modelplane:*` keys)."""
 
     stack: str
@@ -246,16 +54,16 @@ class PlatformConfig(_Section):
     """The EKS cluster. Required when target is aws."""
     node_pools: list[NodePoolConfig] = []
     """Managed node groups; one must be named `system`. Required when target is aws."""
-    storage: StorageConfig | None = None
-    """The S3 model store. Defaults to the StorageConfig defaults when target is aws."""
-    cache: CacheConfig | None = None
-    """The Redis cache. Defaults to the CacheConfig defaults when target is aws."""
+    storage: StorageConfig = StorageConfig()
+    """The S3 model store (target aws). Defaults to the StorageConfig defaults."""
+    cache: CacheConfig = CacheConfig()
+    """The Redis cache (target aws). Defaults to the CacheConfig defaults."""
     gpu_pools: list[GpuPoolConfig] = []
     """Karpenter GPU NodePools (scale to zero). Defaults to none. AWS only."""
-    karpenter: KarpenterConfig | None = None
-    """The Karpenter controller and CPU NodePool. Defaults to the KarpenterConfig defaults when target is aws."""
-    addons: AddonsConfig | None = None
-    """GPU platform add-ons on/off. Defaults to the AddonsConfig defaults when target is aws."""
+    karpenter: KarpenterConfig = KarpenterConfig()
+    """The Karpenter controller and CPU NodePool (target aws). Defaults to the KarpenterConfig defaults."""
+    addons: AddonsConfig = AddonsConfig()
+    """Platform add-ons on/off (the training operator on every target). Defaults to the AddonsConfig defaults."""
     mesh: MeshConfig = MeshConfig(enabled=False)
     """Istio. Defaults to on for target aws, off for kubeconfig."""
     observability: ObservabilityConfig = ObservabilityConfig(enabled=False)
@@ -275,7 +83,7 @@ class PlatformConfig(_Section):
 
 # Sections parsed one by one so each reports its own errors. The value is the model for one item
 # (lists are parsed item by item for the same reason).
-_SECTIONS: dict[str, type[_Section]] = {
+_SECTIONS: dict[str, type[Section]] = {
     "network": NetworkConfig,
     "cluster": ClusterConfig,
     "nodePools": NodePoolConfig,
@@ -306,17 +114,7 @@ _SCALAR_HELP = {
 }
 _KNOWN_KEYS = sorted({*_SECTIONS, *_SCALARS})
 
-M = TypeVar("M", bound=_Section)
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
-
-
-def _not_one_of(value: object, allowed: tuple[str, ...] | list[str]) -> str:
-    hint = difflib.get_close_matches(str(value), list(allowed), n=1)
-    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-    return f"must be one of {', '.join(allowed)} (got {value!r}){suggestion}"
+M = TypeVar("M", bound=Section)
 
 
 def _path(section: str, loc: tuple[int | str, ...]) -> str:
@@ -327,7 +125,7 @@ def _path(section: str, loc: tuple[int | str, ...]) -> str:
 
 
 def _pydantic_issues(
-    section: str, model: type[_Section], exc: ValidationError, prefix: tuple[int | str, ...]
+    section: str, model: type[Section], exc: ValidationError, prefix: tuple[int | str, ...]
 ) -> list[ConfigIssue]:
     issues = []
     for err in exc.errors():
@@ -341,7 +139,7 @@ def _pydantic_issues(
     return issues
 
 
-def _unknown_key_message(model: type[_Section], loc: tuple[int | str, ...]) -> str:
+def _unknown_key_message(model: type[Section], loc: tuple[int | str, ...]) -> str:
     # Walk the model tree along loc to find which keys were allowed where the unknown one sat.
     current: type[BaseModel] | None = model
     for part in loc[:-1]:

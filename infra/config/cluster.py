@@ -1,0 +1,95 @@
+"""The `cluster` and `nodePools` sections: the EKS control plane and its managed node groups."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field
+
+from infra import versions
+from infra.config.base import Section, not_one_of
+
+CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+"""Valid EKS control-plane log types."""
+
+class ClusterConfig(Section):
+    """The EKS control plane."""
+
+    version: str = versions.EKS_DEFAULT_VERSION
+    """Kubernetes version. Defaults to the pinned default in infra/versions.py."""
+    endpoint_public_access: bool = False
+    """Expose the API server publicly (still limited to publicAccessCidrs). Defaults to false."""
+    public_access_cidrs: list[ipaddress.IPv4Network] = []
+    """CIDRs allowed to reach a public endpoint. Required and non-empty when the endpoint is public."""
+    admin_role_arns: list[str] = []
+    """IAM role ARNs given cluster-admin through EKS access entries. Defaults to none."""
+    log_types: list[str] = ["api", "audit", "authenticator"]
+    """Control-plane log types sent to CloudWatch. Defaults to api, audit, authenticator."""
+    log_retention_days: int = Field(default=90, ge=1, le=3653)
+    """Retention of the control-plane log group, in days. Defaults to 90."""
+
+    def checks(self, production: bool) -> list[tuple[str, str]]:
+        """Cross-field rules: version, endpoint allowlist, log types, role ARNs."""
+        problems: list[tuple[str, str]] = []
+        if self.version not in versions.EKS_VERSIONS:
+            problems.append(("version", not_one_of(self.version, versions.EKS_VERSIONS)))
+        if self.endpoint_public_access and not self.public_access_cidrs:
+            problems.append((
+                "publicAccessCidrs",
+                "must list at least one CIDR when endpointPublicAccess is true (got []); "
+                "add your office/VPN CIDR or set endpointPublicAccess: false",
+            ))
+        if not self.endpoint_public_access and self.public_access_cidrs:
+            problems.append(("publicAccessCidrs", "has no effect unless endpointPublicAccess is true; remove it"))
+        for i, cidr in enumerate(self.public_access_cidrs):
+            if cidr.prefixlen == 0:
+                where = "in a production stack" if production else "when it is the whole internet"
+                if production:
+                    problems.append((f"publicAccessCidrs[{i}]", f"0.0.0.0/0 is not allowed {where}; list specific CIDRs"))
+                else:
+                    problems.append((f"publicAccessCidrs[{i}]", "0.0.0.0/0 defeats the allowlist; list specific CIDRs"))
+        if production and self.endpoint_public_access:
+            problems.append(("endpointPublicAccess", "must be false in a production stack (got true); use a VPN"))
+        for i, log_type in enumerate(self.log_types):
+            if log_type not in CONTROL_PLANE_LOG_TYPES:
+                problems.append((f"logTypes[{i}]", not_one_of(log_type, CONTROL_PLANE_LOG_TYPES)))
+        missing = {"api", "audit", "authenticator"} - set(self.log_types)
+        if missing:
+            problems.append(("logTypes", f"must include api, audit and authenticator (missing {sorted(missing)})"))
+        for i, arn in enumerate(self.admin_role_arns):
+            if not arn.startswith("arn:aws:iam::") or ":role/" not in arn:
+                problems.append((f"adminRoleArns[{i}]", f"must be an IAM role ARN arn:aws:iam::ACCOUNT:role/NAME (got {arn!r})"))
+        return problems
+
+
+class NodePoolConfig(Section):
+    """An EKS managed node group (the system pool and other always-on CPU pools)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    """Pool name; nodes are labelled modelplane.io/pool=<name>. Lowercase letters, digits, dashes."""
+    instance_types: list[str] = Field(min_length=1)
+    """EC2 instance types, in preference order."""
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    """ON_DEMAND or SPOT. Defaults to ON_DEMAND (the system pool must not be preempted)."""
+    min_size: int = Field(ge=0)
+    """Fewest nodes."""
+    desired_size: int = Field(ge=0)
+    """Nodes at creation (then managed by autoscaling)."""
+    max_size: int = Field(ge=1)
+    """Most nodes."""
+    disk_size_gb: int = Field(default=50, ge=20, le=16384)
+    """Encrypted gp3 root volume size in GiB. Defaults to 50."""
+    labels: dict[str, str] = {}
+    """Extra Kubernetes node labels."""
+
+    def checks(self) -> list[tuple[str, str]]:
+        """min ≤ desired ≤ max."""
+        problems = []
+        if self.desired_size < self.min_size:
+            problems.append(("desiredSize", f"must be >= minSize (got {self.desired_size} < {self.min_size})"))
+        if self.desired_size > self.max_size:
+            problems.append(("desiredSize", f"must be <= maxSize (got {self.desired_size} > {self.max_size})"))
+        if self.max_size < self.min_size:
+            problems.append(("maxSize", f"must be >= minSize (got {self.max_size} < {self.min_size})"))
+        return problems
