@@ -7,7 +7,8 @@ blocks, so nothing else (tests, the CLI) may import this module.
 import sys
 from pathlib import Path
 
-# Pulumi runs this file with policies/ first on sys.path; the rules import the repository's packages.
+# Pulumi runs this file with policies/ itself first on sys.path; the pack's modules import each other as
+# `policies.*` (the names the offline adapter uses too), so the folder holding the pack must be importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import EnforcementLevel, PolicyPack

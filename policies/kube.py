@@ -93,6 +93,14 @@ def containers(pod_spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, 
                 yield f"{field}[{container.get('name', i)}]", container
 
 
+def image_is_pinned(image: str) -> bool:
+    """True when an image reference carries a digest, or a tag other than `latest` (a registry port is no tag)."""
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")
+
+
 def pod_template_labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
     """Labels of the object's pod template (`spec.template.metadata.labels`), for selector matching."""
     template = (props.get("spec") or {}).get("template") or {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import pulumi
@@ -11,39 +10,11 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra.aws.iam import Grant
-from infra.config.errors import raise_if_invalid
+from infra.config.storage import CacheConfig
 
 REDIS_PORT: Final = 6379
 SECRET_READ_ACTIONS: Final = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
 """Actions `grant_read_auth_token` allows on the AUTH token secret."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class CacheArgs:
-    """Inputs of `Cache`."""
-
-    vpc_id: pulumi.Input[str]
-    """VPC of the cache."""
-    subnet_ids: Sequence[pulumi.Input[str]]
-    """Private subnets for the cache nodes."""
-    allowed_security_group_ids: Sequence[pulumi.Input[str]] = ()
-    """Security groups admitted on 6379 (the cluster's). More can be added with `allow_from`."""
-    node_type: str = "cache.t4g.small"
-    """Node type. Defaults to cache.t4g.small."""
-    num_nodes: int = 1
-    """Primary plus replicas. Defaults to 1."""
-    automatic_failover: bool = False
-    """Promote a replica on primary failure; needs num_nodes >= 2. Defaults to false."""
-    multi_az: bool = False
-    """Spread nodes across AZs; needs automatic_failover. Defaults to false."""
-    engine_version: str = "7.1"
-    """Redis version. Defaults to 7.1."""
-    snapshot_retention_days: int = 0
-    """Daily snapshots kept. Defaults to 0 (none)."""
-    kms_deletion_window_days: int = 30
-    """Waiting period before the cache's KMS key is deleted. Defaults to 30."""
-    protect: bool = False
-    """Pulumi `protect` on the replication group. Defaults to false."""
 
 
 class Cache(pulumi.ComponentResource):
@@ -60,12 +31,15 @@ class Cache(pulumi.ComponentResource):
     redis_url: pulumi.Output[str]
     """rediss:// URL with the AUTH token, for the model servers (a secret output)."""
 
-    def __init__(self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, config: CacheConfig, *, vpc_id: pulumi.Input[str],
+                 subnet_ids: Sequence[pulumi.Input[str]], allowed_security_group_ids: Sequence[pulumi.Input[str]],
+                 protect: bool, opts: pulumi.ResourceOptions | None = None) -> None:
+        """The cache lives in `subnet_ids` of `vpc_id` and admits 6379 from `allowed_security_group_ids` (more
+        with `allow_from`); `protect` sets Pulumi `protect` on the replication group."""
         super().__init__("modelplane:cache:Cache", name, None, opts)
-        _validate(args)
         child = pulumi.ResourceOptions(parent=self)
         key = aws.kms.Key(f"{name}-kms", description="modelplane Redis at rest and AUTH token secret",
-                          enable_key_rotation=True, deletion_window_in_days=args.kms_deletion_window_days, opts=child)
+                          enable_key_rotation=True, deletion_window_in_days=config.kms_deletion_window_days, opts=child)
         # ElastiCache AUTH tokens reject '@', '"', '/' and spaces; alphanumerics avoid every escaping pitfall.
         token = random.RandomPassword(f"{name}-auth", length=64, special=False, opts=child)
         secret = aws.secretsmanager.Secret(f"{name}-auth", description="Redis AUTH token for modelplane serving",
@@ -73,33 +47,33 @@ class Cache(pulumi.ComponentResource):
         aws.secretsmanager.SecretVersion(f"{name}-auth", secret_id=secret.id, secret_string=token.result, opts=child)
         self.auth_token_secret_arn = secret.arn
         subnet_group = aws.elasticache.SubnetGroup(f"{name}-subnets", description="modelplane cache subnets",
-                                                   subnet_ids=list(args.subnet_ids), opts=child)
-        sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id, description="Redis, only from the cluster",
+                                                   subnet_ids=list(subnet_ids), opts=child)
+        sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=vpc_id, description="Redis, only from the cluster",
                                    tags={"Name": f"{name}-redis"}, opts=child)
         self.security_group_id = sg.id
         self._component_name = name
         self.port = REDIS_PORT
-        for i, source in enumerate(args.allowed_security_group_ids):
+        for i, source in enumerate(allowed_security_group_ids):
             self.allow_from(source, suffix=str(i))
         group = aws.elasticache.ReplicationGroup(
             f"{name}-redis",
             description="modelplane inference response cache",
             engine="redis",
-            engine_version=args.engine_version,
-            node_type=args.node_type,
-            num_cache_clusters=args.num_nodes,
+            engine_version=config.engine_version,
+            node_type=config.node_type,
+            num_cache_clusters=config.num_nodes,
             port=REDIS_PORT,
-            automatic_failover_enabled=args.automatic_failover,
-            multi_az_enabled=args.multi_az,
+            automatic_failover_enabled=config.automatic_failover,
+            multi_az_enabled=config.multi_az,
             transit_encryption_enabled=True,
             at_rest_encryption_enabled=True,
             kms_key_id=key.arn,
             auth_token=token.result,
             subnet_group_name=subnet_group.name,
             security_group_ids=[sg.id],
-            snapshot_retention_limit=args.snapshot_retention_days,
+            snapshot_retention_limit=config.snapshot_retention_days,
             auto_minor_version_upgrade=True,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
         self.primary_endpoint = group.primary_endpoint_address
         self.redis_url = pulumi.Output.secret(pulumi.Output.concat(
@@ -119,14 +93,3 @@ class Cache(pulumi.ComponentResource):
         """Read the AUTH token secret (the server loads it at start)."""
         return Grant(statements=(self.auth_token_secret_arn.apply(
             lambda arn: {"Effect": "Allow", "Action": list(SECRET_READ_ACTIONS), "Resource": arn}),))
-
-
-def _validate(args: CacheArgs) -> None:
-    problems = []
-    if args.automatic_failover and args.num_nodes < 2:
-        problems.append(("num_nodes", f"must be >= 2 when automatic_failover is true (got {args.num_nodes})"))
-    if args.multi_az and not args.automatic_failover:
-        problems.append(("multi_az", "requires automatic_failover=True"))
-    if not 1 <= args.num_nodes <= 6:
-        problems.append(("num_nodes", f"must be 1 to 6 (got {args.num_nodes})"))
-    raise_if_invalid("Cache", problems)

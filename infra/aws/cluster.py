@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -13,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.aws.iam import managed_policy_arn, service_trust_policy
-from infra.config.errors import raise_if_invalid
+from infra.config.cluster import ClusterConfig, NodePoolConfig
 from workloads.common.vocab import POOL_LABEL
 
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
@@ -26,58 +24,6 @@ ADDON_POD_IDENTITY_POLICIES = {
 """Add-ons that call AWS APIs: (service account, managed policy) for their own Pod Identity role."""
 ADDONS_AFTER_NODES = frozenset({"coredns", "aws-ebs-csi-driver"})
 """Add-ons whose pods need nodes to become healthy; created after the node groups."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class NodePoolSpec:
-    """One EKS managed node group."""
-
-    name: str
-    """Pool name; nodes get the label modelplane.io/pool=<name>."""
-    instance_types: Sequence[str]
-    """EC2 instance types in preference order."""
-    min_size: int
-    """Fewest nodes."""
-    desired_size: int
-    """Nodes at creation."""
-    max_size: int
-    """Most nodes."""
-    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    """ON_DEMAND or SPOT. Defaults to ON_DEMAND."""
-    disk_size_gb: int = 50
-    """Encrypted gp3 root volume size in GiB. Defaults to 50."""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    """Extra node labels."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClusterArgs:
-    """Inputs of `Cluster`."""
-
-    cluster_name: str
-    """Physical EKS cluster name (stable: discovery tags and kubeconfigs refer to it)."""
-    version: str = versions.EKS_DEFAULT_VERSION
-    """Kubernetes version. Defaults to infra.versions.EKS_DEFAULT_VERSION."""
-    subnet_ids: Sequence[pulumi.Input[str]]
-    """Private subnets for nodes."""
-    control_plane_subnet_ids: Sequence[pulumi.Input[str]] = ()
-    """Subnets for the control-plane ENIs. Defaults to subnet_ids."""
-    endpoint_public_access: bool = False
-    """Public API endpoint. Defaults to false (private only)."""
-    public_access_cidrs: Sequence[str] = ()
-    """Allowlist for a public endpoint; required non-empty when it is public."""
-    admin_role_arns: Sequence[str] = ()
-    """IAM roles given cluster-admin through access entries. Defaults to none."""
-    log_types: Sequence[str] = ("api", "audit", "authenticator")
-    """Control-plane log types. Defaults to api, audit, authenticator."""
-    log_retention_days: int = 90
-    """Control-plane log retention in days. Defaults to 90."""
-    node_pools: Sequence[NodePoolSpec] = ()
-    """Managed node groups; the system pool runs add-ons."""
-    deletion_protection: bool = False
-    """EKS deletion protection. Defaults to false."""
-    kms_deletion_window_days: int = 30
-    """Waiting period before the secrets KMS key is deleted. Defaults to 30."""
 
 
 class Cluster(pulumi.ComponentResource):
@@ -102,31 +48,35 @@ class Cluster(pulumi.ComponentResource):
     provider: k8s.Provider
     """A Kubernetes provider for this cluster."""
 
-    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, config: ClusterConfig, *, node_pools: Sequence[NodePoolConfig], cluster_name: str,
+                 subnet_ids: Sequence[pulumi.Input[str]], control_plane_subnet_ids: Sequence[pulumi.Input[str]],
+                 deletion_protection: bool, opts: pulumi.ResourceOptions | None = None) -> None:
+        """`cluster_name` is the stable physical name; nodes go in `subnet_ids`, the API's ENIs in
+        `control_plane_subnet_ids`; each of `node_pools` becomes a managed node group."""
         super().__init__("modelplane:cluster:Cluster", name, None, opts)
-        _validate(args)
         child = pulumi.ResourceOptions(parent=self)
-        key = aws.kms.Key(f"{name}-secrets", description=f"EKS secrets envelope encryption for {args.cluster_name}",
-                          enable_key_rotation=True, deletion_window_in_days=args.kms_deletion_window_days, opts=child)
-        aws.kms.Alias(f"{name}-secrets", name=f"alias/{args.cluster_name}-eks-secrets", target_key_id=key.key_id,
+        key = aws.kms.Key(f"{name}-secrets", description=f"EKS secrets envelope encryption for {cluster_name}",
+                          enable_key_rotation=True, deletion_window_in_days=config.kms_deletion_window_days, opts=child)
+        aws.kms.Alias(f"{name}-secrets", name=f"alias/{cluster_name}-eks-secrets", target_key_id=key.key_id,
                       opts=child)
         # EKS writes to this exact name; creating it first puts retention under our control.
-        log_group = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{args.cluster_name}/cluster",
-                                            retention_in_days=args.log_retention_days, opts=child)
+        log_group = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{cluster_name}/cluster",
+                                            retention_in_days=config.log_retention_days, opts=child)
         role = aws.iam.Role(f"{name}-control-plane", assume_role_policy=service_trust_policy(
             "eks.amazonaws.com", actions=("sts:AssumeRole", "sts:TagSession")), opts=child)
         attachment = aws.iam.RolePolicyAttachment(f"{name}-control-plane", role=role.name,
                                                   policy_arn=managed_policy_arn("AmazonEKSClusterPolicy"), opts=child)
         cluster = aws.eks.Cluster(
             f"{name}-eks",
-            name=args.cluster_name,
-            version=args.version,
+            name=cluster_name,
+            version=config.version,
             role_arn=role.arn,
             vpc_config=aws.eks.ClusterVpcConfigArgs(
-                subnet_ids=list(args.control_plane_subnet_ids or args.subnet_ids),
+                subnet_ids=list(control_plane_subnet_ids),
                 endpoint_private_access=True,
-                endpoint_public_access=args.endpoint_public_access,
-                public_access_cidrs=list(args.public_access_cidrs) if args.endpoint_public_access else None,
+                endpoint_public_access=config.endpoint_public_access,
+                public_access_cidrs=[str(c) for c in config.public_access_cidrs] if config.endpoint_public_access
+                else None,
             ),
             # API mode: access is granted by access entries, never by the aws-auth ConfigMap.
             access_config=aws.eks.ClusterAccessConfigArgs(
@@ -135,10 +85,10 @@ class Cluster(pulumi.ComponentResource):
             encryption_config=aws.eks.ClusterEncryptionConfigArgs(
                 provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=key.arn), resources=["secrets"],
             ),
-            enabled_cluster_log_types=list(args.log_types),
+            enabled_cluster_log_types=list(config.log_types),
             # Standard support only: extended support costs 6x per cluster-hour.
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
-            deletion_protection=args.deletion_protection,
+            deletion_protection=deletion_protection,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, attachment]),
         )
         self.cluster_name = cluster.name
@@ -151,7 +101,7 @@ class Cluster(pulumi.ComponentResource):
                                              client_id_lists=["sts.amazonaws.com"], opts=child)
         self.oidc_provider_arn = oidc.arn
 
-        for i, arn in enumerate(args.admin_role_arns):
+        for i, arn in enumerate(config.admin_role_arns):
             entry = aws.eks.AccessEntry(f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=arn,
                                         type="STANDARD", opts=child)
             aws.eks.AccessPolicyAssociation(
@@ -168,13 +118,13 @@ class Cluster(pulumi.ComponentResource):
                                          policy_arn=managed_policy_arn(policy), opts=child)
             for policy in NODE_POLICIES
         ]
-        early_addons = self._addons(name, args, cluster, [a for a in versions.EKS_ADDONS if a not in ADDONS_AFTER_NODES],
-                                    depends_on=[])
+        early_addons = self._addons(name, config.version, cluster,
+                                    [a for a in versions.EKS_ADDONS if a not in ADDONS_AFTER_NODES], depends_on=[])
         node_groups = [
-            self._node_group(name, pool, args, cluster, node_role, [*node_attachments, *early_addons])
-            for pool in args.node_pools
+            self._node_group(name, pool, cluster_name, subnet_ids, cluster, node_role, [*node_attachments, *early_addons])
+            for pool in node_pools
         ]
-        self._addons(name, args, cluster, [a for a in versions.EKS_ADDONS if a in ADDONS_AFTER_NODES],
+        self._addons(name, config.version, cluster, [a for a in versions.EKS_ADDONS if a in ADDONS_AFTER_NODES],
                      depends_on=node_groups)
 
         self.provider = k8s.Provider(
@@ -188,11 +138,11 @@ class Cluster(pulumi.ComponentResource):
             "node_role_arn": self.node_role_arn,
         })
 
-    def _addons(self, name: str, args: ClusterArgs, cluster: aws.eks.Cluster, addons: Sequence[str],
+    def _addons(self, name: str, kubernetes_version: str, cluster: aws.eks.Cluster, addons: Sequence[str],
                 depends_on: Sequence[pulumi.Resource]) -> list[aws.eks.Addon]:
         created = []
         for addon in addons:
-            version = aws.eks.get_addon_version_output(addon_name=addon, kubernetes_version=args.version,
+            version = aws.eks.get_addon_version_output(addon_name=addon, kubernetes_version=kubernetes_version,
                                                        most_recent=False)
             associations = None
             if addon in ADDON_POD_IDENTITY_POLICIES:
@@ -211,12 +161,13 @@ class Cluster(pulumi.ComponentResource):
             ))
         return created
 
-    def _node_group(self, name: str, pool: NodePoolSpec, args: ClusterArgs, cluster: aws.eks.Cluster,
-                    node_role: aws.iam.Role, depends_on: Sequence[pulumi.Resource]) -> aws.eks.NodeGroup:
+    def _node_group(self, name: str, pool: NodePoolConfig, cluster_name: str, subnet_ids: Sequence[pulumi.Input[str]],
+                    cluster: aws.eks.Cluster, node_role: aws.iam.Role,
+                    depends_on: Sequence[pulumi.Resource]) -> aws.eks.NodeGroup:
         child = pulumi.ResourceOptions(parent=self)
         template = aws.ec2.LaunchTemplate(
             f"{name}-{pool.name}",
-            description=f"{args.cluster_name} {pool.name} nodes: IMDSv2 only, encrypted gp3 root",
+            description=f"{cluster_name} {pool.name} nodes: IMDSv2 only, encrypted gp3 root",
             # Hop limit 1 keeps pods (one network hop away) from reading node credentials via IMDS.
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1,
@@ -228,7 +179,7 @@ class Cluster(pulumi.ComponentResource):
                 ),
             )],
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
-                resource_type=kind, tags={"Name": f"{args.cluster_name}-{pool.name}", POOL_LABEL: pool.name},
+                resource_type=kind, tags={"Name": f"{cluster_name}-{pool.name}", POOL_LABEL: pool.name},
             ) for kind in ("instance", "volume")],
             opts=child,
         )
@@ -236,7 +187,7 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-{pool.name}",
             cluster_name=cluster.name,
             node_role_arn=node_role.arn,
-            subnet_ids=list(args.subnet_ids),
+            subnet_ids=list(subnet_ids),
             instance_types=list(pool.instance_types),
             capacity_type=pool.capacity_type,
             ami_type=versions.SYSTEM_AMI_TYPE,
@@ -249,19 +200,6 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on),
                                         ignore_changes=["scalingConfig.desiredSize"]),
         )
-
-
-def _validate(args: ClusterArgs) -> None:
-    problems = []
-    if args.endpoint_public_access and not args.public_access_cidrs:
-        problems.append(("public_access_cidrs", "must be non-empty when endpoint_public_access is true"))
-    if "0.0.0.0/0" in args.public_access_cidrs:
-        problems.append(("public_access_cidrs", "must not contain 0.0.0.0/0; list specific CIDRs"))
-    if not args.node_pools:
-        problems.append(("node_pools", "needs at least one pool to run cluster add-ons"))
-    if args.version not in versions.EKS_VERSIONS:
-        problems.append(("version", f"must be one of {', '.join(versions.EKS_VERSIONS)} (got {args.version!r})"))
-    raise_if_invalid("Cluster", problems)
 
 
 def _pod_identity_trust() -> str:

@@ -1,7 +1,7 @@
-"""Karpenter v1 facts the GPU platform builds on: labels, valid values, controller IAM and interruption events.
+"""Karpenter v1 facts the GPU platform builds on: labels, controller IAM and interruption events.
 
-Everything here is data or a pure builder, shared by the stack config (infra/config_gpu.py) and
-`GpuNodePools` (infra/gpu.py). Sources, all from github.com/aws/karpenter-provider-aws at v1.14:
+Everything here is data or a pure builder for `GpuNodePools` (infra/k8s/gpu.py); the values a stack may
+set are in infra/config/karpenter.py. Sources, all from github.com/aws/karpenter-provider-aws at v1.14:
 - NodePool and EC2NodeClass schemas: pkg/apis/crds/karpenter.sh_nodepools.yaml and
   pkg/apis/crds/karpenter.k8s.aws_ec2nodeclasses.yaml;
 - well-known labels: website/content/en/v1.14/concepts/scheduling.md;
@@ -12,25 +12,9 @@ Everything here is data or a pure builder, shared by the stack config (infra/con
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Final
 
 import pulumi
-
-CAPACITY_TYPES: Final = ("spot", "on-demand")
-"""Values of `karpenter.sh/capacity-type` a pool may ask for (`reserved` needs capacity reservations we do not manage)."""
-AMI_FAMILIES: Final = ("al2023", "bottlerocket")
-"""AMI alias families with an NVIDIA variant that Karpenter picks for GPU instances (pkg/providers/amifamily)."""
-DURATION: Final = re.compile(r"^(([0-9]+(s|m|h))+|Never)$")
-"""Pattern of `consolidateAfter` and `expireAfter` in the NodePool CRD."""
-GRACE_PERIOD: Final = re.compile(r"^([0-9]+(s|m|h))+$")
-"""Pattern of `terminationGracePeriod` in the NodePool CRD (no `Never`)."""
-BUDGET_NODES: Final = re.compile(r"^((100|[0-9]{1,2})%|[0-9]+)$")
-"""Pattern of a disruption budget's `nodes` in the NodePool CRD: a count or a percentage."""
-INSTANCE_FAMILY: Final = re.compile(r"^[a-z]+[0-9][a-z0-9-]*$")
-"""An EC2 instance family such as g6, g6e or p4d."""
-INSTANCE_TYPE: Final = re.compile(r"^[a-z]+[0-9][a-z0-9-]*\.[a-z0-9]+$")
-"""An EC2 instance type such as g6.12xlarge."""
 
 CAPACITY_TYPE_LABEL: Final = "karpenter.sh/capacity-type"
 INSTANCE_FAMILY_LABEL: Final = "karpenter.k8s.aws/instance-family"

@@ -4,47 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from ipaddress import IPv4Network
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.aws.iam import service_trust_policy
+from infra.config.network import FlowLogsConfig, NetworkConfig
 
 ELB_ROLE_TAG = "kubernetes.io/role/elb"
 INTERNAL_ELB_ROLE_TAG = "kubernetes.io/role/internal-elb"
 KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"
-
-
-@dataclass(frozen=True, kw_only=True)
-class NetworkArgs:
-    """Inputs of `Network`."""
-
-    cidr: str
-    """VPC CIDR block."""
-    availability_zones: Sequence[str]
-    """AZ names; subnet lists are in the same order."""
-    public_subnets: Sequence[str]
-    """One public subnet CIDR per AZ."""
-    private_subnets: Sequence[str]
-    """One private subnet CIDR per AZ."""
-    intra_subnets: Sequence[str] = ()
-    """Optional isolated subnets per AZ (no internet route). Defaults to none."""
-    nat_gateways: Literal["perAz", "single"] = "perAz"
-    """One NAT per AZ or one shared. Defaults to perAz. Valid values: perAz, single."""
-    interface_endpoints: Sequence[str] = ()
-    """Interface endpoint services (e.g. ecr.api). Defaults to none."""
-    region: str
-    """AWS region (endpoint service names include it)."""
-    cluster_name: str
-    """EKS cluster name, for the ELB and Karpenter discovery subnet tags."""
-    flow_logs: bool = True
-    """Send VPC flow logs to CloudWatch Logs. Defaults to true."""
-    flow_logs_retention_days: int = 30
-    """Flow-log group retention, in days. Defaults to 30."""
-    flow_logs_traffic_type: str = "ALL"
-    """ACCEPT, REJECT or ALL. Defaults to ALL."""
 
 
 class Network(pulumi.ComponentResource):
@@ -61,11 +31,14 @@ class Network(pulumi.ComponentResource):
     intra_subnet_ids: list[pulumi.Output[str]]
     """Intra subnet ids, one per AZ (empty when not configured)."""
 
-    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, config: NetworkConfig, *, region: str, cluster_name: str,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """`region` names the endpoint services; `cluster_name` goes into the ELB and Karpenter discovery tags."""
         super().__init__("modelplane:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.vpc_cidr = args.cidr
-        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_hostnames=True, enable_dns_support=True,
+        self.vpc_cidr = str(config.cidr)
+        zones = config.availability_zones
+        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=self.vpc_cidr, enable_dns_hostnames=True, enable_dns_support=True,
                           tags={"Name": f"{name}-vpc"}, opts=child)
         self.vpc_id = vpc.id
         # Lock down the default security group: nothing should ever use it (CIS AWS 5.4).
@@ -76,42 +49,42 @@ class Network(pulumi.ComponentResource):
         public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags={"Name": f"{name}-public"}, opts=child)
         aws.ec2.Route(f"{name}-public-internet", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
                       gateway_id=igw.id, opts=child)
-        cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+        cluster_tag = {f"kubernetes.io/cluster/{cluster_name}": "shared"}
         self.public_subnet_ids = self._subnets(
-            name, "public", vpc, args.public_subnets, args.availability_zones, {ELB_ROLE_TAG: "1", **cluster_tag},
-            [public_rt] * len(args.public_subnets),
+            name, "public", vpc, config.public_subnets, zones, {ELB_ROLE_TAG: "1", **cluster_tag},
+            [public_rt] * len(config.public_subnets),
         )
 
-        nat_count = len(args.availability_zones) if args.nat_gateways == "perAz" else 1
-        nats = [self._nat(name, i, args.availability_zones[i], self.public_subnet_ids[i], igw) for i in range(nat_count)]
+        nat_count = len(zones) if config.nat_gateways == "perAz" else 1
+        nats = [self._nat(name, i, zones[i], self.public_subnet_ids[i], igw) for i in range(nat_count)]
         private_rts = []
-        for i, zone in enumerate(args.availability_zones):
+        for i, zone in enumerate(zones):
             rt = aws.ec2.RouteTable(f"{name}-private-{zone}", vpc_id=vpc.id, tags={"Name": f"{name}-private-{zone}"},
                                     opts=child)
             aws.ec2.Route(f"{name}-private-{zone}-nat", route_table_id=rt.id, destination_cidr_block="0.0.0.0/0",
                           nat_gateway_id=nats[i % nat_count].id, opts=child)
             private_rts.append(rt)
         self.private_subnet_ids = self._subnets(
-            name, "private", vpc, args.private_subnets, args.availability_zones,
-            {INTERNAL_ELB_ROLE_TAG: "1", KARPENTER_DISCOVERY_TAG: args.cluster_name, **cluster_tag}, private_rts,
+            name, "private", vpc, config.private_subnets, zones,
+            {INTERNAL_ELB_ROLE_TAG: "1", KARPENTER_DISCOVERY_TAG: cluster_name, **cluster_tag}, private_rts,
         )
 
         route_tables = list(private_rts)
         self.intra_subnet_ids = []
-        if args.intra_subnets:
+        if config.intra_subnets:
             intra_rt = aws.ec2.RouteTable(f"{name}-intra", vpc_id=vpc.id, tags={"Name": f"{name}-intra"}, opts=child)
             route_tables.append(intra_rt)
-            self.intra_subnet_ids = self._subnets(name, "intra", vpc, args.intra_subnets, args.availability_zones, {},
-                                                  [intra_rt] * len(args.intra_subnets))
+            self.intra_subnet_ids = self._subnets(name, "intra", vpc, config.intra_subnets, zones, {},
+                                                  [intra_rt] * len(config.intra_subnets))
 
         # Gateway endpoint: S3 traffic (datasets, checkpoints) stays on the AWS network and skips NAT charges.
-        aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
+        aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, service_name=f"com.amazonaws.{region}.s3",
                             vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in route_tables],
                             tags={"Name": f"{name}-s3"}, opts=child)
-        if args.interface_endpoints:
-            self._interface_endpoints(name, vpc, args)
-        if args.flow_logs:
-            self._flow_logs(name, vpc, args)
+        if config.interface_endpoints:
+            self._interface_endpoints(name, vpc, config.interface_endpoints, region)
+        if config.flow_logs.enabled:
+            self._flow_logs(name, vpc, config.flow_logs)
         self.register_outputs({
             "vpc_id": self.vpc_id,
             "public_subnet_ids": self.public_subnet_ids,
@@ -119,12 +92,12 @@ class Network(pulumi.ComponentResource):
             "intra_subnet_ids": self.intra_subnet_ids,
         })
 
-    def _subnets(self, name: str, role: str, vpc: aws.ec2.Vpc, cidrs: Sequence[str], zones: Sequence[str],
+    def _subnets(self, name: str, role: str, vpc: aws.ec2.Vpc, cidrs: Sequence[IPv4Network], zones: Sequence[str],
                  tags: dict[str, str], route_tables: Sequence[aws.ec2.RouteTable]) -> list[pulumi.Output[str]]:
         ids = []
         for cidr, zone, rt in zip(cidrs, zones, route_tables, strict=True):
             subnet = aws.ec2.Subnet(
-                f"{name}-{role}-{zone}", vpc_id=vpc.id, cidr_block=cidr, availability_zone=zone,
+                f"{name}-{role}-{zone}", vpc_id=vpc.id, cidr_block=str(cidr), availability_zone=zone,
                 # No public IPs by default, even in public subnets: only NAT and load balancers live there.
                 map_public_ip_on_launch=False,
                 tags={"Name": f"{name}-{role}-{zone}", "modelplane.io/subnet-role": role, **tags},
@@ -142,25 +115,25 @@ class Network(pulumi.ComponentResource):
         return aws.ec2.NatGateway(f"{name}-nat-{zone}", allocation_id=eip.id, subnet_id=subnet_id,
                                   tags={"Name": f"{name}-nat-{zone}"}, opts=pulumi.ResourceOptions(parent=self))
 
-    def _interface_endpoints(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
+    def _interface_endpoints(self, name: str, vpc: aws.ec2.Vpc, services: Sequence[str], region: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
         sg = aws.ec2.SecurityGroup(f"{name}-endpoints", vpc_id=vpc.id,
                                    description="HTTPS from inside the VPC to interface endpoints",
                                    tags={"Name": f"{name}-endpoints"}, opts=child)
-        aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=sg.id, cidr_ipv4=args.cidr,
+        aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-https", security_group_id=sg.id, cidr_ipv4=self.vpc_cidr,
                                          ip_protocol="tcp", from_port=443, to_port=443,
                                          description="HTTPS from the VPC", opts=child)
-        for service in args.interface_endpoints:
+        for service in services:
             aws.ec2.VpcEndpoint(
                 f"{name}-{service.replace('.', '-')}", vpc_id=vpc.id,
-                service_name=f"com.amazonaws.{args.region}.{service}", vpc_endpoint_type="Interface",
+                service_name=f"com.amazonaws.{region}.{service}", vpc_endpoint_type="Interface",
                 private_dns_enabled=True, subnet_ids=self.private_subnet_ids, security_group_ids=[sg.id],
                 tags={"Name": f"{name}-{service}"}, opts=child,
             )
 
-    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
+    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, flow_logs: FlowLogsConfig) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", retention_in_days=args.flow_logs_retention_days,
+        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", retention_in_days=flow_logs.retention_days,
                                         opts=child)
         role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com"),
                             opts=child)
@@ -173,6 +146,6 @@ class Network(pulumi.ComponentResource):
                 "Resource": [arn, f"{arn}:*"],
             }],
         }, sort_keys=True)), opts=child)
-        aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type=args.flow_logs_traffic_type,
+        aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type=flow_logs.traffic_type,
                         log_destination_type="cloud-watch-logs", log_destination=group.arn, iam_role_arn=role.arn,
                         max_aggregation_interval=60, opts=child)

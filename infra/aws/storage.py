@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Final, Literal
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.aws.iam import Grant
-from infra.config.errors import raise_if_invalid
+from infra.config.storage import StorageConfig
 
 BucketRole = Literal["datasets", "checkpoints", "models"]
 BUCKET_ROLES: Final[tuple[BucketRole, ...]] = ("datasets", "checkpoints", "models")
@@ -28,22 +27,6 @@ KMS_ENCRYPT: Final = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
 """KMS actions needed to write SSE-KMS objects (multipart uploads also decrypt)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class ModelStoreArgs:
-    """Inputs of `ModelStore`."""
-
-    force_destroy: bool = False
-    """Allow deleting non-empty buckets. Defaults to false."""
-    noncurrent_version_expiration_days: int = 30
-    """Days before noncurrent checkpoint versions expire. Defaults to 30."""
-    abort_incomplete_multipart_days: int = 7
-    """Days before incomplete multipart uploads are aborted. Defaults to 7."""
-    kms_deletion_window_days: int = 30
-    """Waiting period before the store's KMS key is deleted. Defaults to 30."""
-    protect: bool = False
-    """Pulumi `protect` on the buckets and key (deletion protection). Defaults to false."""
-
-
 class ModelStore(pulumi.ComponentResource):
     """Three S3 buckets with SSE-KMS, versioning, public access blocked, TLS-only and lifecycle rules."""
 
@@ -54,19 +37,20 @@ class ModelStore(pulumi.ComponentResource):
     kms_key_arn: pulumi.Output[str]
     """The KMS key encrypting every object."""
 
-    def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, config: StorageConfig, *, protect: bool,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """`protect` sets Pulumi `protect` on the buckets and key (the stack's deletion protection)."""
         super().__init__("modelplane:storage:ModelStore", name, None, opts)
-        _validate(args)
         key = aws.kms.Key(f"{name}-kms", description="modelplane model store objects", enable_key_rotation=True,
-                          deletion_window_in_days=args.kms_deletion_window_days,
-                          opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+                          deletion_window_in_days=config.kms_deletion_window_days,
+                          opts=pulumi.ResourceOptions(parent=self, protect=protect))
         aws.kms.Alias(f"{name}-kms", name=pulumi.Output.concat("alias/", pulumi.get_stack(), "-model-store"),
                       target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=self))
         self.kms_key_arn = key.arn
         self.bucket_names = {}
         self.bucket_arns = {}
         for role in BUCKET_ROLES:
-            bucket = self._bucket(name, role, key, args)
+            bucket = self._bucket(name, role, key, config, protect)
             self.bucket_names[role] = bucket.bucket
             self.bucket_arns[role] = bucket.arn
         self.register_outputs({
@@ -74,11 +58,12 @@ class ModelStore(pulumi.ComponentResource):
             "kms_key_arn": self.kms_key_arn,
         })
 
-    def _bucket(self, name: str, role: BucketRole, key: aws.kms.Key, args: ModelStoreArgs) -> aws.s3.Bucket:
+    def _bucket(self, name: str, role: BucketRole, key: aws.kms.Key, config: StorageConfig,
+                protect: bool) -> aws.s3.Bucket:
         child = pulumi.ResourceOptions(parent=self)
-        bucket = aws.s3.Bucket(f"{name}-{role}", force_destroy=args.force_destroy,
+        bucket = aws.s3.Bucket(f"{name}-{role}", force_destroy=config.force_destroy,
                                tags={"modelplane.io/bucket-role": role},
-                               opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+                               opts=pulumi.ResourceOptions(parent=self, protect=protect))
         # ACLs off: the bucket policy alone decides access.
         aws.s3.BucketOwnershipControls(f"{name}-{role}", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
             object_ownership="BucketOwnerEnforced"), opts=child)
@@ -103,7 +88,7 @@ class ModelStore(pulumi.ComponentResource):
             id="abort-incomplete-multipart", status="Enabled",
             filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
             abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                days_after_initiation=args.abort_incomplete_multipart_days),
+                days_after_initiation=config.abort_incomplete_multipart_days),
         )]
         if role == "checkpoints":
             # Checkpoints are rewritten constantly; old versions are dead weight after the retention window.
@@ -111,7 +96,7 @@ class ModelStore(pulumi.ComponentResource):
                 id="expire-noncurrent-checkpoints", status="Enabled",
                 filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=args.noncurrent_version_expiration_days),
+                    noncurrent_days=config.noncurrent_version_expiration_days),
             ))
         aws.s3.BucketLifecycleConfiguration(f"{name}-{role}", bucket=bucket.id, rules=rules, opts=child)
         return bucket
@@ -132,16 +117,6 @@ class ModelStore(pulumi.ComponentResource):
         objects = arn.apply(lambda a: {"Effect": "Allow", "Action": list(actions), "Resource": f"{a}/{prefix}*"})
         key = self.kms_key_arn.apply(lambda k: {"Effect": "Allow", "Action": list(kms), "Resource": k})
         return Grant(statements=(list_statement, objects, key))
-
-
-def _validate(args: ModelStoreArgs) -> None:
-    problems = []
-    if not 7 <= args.kms_deletion_window_days <= 30:
-        problems.append(("kms_deletion_window_days", f"must be 7 to 30 (got {args.kms_deletion_window_days})"))
-    for field_name in ("noncurrent_version_expiration_days", "abort_incomplete_multipart_days"):
-        if getattr(args, field_name) < 1:
-            problems.append((field_name, f"must be >= 1 (got {getattr(args, field_name)})"))
-    raise_if_invalid("ModelStore", problems)
 
 
 def _tls_only_policy(bucket_arn: str) -> str:

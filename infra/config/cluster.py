@@ -12,6 +12,9 @@ from infra.config.base import Section, not_one_of
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 """Valid EKS control-plane log types."""
+SYSTEM_POOL = "system"
+"""The managed node group every stack must have: it runs cluster add-ons and platform controllers."""
+
 
 class ClusterConfig(Section):
     """The EKS control plane."""
@@ -28,6 +31,8 @@ class ClusterConfig(Section):
     """Control-plane log types sent to CloudWatch. Defaults to api, audit, authenticator."""
     log_retention_days: int = Field(default=90, ge=1, le=3653)
     """Retention of the control-plane log group, in days. Defaults to 90."""
+    kms_deletion_window_days: int = Field(default=30, ge=7, le=30)
+    """Waiting period before the secrets KMS key is deleted. Defaults to 30. Valid: 7 to 30."""
 
     def checks(self, production: bool) -> list[tuple[str, str]]:
         """Cross-field rules: version, endpoint allowlist, log types, role ARNs."""
@@ -44,11 +49,8 @@ class ClusterConfig(Section):
             problems.append(("publicAccessCidrs", "has no effect unless endpointPublicAccess is true; remove it"))
         for i, cidr in enumerate(self.public_access_cidrs):
             if cidr.prefixlen == 0:
-                where = "in a production stack" if production else "when it is the whole internet"
-                if production:
-                    problems.append((f"publicAccessCidrs[{i}]", f"0.0.0.0/0 is not allowed {where}; list specific CIDRs"))
-                else:
-                    problems.append((f"publicAccessCidrs[{i}]", "0.0.0.0/0 defeats the allowlist; list specific CIDRs"))
+                reason = "is not allowed in a production stack" if production else "defeats the allowlist"
+                problems.append((f"publicAccessCidrs[{i}]", f"{cidr} {reason}; list specific CIDRs"))
         if production and self.endpoint_public_access:
             problems.append(("endpointPublicAccess", "must be false in a production stack (got true); use a VPN"))
         for i, log_type in enumerate(self.log_types):

@@ -1,9 +1,9 @@
 """Stack config for the GPU platform: `modelplane:gpuPools`, `modelplane:karpenter` and `modelplane:addons`.
 
-Kept apart from infra/config.py (the base platform sections) so each module stays one concern;
-parsing and error reporting are the same: frozen pydantic models, camelCase keys, key-path errors
-collected and reported at once. Valid values and patterns come from infra/karpenter.py, which
-cites the Karpenter CRDs they mirror.
+Kept apart from the base platform sections so each module stays one concern; parsing and error
+reporting are the same: frozen pydantic models, camelCase keys, key-path errors collected and
+reported at once. Valid values and patterns come from infra/config/karpenter.py, which cites the
+Karpenter CRDs they mirror. `GpuNodePools` (infra/k8s/gpu.py) takes these models as they are.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from infra.aws import karpenter
+from infra.config import karpenter
 from infra.config.base import Section, not_one_of
 
 _POOL_NAME = r"^[a-z][a-z0-9-]{0,30}$"
@@ -64,16 +64,16 @@ class GpuPoolConfig(Section):
     gpus_per_node: GpusPerNodeConfig = GpusPerNodeConfig()
     """GPUs per node bounds. Defaults to 1..8."""
     gpu_limit: int
-    """Total nvidia.com/gpu the pool may hold (NodePool limits). Required, > 0."""
+    """Total nvidia.com/gpu the pool may hold (NodePool limits). Required; > 0 and >= gpusPerNode.min."""
     cpu_limit: int | None = Field(default=None, ge=1)
     """Total vCPUs the pool may hold. Defaults to no CPU limit (the GPU limit bounds the pool)."""
     memory_limit: str | None = None
     """Total memory the pool may hold, e.g. 4Ti. Defaults to no memory limit."""
-    ami_family: Literal["al2023", "bottlerocket"] = "al2023"
+    ami_family: karpenter.AmiFamily = "al2023"
     """AMI family; Karpenter picks its NVIDIA variant for GPU instances. Defaults to al2023."""
     disk_size_gb: int = Field(default=200, ge=50, le=16384)
     """Encrypted gp3 volume for images and containers, in GiB. Defaults to 200 (CUDA images are large)."""
-    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmpty"
+    consolidation_policy: karpenter.ConsolidationPolicy = "WhenEmpty"
     """Which nodes Karpenter may consolidate. Defaults to WhenEmpty (never repack running GPU work)."""
     consolidate_after: str = "10m"
     """How long a node must be consolidatable before Karpenter acts. Defaults to 10m."""
@@ -148,7 +148,7 @@ class CpuPoolConfig(Section):
     """Total memory the pool may hold. Defaults to 256Gi."""
     disk_size_gb: int = Field(default=50, ge=20, le=16384)
     """Encrypted gp3 root volume in GiB. Defaults to 50."""
-    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmptyOrUnderutilized"
+    consolidation_policy: karpenter.ConsolidationPolicy = "WhenEmptyOrUnderutilized"
     """Which nodes Karpenter may consolidate. Defaults to WhenEmptyOrUnderutilized."""
     consolidate_after: str = "1m"
     """Wait before consolidating. Defaults to 1m."""

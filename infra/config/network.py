@@ -37,9 +37,9 @@ class NetworkConfig(Section):
     intra_subnets: list[ipaddress.IPv4Network] = []
     """Optional isolated subnets per AZ with no internet route (control-plane ENIs). Defaults to none."""
     nat_gateways: Literal["perAz", "single"] = "perAz"
-    """NAT layout: one per AZ (zone-resilient) or a single shared one (cheaper). Defaults to perAz."""
+    """NAT layout: one per AZ (zone-resilient) or one shared (cheaper). Defaults to perAz. Valid values: perAz, single."""
     interface_endpoints: list[str] = []
-    """VPC interface endpoints to create (S3 always gets a gateway endpoint). Defaults to none."""
+    """Interface endpoints (S3 always gets a gateway one). Defaults to none. Valid values: INTERFACE_ENDPOINT_SERVICES."""
     flow_logs: FlowLogsConfig = FlowLogsConfig()
     """VPC flow logs settings."""
 

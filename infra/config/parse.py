@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from infra.config.base import Section
-from infra.config.cluster import ClusterConfig, NodePoolConfig
+from infra.config.cluster import SYSTEM_POOL, ClusterConfig, NodePoolConfig
 from infra.config.errors import ConfigError, ConfigIssue
 from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
 from infra.config.network import NetworkConfig
@@ -338,7 +338,7 @@ def _parse_pools(pools: Any, issues: list[ConfigIssue]) -> list[NodePoolConfig]:
                                       f"duplicate pool name {pool.name!r} (also nodePools[{names[pool.name]}])"))
         names.setdefault(pool.name, i)
         parsed_pools.append(pool)
-    if parsed_pools and "system" not in names and len(parsed_pools) == len(pools):
+    if parsed_pools and SYSTEM_POOL not in names and len(parsed_pools) == len(pools):
         issues.append(ConfigIssue(f"{NAMESPACE}:nodePools", "must include a pool named 'system' (runs cluster add-ons)"))
     return parsed_pools
 

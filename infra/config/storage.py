@@ -37,6 +37,8 @@ class CacheConfig(Section):
     """Redis engine version. Defaults to 7.1."""
     snapshot_retention_days: int = Field(default=0, ge=0, le=35)
     """Days of daily snapshots kept (0 = none). Defaults to 0."""
+    kms_deletion_window_days: int = Field(default=30, ge=7, le=30)
+    """Waiting period before the cache's KMS key is deleted. Defaults to 30. Valid: 7 to 30."""
 
     def checks(self, production: bool) -> list[tuple[str, str]]:
         """Failover needs replicas; multi-AZ needs failover; production needs both."""

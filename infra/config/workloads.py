@@ -12,23 +12,31 @@ from typing import Literal
 from pydantic import Field
 
 from infra.config.base import Section
-from infra.k8s.podspec import image_is_pinned
+from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
 _CPU = re.compile(r"^\d+(\.\d+)?m?$")
 _MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti)$")
 
 
-def _resource_checks(cpu: str, memory: str, gpus: int, gpu_pool: str | None) -> list[tuple[str, str]]:
+def image_is_pinned(image: str) -> bool:
+    """True when the image names a tag other than `latest`, or a digest."""
+    if "@sha256:" in image:
+        return True
+    name, _, tag = image.rpartition(":")
+    return bool(name) and "/" not in tag and tag not in ("", "latest")
+
+
+def _resource_checks(cpu: str, memory: str, gpus_key: str, gpus: int, gpu_pool: str | None) -> list[tuple[str, str]]:
     problems = []
     if not _CPU.match(cpu):
         problems.append(("cpu", f"must be a Kubernetes CPU quantity like 4 or 500m (got {cpu!r})"))
     if not _MEMORY.match(memory):
         problems.append(("memory", f"must be a Kubernetes memory quantity like 16Gi (got {memory!r})"))
     if gpus and not gpu_pool:
-        problems.append(("gpuPool", f"is required when GPUs are requested (got gpus={gpus}); name a gpuPools entry"))
+        problems.append(("gpuPool", f"is required when GPUs are requested (got {gpus_key}={gpus}); name a gpuPools entry"))
     if gpu_pool and not gpus:
-        problems.append(("gpuPool", f"has no effect without GPUs; set gpus or remove gpuPool (got {gpu_pool!r})"))
+        problems.append(("gpuPool", f"has no effect without GPUs; set {gpus_key} or remove gpuPool (got {gpu_pool!r})"))
     return problems
 
 
@@ -70,14 +78,14 @@ class TrainingJobConfig(Section):
 
     def checks(self) -> list[tuple[str, str]]:
         """Resource quantities, GPU pool pairing, pinned image, no flags the platform sets itself."""
-        problems = _resource_checks(self.cpu, self.memory, self.gpus_per_replica, self.gpu_pool)
+        problems = _resource_checks(self.cpu, self.memory, "gpusPerReplica", self.gpus_per_replica, self.gpu_pool)
         problems += _image_checks("image", self.image)
         if not _MEMORY.match(self.shm_size):
             problems.append(("shmSize", f"must be a memory quantity like 8Gi (got {self.shm_size!r})"))
-        owned = {"--data", "--checkpoints", "--export", "--backup-dir", "--backup-uri", "--metrics-port"}
         for i, arg in enumerate(self.args):
-            if arg.split("=", 1)[0] in owned:
-                problems.append((f"args[{i}]", f"{arg.split('=', 1)[0]} is set by the platform from dataset/name; remove it"))
+            flag = arg.split("=", 1)[0]
+            if flag in PLATFORM_TRAINER_FLAGS:
+                problems.append((f"args[{i}]", f"{flag} is set by the platform from dataset/name; remove it"))
         return problems
 
 
@@ -130,14 +138,15 @@ class InferenceServiceConfig(Section):
 
     def checks(self) -> list[tuple[str, str]]:
         """Replicas order, canary pairing, resources, pinned images."""
-        problems = _resource_checks(self.cpu, self.memory, self.gpus, self.gpu_pool)
+        problems = _resource_checks(self.cpu, self.memory, "gpus", self.gpus, self.gpu_pool)
         problems += _image_checks("image", self.image) + _image_checks("canaryImage", self.canary_image)
         if self.max_replicas < self.min_replicas:
             problems.append(("maxReplicas", f"must be >= minReplicas (got {self.max_replicas} < {self.min_replicas})"))
         if self.canary_weight and not self.canary_image:
             problems.append(("canaryImage", f"is required when canaryWeight > 0 (got weight {self.canary_weight})"))
         if self.runtime == "tf-serving" and self.gpus:
-            problems.append(("gpus", "the pinned TF Serving image is the CPU build; use 0 or runtime modelplane-serve"))
+            problems.append(("gpus", f"must be 0 with runtime tf-serving (got {self.gpus}): the pinned TF Serving image "
+                                     "is the CPU build; use 0 or runtime modelplane-serve"))
         return problems
 
 

@@ -1,20 +1,22 @@
 """The GPU platform's Kubernetes manifests as plain dicts: NodePool and EC2NodeClass specs, device-plugin values.
 
-Pure builders (no resources), used by `GpuNodePools` in infra/gpu.py. Field names follow the
-Karpenter v1 CRDs (karpenter.sh_nodepools.yaml, karpenter.k8s.aws_ec2nodeclasses.yaml) and the
-nvidia-device-plugin 0.18 chart (deployments/helm/nvidia-device-plugin/values.yaml).
+Pure builders (no resources) over the config section models, used by `GpuNodePools` in
+infra/k8s/gpu.py. Field names follow the Karpenter v1 CRDs (karpenter.sh_nodepools.yaml,
+karpenter.k8s.aws_ec2nodeclasses.yaml) and the nvidia-device-plugin 0.18 chart
+(deployments/helm/nvidia-device-plugin/values.yaml).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import pulumi
 import yaml
 
 from infra import versions
 from infra.aws import karpenter
+from infra.config.gpu import CpuPoolConfig, GpuPoolConfig
 from workloads.common.vocab import (
     AMI_FAMILY_LABEL,
     GPU_POOL_LABEL,
@@ -25,15 +27,13 @@ from workloads.common.vocab import (
     PURPOSE_LABEL,
 )
 
-if TYPE_CHECKING:
-    from infra.k8s.gpu import CpuPoolSpec, GpuPoolSpec
-
 DEVICE_PLUGIN_CONFIG_LABEL: Final = "nvidia.com/device-plugin.config"
 """Node label choosing a named device-plugin config (k8s-device-plugin README, "Updating Per-Node Configuration")."""
 METADATA_OPTIONS: Final = {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled", "httpPutResponseHopLimit": 1,
                            "httpTokens": "required"}
 """IMDSv2 only, hop limit 1: pods (one hop away) cannot read the node role's credentials."""
 NODE_CLASS_REF: Final = {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass"}
+"""A NodePool's `nodeClassRef` without the name (each pool adds its EC2NodeClass's)."""
 
 
 def node_class_name(family: str, disk_size_gb: int) -> str:
@@ -76,7 +76,7 @@ def time_slicing_config_name(replicas: int) -> str:
     return f"time-slicing-{replicas}"
 
 
-def gpu_node_pool_spec(pool: GpuPoolSpec) -> dict[str, Any]:
+def gpu_node_pool_spec(pool: GpuPoolConfig) -> dict[str, Any]:
     """A GPU NodePool: tainted, labelled, NVIDIA-only within GPU-count bounds, limited in total GPUs."""
     labels = {POOL_LABEL: pool.name, GPU_POOL_LABEL: pool.name, AMI_FAMILY_LABEL: pool.ami_family,
               PURPOSE_LABEL: pool.purpose}
@@ -84,7 +84,7 @@ def gpu_node_pool_spec(pool: GpuPoolSpec) -> dict[str, Any]:
         labels[DEVICE_PLUGIN_CONFIG_LABEL] = time_slicing_config_name(pool.time_slicing_replicas)
     instances = (_requirement(karpenter.INSTANCE_FAMILY_LABEL, "In", pool.instance_families) if pool.instance_families
                  else _requirement(karpenter.INSTANCE_TYPE_LABEL, "In", pool.instance_types))
-    gpu_counts = [str(n) for n in range(pool.min_gpus_per_node, pool.max_gpus_per_node + 1)]
+    gpu_counts = [str(n) for n in range(pool.gpus_per_node.min, pool.gpus_per_node.max + 1)]
     limits: dict[str, Any] = {GPU_RESOURCE: pool.gpu_limit}
     if pool.cpu_limit is not None:
         limits["cpu"] = pool.cpu_limit
@@ -117,7 +117,7 @@ def gpu_node_pool_spec(pool: GpuPoolSpec) -> dict[str, Any]:
     }
 
 
-def cpu_node_pool_spec(pool: CpuPoolSpec) -> dict[str, Any]:
+def cpu_node_pool_spec(pool: CpuPoolConfig) -> dict[str, Any]:
     """The CPU NodePool: untainted current-generation c/m/r instances within CPU and memory limits."""
     return {
         "template": {
@@ -145,7 +145,7 @@ def required_affinity(expressions: list[dict[str, Any]]) -> dict[str, Any]:
         "nodeSelectorTerms": [{"matchExpressions": expressions}]}}}
 
 
-def device_plugin_values(pools: Sequence[GpuPoolSpec]) -> dict[str, Any]:
+def device_plugin_values(pools: Sequence[GpuPoolConfig]) -> dict[str, Any]:
     """nvidia-device-plugin chart values: al2023 GPU nodes only, GPU-tolerant, time-slicing configs per pool."""
     values: dict[str, Any] = {
         # The chart's default affinity wants NFD/GFD labels we do not deploy; Bottlerocket NVIDIA
@@ -169,13 +169,14 @@ def device_plugin_values(pools: Sequence[GpuPoolSpec]) -> dict[str, Any]:
     return values
 
 
-def dcgm_exporter_values(*, scrape_interval: str, service_monitor_labels: Mapping[str, str]) -> dict[str, Any]:
+def dcgm_exporter_values(scrape_interval: str) -> dict[str, Any]:
     """dcgm-exporter chart values: GPU nodes only, with a ServiceMonitor that keeps workload labels."""
     return {
         # honorLabels keeps the exporter's namespace/pod/container labels (the GPU's workload) instead of
-        # renaming them exported_* against the exporter pod's own target labels.
+        # renaming them exported_* against the exporter pod's own target labels. No extra labels: our
+        # Prometheus selects every ServiceMonitor in the cluster (infra/k8s/observability.py).
         "serviceMonitor": {"enabled": True, "honorLabels": True, "interval": scrape_interval,
-                           "additionalLabels": dict(service_monitor_labels)},
+                           "additionalLabels": {}},
         "affinity": required_affinity([{"key": GPU_POOL_LABEL, "operator": "Exists"}]),
         "tolerations": [dict(GPU_TOLERATION)],
     }

@@ -8,166 +8,134 @@ trainer's SavedModel exports, fed by an init container that syncs the export fro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import versions
-from infra.config.errors import raise_if_invalid
+from infra.config.workloads import InferenceServiceConfig
+from infra.k8s.mesh import GATEWAY
 from infra.k8s.podspec import (
-    Resources,
+    container_resources,
     container_security_context,
     cpu_threads,
     env_list,
-    image_is_pinned,
     pod_security_context,
     scheduling,
 )
+from workloads.common.metrics import INFERENCE_QUEUE_DEPTH
+from workloads.common.vocab import COMPONENT_LABEL, TRACK_LABEL
+from workloads.serve.settings import env_name
 
-Runtime = Literal["modelplane-serve", "tf-serving"]
-QUEUE_DEPTH_METRIC: Final = "modelplane_inference_queue_depth"
-"""Per-pod custom metric (served by prometheus-adapter) the HPA scales on."""
 _PORTS: Final = {"modelplane-serve": 8080, "tf-serving": 8501}
 """Container HTTP port per runtime."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class InferenceServiceArgs:
-    """Inputs of `InferenceService`."""
-
-    runtime: Runtime = "modelplane-serve"
-    """modelplane-serve (ours) or tf-serving (official TF Serving image). Defaults to modelplane-serve."""
-    namespace: str
-    """Namespace of the service (Istio injection on)."""
-    image: str
-    """Server image, pinned by tag or digest."""
-    model_name: str
-    """Name clients use (`model` field, /v2/models/NAME, /v1/models/NAME)."""
-    model_uri: pulumi.Input[str]
-    """S3 prefix of the model export (read through the service account's role)."""
-    service_account: str
-    """Service account bound to the server's IAM role (read on the models prefix)."""
-    resources: Resources
-    """Per-pod CPU, memory and GPUs."""
-    gpu_pool: str | None = None
-    """GPU pool, required when resources.gpus > 0."""
-    min_replicas: int = 2
-    """HPA floor. Defaults to 2."""
-    max_replicas: int = 10
-    """HPA ceiling. Defaults to 10."""
-    target_queue_depth: int = 8
-    """Average queued requests per pod the HPA aims for. Defaults to 8."""
-    target_cpu_utilization: int = 70
-    """CPU utilisation % the HPA falls back on. Defaults to 70."""
-    canary_image: str | None = None
-    """A second image served to canary_weight % of traffic. Defaults to none."""
-    canary_weight: int = 0
-    """Percent of traffic for the canary. Defaults to 0. Valid: 0 to 100."""
-    server_env: Mapping[str, str] = field(default_factory=dict)
-    """Extra MODELPLANE_SERVE_* settings (batch size, queue, caps)."""
-    redis_url: pulumi.Input[str] | None = None
-    """Response-cache URL including its AUTH token; kept in a Secret. Defaults to no cache."""
-    api_key: bool = False
-    """Generate an API key (kept in a Secret) and require it. Defaults to false."""
-    gateway: str = "istio-ingress/istio-ingressgateway"
-    """Istio Gateway (namespace/name) routing to this service."""
-    hosts: Sequence[str] = ("*",)
-    """Hosts the VirtualService answers for."""
-    allowed_principals: Sequence[str] = ()
-    """mTLS principals admitted by the AuthorizationPolicy (gateway, Prometheus)."""
-    request_timeout: str = "60s"
-    """Route timeout at the mesh. Defaults to 60s."""
-    secret_env_from: Sequence[pulumi.Input[str]] = ()
-    """Secrets whose keys become env vars (e.g. MinIO credentials on the local stack). Defaults to none."""
-    mesh: bool = True
-    """Create the Istio VirtualService, DestinationRule and AuthorizationPolicy. Defaults to true."""
-    monitoring: bool = True
-    """Create a ServiceMonitor (Prometheus operator CRDs). Defaults to true."""
-    queue_depth_autoscaling: bool = True
-    """Scale on the queue-depth custom metric (needs prometheus-adapter); CPU only otherwise. Defaults to true."""
+HOSTS: Final = ("*",)
+"""Hosts the VirtualService answers for."""
+REQUEST_TIMEOUT: Final = "60s"
+"""Route timeout at the mesh (also each retry's budget)."""
+TARGET_CPU_UTILIZATION: Final = 70
+"""CPU utilisation % the HPA falls back on."""
+API_KEY_VAR: Final = "MODELPLANE_API_KEY"
+"""The variable holding the generated API key; the server is told its name through `api_key_env`."""
+BATCHING_SETTINGS: Final = ("max_batch_size", "max_queue", "max_tokens_cap")
+"""Fields of an `inference.services` entry passed as-is to the server's settings of the same name."""
 
 
 class InferenceService(pulumi.ComponentResource):
-    """Deployment(s), Service, HPA, PDB, ServiceMonitor, VirtualService, DestinationRule, AuthorizationPolicy."""
+    """Deployment(s), Service, HPA, PDB, VirtualService, DestinationRule, AuthorizationPolicy.
+
+    The namespace-wide ServiceMonitor of the Observability stack scrapes every server.
+    """
 
     service_host: str
     """In-cluster DNS name of the Service."""
     api_key_secret: str | None
     """Name of the Secret holding the generated API key (key `api-key`), when one was asked for."""
 
-    def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, svc: InferenceServiceConfig, *, image: str, namespace: str, service_account: str,
+                 model_uri: pulumi.Input[str], allowed_principals: Sequence[str],
+                 env: Mapping[str, str] | None = None, secret_env_from: Sequence[pulumi.Input[str]] = (),
+                 redis_url: pulumi.Input[str] | None = None, mesh: bool = True, queue_depth_autoscaling: bool = True,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """`svc` is the stack's entry; `image` the stable track's image (pinned); `namespace` and
+        `service_account` where it runs with its IAM role; `model_uri` the S3 prefix of the export;
+        `allowed_principals` the mTLS principals the AuthorizationPolicy admits (gateway, Prometheus);
+        `env` plain env for our server (the local stack's MinIO endpoint); `secret_env_from` Secrets whose keys
+        become env vars; `redis_url` the stack's cache (used when `svc.cache`); `mesh` whether to create the
+        Istio routes; `queue_depth_autoscaling` whether the HPA can use the queue-depth custom metric
+        (prometheus-adapter installed)."""
         super().__init__("modelplane:inference:InferenceService", name, None, opts)
-        _validate(args)
         child = pulumi.ResourceOptions(parent=self)
-        self.service_host = f"{name}.{args.namespace}.svc.cluster.local"
-        labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "inference",
+        self.service_host = f"{name}.{namespace}.svc.cluster.local"
+        labels = {"app.kubernetes.io/name": name, COMPONENT_LABEL: "inference",
                   "app.kubernetes.io/managed-by": "modelplane"}
-        secret_env = self._secrets(name, args, labels)
-        if args.runtime == "tf-serving":
+        ours = svc.runtime == "modelplane-serve"
+        secret_env = self._secrets(name, namespace, labels, redis_url if ours and svc.cache else None,
+                                   api_key=ours and svc.api_key)
+        if not ours:
             # TF Serving exports Prometheus metrics only when a monitoring config enables them.
             k8s.core.v1.ConfigMap(
-                f"{name}-monitoring", metadata=_meta(f"{args.model_name}-tf-serving-monitoring", args.namespace, labels),
+                f"{name}-monitoring", metadata=_meta(f"{svc.name}-tf-serving-monitoring", namespace, labels),
                 data={"monitoring.config": 'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'},
                 opts=child,
             )
-        tracks = {"stable": args.image}
-        if args.canary_image:
-            tracks["canary"] = args.canary_image
-        for track, image in tracks.items():
-            self._deployment(name, track, image, args, labels, secret_env)
-        port = _PORTS[args.runtime]
-        k8s.core.v1.Service(f"{name}-svc", metadata=_meta(name, args.namespace, labels), spec={
+        tracks = {"stable": image}
+        if svc.canary_image:
+            tracks["canary"] = svc.canary_image
+        env_from = [{"secretRef": {"name": secret}} for secret in secret_env_from]
+        for track, track_image in tracks.items():
+            container, init_containers, volumes = _containers(svc, track_image, model_uri, dict(env or {}),
+                                                              env_from, secret_env)
+            self._deployment(name, namespace, track, svc, labels, {
+                "serviceAccountName": service_account,
+                "securityContext": pod_security_context(),
+                "terminationGracePeriodSeconds": 30,
+                "initContainers": init_containers,
+                "containers": [container],
+                "volumes": volumes,
+            })
+        k8s.core.v1.Service(f"{name}-svc", metadata=_meta(name, namespace, labels), spec={
             "selector": {"app.kubernetes.io/name": name},
             # The `http` port name tells Istio the protocol (no sniffing).
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         }, opts=child)
-        self._autoscaling(name, args, labels)
-        if args.mesh:
-            self._mesh(name, args, labels, port)
-        if args.monitoring:
-            k8s.apiextensions.CustomResource(
-                f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
-                metadata=_meta(name, args.namespace, labels),
-                spec={"selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-                      "endpoints": [{"port": "http", "path": _metrics_path(args.runtime), "interval": "15s"}]},
-                opts=child,
-            )
+        self._autoscaling(name, namespace, svc, labels, queue_depth=ours and queue_depth_autoscaling)
+        if mesh:
+            self._mesh(name, namespace, svc, labels, allowed_principals)
         self.register_outputs({"service_host": self.service_host})
 
-    def _secrets(self, name: str, args: InferenceServiceArgs, labels: dict[str, str]) -> list[dict[str, Any]]:
+    def _secrets(self, name: str, namespace: str, labels: dict[str, str], redis_url: pulumi.Input[str] | None, *,
+                 api_key: bool) -> list[dict[str, Any]]:
         env: list[dict[str, Any]] = []
         child = pulumi.ResourceOptions(parent=self)
         self.api_key_secret = None
-        if args.redis_url is not None:
-            secret = k8s.core.v1.Secret(f"{name}-redis", metadata=_meta(f"{name}-redis", args.namespace, labels),
-                                        string_data={"url": args.redis_url}, opts=child)
-            env.append({"name": "MODELPLANE_SERVE_REDIS_URL",
+        if redis_url is not None:
+            secret = k8s.core.v1.Secret(f"{name}-redis", metadata=_meta(f"{name}-redis", namespace, labels),
+                                        string_data={"url": redis_url}, opts=child)
+            env.append({"name": env_name("redis_url"),
                         "valueFrom": {"secretKeyRef": {"name": secret.metadata.name, "key": "url"}}})
-        if args.api_key:
+        if api_key:
             key = random.RandomPassword(f"{name}-api-key", length=48, special=False, opts=child)
-            secret = k8s.core.v1.Secret(f"{name}-api-key", metadata=_meta(f"{name}-api-key", args.namespace, labels),
+            secret = k8s.core.v1.Secret(f"{name}-api-key", metadata=_meta(f"{name}-api-key", namespace, labels),
                                         string_data={"api-key": key.result}, opts=child)
             self.api_key_secret = f"{name}-api-key"
-            env.append({"name": "MODELPLANE_API_KEY",
+            env.append({"name": API_KEY_VAR,
                         "valueFrom": {"secretKeyRef": {"name": secret.metadata.name, "key": "api-key"}}})
-            env.append({"name": "MODELPLANE_SERVE_API_KEY_ENV", "value": "MODELPLANE_API_KEY"})
+            env.append({"name": env_name("api_key_env"), "value": API_KEY_VAR})
         return env
 
-    def _deployment(self, name: str, track: str, image: str, args: InferenceServiceArgs, labels: dict[str, str],
-                    secret_env: list[dict[str, Any]]) -> None:
-        pod_labels = {**labels, "modelplane.io/track": track}
-        selector = {"app.kubernetes.io/name": name, "modelplane.io/track": track}
-        replicas = args.min_replicas if track == "stable" else 1
-        container, init_containers, volumes = _containers(args, image, secret_env)
+    def _deployment(self, name: str, namespace: str, track: str, svc: InferenceServiceConfig, labels: dict[str, str],
+                    pod: dict[str, Any]) -> None:
+        pod_labels = {**labels, TRACK_LABEL: track}
+        selector = {"app.kubernetes.io/name": name, TRACK_LABEL: track}
         spread = [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
                    "labelSelector": {"matchLabels": selector}}
                   for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]
         deployment_name = name if track == "stable" else f"{name}-{track}"
-        k8s.apps.v1.Deployment(f"{name}-{track}", metadata=_meta(deployment_name, args.namespace, pod_labels), spec={
-            "replicas": replicas,
+        k8s.apps.v1.Deployment(f"{name}-{track}", metadata=_meta(deployment_name, namespace, pod_labels), spec={
+            "replicas": svc.min_replicas if track == "stable" else 1,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
@@ -175,31 +143,23 @@ class InferenceService(pulumi.ComponentResource):
                     # Envoy must hold on until the server has drained in-flight requests.
                     "proxy.istio.io/config": '{"terminationDrainDuration": "25s"}',
                 }},
-                "spec": {
-                    "serviceAccountName": args.service_account,
-                    "securityContext": pod_security_context(),
-                    "terminationGracePeriodSeconds": 30,
-                    "initContainers": init_containers,
-                    "containers": [container],
-                    "volumes": volumes,
-                    "topologySpreadConstraints": spread,
-                    **scheduling(args.gpu_pool, args.resources.gpus),
-                },
+                "spec": {**pod, "topologySpreadConstraints": spread, **scheduling(svc.gpu_pool, svc.gpus)},
             },
         }, opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]))
 
-    def _autoscaling(self, name: str, args: InferenceServiceArgs, labels: dict[str, str]) -> None:
+    def _autoscaling(self, name: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str], *,
+                     queue_depth: bool) -> None:
         child = pulumi.ResourceOptions(parent=self)
         metrics: list[dict[str, Any]] = [{"type": "Resource", "resource": {
-            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": args.target_cpu_utilization}}}]
-        if args.runtime == "modelplane-serve" and args.queue_depth_autoscaling:
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": TARGET_CPU_UTILIZATION}}}]
+        if queue_depth:
             metrics.insert(0, {"type": "Pods", "pods": {
-                "metric": {"name": QUEUE_DEPTH_METRIC},
-                "target": {"type": "AverageValue", "averageValue": str(args.target_queue_depth)}}})
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=_meta(name, args.namespace, labels), spec={
+                "metric": {"name": INFERENCE_QUEUE_DEPTH},
+                "target": {"type": "AverageValue", "averageValue": str(svc.target_queue_depth)}}})
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=_meta(name, namespace, labels), spec={
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": args.min_replicas,
-            "maxReplicas": args.max_replicas,
+            "minReplicas": svc.min_replicas,
+            "maxReplicas": svc.max_replicas,
             "metrics": metrics,
             # Scale up fast on queueing, down slowly: model loads make cold pods expensive.
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300,
@@ -207,34 +167,35 @@ class InferenceService(pulumi.ComponentResource):
                          "scaleUp": {"stabilizationWindowSeconds": 0,
                                      "policies": [{"type": "Percent", "value": 100, "periodSeconds": 30}]}},
         }, opts=child)
-        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=_meta(name, args.namespace, labels), spec={
+        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=_meta(name, namespace, labels), spec={
             "maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
         }, opts=child)
 
-    def _mesh(self, name: str, args: InferenceServiceArgs, labels: dict[str, str], port: int) -> None:
+    def _mesh(self, name: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str],
+              allowed_principals: Sequence[str]) -> None:
         child = pulumi.ResourceOptions(parent=self)
         host = self.service_host
-        stable_weight = 100 - args.canary_weight
-        route = [{"destination": {"host": host, "subset": "stable", "port": {"number": 80}}, "weight": stable_weight}]
-        if args.canary_image:
+        route = [{"destination": {"host": host, "subset": "stable", "port": {"number": 80}},
+                  "weight": 100 - svc.canary_weight}]
+        if svc.canary_image:
             route.append({"destination": {"host": host, "subset": "canary", "port": {"number": 80}},
-                          "weight": args.canary_weight})
-        retries = {"attempts": 2, "perTryTimeout": args.request_timeout,
+                          "weight": svc.canary_weight})
+        retries = {"attempts": 2, "perTryTimeout": REQUEST_TIMEOUT,
                    # Only failures before a response: retrying a generation that started would double the cost.
                    "retryOn": "connect-failure,refused-stream,reset-before-request"}
         http = [{"name": f"{name}-{prefix.strip('/')}", "match": [{"uri": {"prefix": prefix}}], "route": route,
-                 "timeout": args.request_timeout, "retries": retries} for prefix in _route_prefixes(args.runtime)]
+                 "timeout": REQUEST_TIMEOUT, "retries": retries} for prefix in _route_prefixes(svc)]
         k8s.apiextensions.CustomResource(
             f"{name}-vs", api_version="networking.istio.io/v1", kind="VirtualService",
-            metadata=_meta(name, args.namespace, labels),
-            spec={"hosts": list(args.hosts), "gateways": [args.gateway], "http": http}, opts=child,
+            metadata=_meta(name, namespace, labels),
+            spec={"hosts": list(HOSTS), "gateways": [GATEWAY], "http": http}, opts=child,
         )
-        subsets = [{"name": "stable", "labels": {"modelplane.io/track": "stable"}}]
-        if args.canary_image:
-            subsets.append({"name": "canary", "labels": {"modelplane.io/track": "canary"}})
+        subsets = [{"name": "stable", "labels": {TRACK_LABEL: "stable"}}]
+        if svc.canary_image:
+            subsets.append({"name": "canary", "labels": {TRACK_LABEL: "canary"}})
         k8s.apiextensions.CustomResource(
             f"{name}-dr", api_version="networking.istio.io/v1", kind="DestinationRule",
-            metadata=_meta(name, args.namespace, labels),
+            metadata=_meta(name, namespace, labels),
             spec={"host": host, "subsets": subsets, "trafficPolicy": {
                 "tls": {"mode": "ISTIO_MUTUAL"},
                 "connectionPool": {"http": {"http1MaxPendingRequests": 1024, "maxRequestsPerConnection": 0}},
@@ -245,10 +206,10 @@ class InferenceService(pulumi.ComponentResource):
         )
         k8s.apiextensions.CustomResource(
             f"{name}-authz", api_version="security.istio.io/v1", kind="AuthorizationPolicy",
-            metadata=_meta(name, args.namespace, labels),
+            metadata=_meta(name, namespace, labels),
             spec={"selector": {"matchLabels": {"app.kubernetes.io/name": name}}, "action": "ALLOW",
-                  "rules": [{"from": [{"source": {"principals": sorted(args.allowed_principals)}}],
-                             "to": [{"operation": {"ports": [str(port)]}}]}]},
+                  "rules": [{"from": [{"source": {"principals": sorted(allowed_principals)}}],
+                             "to": [{"operation": {"ports": [str(_PORTS[svc.runtime])]}}]}]},
             opts=child,
         )
 
@@ -257,35 +218,32 @@ def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> k8s.meta.v1.O
     return {"name": name, "namespace": namespace, "labels": dict(labels)}
 
 
-def _route_prefixes(runtime: Runtime) -> list[str]:
-    return ["/v1/", "/v2/"] if runtime == "modelplane-serve" else ["/v1/models/"]
+def _route_prefixes(svc: InferenceServiceConfig) -> list[str]:
+    return ["/v1/", "/v2/"] if svc.runtime == "modelplane-serve" else ["/v1/models/"]
 
 
-def _metrics_path(runtime: Runtime) -> str:
-    # TF Serving exposes Prometheus metrics only at the path given by its monitoring config.
-    return "/metrics" if runtime == "modelplane-serve" else "/monitoring/prometheus/metrics"
-
-
-def _containers(args: InferenceServiceArgs, image: str,
-                secret_env: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    port = _PORTS[args.runtime]
+def _containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[str], env: dict[str, str],
+                env_from: list[dict[str, Any]], secret_env: list[dict[str, Any]],
+                ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    port = _PORTS[svc.runtime]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, {"name": "models", "emptyDir": {}}]
     base = {
         "image": image,
-        "envFrom": [{"secretRef": {"name": secret}} for secret in args.secret_env_from],
+        "envFrom": env_from,
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "resources": args.resources.manifest(),
+        "resources": container_resources(svc.cpu, svc.memory, svc.gpus),
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": "/models"}],
     }
-    if args.runtime == "modelplane-serve":
-        settings = {
-            "MODELPLANE_SERVE_MODEL_URI": args.model_uri,
-            "MODELPLANE_SERVE_MODEL_NAME": args.model_name,
-            "MODELPLANE_SERVE_PORT": str(port),
-            "MODELPLANE_SERVE_DOWNLOAD_DIR": "/models",
-            "MODELPLANE_SERVE_TORCH_THREADS": str(cpu_threads(args.resources.cpu)),
-            **args.server_env,
+    if svc.runtime == "modelplane-serve":
+        settings: dict[str, pulumi.Input[str]] = {
+            **env,
+            env_name("model_uri"): model_uri,
+            env_name("model_name"): svc.name,
+            env_name("port"): str(port),
+            env_name("download_dir"): "/models",
+            env_name("torch_threads"): str(cpu_threads(svc.cpu)),
+            **{env_name(field): str(getattr(svc, field)) for field in BATCHING_SETTINGS},
         }
         container = {
             **base,
@@ -305,39 +263,20 @@ def _containers(args: InferenceServiceArgs, image: str,
         "name": "fetch-model",
         "image": versions.AWS_CLI_IMAGE,
         "command": ["aws", "s3", "sync", "--only-show-errors"],
-        "args": [args.model_uri, f"/models/{args.model_name}"],
+        "args": [model_uri, f"/models/{svc.name}"],
         "env": env_list({"HOME": "/tmp"}),
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": "/models"}],
     }
-    volumes.append({"name": "monitoring", "configMap": {"name": f"{args.model_name}-tf-serving-monitoring"}})
+    volumes.append({"name": "monitoring", "configMap": {"name": f"{svc.name}-tf-serving-monitoring"}})
     container = {
         **base,
         "name": "tf-serving",
-        "args": [f"--model_name={args.model_name}", f"--model_base_path=/models/{args.model_name}",
+        "args": [f"--model_name={svc.name}", f"--model_base_path=/models/{svc.name}",
                  f"--rest_api_port={port}", "--monitoring_config_file=/etc/tf-serving/monitoring.config"],
         "volumeMounts": [*base["volumeMounts"], {"name": "monitoring", "mountPath": "/etc/tf-serving"}],
-        "readinessProbe": {"httpGet": {"path": f"/v1/models/{args.model_name}", "port": "http"}, "periodSeconds": 5},
+        "readinessProbe": {"httpGet": {"path": f"/v1/models/{svc.name}", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
     }
     return container, [sync], volumes
-
-
-def _validate(args: InferenceServiceArgs) -> None:
-    problems = []
-    if not 1 <= args.min_replicas <= args.max_replicas:
-        problems.append(("min_replicas", f"must be >= 1 and <= max_replicas (got {args.min_replicas}..{args.max_replicas})"))
-    if not 0 <= args.canary_weight <= 100:
-        problems.append(("canary_weight", f"must be 0 to 100 (got {args.canary_weight})"))
-    if args.canary_weight and not args.canary_image:
-        problems.append(("canary_image", f"is required when canary_weight > 0 (got weight {args.canary_weight})"))
-    if args.resources.gpus and not args.gpu_pool:
-        problems.append(("gpu_pool", "is required when resources.gpus > 0"))
-    for field_name in ("image", "canary_image"):
-        image = getattr(args, field_name)
-        if image is not None and not image_is_pinned(image):
-            problems.append((field_name, f"must be pinned to a tag or digest, never latest (got {image!r})"))
-    if args.mesh and not args.allowed_principals:
-        problems.append(("allowed_principals", "must admit at least the ingress gateway's principal"))
-    raise_if_invalid("InferenceService", problems)

@@ -8,7 +8,6 @@ The workloads cannot tell the difference: they reach MinIO through the standard
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import pulumi
@@ -16,7 +15,6 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import versions
-from infra.config.errors import raise_if_invalid
 from infra.k8s.podspec import container_security_context, pod_security_context
 
 BUCKETS: Final = ("datasets", "checkpoints", "models")
@@ -29,20 +27,12 @@ REDIS_UID: Final = 999
 """The redis image's own user (uid 999, gid 1000 on alpine)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class LocalServicesArgs:
-    """Inputs of `LocalServices`."""
-
-    namespace: str = "modelplane-system"
-    """Namespace of MinIO and Redis (must exist). Defaults to modelplane-system."""
-    workload_namespaces: Sequence[str] = ("training", "inference")
-    """Namespaces that get the S3 credentials Secret."""
-    storage_size: str = "10Gi"
-    """MinIO volume size. Defaults to 10Gi."""
-    minio_cpu: str = "500m"
-    """MinIO CPU request. Defaults to 500m (laptop-sized)."""
-    redis_memory: str = "256Mi"
-    """Redis memory limit; maxmemory is set just below it with LRU eviction. Defaults to 256Mi."""
+MINIO_STORAGE: Final = "10Gi"
+"""MinIO volume size (laptop-sized)."""
+MINIO_CPU: Final = "500m"
+"""MinIO CPU request (laptop-sized)."""
+REDIS_MEMORY: Final = "256Mi"
+"""Redis memory request and limit; maxmemory is set just below it with LRU eviction."""
 
 
 class LocalServices(pulumi.ComponentResource):
@@ -55,14 +45,13 @@ class LocalServices(pulumi.ComponentResource):
     redis_url: pulumi.Output[str]
     """redis:// URL including the password (a secret output)."""
 
-    def __init__(self, name: str, args: LocalServicesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, *, workload_namespaces: Sequence[str], namespace: str = "modelplane-system",
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """`workload_namespaces` get the S3 credentials Secret; MinIO and Redis run in `namespace` (which
+        must exist)."""
         super().__init__("modelplane:local:LocalServices", name, None, opts)
-        problems = []
-        if not args.workload_namespaces:
-            problems.append(("workload_namespaces", "must name at least one namespace to receive S3 credentials"))
-        raise_if_invalid("LocalServices", problems)
         child = pulumi.ResourceOptions(parent=self)
-        ns = args.namespace
+        ns = namespace
         self.s3_endpoint = f"http://minio.{ns}.svc.cluster.local:{MINIO_PORT}"
         self.s3_secret_name = S3_SECRET
         access_key = random.RandomPassword(f"{name}-minio-user", length=20, special=False, opts=child)
@@ -73,12 +62,12 @@ class LocalServices(pulumi.ComponentResource):
                            opts=child)
         k8s.core.v1.Secret(f"{name}-redis", metadata=_meta("redis", ns),
                            string_data={"REDIS_PASSWORD": redis_password.result}, opts=child)
-        for workload_ns in args.workload_namespaces:
+        for workload_ns in workload_namespaces:
             k8s.core.v1.Secret(f"{name}-s3-{workload_ns}", metadata=_meta(S3_SECRET, workload_ns), string_data={
                 "AWS_ACCESS_KEY_ID": access_key.result, "AWS_SECRET_ACCESS_KEY": secret_key.result,
             }, opts=child)
-        self._minio(name, args)
-        self._redis(name, args)
+        self._minio(name, ns)
+        self._redis(name, ns)
         self.redis_url = pulumi.Output.secret(
             pulumi.Output.concat("redis://:", redis_password.result, f"@redis.{ns}.svc.cluster.local:{REDIS_PORT}/0"))
         self.register_outputs({"s3_endpoint": self.s3_endpoint})
@@ -88,12 +77,11 @@ class LocalServices(pulumi.ComponentResource):
         """Plain (non-secret) env that points boto3 at MinIO."""
         return {"AWS_ENDPOINT_URL": self.s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
 
-    def _minio(self, name: str, args: LocalServicesArgs) -> None:
+    def _minio(self, name: str, ns: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        ns = args.namespace
         labels = {"app.kubernetes.io/name": "minio"}
         k8s.core.v1.PersistentVolumeClaim(f"{name}-minio-data", metadata=_meta("minio-data", ns), spec={
-            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args.storage_size}},
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": MINIO_STORAGE}},
         }, opts=child)
         probe = {"httpGet": {"path": "/minio/health/ready", "port": "s3"}, "periodSeconds": 5}
         container = {
@@ -102,7 +90,7 @@ class LocalServices(pulumi.ComponentResource):
             "ports": [{"name": "s3", "containerPort": MINIO_PORT}],
             "readinessProbe": probe,
             "livenessProbe": {"httpGet": {"path": "/minio/health/live", "port": "s3"}, "periodSeconds": 10},
-            "resources": {"requests": {"cpu": args.minio_cpu, "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+            "resources": {"requests": {"cpu": MINIO_CPU, "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
             "securityContext": container_security_context(),
             "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
         }
@@ -135,9 +123,8 @@ class LocalServices(pulumi.ComponentResource):
             }},
         }, opts=child)
 
-    def _redis(self, name: str, args: LocalServicesArgs) -> None:
+    def _redis(self, name: str, ns: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        ns = args.namespace
         labels = {"app.kubernetes.io/name": "redis"}
         security: dict[str, Any] = {**pod_security_context(), "runAsUser": REDIS_UID, "runAsGroup": 1000,
                                     "fsGroup": 1000}
@@ -149,8 +136,8 @@ class LocalServices(pulumi.ComponentResource):
             "envFrom": [{"secretRef": {"name": "redis"}}],
             "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
             "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
-            "resources": {"requests": {"cpu": "100m", "memory": args.redis_memory},
-                          "limits": {"cpu": "500m", "memory": args.redis_memory}},
+            "resources": {"requests": {"cpu": "100m", "memory": REDIS_MEMORY},
+                          "limits": {"cpu": "500m", "memory": REDIS_MEMORY}},
             "securityContext": container_security_context(),
             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         }

@@ -3,54 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
 
-DEFAULT_NAMESPACES: Mapping[str, PodSecurityLevel] = {"training": "restricted", "inference": "restricted"}
+TRAINING_NAMESPACE: Final = "training"
+"""Namespace of training jobs."""
+INFERENCE_NAMESPACE: Final = "inference"
+"""Namespace of inference services."""
+WORKLOAD_NAMESPACES: Final[Mapping[str, PodSecurityLevel]] = {TRAINING_NAMESPACE: "restricted",
+                                                              INFERENCE_NAMESPACE: "restricted"}
 """Workload namespaces and their enforced Pod Security Standard."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class NamespacesArgs:
-    """Inputs of `Namespaces`."""
-
-    namespaces: Mapping[str, PodSecurityLevel] = field(default_factory=lambda: dict(DEFAULT_NAMESPACES))
-    """Namespace name → enforced Pod Security level. Defaults to training and inference, restricted."""
-    labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    """Extra labels per namespace (e.g. Istio injection)."""
-    service_accounts: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    """Service accounts to create per namespace (bound to IAM roles by WorkloadIdentity). Defaults to none."""
-
-
 class Namespaces(pulumi.ComponentResource):
-    """Namespaces that enforce, audit and warn at a Pod Security Standard level."""
+    """Namespaces that enforce, audit and warn at a Pod Security Standard level.
+
+    `namespaces` maps each name to its level; `labels` adds labels per namespace (e.g. Istio injection);
+    `service_accounts` lists the service accounts to create per namespace (bound to IAM roles elsewhere).
+    """
 
     names: dict[str, pulumi.Output[str]]
     """Namespace names by key."""
 
-    def __init__(self, name: str, args: NamespacesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, namespaces: Mapping[str, PodSecurityLevel], *,
+                 labels: Mapping[str, Mapping[str, str]] | None = None,
+                 service_accounts: Mapping[str, Sequence[str]] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("modelplane:k8s:Namespaces", name, None, opts)
+        labels, service_accounts = labels or {}, service_accounts or {}
         self.names = {}
-        for namespace, level in sorted(args.namespaces.items()):
-            labels = {
+        for namespace, level in sorted(namespaces.items()):
+            namespace_labels = {
                 # https://kubernetes.io/docs/concepts/security/pod-security-admission/
                 "pod-security.kubernetes.io/enforce": level,
                 "pod-security.kubernetes.io/audit": level,
                 "pod-security.kubernetes.io/warn": level,
                 "app.kubernetes.io/managed-by": "modelplane",
-                **args.labels.get(namespace, {}),
+                **labels.get(namespace, {}),
             }
             created = k8s.core.v1.Namespace(
-                f"{name}-{namespace}", metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace, labels=labels),
+                f"{name}-{namespace}", metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace, labels=namespace_labels),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.names[namespace] = created.metadata.name
-            for account in args.service_accounts.get(namespace, ()):
+            for account in service_accounts.get(namespace, ()):
                 k8s.core.v1.ServiceAccount(
                     f"{name}-{namespace}-{account}",
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=account, namespace=namespace,

@@ -1,12 +1,13 @@
 """`Observability`: kube-prometheus-stack, alert rules and dashboards kept as data, and custom metrics for HPAs.
 
 - kube-prometheus-stack (Prometheus operator, Prometheus, Alertmanager, Grafana, kube-state-metrics,
-  node-exporter), pinned in infra/versions.py. The `*SelectorNilUsesHelmValues: false` flags make
-  Prometheus select every ServiceMonitor, PodMonitor and PrometheusRule in the cluster, not only
-  those labelled `release: <this release>` (templates/prometheus/prometheus.yaml of the chart).
-- Alert rules: each infra/rules/*.yaml is a plain Prometheus rule file (checked and unit-tested by
+  node-exporter), pinned in infra/versions.py and sized by the `modelplane:observability` section.
+  The `*SelectorNilUsesHelmValues: false` flags make Prometheus select every ServiceMonitor,
+  PodMonitor and PrometheusRule in the cluster, not only those labelled `release: <this release>`
+  (templates/prometheus/prometheus.yaml of the chart).
+- Alert rules: each infra/k8s/rules/*.yaml is a plain Prometheus rule file (checked and unit-tested by
   `promtool`) and becomes one `PrometheusRule` whose spec is the file's `groups`.
-- Dashboards: each infra/dashboards/*.json becomes a ConfigMap labelled for Grafana's dashboard
+- Dashboards: each infra/k8s/dashboards/*.json becomes a ConfigMap labelled for Grafana's dashboard
   sidecar (`grafana_dashboard: "1"`, the chart's default sidecar label).
 - prometheus-adapter serves `modelplane_inference_queue_depth` and
   `modelplane_inference_in_flight_requests` per pod on custom.metrics.k8s.io for the inference HPA.
@@ -23,7 +24,6 @@ scrapes over https with that certificate, so the mesh sees Prometheus's principa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,19 +33,29 @@ import pulumi_random as random
 import yaml
 
 from infra import versions
-from infra.config.errors import raise_if_invalid
+from infra.config.platform import ObservabilityConfig
 from infra.k8s.mesh import principal
-from infra.k8s.namespaces import Namespaces, NamespacesArgs
+from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, Namespaces
 from workloads.common import metrics
 
 RULES_DIR: Final = Path(__file__).resolve().parent / "rules"
 """Alert rule files, one PrometheusRule each (unit tests in rules/tests/)."""
 DASHBOARDS_DIR: Final = Path(__file__).resolve().parent / "dashboards"
 """Grafana dashboards as JSON, one ConfigMap each."""
+NAMESPACE: Final = "monitoring"
+"""Namespace of the stack, the adapter, the rules, the monitors and the dashboards."""
 RELEASE: Final = "kube-prometheus-stack"
 """Helm release name; the chart names its objects after it (Service kube-prometheus-stack-prometheus)."""
 PROMETHEUS_SERVICE_ACCOUNT: Final = "prometheus"
 """Prometheus's ServiceAccount, named explicitly so its mTLS principal is stable."""
+PROMETHEUS_PRINCIPAL: Final = principal(NAMESPACE, PROMETHEUS_SERVICE_ACCOUNT)
+"""Prometheus's mTLS principal (allowed to scrape by the mesh and by meshed services)."""
+PROMETHEUS_SERVICE: Final = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc"
+"""Prometheus's in-cluster Service (the chart's `<release>-prometheus`), which serves on PROMETHEUS_PORT."""
+PROMETHEUS_PORT: Final = 9090
+"""Port of Prometheus's HTTP API on its Service."""
+PROMETHEUS_URL: Final = f"{PROMETHEUS_SERVICE}:{PROMETHEUS_PORT}"
+"""In-cluster URL of Prometheus's HTTP API."""
 DASHBOARD_LABEL: Final = ("grafana_dashboard", "1")
 """Label (key, value) Grafana's dashboard sidecar watches (chart default grafana.sidecar.dashboards.label/labelValue)."""
 GRAFANA_ADMIN_SECRET: Final = "grafana-admin"
@@ -60,92 +70,47 @@ _ISTIO_OUTPUT_DIR: Final = "/etc/istio-output-certs"
 _LABELS: Final = {"app.kubernetes.io/part-of": "modelplane", "app.kubernetes.io/managed-by": "modelplane"}
 
 
-@dataclass(frozen=True, kw_only=True)
-class ObservabilityArgs:
-    """Inputs of `Observability`."""
-
-    namespace: str = "monitoring"
-    """Namespace of the stack, the adapter, the rules and the dashboards. Defaults to monitoring."""
-    retention_days: int = 15
-    """Prometheus time-based retention, in days. Defaults to 15. Valid: 1 to 3650."""
-    retention_size_gb: int | None = None
-    """Prometheus size-based retention, in GiB; must leave headroom on the volume. Defaults to none."""
-    storage_gb: int = 50
-    """Prometheus volume size in GiB; 0 keeps data on an emptyDir (lost on restart). Defaults to 50."""
-    storage_class: str | None = "gp3"
-    """StorageClass of the Prometheus volume; None uses the cluster default. Defaults to gp3."""
-    create_storage_class: bool = True
-    """Create `storage_class` as an encrypted gp3 class of the EBS CSI driver. Defaults to true (EKS has none)."""
-    alertmanager: bool = True
-    """Run Alertmanager. Defaults to true."""
-    grafana: bool = True
-    """Run Grafana with the repository's dashboards. Defaults to true."""
-    mesh_scraping: bool = True
-    """Scrape serving pods over Istio mTLS, with a certificate-only sidecar. Defaults to true; set false without a mesh."""
-    inference_namespace: str = "inference"
-    """Namespace of the serving pods. Defaults to inference."""
-    training_namespace: str = "training"
-    """Namespace of the training pods. Defaults to training."""
-    workload_monitors: bool = True
-    """Create the namespace-wide ServiceMonitor (serving) and PodMonitor (training). Defaults to true."""
-    custom_metrics: bool = True
-    """Install prometheus-adapter for the HPA's per-pod custom metrics. Defaults to true."""
-
-    @property
-    def prometheus_principal(self) -> str:
-        """Prometheus's mTLS principal (allowed to scrape by the mesh)."""
-        return principal(self.namespace, PROMETHEUS_SERVICE_ACCOUNT)
-
-    @property
-    def prometheus_url(self) -> str:
-        """In-cluster URL of Prometheus's HTTP API."""
-        return f"http://{RELEASE}-prometheus.{self.namespace}.svc:9090"
-
-
 class Observability(pulumi.ComponentResource):
-    """Prometheus, Alertmanager and Grafana with our rules, monitors and dashboards; prometheus-adapter."""
+    """Prometheus, Alertmanager and Grafana with our rules, monitors and dashboards; prometheus-adapter.
+
+    Takes the `observability` section; `storage_class` names the Prometheus volume's class (None: the cluster
+    default), which `create_storage_class` creates as encrypted gp3 of the EBS CSI driver (EKS ships none);
+    `mesh_scraping` scrapes serving pods over Istio mTLS with a certificate-only sidecar.
+    """
 
     prometheus_url: str
     """In-cluster URL of Prometheus's HTTP API."""
-    prometheus_principal: str
-    """Prometheus's mTLS principal."""
-    grafana_admin_secret: str | None
-    """Name of the Secret with Grafana's admin credentials (in `namespace`), when Grafana runs."""
     operator: pulumi.Resource
     """The kube-prometheus-stack release: depend on it before creating ServiceMonitors or PodMonitors (its CRDs)."""
 
-    def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, config: ObservabilityConfig, *, storage_class: str | None, create_storage_class: bool,
+                 mesh_scraping: bool, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("modelplane:observability:Observability", name, None, opts)
-        _validate(args)
         child = pulumi.ResourceOptions(parent=self)
         rule_files = load_rule_files()
-        dashboards = load_dashboards() if args.grafana else {}
+        dashboards = load_dashboards() if config.grafana else {}
         # node-exporter mounts host paths and uses the host network and PID namespace: privileged.
-        namespace = Namespaces(f"{name}-namespace", NamespacesArgs(namespaces={args.namespace: "privileged"}),
-                               opts=child).names[args.namespace]
+        namespace = Namespaces(f"{name}-namespace", {NAMESPACE: "privileged"}, opts=child).names[NAMESPACE]
         prerequisites: list[pulumi.Resource] = []
-        if args.storage_gb and args.create_storage_class and args.storage_class:
-            prerequisites.append(self._storage_class(name, args.storage_class))
-        self.grafana_admin_secret = None
-        if args.grafana:
-            prerequisites.append(self._grafana_admin(name, args, namespace))
-            self.grafana_admin_secret = GRAFANA_ADMIN_SECRET
+        if config.storage_gb and create_storage_class and storage_class:
+            prerequisites.append(self._storage_class(name, storage_class))
+        if config.grafana:
+            prerequisites.append(self._grafana_admin(name, namespace))
         stack = k8s.helm.v3.Release(
             f"{name}-kube-prometheus-stack", name=RELEASE, chart="kube-prometheus-stack",
             version=versions.KUBE_PROMETHEUS_STACK_VERSION,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=versions.PROMETHEUS_COMMUNITY_REPO),
-            namespace=namespace, values=_stack_values(args), timeout=900,
+            namespace=namespace, values=_stack_values(config, storage_class, mesh_scraping), timeout=900,
             opts=pulumi.ResourceOptions(parent=self, depends_on=prerequisites),
         )
         with_crds = pulumi.ResourceOptions(parent=self, depends_on=[stack])
         for stem, groups in rule_files.items():
             k8s.apiextensions.CustomResource(
                 f"{name}-rules-{stem}", api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
-                metadata={"name": f"modelplane-{stem}", "namespace": args.namespace, "labels": dict(_LABELS)},
+                metadata={"name": f"modelplane-{stem}", "namespace": NAMESPACE, "labels": dict(_LABELS)},
                 spec={"groups": groups}, opts=with_crds,
             )
-        if args.workload_monitors:
-            self._workload_monitors(name, args, with_crds)
+        self._workload_monitors(name, mesh_scraping, with_crds)
         for stem, text in dashboards.items():
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{stem}",
@@ -154,18 +119,15 @@ class Observability(pulumi.ComponentResource):
                     labels={**_LABELS, DASHBOARD_LABEL[0]: DASHBOARD_LABEL[1]}),
                 data={f"modelplane-{stem}.json": text}, opts=child,
             )
-        if args.custom_metrics:
-            k8s.helm.v3.Release(
-                f"{name}-prometheus-adapter", name="prometheus-adapter", chart="prometheus-adapter",
-                version=versions.PROMETHEUS_ADAPTER_VERSION,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=versions.PROMETHEUS_COMMUNITY_REPO),
-                namespace=namespace, values=_adapter_values(args), opts=with_crds,
-            )
+        k8s.helm.v3.Release(
+            f"{name}-prometheus-adapter", name="prometheus-adapter", chart="prometheus-adapter",
+            version=versions.PROMETHEUS_ADAPTER_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=versions.PROMETHEUS_COMMUNITY_REPO),
+            namespace=namespace, values=_adapter_values(), opts=with_crds,
+        )
         self.operator = stack
-        self.prometheus_url = args.prometheus_url
-        self.prometheus_principal = args.prometheus_principal
-        self.register_outputs({"prometheus_url": self.prometheus_url, "prometheus_principal": self.prometheus_principal,
-                               "grafana_admin_secret": self.grafana_admin_secret})
+        self.prometheus_url = PROMETHEUS_URL
+        self.register_outputs({"prometheus_url": self.prometheus_url})
 
     def _storage_class(self, name: str, class_name: str) -> k8s.storage.v1.StorageClass:
         # Parameters of the EBS CSI driver (kubernetes-sigs/aws-ebs-csi-driver docs/parameters.md).
@@ -178,7 +140,7 @@ class Observability(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _grafana_admin(self, name: str, args: ObservabilityArgs, namespace: pulumi.Input[str]) -> k8s.core.v1.Secret:
+    def _grafana_admin(self, name: str, namespace: pulumi.Input[str]) -> k8s.core.v1.Secret:
         password = random.RandomPassword(f"{name}-grafana-admin", length=32, special=False,
                                          opts=pulumi.ResourceOptions(parent=self))
         # The chart reads it through grafana.admin.existingSecret; the password never enters Helm values.
@@ -189,14 +151,14 @@ class Observability(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _workload_monitors(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions) -> None:
+    def _workload_monitors(self, name: str, mesh_scraping: bool, opts: pulumi.ResourceOptions) -> None:
         serving_endpoint: dict[str, Any] = {
             "port": "http", "path": "/metrics", "interval": "15s",
             # A Service annotated prometheus.io/path (TF Serving) is scraped at that path instead.
             "relabelings": [{"sourceLabels": ["__meta_kubernetes_service_annotation_prometheus_io_path"],
                              "regex": "(.+)", "targetLabel": "__metrics_path__", "action": "replace"}],
         }
-        if args.mesh_scraping:
+        if mesh_scraping:
             # "Prometheus does not support Istio security naming, thus skip verifying target pod
             # certificate" (istio.io, Prometheus integration, TLS settings); the client certificate is what matters.
             serving_endpoint |= {"scheme": "https", "tlsConfig": {
@@ -204,9 +166,9 @@ class Observability(pulumi.ComponentResource):
                 "keyFile": f"{ISTIO_CERTS_DIR}/key.pem", "insecureSkipVerify": True}}
         k8s.apiextensions.CustomResource(
             f"{name}-serving-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
-            metadata={"name": "modelplane-serving", "namespace": args.namespace, "labels": dict(_LABELS)},
+            metadata={"name": "modelplane-serving", "namespace": NAMESPACE, "labels": dict(_LABELS)},
             spec={
-                "namespaceSelector": {"matchNames": [args.inference_namespace]},
+                "namespaceSelector": {"matchNames": [INFERENCE_NAMESPACE]},
                 "selector": {"matchLabels": {"app.kubernetes.io/component": "inference"}},
                 "endpoints": [serving_endpoint],
             },
@@ -217,9 +179,9 @@ class Observability(pulumi.ComponentResource):
         # pkg/controller.v1/common/pod.go).
         k8s.apiextensions.CustomResource(
             f"{name}-training-monitor", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
-            metadata={"name": "modelplane-training", "namespace": args.namespace, "labels": dict(_LABELS)},
+            metadata={"name": "modelplane-training", "namespace": NAMESPACE, "labels": dict(_LABELS)},
             spec={
-                "namespaceSelector": {"matchNames": [args.training_namespace]},
+                "namespaceSelector": {"matchNames": [TRAINING_NAMESPACE]},
                 "selector": {"matchLabels": {"app.kubernetes.io/component": "training"}, "matchExpressions": [
                     {"key": "training.kubeflow.org/replica-type", "operator": "In", "values": ["master", "chief"]}]},
                 "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
@@ -249,31 +211,31 @@ def load_dashboards(directory: Path = DASHBOARDS_DIR) -> dict[str, str]:
     return out
 
 
-def _stack_values(args: ObservabilityArgs) -> dict[str, Any]:
+def _stack_values(config: ObservabilityConfig, storage_class: str | None, mesh_scraping: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "retention": f"{args.retention_days}d",
+        "retention": f"{config.retention_days}d",
         "ruleSelectorNilUsesHelmValues": False,
         "serviceMonitorSelectorNilUsesHelmValues": False,
         "podMonitorSelectorNilUsesHelmValues": False,
         "probeSelectorNilUsesHelmValues": False,
         "scrapeConfigSelectorNilUsesHelmValues": False,
     }
-    if args.retention_size_gb:
-        spec["retentionSize"] = f"{args.retention_size_gb}GiB"
-    if args.storage_gb:
+    if config.retention_size_gb:
+        spec["retentionSize"] = f"{config.retention_size_gb}GiB"
+    if config.storage_gb:
         claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
-                                 "resources": {"requests": {"storage": f"{args.storage_gb}Gi"}}}
-        if args.storage_class:
-            claim["storageClassName"] = args.storage_class
+                                 "resources": {"requests": {"storage": f"{config.storage_gb}Gi"}}}
+        if storage_class:
+            claim["storageClassName"] = storage_class
         spec["storageSpec"] = {"volumeClaimTemplate": {"spec": claim}}
-    if args.mesh_scraping:
+    if mesh_scraping:
         spec |= _istio_certificate_sidecar()
     values: dict[str, Any] = {
-        "alertmanager": {"enabled": args.alertmanager},
-        "grafana": {"enabled": args.grafana},
+        "alertmanager": {"enabled": config.alertmanager},
+        "grafana": {"enabled": config.grafana},
         "prometheus": {"serviceAccount": {"create": True, "name": PROMETHEUS_SERVICE_ACCOUNT}, "prometheusSpec": spec},
     }
-    if args.grafana:
+    if config.grafana:
         values["grafana"] |= {
             "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL[0], "labelValue": DASHBOARD_LABEL[1],
@@ -302,7 +264,7 @@ def _istio_certificate_sidecar() -> dict[str, Any]:
     }
 
 
-def _adapter_values(args: ObservabilityArgs) -> dict[str, Any]:
+def _adapter_values() -> dict[str, Any]:
     # One custom-metrics rule per gauge, exposed per pod (and namespace) under its own name:
     # HPA `type: Pods` metrics read them through custom.metrics.k8s.io/v1beta1.
     rules = [{
@@ -312,28 +274,7 @@ def _adapter_values(args: ObservabilityArgs) -> dict[str, Any]:
         "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
     } for metric in HPA_METRICS]
     return {
-        "prometheus": {"url": f"http://{RELEASE}-prometheus.{args.namespace}.svc", "port": 9090},
+        "prometheus": {"url": PROMETHEUS_SERVICE, "port": PROMETHEUS_PORT},
         # The default rules republish every cAdvisor series; only the HPA's metrics are needed.
         "rules": {"default": False, "custom": rules},
     }
-
-
-def _validate(args: ObservabilityArgs) -> None:
-    problems: list[tuple[str, str]] = []
-    if not 1 <= args.retention_days <= 3650:
-        problems.append(("retention_days", f"must be 1 to 3650 (got {args.retention_days})"))
-    if args.storage_gb < 0:
-        problems.append(("storage_gb", f"must be >= 0 (got {args.storage_gb})"))
-    if args.retention_size_gb is not None:
-        if args.retention_size_gb < 1:
-            problems.append(("retention_size_gb", f"must be >= 1 (got {args.retention_size_gb})"))
-        elif args.storage_gb and args.retention_size_gb >= args.storage_gb:
-            problems.append(("retention_size_gb",
-                             f"must be below storage_gb so the volume never fills (got {args.retention_size_gb} >= "
-                             f"{args.storage_gb})"))
-    if args.create_storage_class and args.storage_gb and not args.storage_class:
-        problems.append(("storage_class", "must name the class to create when create_storage_class is true"))
-    if args.inference_namespace == args.training_namespace:
-        problems.append(("training_namespace", f"must differ from inference_namespace (got {args.training_namespace!r})"))
-    raise_if_invalid("Observability", problems)
-

@@ -7,7 +7,6 @@ Deployments use exactly the same securityContext, tolerations and affinity.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import pulumi
@@ -18,23 +17,13 @@ NON_ROOT_UID: Final = 10001
 """The UID our images run as (see images/*/Dockerfile)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Resources:
-    """Container requests; limits equal requests (Guaranteed QoS: no CPU throttling surprises on GPU nodes)."""
-
-    cpu: str
-    """CPU, e.g. "4" or "500m"."""
-    memory: str
-    """Memory, e.g. "16Gi"."""
-    gpus: int = 0
-    """nvidia.com/gpu count. Defaults to 0."""
-
-    def manifest(self) -> dict[str, Any]:
-        """The container `resources` block."""
-        amounts: dict[str, Any] = {"cpu": self.cpu, "memory": self.memory}
-        if self.gpus:
-            amounts[GPU_RESOURCE] = str(self.gpus)
-        return {"requests": dict(amounts), "limits": dict(amounts)}
+def container_resources(cpu: str, memory: str, gpus: int) -> dict[str, Any]:
+    """The container `resources` block; limits equal requests (Guaranteed QoS: no CPU throttling surprises
+    on GPU nodes), with `nvidia.com/gpu` only when GPUs are asked for."""
+    amounts: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpus:
+        amounts[GPU_RESOURCE] = str(gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
 def pod_security_context() -> dict[str, Any]:
@@ -58,12 +47,10 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def scheduling(gpu_pool: str | None, gpus: int, *, cpu_pool: str | None = None) -> dict[str, Any]:
-    """tolerations + nodeSelector placing a pod on its GPU pool (or a CPU pool when it needs no GPU)."""
+def scheduling(gpu_pool: str | None, gpus: int) -> dict[str, Any]:
+    """tolerations + nodeSelector placing a GPU pod on its GPU pool; nothing for a pod without GPUs."""
     if gpus and gpu_pool:
         return {"tolerations": [dict(GPU_TOLERATION)], "nodeSelector": {POOL_LABEL: gpu_pool}}
-    if cpu_pool:
-        return {"nodeSelector": {POOL_LABEL: cpu_pool}}
     return {}
 
 
@@ -76,11 +63,3 @@ def cpu_threads(cpu: str) -> int:
 def env_list(env: Mapping[str, pulumi.Input[str]]) -> list[dict[str, pulumi.Input[str]]]:
     """A container `env` list from a mapping, sorted for stable diffs."""
     return [{"name": key, "value": value} for key, value in sorted(env.items())]
-
-
-def image_is_pinned(image: str) -> bool:
-    """True when the image names a tag other than `latest`, or a digest."""
-    if "@sha256:" in image:
-        return True
-    name, _, tag = image.rpartition(":")
-    return bool(name) and "/" not in tag and tag not in ("", "latest")

@@ -10,33 +10,18 @@ client-side apply). Building it at deploy time fetches the tag from GitHub (kust
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config.errors import raise_if_invalid
-
-PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
-"""Where Pulumi.yaml lives; Pulumi runs the program (and the kustomize build) from here."""
 KUSTOMIZATION_DIR: Final = "infra/kustomize/training-operator"
-"""The EKS overlay (operator on the system node group), relative to the project root so renders are
-machine-independent."""
+"""The EKS overlay (operator on the system node group), relative to the project root (where Pulumi runs the
+program and the kustomize build) so renders are machine-independent."""
 PORTABLE_KUSTOMIZATION_DIR: Final = "infra/kustomize/training-operator-base"
 """The overlay for any cluster (no node-pool pin): kind, minikube and k3d nodes carry no modelplane.io/pool label."""
 NAMESPACE: Final = "kubeflow"
 """The namespace the upstream standalone overlay installs into."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainingOperatorArgs:
-    """Inputs of `TrainingOperator`."""
-
-    directory: str = KUSTOMIZATION_DIR
-    """Kustomization to apply, relative to the project root. Defaults to the EKS overlay (KUSTOMIZATION_DIR);
-    use PORTABLE_KUSTOMIZATION_DIR on clusters without the system node group."""
 
 
 class TrainingOperator(pulumi.ComponentResource):
@@ -45,17 +30,11 @@ class TrainingOperator(pulumi.ComponentResource):
     namespace: str
     """The operator's namespace (kubeflow)."""
 
-    def __init__(self, name: str, args: TrainingOperatorArgs | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, *, system_pool: bool = True, opts: pulumi.ResourceOptions | None = None) -> None:
+        """`system_pool` applies the EKS overlay (KUSTOMIZATION_DIR), which pins the operator to the system node
+        group; false applies PORTABLE_KUSTOMIZATION_DIR, for clusters whose nodes carry no pool label."""
         super().__init__("modelplane:training:TrainingOperator", name, None, opts)
-        args = args or TrainingOperatorArgs()
-        problems = []
-        if Path(args.directory).is_absolute():
-            problems.append(("directory", f"must be relative to the project root (got {args.directory!r})"))
-        elif not (PROJECT_ROOT / args.directory / "kustomization.yaml").is_file():
-            problems.append(("directory", f"has no kustomization.yaml under {PROJECT_ROOT} (got {args.directory!r})"))
-        raise_if_invalid("TrainingOperator", problems)
-        k8s.kustomize.v2.Directory(f"{name}-manifests", directory=args.directory,
-                                   opts=pulumi.ResourceOptions(parent=self))
+        directory = KUSTOMIZATION_DIR if system_pool else PORTABLE_KUSTOMIZATION_DIR
+        k8s.kustomize.v2.Directory(f"{name}-manifests", directory=directory, opts=pulumi.ResourceOptions(parent=self))
         self.namespace = NAMESPACE
         self.register_outputs({"namespace": self.namespace})

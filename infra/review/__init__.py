@@ -1,1 +1,2 @@
-"""The offline review tools: mock engine, graph, diff, cost, manifests, policy adapter and the CLI."""
+"""The offline review tools: graph model, mock engine, project discovery, diff (+ its base render and read
+watch), cost, manifests, policy adapter and the CLI."""

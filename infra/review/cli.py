@@ -14,22 +14,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+import infra
 from infra.config.errors import ConfigError
+from infra.review import baseline, reads
 from infra.review import diff as diffs
 from infra.review import report as verdicts
 from infra.review.cost import estimate as costs
-from infra.review.engine import REPO_ROOT, STACKS_DIR, Graph, list_stacks, load_stack_config, render
+from infra.review.engine import list_stacks, load_stack_config, render
+from infra.review.graph import Graph
 from infra.review.manifests import write_manifests
 from infra.review.policy import Violation, evaluate
+from infra.review.project import Project, ProjectNotFoundError, find_project
 from policies.rules import ALL_POLICIES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Render, review and deploy modelplane stacks.")
 out_console = Console()
 err_console = Console(stderr=True)
 
-StackOption = Annotated[str, typer.Option("--stack", "-s", help="Stack name (stacks/Pulumi.<stack>.yaml).")]
+StackOption = Annotated[str, typer.Option(
+    "--stack", "-s", help="Stack name (Pulumi.<stack>.yaml in the project's stackConfigDir).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-StacksDirOption = Annotated[Path, typer.Option("--stacks-dir", help="Folder of Pulumi.<stack>.yaml files.")]
+StacksDirOption = Annotated[Path | None, typer.Option(
+    "--stacks-dir", help="Folder of Pulumi.<stack>.yaml files. Defaults to the project's stackConfigDir.")]
 PolicyConfigOption = Annotated[Path | None, typer.Option(
     "--policy-config", help="Policy pack config JSON, as for `pulumi preview --policy-pack-config`.")]
 BaseOption = Annotated[str, typer.Option("--base", "-b", help="Git ref to diff against (a branch, tag or commit).")]
@@ -39,6 +45,25 @@ S3GbOption = Annotated[float | None, typer.Option(
     "--s3-gb", min=0, help="Assumed GB stored per S3 bucket. Defaults to the price table's.")]
 NatGbOption = Annotated[float | None, typer.Option(
     "--nat-gb", min=0, help="Assumed GB processed per NAT gateway per month. Defaults to the price table's.")]
+
+
+def _project() -> Project:
+    """The project holding the current directory, found like `pulumi` does; exit 2 when there is none."""
+    try:
+        project = find_project()
+    except ProjectNotFoundError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from exc
+    program = Path(infra.__file__).resolve().parent.parent
+    if program != project.root:
+        # The program renders from the imported `infra` package; another checkout's code would go unseen.
+        err_console.print(f"warning: rendering the program installed from {program}, not {project.root}'s own; "
+                          f"run that project's venv (.venv/bin/modelplane)", markup=False, highlight=False, soft_wrap=True)
+    return project
+
+
+def _stacks(stacks_dir: Path | None) -> Path:
+    return stacks_dir or _project().stacks_dir
 
 
 def _render_or_exit(stack: str, stacks_dir: Path) -> Graph:
@@ -55,10 +80,10 @@ def render_cmd(
     stack: StackOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for graph.json and manifests/.")],
     as_json: JsonOption = False,
-    stacks_dir: StacksDirOption = STACKS_DIR,
+    stacks_dir: StacksDirOption = None,
 ) -> None:
     """Render one stack offline into OUT/graph.json and OUT/manifests/."""
-    graph = _render_or_exit(stack, stacks_dir)
+    graph = _render_or_exit(stack, _stacks(stacks_dir))
     out.mkdir(parents=True, exist_ok=True)
     (out / "graph.json").write_text(graph.to_json())
     manifests = out / "manifests"
@@ -110,13 +135,13 @@ def _estimate(graph: Graph, stacks_dir: Path, spot_discount: float | None, s3_gb
 def policy(
     stack: StackOption,
     as_json: JsonOption = False,
-    stacks_dir: StacksDirOption = STACKS_DIR,
+    stacks_dir: StacksDirOption = None,
     policy_config: PolicyConfigOption = None,
 ) -> None:
     """Evaluate the policy pack's rules over a stack's offline graph; exit 1 on any mandatory violation."""
     config = _policy_config(policy_config)
-    graph = _render_or_exit(stack, stacks_dir)
-    violations = _check(graph, stacks_dir, config)
+    folder = _stacks(stacks_dir)
+    violations = _check(_render_or_exit(stack, folder), folder, config)
     if as_json:
         out_console.print_json(json.dumps(verdicts.to_dict(stack, violations, len(ALL_POLICIES))))
     else:
@@ -125,9 +150,9 @@ def policy(
         raise typer.Exit(code=1)
 
 
-def _close(job: diffs.BaseRenderJob | diffs.DiffError) -> None:
+def _close(job: baseline.BaseRenderJob | baseline.DiffError) -> None:
     # Whatever happened to the working-tree render, the base subprocess and worktree must not outlive us.
-    if isinstance(job, diffs.BaseRenderJob):
+    if isinstance(job, baseline.BaseRenderJob):
         job.close()
 
 
@@ -136,12 +161,16 @@ def diff(
     stack: StackOption,
     base: BaseOption = "HEAD",
     as_json: JsonOption = False,
-    stacks_dir: StacksDirOption = STACKS_DIR,
+    stacks_dir: StacksDirOption = None,
 ) -> None:
     """Diff a stack's offline render against its render at git ref BASE: + create, - delete, ~ update."""
-    job = diffs.start(base, [stack], stacks_dir=stacks_dir)
+    project = _project()
+    folder = stacks_dir or project.stacks_dir
+    job = baseline.start(base, [stack], repo=project.root, stacks_dir=folder)
     try:
-        found = diffs.diff_stacks({stack: _render_or_exit(stack, stacks_dir)}, base, job)[stack]
+        with reads.recording(project.root) as read:
+            graph = _render_or_exit(stack, folder)
+        found = diffs.diff_stacks({stack: graph}, base, job, read)[stack]
     finally:
         _close(job)
     if as_json:
@@ -156,14 +185,14 @@ def diff(
 def cost(
     stack: StackOption,
     as_json: JsonOption = False,
-    stacks_dir: StacksDirOption = STACKS_DIR,
+    stacks_dir: StacksDirOption = None,
     spot_discount: SpotDiscountOption = None,
     s3_gb: S3GbOption = None,
     nat_gb: NatGbOption = None,
 ) -> None:
     """Estimate a stack's monthly cost per resource and in total from the dated price table."""
-    graph = _render_or_exit(stack, stacks_dir)
-    estimate = _estimate(graph, stacks_dir, spot_discount, s3_gb, nat_gb)
+    folder = _stacks(stacks_dir)
+    estimate = _estimate(_render_or_exit(stack, folder), folder, spot_discount, s3_gb, nat_gb)
     if as_json:
         out_console.print_json(json.dumps(estimate.to_dict()))
         return
@@ -197,7 +226,7 @@ def preview(
     base: BaseOption = "HEAD",
     as_json: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="One Markdown document (for PR comments).")] = False,
-    stacks_dir: StacksDirOption = STACKS_DIR,
+    stacks_dir: StacksDirOption = None,
     policy_config: PolicyConfigOption = None,
 ) -> None:
     """For every stack (or one): render offline, check the policy pack, diff against BASE, estimate cost.
@@ -205,23 +234,26 @@ def preview(
     Exit 2 when a stack's config is invalid, 1 when a mandatory policy is violated, else 0.
     """
     config = _policy_config(policy_config)
+    project = _project()
+    stacks_dir = stacks_dir or project.stacks_dir
     stacks = list_stacks(stacks_dir) if stack == "all" else [stack]
     # The base renders in a subprocess while this process renders the working tree.
-    job = diffs.start(base, stacks, stacks_dir=stacks_dir)
+    job = baseline.start(base, stacks, repo=project.root, stacks_dir=stacks_dir)
     graphs: dict[str, Graph] = {}
     seconds: dict[str, float] = {}
     failed = False
     try:
-        for name in stacks:
-            started = time.perf_counter()
-            try:
-                graphs[name] = render(name, stacks_dir)
-            except ConfigError as exc:
-                err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
-                failed = True
-                continue
-            seconds[name] = time.perf_counter() - started
-        found_diffs = diffs.diff_stacks(graphs, base, job)
+        with reads.recording(project.root) as read:
+            for name in stacks:
+                started = time.perf_counter()
+                try:
+                    graphs[name] = render(name, stacks_dir)
+                except ConfigError as exc:
+                    err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
+                    failed = True
+                    continue
+                seconds[name] = time.perf_counter() - started
+        found_diffs = diffs.diff_stacks(graphs, base, job, read)
     finally:
         _close(job)
     report, rows, sections = [], [], []
@@ -283,16 +315,18 @@ def _markdown(base: str, rows: list[dict[str, object]], sections: list[Section])
 
 
 @app.command()
-def up(stack: StackOption, stacks_dir: StacksDirOption = STACKS_DIR) -> None:
+def up(stack: StackOption, stacks_dir: StacksDirOption = None) -> None:
     """Run `pulumi up` for a stack with the policy pack, when the Pulumi CLI is installed."""
     pulumi_cli = shutil.which("pulumi")
     if pulumi_cli is None:
         err_console.print("the Pulumi CLI is not installed: see https://www.pulumi.com/docs/install/ "
                           "(`modelplane preview` works without it)")
         raise typer.Exit(code=127)
-    _render_or_exit(stack, stacks_dir)  # fail fast on invalid config before touching the cloud
+    project = _project()
+    _render_or_exit(stack, stacks_dir or project.stacks_dir)  # fail fast on invalid config before touching the cloud
     result = subprocess.run(
-        [pulumi_cli, "up", "--stack", stack, "--policy-pack", str(REPO_ROOT / "policies")], cwd=REPO_ROOT, check=False
+        [pulumi_cli, "up", "--stack", stack, "--policy-pack", str(project.root / "policies")], cwd=project.root,
+        check=False,
     )
     raise typer.Exit(code=result.returncode)
 

@@ -1,7 +1,6 @@
 """Pulumi-style diffs between two offline renders of a stack: the working tree against a git ref.
 
-The base side is rendered by the code *at that ref*: a temporary `git worktree` of the ref, and
-a subprocess (the same interpreter and venv) that imports that tree's `infra` package. Both
+The base side is rendered by the code *at that ref* (`infra.review.baseline`). Both
 sides are `Graph`s, compared by URN: `+` create, `-` delete, `~` update with each changed
 property path (`spec.limits["nvidia.com/gpu"]`) and old → new. Secrets are already masked in
 the graph, so they never show. Pulumi decides replace-vs-update from provider schemas at
@@ -11,13 +10,8 @@ deploy time; offline every in-place difference is shown as an update.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -25,37 +19,11 @@ from typing import Any, Final, Literal
 from rich.console import Group
 from rich.text import Text
 
-from infra.review.engine import REPO_ROOT, STACKS_DIR, Graph, Resource
+from infra.review.baseline import BaseRender, BaseRenderJob, DiffError
+from infra.review.graph import Graph, Resource
 
-RENDER_INPUTS: Final = ("infra",)
-"""Paths (besides the stack files) whose content decides a render; unchanged ones let the base reuse the working render."""
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _SHOWN_CHARS: Final = 160
-# Runs inside the base worktree with that tree's code; it uses only the render API every commit has had
-# (in infra.review.engine since the layered layout, in infra.render before it).
-_BASE_SCRIPT: Final = """
-import json, sys
-from pathlib import Path
-try:
-    from infra.review.engine import render, stack_file
-except ModuleNotFoundError:
-    from infra.render import render, stack_file
-out, stacks_dir, stacks = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
-result = {}
-for stack in stacks:
-    if not stack_file(stack, stacks_dir).is_file():
-        result[stack] = None
-        continue
-    try:
-        result[stack] = json.loads(render(stack, stacks_dir).to_json())
-    except Exception as exc:
-        result[stack] = {"error": f"{type(exc).__name__}: {exc}"}
-out.write_text(json.dumps(result))
-"""
-
-
-class DiffError(RuntimeError):
-    """The base side could not be rendered (unknown ref, git failure, broken base tree)."""
 
 
 class _Missing:
@@ -211,147 +179,17 @@ def diff_graphs(old: Graph | None, new: Graph | None, *, stack: str, base: str) 
     return StackDiff(stack=stack, base=base, changes=tuple(changes), unchanged=unchanged, notes=notes)
 
 
-@dataclass(frozen=True)
-class BaseRender:
-    """A stack rendered at the base ref."""
 
-    graph: Graph | None
-    """The graph; None when the stack has no config file at the base (or rendering failed)."""
-    error: str | None = None
-    """Why the base render failed, if it did."""
+def diff_stacks(current: Mapping[str, Graph], base: str, job: BaseRenderJob | DiffError,
+                read: Collection[Path]) -> dict[str, StackDiff]:
+    """Diff each rendered stack against its render at `base` (from `start`), or report why it cannot be.
 
-
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
-
-
-def _git_out(repo: Path, *args: str) -> str:
-    result = _git(repo, *args)
-    if result.returncode != 0:
-        raise DiffError(f"git {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout.strip()
-
-
-def resolve_ref(ref: str, repo: Path = REPO_ROOT) -> str:
-    """The commit SHA of a git ref; a DiffError naming the ref when it does not exist."""
-    result = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    if result.returncode != 0:
-        raise DiffError(f"unknown git ref {ref!r} in {repo} (for a PR base, fetch it first: git fetch origin main)")
-    return result.stdout.strip()
-
-
-def _render_inputs(repo: Path, stacks_dir: Path) -> list[str]:
-    paths = [str(repo / p) for p in RENDER_INPUTS]
-    if stacks_dir.resolve().is_relative_to(repo.resolve()):
-        paths.append(str(stacks_dir))
-    return paths
-
-
-def unchanged_since(sha: str, repo: Path = REPO_ROOT, stacks_dir: Path = STACKS_DIR) -> bool:
-    """True when the program and stack files equal the commit's (no tracked or untracked change)."""
-    paths = _render_inputs(repo, stacks_dir)
-    diffed = _git(repo, "diff", "--quiet", sha, "--", *paths)
-    if diffed.returncode not in (0, 1):
-        raise DiffError(f"git diff failed: {diffed.stderr.strip()}")
-    untracked = _git_out(repo, "ls-files", "--others", "--exclude-standard", "--", *paths)
-    return diffed.returncode == 0 and not untracked
-
-
-class BaseRenderJob:
-    """The base side of a diff, started before the working tree renders so both run at once.
-
-    When the program and stack files are unchanged since the ref, renders are deterministic, so
-    the working-tree graphs are reused and nothing runs. Otherwise the ref is checked out in a
-    temporary git worktree and rendered there by a subprocess using that tree's code.
+    `read` is what the working renders read (`reads.recording`): when none of it changed, the base is the same render.
     """
-
-    def __init__(self, ref: str, stacks: Sequence[str], *, repo: Path = REPO_ROOT,
-                 stacks_dir: Path = STACKS_DIR) -> None:
-        self.ref = ref
-        self.stacks = list(stacks)
-        sha = resolve_ref(ref, repo)
-        self.reuse = unchanged_since(sha, repo, stacks_dir)
-        self._process: subprocess.Popen[str] | None = None
-        if self.reuse:
-            return
-        self._toplevel = Path(_git_out(repo, "rev-parse", "--show-toplevel"))
-        self._scratch = Path(tempfile.mkdtemp(prefix="modelplane-base-"))
-        self._tree = self._scratch / "tree"
-        self._out = self._scratch / "out.json"
-        _git(self._toplevel, "worktree", "prune")
-        try:
-            _git_out(self._toplevel, "worktree", "add", "--detach", "--quiet", str(self._tree), sha)
-            base_repo = self._tree / repo.resolve().relative_to(self._toplevel.resolve())
-            self._process = _start_render(base_repo, self.stacks, _base_stacks_dir(stacks_dir, repo, base_repo),
-                                          self._out)
-        except BaseException:
-            self.close()
-            raise
-
-    def collect(self, current: Mapping[str, Graph]) -> dict[str, BaseRender]:
-        """Each stack's base render (waiting for the subprocess), then the worktree is removed."""
-        if self.reuse:
-            return {stack: BaseRender(current.get(stack)) for stack in self.stacks}
-        try:
-            assert self._process is not None
-            stdout, stderr = self._process.communicate()
-            if self._process.returncode != 0 or not self._out.is_file():
-                tail = "\n".join((stderr or stdout).strip().splitlines()[-5:])
-                raise DiffError(f"rendering {self.ref} failed (exit {self._process.returncode}): {tail}")
-            return _parse_renders(self._out.read_text())
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop the subprocess if it still runs and remove the worktree (idempotent)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.communicate()
-        if not self.reuse and self._scratch.exists():
-            _git(self._toplevel, "worktree", "remove", "--force", str(self._tree))
-            shutil.rmtree(self._scratch, ignore_errors=True)
-
-
-def _base_stacks_dir(stacks_dir: Path, repo: Path, base_repo: Path) -> Path:
-    # Stack files inside the repository are read as they are at the ref; others are shared by both sides.
-    resolved = stacks_dir.resolve()
-    return base_repo / resolved.relative_to(repo.resolve()) if resolved.is_relative_to(repo.resolve()) else resolved
-
-
-def _start_render(base_repo: Path, stacks: Sequence[str], stacks_dir: Path, out: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(base_repo), os.environ.get("PYTHONPATH")])),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.Popen([sys.executable, "-c", _BASE_SCRIPT, str(out), str(stacks_dir), *stacks],
-                            cwd=base_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _parse_renders(text: str) -> dict[str, BaseRender]:
-    rendered: dict[str, BaseRender] = {}
-    for stack, doc in json.loads(text).items():
-        if doc is None:
-            rendered[stack] = BaseRender(None)
-        elif "error" in doc:
-            rendered[stack] = BaseRender(None, error=doc["error"])
-        else:
-            rendered[stack] = BaseRender(Graph.from_json(json.dumps(doc)))
-    return rendered
-
-
-def start(ref: str, stacks: Sequence[str], *, repo: Path = REPO_ROOT,
-          stacks_dir: Path = STACKS_DIR) -> BaseRenderJob | DiffError:
-    """Start rendering `stacks` at `ref`; the error instead when that cannot start (unknown ref, no git)."""
-    try:
-        return BaseRenderJob(ref, stacks, repo=repo, stacks_dir=stacks_dir)
-    except (DiffError, OSError) as exc:
-        return exc if isinstance(exc, DiffError) else DiffError(f"git is unavailable: {exc}")
-
-
-def diff_stacks(current: Mapping[str, Graph], base: str, job: BaseRenderJob | DiffError) -> dict[str, StackDiff]:
-    """Diff each rendered stack against its render at `base` (from `start`), or report why it cannot be."""
     if isinstance(job, DiffError):
         return {stack: StackDiff(stack=stack, base=base, error=str(job)) for stack in current}
     try:
-        rendered = job.collect(current)
+        rendered = job.collect(current, read)
     except DiffError as exc:
         return {stack: StackDiff(stack=stack, base=base, error=str(exc)) for stack in current}
     diffs = {}

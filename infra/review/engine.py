@@ -2,7 +2,7 @@
 
 Pulumi has no offline preview, so this is the spine of `modelplane render|policy|diff|cost`
 and of the tests. It
-- loads `stacks/Pulumi.<stack>.yaml` itself (mocks never read stack files) and validates it
+- loads the project's `Pulumi.<stack>.yaml` itself (mocks never read stack files) and validates it
   before any resource is registered;
 - runs `infra.program.build` under `pulumi.runtime.set_mocks` with a recording monitor;
 - synthesizes plausible outputs (ids, ARNs, endpoints) so dependent resources can render;
@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,76 +33,12 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra.config.errors import ConfigError, ConfigIssue
 from infra.config.parse import PlatformConfig, parse_config
+from infra.review.graph import Graph, Resource
 from infra.review.outputs import synthesize_call, synthesize_outputs
+from infra.review.project import find_project
 
 PROJECT = "modelplane"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STACKS_DIR = REPO_ROOT / "stacks"
 SECRET = "[secret]"
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One registered resource, as the engine saw it."""
-
-    urn: str
-    type: str
-    name: str
-    parent: str
-    provider: str
-    inputs: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form written to graph.json."""
-        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "provider": self.provider, "inputs": self.inputs}
-
-
-@dataclass
-class Graph:
-    """Every resource of one stack, sorted by URN."""
-
-    stack: str
-    resources: list[Resource] = field(default_factory=list)
-
-    def of_type(self, type_: str) -> list[Resource]:
-        """All resources of exactly this type token."""
-        return [r for r in self.resources if r.type == type_]
-
-    def one(self, type_: str, name: str | None = None) -> Resource:
-        """The single resource of this type (and name, when given); raises when not exactly one."""
-        found = [r for r in self.of_type(type_) if name is None or r.name == name]
-        if len(found) != 1:
-            names = [r.name for r in self.of_type(type_)]
-            raise LookupError(f"expected one {type_}{f' named {name}' if name else ''}, found {len(found)}: {names}")
-        return found[0]
-
-    def by_urn(self, urn: str) -> Resource:
-        """The resource with this URN."""
-        for resource in self.resources:
-            if resource.urn == urn:
-                return resource
-        raise LookupError(f"no resource with urn {urn}")
-
-    def kubernetes_objects(self) -> Iterator[Resource]:
-        """Every Kubernetes object (not providers, not Helm releases)."""
-        for resource in self.resources:
-            if resource.type.startswith("kubernetes:") and resource.type != HELM_RELEASE:
-                yield resource
-
-    def to_json(self) -> str:
-        """Canonical JSON: sorted keys, sorted resources, trailing newline."""
-        doc = {"stack": self.stack, "resources": [r.to_dict() for r in self.resources]}
-        return json.dumps(doc, indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Graph:
-        """Inverse of `to_json`."""
-        doc = json.loads(text)
-        return cls(stack=doc["stack"], resources=[Resource(**r) for r in doc["resources"]])
-
-
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -125,21 +60,23 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
-    """Path of the stack's config file."""
-    return stacks_dir / f"Pulumi.{stack}.yaml"
+def stack_file(stack: str, stacks_dir: Path | None = None) -> Path:
+    """Path of the stack's config file (in the project of the current directory unless `stacks_dir` is given)."""
+    return (stacks_dir or find_project().stacks_dir) / f"Pulumi.{stack}.yaml"
 
 
-def list_stacks(stacks_dir: Path = STACKS_DIR) -> list[str]:
+def list_stacks(stacks_dir: Path | None = None) -> list[str]:
     """Stack names that have a config file, sorted."""
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+    folder = stacks_dir or find_project().stacks_dir
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in folder.glob("Pulumi.*.yaml"))
 
 
-def load_stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, Any]:
+def load_stack_config(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
     """The raw `config:` map of a stack file; a `ConfigError` when it is missing or malformed."""
-    path = stack_file(stack, stacks_dir)
+    folder = stacks_dir or find_project().stacks_dir
+    path = stack_file(stack, folder)
     if not path.is_file():
-        known = ", ".join(list_stacks(stacks_dir)) or "none"
+        known = ", ".join(list_stacks(folder)) or "none"
         raise ConfigError([ConfigIssue("--stack", f"no stack file {path} (known stacks: {known})")])
     try:
         doc = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - SafeLoader subclass
@@ -151,9 +88,10 @@ def load_stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, An
     return config
 
 
-def load_platform_config(stack: str, stacks_dir: Path = STACKS_DIR) -> PlatformConfig:
+def load_platform_config(stack: str, stacks_dir: Path | None = None) -> PlatformConfig:
     """Load and validate a stack's config (raises `ConfigError` with every problem)."""
-    return parse_config(stack, load_stack_config(stack, stacks_dir), source=str(stack_file(stack, stacks_dir)))
+    folder = stacks_dir or find_project().stacks_dir
+    return parse_config(stack, load_stack_config(stack, folder), source=str(stack_file(stack, folder)))
 
 
 def _normalize(value: Any) -> Any:
@@ -265,10 +203,11 @@ def _config_values(raw: Mapping[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
 
 
-def render(stack: str, stacks_dir: Path = STACKS_DIR) -> Graph:
+def render(stack: str, stacks_dir: Path | None = None) -> Graph:
     """Render a stack offline into its resource graph. Raises `ConfigError` on invalid config."""
-    raw = load_stack_config(stack, stacks_dir)
-    config = parse_config(stack, raw, source=str(stack_file(stack, stacks_dir)))
+    folder = stacks_dir or find_project().stacks_dir
+    raw = load_stack_config(stack, folder)
+    config = parse_config(stack, raw, source=str(stack_file(stack, folder)))
     return render_config(config, raw)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from infra.review.engine import HELM_RELEASE, Graph
+from infra.review.graph import HELM_RELEASE, Graph
 
 
 def _slug(text: str) -> str:

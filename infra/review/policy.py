@@ -30,7 +30,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.review.engine import Graph, Resource
+from infra.review.graph import Graph, Resource
 from policies.environment import StackContext, stack_context
 from policies.rules import ALL_POLICIES
 

@@ -14,7 +14,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.aws.tags import is_taggable
+from policies.aws import is_taggable
 from policies.environment import ENVIRONMENT_SCHEMA, current_stack, is_production
 from policies.kube import GPU_RESOURCE, capacity_types, describe, gpu_limit, is_gpu_nodepool
 from policies.wire import setting, tags_of

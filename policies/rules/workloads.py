@@ -18,8 +18,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from infra.k8s.podspec import image_is_pinned
-from policies.kube import GPU_RESOURCE, containers, describe, kind_of, pod_specs, qualified_name
+from policies.kube import GPU_RESOURCE, containers, describe, image_is_pinned, kind_of, pod_specs, qualified_name
 from policies.wire import as_list, quantity, setting
 
 SYSTEM_DAEMONSETS_SCHEMA: Final[dict[str, Any]] = {

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 import pulumi
 import pytest
 
-from infra.review.engine import Graph, render
+from infra.review.engine import render
+from infra.review.graph import Graph
 
 _cache: dict[str, Graph] = {}
 

@@ -1,11 +1,43 @@
 """Cache: encrypted Redis, generated AUTH token in Secrets Manager, open only to the cluster."""
 
-import pulumi
-import pytest
+from typing import Any
 
-from infra.aws.cache import Cache, CacheArgs
-from infra.review.engine import Graph
-from tests.support.graph import assert_count, assert_has_props
+from infra.aws.cache import Cache
+from infra.config.storage import CacheConfig
+from infra.review.engine import render_program
+from infra.review.graph import Graph
+from tests.support.graph import assert_count, assert_has_props, render_variant
+
+REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+
+
+def _render(section: dict[str, Any]) -> Graph:
+    config = CacheConfig.model_validate(section)
+    return render_program("test", lambda: Cache(
+        "redis", config, vpc_id="vpc-1", subnet_ids=["subnet-a", "subnet-b"], allowed_security_group_ids=["sg-eks"],
+        protect=False,
+    ) and None)
+
+
+def test_cache_defaults() -> None:
+    graph = _render({})
+    assert_has_props(graph, REPLICATION_GROUP, {
+        "engine": "redis", "engineVersion": "7.1", "nodeType": "cache.t4g.small", "numCacheClusters": 1,
+        "automaticFailoverEnabled": False, "multiAzEnabled": False, "snapshotRetentionLimit": 0, "port": 6379,
+        "transitEncryptionEnabled": True, "atRestEncryptionEnabled": True,
+    })
+    assert_has_props(graph, "aws:kms/key:Key", {"deletionWindowInDays": 30, "enableKeyRotation": True})
+    assert_has_props(graph, "aws:elasticache/subnetGroup:SubnetGroup", {"subnetIds": ["subnet-a", "subnet-b"]})
+    assert_has_props(graph, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                     {"referencedSecurityGroupId": "sg-eks", "fromPort": 6379, "toPort": 6379})
+
+
+def test_replication_settings_come_from_the_section() -> None:
+    graph = _render({"nodeType": "cache.r7g.large", "numNodes": 3, "automaticFailover": True, "multiAz": True,
+                     "engineVersion": "7.0", "snapshotRetentionDays": 5})
+    assert_has_props(graph, REPLICATION_GROUP, {
+        "nodeType": "cache.r7g.large", "numCacheClusters": 3, "automaticFailoverEnabled": True, "multiAzEnabled": True,
+        "engineVersion": "7.0", "snapshotRetentionLimit": 5})
 
 
 def test_prod_redis_is_encrypted_authenticated_and_multi_az(prod: Graph) -> None:
@@ -51,18 +83,9 @@ def test_cache_lives_in_the_private_subnets(prod: Graph) -> None:
 
 
 def test_cache_can_be_disabled() -> None:
-    from tests.support.graph import render_variant
-
     graph = render_variant("dev", {"modelplane:cache": {"enabled": False}})
     assert_count(graph, "aws:elasticache/replicationGroup:ReplicationGroup", 0)
 
 
-@pytest.mark.parametrize(("args", "prop"), [
-    ({"automatic_failover": True, "num_nodes": 1}, "num_nodes"),
-    ({"multi_az": True}, "multi_az"),
-    ({"num_nodes": 7}, "num_nodes"),
-])
-def test_cache_args_are_validated(args: dict, prop: str, mocked_runtime: None) -> None:
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        Cache("bad", CacheArgs(vpc_id="vpc-1", subnet_ids=["s"], **args))
-    assert prop in {d["property_path"] for d in info.value.errors}
+def test_cache_key_deletion_window_comes_from_the_section() -> None:
+    assert_has_props(_render({"kmsDeletionWindowDays": 7}), "aws:kms/key:Key", {"deletionWindowInDays": 7})

@@ -1,14 +1,56 @@
 """Cluster: private endpoint, encryption, logs, access entries, add-ons, node groups."""
 
 import json
+from typing import Any
 
-import pulumi
-import pytest
+from infra.aws.cluster import Cluster
+from infra.config.cluster import ClusterConfig, NodePoolConfig
+from infra.review.engine import render_program
+from infra.review.graph import Graph
+from infra.versions import EKS_ADDONS, EKS_DEFAULT_VERSION
+from tests.support.graph import assert_all_have_props, assert_count, assert_has_props, render_variant
 
-from infra.aws.cluster import Cluster, ClusterArgs, NodePoolSpec
-from infra.review.engine import Graph
-from infra.versions import EKS_ADDONS
-from tests.support.graph import assert_all_have_props, assert_count, assert_has_props
+SYSTEM_POOL = {"name": "system", "instanceTypes": ["m7i.large"], "minSize": 1, "desiredSize": 1, "maxSize": 2}
+"""A minimal `modelplane:nodePools` entry."""
+
+
+def _render(section: dict[str, Any], *, pools: list[dict[str, Any]] | None = None) -> Graph:
+    config = ClusterConfig.model_validate(section)
+    node_pools = [NodePoolConfig.model_validate(p) for p in pools or [SYSTEM_POOL]]
+    return render_program("test", lambda: Cluster(
+        "eks", config, node_pools=node_pools, cluster_name="c", subnet_ids=["subnet-node-a", "subnet-node-b"],
+        control_plane_subnet_ids=["subnet-cp-a", "subnet-cp-b"], deletion_protection=False,
+    ) and None)
+
+
+def test_cluster_defaults() -> None:
+    graph = _render({})
+    assert_has_props(graph, "aws:eks/cluster:Cluster", {
+        "name": "c", "version": EKS_DEFAULT_VERSION, "deletionProtection": False,
+        "enabledClusterLogTypes": ["api", "audit", "authenticator"],
+        "vpcConfig": {"endpointPrivateAccess": True, "endpointPublicAccess": False},
+    })
+    assert "publicAccessCidrs" not in graph.one("aws:eks/cluster:Cluster").inputs["vpcConfig"]
+    assert_has_props(graph, "aws:cloudwatch/logGroup:LogGroup", {"name": "/aws/eks/c/cluster", "retentionInDays": 90})
+    assert_has_props(graph, "aws:kms/key:Key", {"deletionWindowInDays": 30, "enableKeyRotation": True})
+    assert_count(graph, "aws:eks/accessEntry:AccessEntry", 0)
+    assert_has_props(graph, "aws:ec2/launchTemplate:LaunchTemplate", {"blockDeviceMappings": [{"ebs": {"volumeSize": 50}}]})
+
+
+def test_control_plane_and_nodes_use_their_own_subnets() -> None:
+    graph = _render({})
+    assert_has_props(graph, "aws:eks/cluster:Cluster", {"vpcConfig": {"subnetIds": ["subnet-cp-a", "subnet-cp-b"]}})
+    assert_all_have_props(graph, "aws:eks/nodeGroup:NodeGroup", {"subnetIds": ["subnet-node-a", "subnet-node-b"]})
+
+
+def test_public_access_cidrs_render_as_strings_only_with_a_public_endpoint() -> None:
+    graph = _render({"endpointPublicAccess": True, "publicAccessCidrs": ["198.51.100.0/24"]})
+    assert_has_props(graph, "aws:eks/cluster:Cluster", {"vpcConfig": {"publicAccessCidrs": ["198.51.100.0/24"]}})
+
+
+def test_secrets_key_deletion_window_comes_from_the_section() -> None:
+    graph = _render({"kmsDeletionWindowDays": 7})
+    assert_has_props(graph, "aws:kms/key:Key", {"deletionWindowInDays": 7})
 
 
 def test_prod_api_endpoint_is_private_only(prod: Graph) -> None:
@@ -99,26 +141,7 @@ def test_kubernetes_provider_targets_the_cluster_with_exec_auth(prod: Graph) -> 
     assert namespaces and all(n.provider == provider.urn for n in namespaces)
 
 
-@pytest.mark.parametrize(("changes", "prop", "reason"), [
-    ({"endpoint_public_access": True}, "public_access_cidrs", "must be non-empty"),
-    ({"endpoint_public_access": True, "public_access_cidrs": ["0.0.0.0/0"]}, "public_access_cidrs", "0.0.0.0/0"),
-    ({"node_pools": []}, "node_pools", "at least one pool"),
-    ({"version": "1.20"}, "version", "must be one of"),
-])
-def test_cluster_args_are_validated_before_any_child(changes: dict, prop: str, reason: str,
-                                                     mocked_runtime: None) -> None:
-    base = {"cluster_name": "c", "subnet_ids": ["s"],
-            "node_pools": [NodePoolSpec(name="system", instance_types=["m7i.large"], min_size=1, desired_size=1,
-                                        max_size=2)]}
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        Cluster("bad", ClusterArgs(**{**base, **changes}))
-    details = {d["property_path"]: d["reason"] for d in info.value.errors}
-    assert reason in details[prop]
-
-
 def test_every_node_pool_gets_a_node_group() -> None:
-    from tests.support.graph import render_variant
-
     graph = render_variant("dev", {"modelplane:nodePools": [
         {"name": "system", "instanceTypes": ["t3.large"], "minSize": 1, "desiredSize": 1, "maxSize": 2},
         {"name": "batch", "instanceTypes": ["c7i.2xlarge"], "capacityType": "SPOT", "minSize": 0, "desiredSize": 0,

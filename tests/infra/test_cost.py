@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from infra.review.cli import app
 from infra.review.cost import estimate as costs
 from infra.review.cost.prices import load_prices
-from infra.review.engine import Graph, Resource
+from infra.review.graph import Graph, Resource
 
 runner = CliRunner()
 PRICES = load_prices()

@@ -1,13 +1,16 @@
 """`modelplane diff`: property paths, resource-level changes, and renders of a git ref in a worktree."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from infra.review import baseline
 from infra.review import diff as diffs
-from infra.review.engine import Graph, Resource
-from tests.policies.helpers import git, gpu_limit_repo, modelplane
+from infra.review.graph import Graph, Resource
+from tests.policies.helpers import edit, git, gpu_limit_repo, modelplane, scratch_copy
 
 
 def resource(name: str, inputs: dict, type_: str = "aws:s3/bucket:Bucket", provider: str = "") -> Resource:
@@ -109,21 +112,68 @@ def test_unchanged_tree_reuses_the_working_render(repo: Path, monkeypatch: pytes
     def no_base_render(*args: object, **kwargs: object) -> None:
         raise AssertionError("the base should not be rendered again")
 
-    monkeypatch.setattr(diffs, "_start_render", no_base_render)
-    job = diffs.start("HEAD", ["dev"], repo=repo, stacks_dir=repo / "stacks")
-    assert isinstance(job, diffs.BaseRenderJob) and job.reuse
+    monkeypatch.setattr(baseline, "_start_render", no_base_render)
+    job = baseline.start("HEAD", ["dev"], repo=repo, stacks_dir=repo / "stacks")
+    assert isinstance(job, baseline.BaseRenderJob) and job.reuse
     graph = Graph("dev", [resource("a", {})])
-    assert job.collect({"dev": graph})["dev"].graph is graph
-    assert not diffs.unchanged_since(git(repo, "rev-parse", "HEAD~1").strip(), repo, repo / "stacks")
+    assert job.collect({"dev": graph}, read=[repo / "infra" / "program.py"])["dev"].graph is graph
 
 
-def test_untracked_program_files_count_as_changes(repo: Path) -> None:
+def test_a_change_the_render_did_not_read_stops_the_base_render(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[subprocess.Popen[str]] = []
+
+    def slow_base_render(*args: object) -> subprocess.Popen[str]:
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], text=True))
+        return started[0]
+
+    monkeypatch.setattr(baseline, "_start_render", slow_base_render)
+    notes = repo / "NOTES.md"
+    notes.write_text("not read by any render\n")
+    try:
+        job = baseline.start("HEAD", ["dev"], repo=repo, stacks_dir=repo / "stacks")
+        assert isinstance(job, baseline.BaseRenderJob) and not job.reuse and started
+        graph = Graph("dev", [resource("a", {})])
+        assert job.collect({"dev": graph}, read=[repo / "infra" / "program.py"])["dev"].graph is graph
+    finally:
+        notes.unlink()
+    assert started[0].returncode is not None, "the base render was left running"
+    assert not git(repo, "worktree", "list").strip().count("\n"), "the temporary worktree was left behind"
+
+
+def test_only_the_paths_read_decide_whether_the_base_changed(repo: Path) -> None:
+    head, previous = git(repo, "rev-parse", "HEAD").strip(), git(repo, "rev-parse", "HEAD~1").strip()
+    stack_file, program = repo / "stacks" / "Pulumi.dev.yaml", repo / "infra" / "program.py"
+    assert baseline.unchanged_since(head, repo, [stack_file, program])
+    assert not baseline.unchanged_since(previous, repo, [stack_file])
+    assert baseline.unchanged_since(previous, repo, [program])
+    assert baseline.unchanged_since(previous, repo, [Path("/outside/the/repository")])
+
+
+def test_untracked_files_under_a_path_read_count_as_changes(repo: Path) -> None:
     extra = repo / "infra" / "new_component.py"
     extra.write_text('"""A component not committed yet."""\n')
     try:
-        assert not diffs.unchanged_since(git(repo, "rev-parse", "HEAD").strip(), repo, repo / "stacks")
+        head = git(repo, "rev-parse", "HEAD").strip()
+        assert not baseline.unchanged_since(head, repo, [repo / "infra"])
+        assert baseline.unchanged_since(head, repo, [repo / "infra" / "program.py"])
     finally:
         extra.unlink()
+
+
+def test_a_metric_renamed_in_the_workloads_shows_in_the_diff(tmp_path: Path) -> None:
+    """The program imports metric names from workloads/common/metrics.py: renaming one there changes rendered inputs."""
+    tree = scratch_copy(tmp_path)
+    git(tree, "init", "--quiet", "--initial-branch=main")
+    git(tree, "add", ".")
+    git(tree, "commit", "--quiet", "-m", "base")
+    edit(tree / "workloads" / "common" / "metrics.py", 'INFERENCE_QUEUE_DEPTH: Final = "modelplane_inference_queue_depth"',
+         'INFERENCE_QUEUE_DEPTH: Final = "modelplane_inference_queue_length"')
+    result = modelplane(tree, "diff", "--stack", "dev", "--base", "HEAD", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    renamed = {(c["type"], p["path"]) for c in doc["changes"] for p in c.get("changes", [])
+               if p.get("old") == "modelplane_inference_queue_depth" and p.get("new") == "modelplane_inference_queue_length"}
+    assert ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "spec.metrics[0].pods.metric.name") in renamed, doc
 
 
 def test_unknown_ref_is_an_error_with_the_ref_named(repo: Path) -> None:

@@ -1,17 +1,18 @@
 """GpuNodePools: Karpenter, interruption handling, GPU and CPU NodePools, EC2NodeClasses, device plugin and DCGM."""
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-import pulumi
 import pytest
 import yaml
 
 from infra import versions
 from infra.aws.karpenter import INTERRUPTION_EVENTS
-from infra.k8s.gpu import CpuPoolSpec, GpuNodePools, GpuNodePoolsArgs, GpuPoolSpec
-from infra.k8s.gpu_specs import gpu_node_pool_spec
-from infra.review.engine import HELM_RELEASE, Graph, Resource
+from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
+from infra.k8s.gpu import GpuNodePools
+from infra.review.engine import render_program
+from infra.review.graph import HELM_RELEASE, Graph, Resource
 from tests.support.graph import assert_all_have_props, assert_count, assert_has_props, policy_statements, render_variant
 from workloads.common.vocab import GPU_TOLERATION
 
@@ -41,8 +42,35 @@ def _release(graph: Graph, release_name: str) -> dict[str, Any]:
     return next(r.inputs for r in graph.of_type(HELM_RELEASE) if r.inputs["name"] == release_name)
 
 
+def _render(pools: list[dict[str, Any]]) -> Graph:
+    """One GpuNodePools built from default sections and `pools` (as the stack config parses them), on its own."""
+    def program() -> None:
+        GpuNodePools("gpu", [GpuPoolConfig.model_validate(p) for p in pools], KarpenterConfig(), AddonsConfig(),
+                     cluster_name="c",
+                     cluster_arn="arn:aws:eks:us-east-1:123456789012:cluster/c", cluster_endpoint="https://c",
+                     cluster_security_group_id="sg-1", region="us-east-1", tags={})
+    return render_program("test", program)
+
+
+def test_gpu_node_pools_defaults() -> None:
+    graph = _render([])
+    # No GPU pool: only the CPU pool and its node class, the controller, and no GPU add-ons.
+    assert [r.inputs["metadata"]["name"] for r in graph.of_type(NODE_POOL)] == ["cpu"]
+    assert [r.inputs["metadata"]["name"] for r in graph.of_type(NODE_CLASS)] == ["al2023-50gib"]
+    assert {r.inputs["name"] for r in graph.of_type(HELM_RELEASE)} == {"karpenter", "karpenter-crd"}
+    values = _release(graph, "karpenter")["values"]
+    assert values["replicas"] == 2
+    assert values["controller"]["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"},
+                                                 "limits": {"cpu": "1", "memory": "1Gi"}}
+    cpu = _pool(graph, "cpu")
+    assert _requirements(cpu)["karpenter.sh/capacity-type"] == ("In", ["on-demand"])
+    assert cpu["limits"] == {"cpu": 64, "memory": "256Gi"}
+    assert cpu["disruption"] == {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "1m"}
+
+
 def test_gpu_pool_defaults_are_on_demand_scale_to_zero_and_cautious_about_disruption() -> None:
-    spec = gpu_node_pool_spec(GpuPoolSpec(name="a10g", gpu_limit=4, instance_families=["g5"]))
+    graph = _render([{"name": "a10g", "gpuLimit": 4, "instanceFamilies": ["g5"]}])
+    spec = _pool(graph, "a10g")
     assert "replicas" not in spec  # dynamic pool: no node exists until a pod asks for one
     assert _requirements(spec)["karpenter.sh/capacity-type"] == ("In", ["on-demand"])
     assert _requirements(spec)["karpenter.k8s.aws/instance-gpu-count"] == ("In", ["1", "2", "3", "4", "5", "6", "7", "8"])
@@ -134,16 +162,29 @@ def test_node_classes_pin_the_ami_alias_discover_by_tag_and_carry_the_stack_tags
     assert {r.inputs["spec"]["role"] for r in prod.of_type(NODE_CLASS)} == {_node_role_name(prod)}
 
 
-def test_bottlerocket_pools_get_their_own_node_class_and_no_device_plugin() -> None:
-    graph = render_variant("dev", {"modelplane:inference": None, "modelplane:training": None, "modelplane:gpuPools": [
-        {"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4},
-        {"name": "gpu-br", "instanceFamilies": ["g6"], "gpuLimit": 2, "amiFamily": "bottlerocket"},
-    ]})
-    node_class = next(r for r in graph.of_type(NODE_CLASS) if r.inputs["metadata"]["name"] == "bottlerocket-200gib")
+@pytest.fixture(scope="module")
+def mixed_ami() -> Graph:
+    """An al2023 and a Bottlerocket GPU pool side by side."""
+    return _render([{"name": "gpu-train", "instanceFamilies": ["g6"], "gpuLimit": 4},
+                    {"name": "gpu-br", "instanceFamilies": ["g6"], "gpuLimit": 2, "amiFamily": "bottlerocket"}])
+
+
+def test_bottlerocket_pools_get_their_own_node_class(mixed_ami: Graph) -> None:
+    node_class = next(r for r in mixed_ami.of_type(NODE_CLASS) if r.inputs["metadata"]["name"] == "bottlerocket-200gib")
     assert node_class.inputs["spec"]["amiSelectorTerms"] == [{"alias": versions.KARPENTER_AMI_ALIASES["bottlerocket"]}]
     assert [v["deviceName"] for v in node_class.inputs["spec"]["blockDeviceMappings"]] == ["/dev/xvda", "/dev/xvdb"]
-    assert _pool(graph, "gpu-br")["template"]["metadata"]["labels"]["modelplane.io/ami-family"] == "bottlerocket"
-    terms = _release(graph, "nvidia-device-plugin")["values"]["affinity"]["nodeAffinity"][
+    assert _pool(mixed_ami, "gpu-br")["template"]["metadata"]["labels"]["modelplane.io/ami-family"] == "bottlerocket"
+
+
+def test_only_bottlerocket_pools_need_no_device_plugin() -> None:
+    graph = _render([{"name": "gpu-br", "instanceFamilies": ["g6"], "gpuLimit": 2, "amiFamily": "bottlerocket"}])
+    releases = {r.inputs["name"] for r in graph.of_type(HELM_RELEASE)}
+    assert "nvidia-device-plugin" not in releases
+    assert "dcgm-exporter" in releases
+
+
+def test_device_plugin_skips_bottlerocket_nodes_which_bring_their_own(mixed_ami: Graph) -> None:
+    terms = _release(mixed_ami, "nvidia-device-plugin")["values"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert {"key": "modelplane.io/ami-family", "operator": "In", "values": ["al2023"]} in terms[0]["matchExpressions"]
 
@@ -263,55 +304,19 @@ def test_karpenter_objects_use_the_cluster_provider(prod: Graph) -> None:
         assert resource.provider == provider, resource.urn
 
 
-def test_gpu_addons_and_cpu_pool_can_be_switched_off() -> None:
-    graph = render_variant("dev", {"modelplane:addons": {"nvidiaDevicePlugin": False, "dcgmExporter": False},
-                                   "modelplane:karpenter": {"cpuPool": {"enabled": False}}})
-    assert {r.inputs["name"] for r in graph.of_type(HELM_RELEASE)} >= {"karpenter", "karpenter-crd"}
-    assert not {"nvidia-device-plugin", "dcgm-exporter"} & {r.inputs["name"] for r in graph.of_type(HELM_RELEASE)}
+def test_gpu_addons_can_be_switched_off() -> None:
+    graph = render_variant("dev", {"modelplane:addons": {"nvidiaDevicePlugin": False, "dcgmExporter": False}})
+    releases = {r.inputs["name"] for r in graph.of_type(HELM_RELEASE)}
+    assert {"karpenter", "karpenter-crd"} <= releases
+    assert not {"nvidia-device-plugin", "dcgm-exporter"} & releases
+
+
+def test_cpu_pool_can_be_switched_off() -> None:
+    graph = render_variant("dev", {"modelplane:karpenter": {"cpuPool": {"enabled": False}}})
     assert "cpu" not in {r.inputs["metadata"]["name"] for r in graph.of_type(NODE_POOL)}
+    assert "al2023-50gib" not in {r.inputs["metadata"]["name"] for r in graph.of_type(NODE_CLASS)}
 
 
-def test_local_stack_has_no_karpenter(stack_graph) -> None:  # type: ignore[no-untyped-def]
+def test_local_stack_has_no_karpenter(stack_graph: Callable[[str], Graph]) -> None:
     local = stack_graph("local")
     assert not local.of_type(NODE_POOL) and not local.of_type(HELM_RELEASE)
-
-
-def test_gpu_node_pools_defaults(mocked_runtime: None) -> None:
-    pools = GpuNodePools("defaults", GpuNodePoolsArgs(
-        cluster_name="c", cluster_arn="arn:aws:eks:us-east-1:123456789012:cluster/c", cluster_endpoint="https://c",
-        cluster_security_group_id="sg-1", region="us-east-1"))
-    assert pools.gpu_pool_names == []
-    assert pools.cpu_pool_name == "cpu"
-    assert CpuPoolSpec().capacity_types == ("on-demand",)
-
-
-_GOOD = GpuPoolSpec(name="a", gpu_limit=4, instance_families=["g6"])
-
-
-@pytest.mark.parametrize(("changes", "prop", "reason"), [
-    ({"gpu_pools": [_GOOD, _GOOD]}, "gpu_pools[1].name", "duplicate pool name 'a'"),
-    ({"gpu_pools": [GpuPoolSpec(name="cpu", gpu_limit=1, instance_families=["g6"])]}, "gpu_pools[0].name",
-     "duplicate pool name 'cpu'"),
-    ({"gpu_pools": [GpuPoolSpec(name="a", gpu_limit=1, instance_families=["g6"], capacity_types=["spott"])]},
-     "gpu_pools[0].capacity_types", "must be one of spot, on-demand"),
-    ({"gpu_pools": [GpuPoolSpec(name="a", gpu_limit=0, instance_families=["g6"])]}, "gpu_pools[0].gpu_limit",
-     "must be > 0"),
-    ({"gpu_pools": [GpuPoolSpec(name="a", gpu_limit=4)]}, "gpu_pools[0].instance_families",
-     "set exactly one of instance_families or instance_types"),
-    ({"gpu_pools": [GpuPoolSpec(name="a", gpu_limit=4, instance_families=["g6"], min_gpus_per_node=4,
-                                max_gpus_per_node=1)]}, "gpu_pools[0].max_gpus_per_node", "must be >= min_gpus_per_node"),
-    ({"gpu_pools": [GpuPoolSpec(name="a", gpu_limit=4, instance_families=["g6"], expire_after="1d")]},
-     "gpu_pools[0].expire_after", "must be a duration"),
-    ({"gpu_pools": [GpuPoolSpec(name="a", gpu_limit=4, instance_families=["g6"], ami_family="bottlerocket",
-                                time_slicing_replicas=4)]}, "gpu_pools[0].time_slicing_replicas", "only supported on al2023"),
-    ({"cpu_pool": CpuPoolSpec(capacity_types=["reserved"])}, "cpu_pool.capacity_types", "must be non-empty and within"),
-    ({"controller_replicas": 0}, "controller_replicas", "must be >= 1"),
-])
-def test_gpu_node_pools_args_are_validated_before_any_child(changes: dict, prop: str, reason: str,
-                                                            mocked_runtime: None) -> None:
-    base = {"cluster_name": "c", "cluster_arn": "arn:aws:eks:us-east-1:123456789012:cluster/c",
-            "cluster_endpoint": "https://c", "cluster_security_group_id": "sg-1", "region": "us-east-1"}
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        GpuNodePools("bad", GpuNodePoolsArgs(**{**base, **changes}))
-    details = {d["property_path"]: d["reason"] for d in info.value.errors}
-    assert reason in details[prop]

@@ -7,7 +7,7 @@ import pytest
 
 from infra.aws.iam import Grant
 from infra.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
-from infra.review.engine import Graph
+from infra.review.graph import Graph
 from tests.support.graph import assert_has_props, policy_statements
 
 

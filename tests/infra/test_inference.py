@@ -1,4 +1,5 @@
-"""InferenceService: Deployment, Service, HPA, PDB, ServiceMonitor and Istio routing with canary weights."""
+"""InferenceService: Deployment, Service, HPA, PDB and Istio routing with canary weights, from an `inference.services`
+entry."""
 
 from typing import Any
 
@@ -6,22 +7,23 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from infra.k8s.inference import InferenceService, InferenceServiceArgs
-from infra.k8s.podspec import Resources
-from infra.review.engine import Graph, render_program
+from infra.config.workloads import InferenceServiceConfig
+from infra.k8s.inference import InferenceService
+from infra.review.engine import render_program
+from infra.review.graph import Graph
+from workloads.serve.settings import ServeSettings, env_name
 
 GATEWAY = "cluster.local/ns/istio-ingress/sa/istio-ingressgateway"
+SERVICE = {"name": "lm", "model": "lm-small", "cpu": "4", "memory": "16Gi", "gpus": 1, "gpuPool": "infer",
+           "minReplicas": 2, "maxReplicas": 8, "maxBatchSize": 32, "maxQueue": 64, "maxTokensCap": 256}
 
 
-def _render(**overrides: Any) -> Graph:
-    args: dict[str, Any] = {
-        "namespace": "inference", "image": "ghcr.io/modelplane/serve:0.1.0", "model_name": "lm",
-        "model_uri": "s3://models/lm/", "service_account": "model-server",
-        "resources": Resources(cpu="4", memory="16Gi", gpus=1), "gpu_pool": "infer", "min_replicas": 2,
-        "max_replicas": 8, "allowed_principals": [GATEWAY], "redis_url": pulumi.Output.secret("rediss://:t@h:6379/0"),
-        "api_key": True, **overrides,
-    }
-    return render_program("test", lambda: InferenceService("lm", InferenceServiceArgs(**args)) and None)
+def _render(image: str = "ghcr.io/modelplane/serve:0.1.0", **overrides: Any) -> Graph:
+    svc = InferenceServiceConfig.model_validate({**SERVICE, **overrides})
+    return render_program("test", lambda: InferenceService(
+        "lm", svc, image=image, namespace="inference", service_account="model-server", model_uri="s3://models/lm/",
+        allowed_principals=[GATEWAY], env={"AWS_ENDPOINT_URL": "http://minio:9000"},
+        secret_env_from=["s3-credentials"], redis_url=pulumi.Output.secret("rediss://:t@h:6379/0")) and None)
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +56,30 @@ def test_gpu_service_tolerates_and_selects_its_pool(graph: Graph) -> None:
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
-def test_model_uri_and_secrets_reach_the_server_by_reference(graph: Graph) -> None:
+def test_server_settings_come_from_the_service_entry(graph: Graph) -> None:
+    container = _deployment(graph)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert {key: env[key] for key in env if key.startswith("MODELPLANE_SERVE_") and "KEY" not in key
+            and "REDIS" not in key} == {
+        "MODELPLANE_SERVE_MODEL_URI": "s3://models/lm/", "MODELPLANE_SERVE_MODEL_NAME": "lm",
+        "MODELPLANE_SERVE_PORT": "8080", "MODELPLANE_SERVE_DOWNLOAD_DIR": "/models",
+        "MODELPLANE_SERVE_TORCH_THREADS": "4", "MODELPLANE_SERVE_MAX_BATCH_SIZE": "32",
+        "MODELPLANE_SERVE_MAX_QUEUE": "64", "MODELPLANE_SERVE_MAX_TOKENS_CAP": "256"}
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+
+
+def test_server_env_parses_with_the_servers_own_settings(graph: Graph) -> None:
+    container = _deployment(graph)["spec"]["template"]["spec"]["containers"][0]
+    # The key's variable is checked against the process env; everything else must parse as rendered.
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e and e["name"] != env_name("api_key_env")}
+    settings = ServeSettings.parse([], env)
+    assert (settings.model_uri, settings.served_name, settings.port) == ("s3://models/lm/", "lm", 8080)
+    assert (settings.max_batch_size, settings.max_queue, settings.max_tokens_cap) == (32, 64, 256)
+
+
+def test_secrets_reach_the_server_by_reference(graph: Graph) -> None:
     env = {e["name"]: e for e in _deployment(graph)["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MODELPLANE_SERVE_MODEL_URI"]["value"] == "s3://models/lm/"
     assert env["MODELPLANE_SERVE_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
     assert env["MODELPLANE_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "lm-api-key"
     assert env["MODELPLANE_SERVE_API_KEY_ENV"]["value"] == "MODELPLANE_API_KEY"
@@ -83,7 +106,7 @@ def test_virtual_service_routes_v1_and_v2_from_the_gateway(graph: Graph) -> None
 
 
 def test_canary_weight_splits_traffic_between_subsets() -> None:
-    graph = _render(canary_image="ghcr.io/modelplane/serve:0.2.0", canary_weight=10)
+    graph = _render(canaryImage="ghcr.io/modelplane/serve:0.2.0", canaryWeight=10)
     route = graph.one("kubernetes:networking.istio.io/v1:VirtualService").inputs["spec"]["http"][0]["route"]
     assert [(r["destination"]["subset"], r["weight"]) for r in route] == [("stable", 90), ("canary", 10)]
     subsets = graph.one("kubernetes:networking.istio.io/v1:DestinationRule").inputs["spec"]["subsets"]
@@ -103,38 +126,51 @@ def test_authorization_policy_admits_only_the_listed_principals(graph: Graph) ->
     assert spec["rules"][0]["from"][0]["source"]["principals"] == [GATEWAY]
 
 
-def test_service_monitor_scrapes_metrics(graph: Graph) -> None:
-    spec = graph.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor").inputs["spec"]
-    assert spec["endpoints"][0] == {"port": "http", "path": "/metrics", "interval": "15s"}
+def test_pods_carry_the_labels_the_namespace_servicemonitor_selects(graph: Graph) -> None:
+    labels = _deployment(graph)["spec"]["template"]["metadata"]["labels"]
+    assert labels == {"app.kubernetes.io/name": "lm", "app.kubernetes.io/component": "inference",
+                      "app.kubernetes.io/managed-by": "modelplane", "modelplane.io/track": "stable"}
+
+
+def test_without_the_observability_stack_the_hpa_scales_on_cpu_only() -> None:
+    svc = InferenceServiceConfig.model_validate(SERVICE)
+    graph = render_program("test", lambda: InferenceService(
+        "lm", svc, image="ghcr.io/modelplane/serve:0.1.0", namespace="inference", service_account="model-server",
+        model_uri="s3://models/lm/", allowed_principals=[GATEWAY], queue_depth_autoscaling=False, mesh=False) and None)
+    metrics = graph.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]["metrics"]
+    assert [m["type"] for m in metrics] == ["Resource"]
+    assert not graph.of_type("kubernetes:networking.istio.io/v1:VirtualService")
+    assert not graph.of_type("kubernetes:security.istio.io/v1:AuthorizationPolicy")
+
+
+def test_cache_and_api_key_off_leave_no_secrets() -> None:
+    graph = _render(cache=False, apiKey=False)
+    assert not graph.of_type("kubernetes:core/v1:Secret")
+    env = {e["name"] for e in _deployment(graph)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert not {"MODELPLANE_SERVE_REDIS_URL", "MODELPLANE_API_KEY", "MODELPLANE_SERVE_API_KEY_ENV"} & env
 
 
 def test_tf_serving_runtime_syncs_the_export_and_serves_rest() -> None:
-    graph = _render(runtime="tf-serving", image="tensorflow/serving:2.20.0", resources=Resources(cpu="2", memory="4Gi"),
-                    gpu_pool=None, redis_url=None, api_key=False)
+    graph = _render(image="tensorflow/serving:2.20.0", runtime="tf-serving", cpu="2", memory="4Gi", gpus=0,
+                    gpuPool=None)
     pod = _deployment(graph)["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["command"][:3] == ["aws", "s3", "sync"]
+    assert pod["initContainers"][0]["args"] == ["s3://models/lm/", "/models/lm"]
     assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v1/models/lm"
     assert "--rest_api_port=8501" in pod["containers"][0]["args"]
     vs = graph.one("kubernetes:networking.istio.io/v1:VirtualService").inputs["spec"]
     assert vs["http"][0]["match"][0]["uri"]["prefix"] == "/v1/models/"
+    hpa = graph.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
+    assert [m["type"] for m in hpa["metrics"]] == ["Resource"]
+    # TF Serving has no response cache or API key: the service entry's defaults (on) do not apply.
+    assert not graph.of_type("kubernetes:core/v1:Secret")
+    monitoring = graph.one("kubernetes:core/v1:ConfigMap").inputs
+    assert monitoring["metadata"]["name"] == "lm-tf-serving-monitoring"
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret"])
 def test_core_kinds_validate_against_the_kubernetes_schema(graph: Graph, kind: str) -> None:
-    for resource in graph.kubernetes_objects():
-        if resource.inputs.get("kind") == kind:
-            kubernetes_validate.validate(resource.inputs, "1.35", strict=True)
-
-
-@pytest.mark.parametrize(("overrides", "prop"), [
-    ({"min_replicas": 5, "max_replicas": 2}, "min_replicas"),
-    ({"canary_weight": 20}, "canary_image"),
-    ({"gpu_pool": None}, "gpu_pool"),
-    ({"image": "ghcr.io/modelplane/serve:latest"}, "image"),
-    ({"allowed_principals": []}, "allowed_principals"),
-    ({"canary_weight": 120, "canary_image": "x:1"}, "canary_weight"),
-])
-def test_inference_args_are_validated(overrides: dict[str, Any], prop: str) -> None:
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        _render(**overrides)
-    assert prop in {d["property_path"] for d in info.value.errors}
+    found = [r.inputs for r in graph.kubernetes_objects() if r.inputs.get("kind") == kind]
+    assert found, f"no {kind} rendered"
+    for obj in found:
+        kubernetes_validate.validate(obj, "1.35", strict=True)

@@ -3,16 +3,16 @@
 from typing import Any
 
 import kubernetes_validate
-import pulumi
 import pytest
 
-from infra.k8s.local import LocalServices, LocalServicesArgs
-from infra.review.engine import Graph, render_program
+from infra.k8s.local import LocalServices
+from infra.review.engine import render_program
+from infra.review.graph import Graph
 
 
 @pytest.fixture(scope="module")
 def graph() -> Graph:
-    return render_program("local", lambda: LocalServices("local", LocalServicesArgs()) and None)
+    return render_program("local", lambda: LocalServices("local", workload_namespaces=["training", "inference"]) and None)
 
 
 def _by_name(graph: Graph, type_: str, name: str) -> dict[str, Any]:
@@ -28,6 +28,12 @@ def test_workload_namespaces_get_s3_credentials_pointing_at_minio(graph: Graph) 
     assert {s["metadata"]["namespace"] for s in secrets} == {"training", "inference"}
     # The generated keys never appear in the graph.
     assert all(set(s["stringData"].values()) == {"[secret]"} for s in secrets)
+
+
+def test_minio_and_redis_run_in_the_system_namespace(graph: Graph) -> None:
+    deployments = graph.of_type("kubernetes:apps/v1:Deployment")
+    assert {(d.inputs["metadata"]["name"], d.inputs["metadata"]["namespace"]) for d in deployments} == {
+        ("minio", "modelplane-system"), ("redis", "modelplane-system")}
 
 
 def test_minio_runs_non_root_with_health_probes(graph: Graph) -> None:
@@ -54,8 +60,3 @@ def test_objects_validate_against_the_kubernetes_schema(graph: Graph, kind: str)
     assert found
     for obj in found:
         kubernetes_validate.validate(obj, "1.35", strict=True)
-
-
-def test_args_are_validated() -> None:
-    with pytest.raises(pulumi.InputPropertiesError):
-        render_program("local", lambda: LocalServices("x", LocalServicesArgs(workload_namespaces=())) and None)

@@ -3,13 +3,13 @@
 from collections.abc import Callable
 from typing import Any
 
-import pulumi
 import pytest
 
 from infra import versions
-from infra.k8s.inference import InferenceServiceArgs
-from infra.k8s.mesh import Mesh, MeshArgs
-from infra.review.engine import HELM_RELEASE, Graph
+from infra.config.platform import MeshConfig
+from infra.k8s.mesh import Mesh
+from infra.review.engine import render_program
+from infra.review.graph import HELM_RELEASE, Graph
 from tests.support.graph import assert_count, assert_has_props, render_variant
 
 AUTHZ = "kubernetes:security.istio.io/v1:AuthorizationPolicy"
@@ -32,6 +32,20 @@ def _policy(graph: Graph, namespace: str, name: str) -> dict[str, Any]:
 
 def _namespace_labels(graph: Graph, name: str) -> dict[str, str]:
     return next(r.inputs["metadata"]["labels"] for r in graph.of_type(NAMESPACE) if r.inputs["metadata"]["name"] == name)
+
+
+def test_mesh_defaults() -> None:
+    graph = render_program("test", lambda: Mesh("mesh", MeshConfig(), aws_load_balancer=True, scrape_principals=[])
+                           and None)
+    releases = _istio_releases(graph)
+    assert {r["version"] for r in releases.values()} == {versions.ISTIO_VERSION}
+    assert releases["istiod"]["values"]["autoscaleMin"] == 2
+    assert releases["gateway"]["values"]["autoscaling"] == {"minReplicas": 2}
+    scheme = releases["gateway"]["values"]["service"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"]
+    assert scheme == "internal"
+    # Without scrape principals no namespace admits metrics scrapes; every one still denies by default.
+    assert sorted(r.name for r in graph.of_type(AUTHZ)) == [
+        "mesh-inference-allow-ingress-gateway", "mesh-inference-default-deny", "mesh-training-default-deny"]
 
 
 def test_istio_charts_install_at_one_pinned_version(prod: Graph) -> None:
@@ -73,7 +87,8 @@ def test_prometheus_may_only_get_the_metrics_paths(prod: Graph, namespace: str) 
 def test_gateway_principal_is_the_service_account_the_chart_creates(prod: Graph) -> None:
     # The gateway chart names its ServiceAccount after the release (templates/_helpers.tpl gateway.serviceAccountName).
     gateway = _istio_releases(prod)["gateway"]
-    assert f"cluster.local/ns/{gateway['namespace']}/sa/{gateway['name']}" == GATEWAY == MeshArgs().gateway_principal
+    (rule,) = _policy(prod, "inference", "allow-ingress-gateway")["spec"]["rules"]
+    assert rule["from"][0]["source"]["principals"] == [f"cluster.local/ns/{gateway['namespace']}/sa/{gateway['name']}"]
 
 
 def test_serving_is_injected_and_training_never_is(prod: Graph) -> None:
@@ -104,9 +119,15 @@ def test_gateway_is_an_internal_nlb_by_default(prod: Graph) -> None:
 
 
 def test_ingress_gateway_object_is_the_one_inference_services_route_through(prod: Graph) -> None:
+    meta = prod.one("kubernetes:networking.istio.io/v1:Gateway").inputs["metadata"]
+    routes = prod.of_type("kubernetes:networking.istio.io/v1:VirtualService")
+    assert routes
+    for route in routes:
+        assert route.inputs["spec"]["gateways"] == [f"{meta['namespace']}/{meta['name']}"], route.urn
+
+
+def test_ingress_gateway_object_selects_the_gateway_pods_on_port_80(prod: Graph) -> None:
     gateway = prod.one("kubernetes:networking.istio.io/v1:Gateway").inputs
-    meta = gateway["metadata"]
-    assert f"{meta['namespace']}/{meta['name']}" == InferenceServiceArgs.__dataclass_fields__["gateway"].default
     # The gateway chart labels its pods istio=<release name without "istio-">.
     assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
     assert gateway["spec"]["servers"] == [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]
@@ -138,21 +159,3 @@ def test_local_stack_has_no_mesh_unless_asked(stack_graph: Callable[[str], Graph
     # No AWS Load Balancer Controller outside AWS: a plain LoadBalancer Service.
     assert _istio_releases(graph)["gateway"]["values"]["service"] == {"type": "LoadBalancer", "annotations": {}}
     assert_has_props(graph, PEER_AUTHN, {"spec": {"mtls": {"mode": "STRICT"}}})
-
-
-@pytest.mark.parametrize(("args", "prop", "message"), [
-    ({"version": "1.28.0"}, "version", "must be one of 1.29.6 (got '1.28.0')"),
-    ({"gateway_scheme": "public"}, "gateway_scheme", "must be internal or internet-facing (got 'public')"),
-    ({"replicas": 0}, "replicas", "must be 1 to 10 (got 0)"),
-    ({"injection": {"istio-system": True}}, "injection", "'istio-system' must be a workload namespace name"),
-    ({"ingress_namespaces": ["training"]}, "ingress_namespaces", "'training' must be a namespace with injection on"),
-    ({"scrape_principals": ["prometheus"]}, "scrape_principals",
-     "must look like cluster.local/ns/NAMESPACE/sa/NAME (got 'prometheus')"),
-    ({"scrape_principals": [PROMETHEUS], "scrape_paths": ()}, "scrape_paths", "must list at least one path"),
-])
-def test_mesh_args_are_validated(args: dict[str, Any], prop: str, message: str, mocked_runtime: None) -> None:
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        Mesh("bad", MeshArgs(**args))
-    reasons = {d["property_path"]: d["reason"] for d in info.value.errors}
-    assert prop in reasons, reasons
-    assert message in reasons[prop]

@@ -4,12 +4,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pulumi
-import pytest
-
 from infra import versions
-from infra.k8s.observability import DASHBOARDS_DIR, RULES_DIR, Observability, ObservabilityArgs, load_rule_files
-from infra.review.engine import HELM_RELEASE, Graph
+from infra.config.platform import ObservabilityConfig
+from infra.k8s.observability import DASHBOARDS_DIR, RULES_DIR, Observability, load_rule_files
+from infra.review.engine import render_program
+from infra.review.graph import HELM_RELEASE, Graph
 from tests.support.graph import assert_count, render_variant
 from workloads.common import metrics
 
@@ -18,6 +17,7 @@ SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
 POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+AUTHZ = "kubernetes:security.istio.io/v1:AuthorizationPolicy"
 
 
 def _release(graph: Graph, chart: str) -> dict[str, Any]:
@@ -33,6 +33,28 @@ def _prometheus_spec(graph: Graph) -> dict[str, Any]:
 
 def _dashboards(graph: Graph) -> list[dict[str, Any]]:
     return [r.inputs for r in graph.of_type(CONFIG_MAP) if r.inputs["metadata"]["name"].startswith("modelplane-dashboard-")]
+
+
+def _render(config: dict[str, Any]) -> Graph:
+    """One Observability built from the section `config` (as the stack config parses it), on its own."""
+    return render_program("test", lambda: Observability(
+        "observability", ObservabilityConfig.model_validate(config), storage_class=None, create_storage_class=False,
+        mesh_scraping=False) and None)
+
+
+def test_observability_defaults() -> None:
+    graph = _render({})
+    values = _release(graph, "kube-prometheus-stack")["values"]
+    assert (values["alertmanager"], values["grafana"]["enabled"]) == ({"enabled": True}, True)
+    spec = values["prometheus"]["prometheusSpec"]
+    assert spec["retention"] == "15d"
+    assert "retentionSize" not in spec
+    # 50 GiB on the cluster's default StorageClass; no class of our own and no certificate sidecar.
+    assert spec["storageSpec"] == {"volumeClaimTemplate": {"spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}}}}
+    assert_count(graph, STORAGE_CLASS, 0)
+    assert "podMetadata" not in spec
+    assert {r.inputs["chart"] for r in graph.of_type(HELM_RELEASE)} == {"kube-prometheus-stack", "prometheus-adapter"}
 
 
 def test_kube_prometheus_stack_is_pinned_with_alertmanager_and_grafana_on(prod: Graph) -> None:
@@ -66,10 +88,14 @@ def test_prometheus_keeps_its_data_on_an_encrypted_gp3_volume(prod: Graph) -> No
 
 def test_retention_and_storage_come_from_config() -> None:
     graph = render_variant("dev", {"modelplane:observability": {
-        "retentionDays": 30, "retentionSizeGb": 80, "storageGb": 100, "alertmanager": False, "grafana": False}})
+        "retentionDays": 30, "retentionSizeGb": 80, "storageGb": 100}})
     spec = _prometheus_spec(graph)
     assert (spec["retention"], spec["retentionSize"]) == ("30d", "80GiB")
     assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"] == {"requests": {"storage": "100Gi"}}
+
+
+def test_alertmanager_and_grafana_can_be_switched_off() -> None:
+    graph = _render({"alertmanager": False, "grafana": False})
     values = _release(graph, "kube-prometheus-stack")["values"]
     assert values["alertmanager"] == {"enabled": False}
     assert values["grafana"] == {"enabled": False}
@@ -128,10 +154,15 @@ def test_serving_pods_are_scraped_over_mesh_mtls_with_prometheus_identity(prod: 
     assert annotations["traffic.sidecar.istio.io/includeOutboundIPRanges"] == ""
     assert json.loads(annotations["proxy.istio.io/config"]) == {"proxyMetadata": {"OUTPUT_CERTS": "/etc/istio-output-certs"}}
     assert spec["volumeMounts"] == [{"name": "istio-certs", "mountPath": "/etc/prom-certs", "readOnly": True}]
-    # The principal the mesh allows is the ServiceAccount the chart creates for Prometheus.
-    assert _release(prod, "kube-prometheus-stack")["values"]["prometheus"]["serviceAccount"] == {
-        "create": True, "name": "prometheus"}
-    assert ObservabilityArgs().prometheus_principal == "cluster.local/ns/monitoring/sa/prometheus"
+
+
+def test_the_mesh_admits_the_service_account_prometheus_runs_as(prod: Graph) -> None:
+    stack = _release(prod, "kube-prometheus-stack")
+    account = stack["values"]["prometheus"]["serviceAccount"]
+    assert account["create"] is True
+    allowed = {p for r in prod.of_type(AUTHZ) if r.inputs["metadata"]["name"] == "allow-metrics-scrape"
+               for rule in r.inputs["spec"]["rules"] for p in rule["from"][0]["source"]["principals"]}
+    assert allowed == {f"cluster.local/ns/{stack['namespace']}/sa/{account['name']}"}
 
 
 def test_training_leaders_are_scraped_on_their_metrics_port(prod: Graph) -> None:
@@ -166,20 +197,3 @@ def test_local_stack_has_no_monitoring_unless_asked(stack_graph: Callable[[str],
     assert_count(graph, STORAGE_CLASS, 0)
     assert "podMetadata" not in spec
     assert "scheme" not in graph.one(SERVICE_MONITOR).inputs["spec"]["endpoints"][0]
-
-
-@pytest.mark.parametrize(("args", "prop", "message"), [
-    ({"retention_days": 0}, "retention_days", "must be 1 to 3650 (got 0)"),
-    ({"storage_gb": -1}, "storage_gb", "must be >= 0 (got -1)"),
-    ({"retention_size_gb": 0}, "retention_size_gb", "must be >= 1 (got 0)"),
-    ({"retention_size_gb": 50, "storage_gb": 50}, "retention_size_gb",
-     "must be below storage_gb so the volume never fills (got 50 >= 50)"),
-    ({"storage_class": None}, "storage_class", "must name the class to create when create_storage_class is true"),
-    ({"training_namespace": "inference"}, "training_namespace", "must differ from inference_namespace"),
-])
-def test_observability_args_are_validated(args: dict[str, Any], prop: str, message: str, mocked_runtime: None) -> None:
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        Observability("bad", ObservabilityArgs(**args))
-    reasons = {d["property_path"]: d["reason"] for d in info.value.errors}
-    assert prop in reasons, reasons
-    assert message in reasons[prop]

@@ -1,13 +1,41 @@
 """ModelStore: private, encrypted, versioned, TLS-only buckets with lifecycle rules and scoped grants."""
 
 import json
+from typing import Any
 
 import pulumi
-import pytest
 
-from infra.aws.storage import ModelStore, ModelStoreArgs
-from infra.review.engine import Graph
-from tests.support.graph import assert_all_have_props, assert_count, policy_statements
+from infra.aws.storage import ModelStore
+from infra.config.storage import StorageConfig
+from infra.review.engine import render_program
+from infra.review.graph import Graph
+from tests.support.graph import assert_all_have_props, assert_count, assert_has_props, matches, policy_statements
+
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+
+
+def _render(section: dict[str, Any]) -> Graph:
+    config = StorageConfig.model_validate(section)
+    return render_program("test", lambda: ModelStore("store", config, protect=False) and None)
+
+
+def test_model_store_defaults() -> None:
+    graph = _render({})
+    assert_all_have_props(graph, "aws:s3/bucket:Bucket", {"forceDestroy": False})
+    assert_has_props(graph, "aws:kms/key:Key", {"deletionWindowInDays": 30, "enableKeyRotation": True})
+    abort = {"id": "abort-incomplete-multipart", "abortIncompleteMultipartUpload": {"daysAfterInitiation": 7}}
+    expire = {"id": "expire-noncurrent-checkpoints", "noncurrentVersionExpiration": {"noncurrentDays": 30}}
+    assert matches({"rules": [abort]}, graph.one(LIFECYCLE, "store-datasets").inputs)
+    assert matches({"rules": [abort, expire]}, graph.one(LIFECYCLE, "store-checkpoints").inputs)
+
+
+def test_lifecycle_days_and_force_destroy_come_from_the_section() -> None:
+    graph = _render({"forceDestroy": True, "noncurrentVersionExpirationDays": 3, "abortIncompleteMultipartDays": 1,
+                     "kmsDeletionWindowDays": 7})
+    assert_all_have_props(graph, "aws:s3/bucket:Bucket", {"forceDestroy": True})
+    assert_has_props(graph, LIFECYCLE, {"rules": [{"abortIncompleteMultipartUpload": {"daysAfterInitiation": 1}},
+                                                  {"noncurrentVersionExpiration": {"noncurrentDays": 3}}]})
+    assert_has_props(graph, "aws:kms/key:Key", {"deletionWindowInDays": 7})
 
 
 def test_three_buckets_datasets_checkpoints_models(prod: Graph) -> None:
@@ -24,13 +52,11 @@ def test_every_bucket_blocks_all_public_access(prod: Graph) -> None:
 
 def test_every_bucket_uses_sse_kms_with_a_bucket_key(prod: Graph) -> None:
     sse = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
-    configs = assert_all_have_props(prod, sse, {})
+    configs = assert_all_have_props(prod, sse, {"rules": [
+        {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}, "bucketKeyEnabled": True}]})
     assert len(configs) == 3
     for config in configs:
-        rule = config.inputs["rules"][0]
-        assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
-        assert rule["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"].startswith("arn:aws:kms:")
-        assert rule["bucketKeyEnabled"] is True
+        assert config.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"].startswith("arn:aws:kms:")
 
 
 def test_every_bucket_is_versioned(prod: Graph) -> None:
@@ -77,7 +103,7 @@ def test_trainer_grant_reads_datasets_and_writes_checkpoints_with_kms(prod: Grap
 
 
 def test_grant_prefix_limits_objects_and_listing(mocked_runtime: None) -> None:
-    store = ModelStore("s", ModelStoreArgs())
+    store = ModelStore("s", StorageConfig(), protect=False)
     grant = store.grant_read("models", prefix="llm/")
     resolved = []
     pulumi.Output.all(*grant.statements).apply(resolved.extend)
@@ -90,14 +116,3 @@ def test_grant_prefix_limits_objects_and_listing(mocked_runtime: None) -> None:
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["llm/*"]}}
     assert objects["Resource"].endswith("/llm/*")
     assert kms["Action"] == ["kms:Decrypt"]
-
-
-@pytest.mark.parametrize(("args", "prop"), [
-    ({"kms_deletion_window_days": 3}, "kms_deletion_window_days"),
-    ({"abort_incomplete_multipart_days": 0}, "abort_incomplete_multipart_days"),
-    ({"noncurrent_version_expiration_days": 0}, "noncurrent_version_expiration_days"),
-])
-def test_store_args_are_validated(args: dict, prop: str, mocked_runtime: None) -> None:
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        ModelStore("bad", ModelStoreArgs(**args))
-    assert prop in {d["property_path"] for d in info.value.errors}

@@ -1,7 +1,7 @@
 """Global tags: one transform, documented precedence, on every taggable AWS resource."""
 
 from infra.aws.tags import is_taggable, merge_tags
-from infra.review.engine import Graph
+from infra.review.graph import Graph
 
 
 def test_platform_tags_beat_resource_tags_which_beat_stack_tags() -> None:

@@ -1,24 +1,31 @@
-"""TrainingJob: PyTorchJob / TFJob rendered with scheduling, identity, shm, checkpoints and a PodMonitor."""
+"""TrainingJob: PyTorchJob / TFJob rendered from a `training.jobs` entry with scheduling, identity, shm and flags."""
 
 from typing import Any
 
 import kubernetes_validate
-import pulumi
 import pytest
 
-from infra.k8s.podspec import Resources
-from infra.k8s.training import TrainingJob, TrainingJobArgs
-from infra.review.engine import Graph, render_program
+from infra.config.workloads import TrainingJobConfig
+from infra.k8s.training import TrainingJob
+from infra.review.engine import render_program
+from infra.review.graph import Graph
+
+JOB = {"name": "lm", "framework": "pytorch", "replicas": 3, "gpusPerReplica": 8, "gpuPool": "train", "cpu": "16",
+       "memory": "128Gi", "dataset": "lm/manifest.json", "args": ["--model", "small"]}
 
 
 def _render(**overrides: Any) -> Graph:
-    args: dict[str, Any] = {
-        "framework": "pytorch", "namespace": "training", "image": "ghcr.io/modelplane/trainer-torch:0.1.0",
-        "service_account": "trainer", "replicas": 3, "resources": Resources(cpu="16", memory="128Gi", gpus=8),
-        "gpu_pool": "train", "args": ["--model", "small"], "checkpoint_uri": "s3://ckpt/lm/",
-        "env": {"MODELPLANE_TRAIN_DATA": "s3://data/lm/manifest.json"}, **overrides,
-    }
-    return render_program("test", lambda: TrainingJob("lm", TrainingJobArgs(**args)) and None)
+    job = TrainingJobConfig.model_validate({**JOB, **overrides})
+    return render_program("test", lambda: TrainingJob(
+        "lm", job, image="ghcr.io/modelplane/trainer-torch:0.1.0", namespace="training", service_account="trainer",
+        data_uri="s3://data/lm/manifest.json", checkpoint_uri="s3://ckpt/lm/", export_uri="s3://models/lm/",
+        env={"AWS_ENDPOINT_URL": "http://minio:9000"}, secret_env_from=["s3-credentials"]) and None)
+
+
+def _container(job: dict[str, Any], role: str = "Master") -> dict[str, Any]:
+    specs = job["spec"]["pytorchReplicaSpecs"] if "pytorchReplicaSpecs" in job["spec"] else job["spec"]["tfReplicaSpecs"]
+    container: dict[str, Any] = specs[role]["template"]["spec"]["containers"][0]
+    return container
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +40,11 @@ def test_pytorchjob_has_one_master_and_the_rest_workers(pytorch: dict[str, Any])
     assert {s["restartPolicy"] for s in specs.values()} == {"OnFailure"}
 
 
+def test_single_replica_job_has_no_workers() -> None:
+    job = _render(replicas=1).one("kubernetes:kubeflow.org/v1:PyTorchJob").inputs
+    assert list(job["spec"]["pytorchReplicaSpecs"]) == ["Master"]
+
+
 def test_nproc_per_node_is_the_gpu_count_as_a_string(pytorch: dict[str, Any]) -> None:
     assert pytorch["spec"]["nprocPerNode"] == "8"
 
@@ -41,13 +53,32 @@ def test_run_policy_bounds_restarts_and_cleans_up(pytorch: dict[str, Any]) -> No
     assert pytorch["spec"]["runPolicy"] == {"backoffLimit": 3, "ttlSecondsAfterFinished": 86400, "cleanPodPolicy": "None"}
 
 
+def test_run_policy_follows_the_job_entry() -> None:
+    job = _render(backoffLimit=0, ttlSecondsAfterFinished=60).one("kubernetes:kubeflow.org/v1:PyTorchJob").inputs
+    assert job["spec"]["runPolicy"] == {"backoffLimit": 0, "ttlSecondsAfterFinished": 60, "cleanPodPolicy": "None"}
+
+
 def test_pods_request_gpus_tolerate_the_taint_and_select_the_pool(pytorch: dict[str, Any]) -> None:
     pod = pytorch["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["name"] == "pytorch"
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert container["resources"] == {"requests": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": "8"},
+                                      "limits": {"cpu": "16", "memory": "128Gi", "nvidia.com/gpu": "8"}}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["nodeSelector"] == {"modelplane.io/pool": "train"}
+
+
+def test_gpu_ranks_run_one_openmp_thread(pytorch: dict[str, Any]) -> None:
+    assert {"name": "OMP_NUM_THREADS", "value": "1"} in _container(pytorch)["env"]
+
+
+def test_cpu_job_uses_its_cpu_quota_and_no_gpu_scheduling() -> None:
+    job = _render(gpusPerReplica=0, gpuPool=None, cpu="2500m").one("kubernetes:kubeflow.org/v1:PyTorchJob").inputs
+    pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    assert {"name": "OMP_NUM_THREADS", "value": "2"} in pod["containers"][0]["env"]
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+    assert "tolerations" not in pod and "nodeSelector" not in pod
+    assert job["spec"]["nprocPerNode"] == "1"
 
 
 def test_pods_are_not_disrupted_and_stay_out_of_the_mesh(pytorch: dict[str, Any]) -> None:
@@ -56,18 +87,25 @@ def test_pods_are_not_disrupted_and_stay_out_of_the_mesh(pytorch: dict[str, Any]
     assert annotations["sidecar.istio.io/inject"] == "false"
 
 
+def test_pods_carry_the_labels_the_namespace_podmonitor_selects(pytorch: dict[str, Any]) -> None:
+    labels = pytorch["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "training"
+    assert labels["modelplane.io/job"] == "lm"
+
+
 def test_shm_is_memory_backed(pytorch: dict[str, Any]) -> None:
     pod = pytorch["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
 
 
-def test_runs_torchrun_with_the_checkpoint_uri_and_service_account(pytorch: dict[str, Any]) -> None:
-    pod = pytorch["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-    container = pod["containers"][0]
+def test_runs_torchrun_with_the_platform_flags_after_the_job_args(pytorch: dict[str, Any]) -> None:
+    container = _container(pytorch)
     assert container["command"] == ["torchrun", "--module", "workloads.trainer_torch"]
-    assert container["args"][container["args"].index("--checkpoints") + 1] == "s3://ckpt/lm/"
-    assert pod["serviceAccountName"] == "trainer"
+    assert container["args"] == ["--data", "s3://data/lm/manifest.json", "--export", "s3://models/lm/",
+                                 "--model", "small", "--checkpoints", "s3://ckpt/lm/", "--metrics-port", "9090"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
+    assert pytorch["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["serviceAccountName"] == "trainer"
 
 
 def test_pod_meets_the_restricted_pod_security_standard(pytorch: dict[str, Any]) -> None:
@@ -77,27 +115,25 @@ def test_pod_meets_the_restricted_pod_security_standard(pytorch: dict[str, Any])
     assert container["allowPrivilegeEscalation"] is False and container["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_env_comes_from_a_configmap() -> None:
+def test_env_comes_from_a_configmap_and_the_secrets() -> None:
     graph = _render()
     config_map = graph.one("kubernetes:core/v1:ConfigMap").inputs
-    assert config_map["data"] == {"MODELPLANE_TRAIN_DATA": "s3://data/lm/manifest.json"}
-
-
-def test_pod_monitor_scrapes_the_master_metrics_port() -> None:
-    monitor = _render().one("kubernetes:monitoring.coreos.com/v1:PodMonitor").inputs
-    assert monitor["spec"]["selector"]["matchLabels"]["training.kubeflow.org/replica-type"] == "master"
-    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert config_map["data"] == {"AWS_ENDPOINT_URL": "http://minio:9000"}
+    env_from = _container(graph.one("kubernetes:kubeflow.org/v1:PyTorchJob").inputs)["envFrom"]
+    assert env_from == [{"configMapRef": {"name": "lm-env"}}, {"secretRef": {"name": "s3-credentials"}}]
 
 
 def test_tfjob_has_chief_and_workers_with_backup_dir() -> None:
-    graph = _render(framework="tensorflow", image="ghcr.io/modelplane/trainer-tf:0.1.0",
-                    resources=Resources(cpu="4", memory="8Gi"), gpu_pool=None)
+    graph = _render(framework="tensorflow", gpusPerReplica=0, gpuPool=None, cpu="4", memory="8Gi", args=[])
     job = graph.one("kubernetes:kubeflow.org/v1:TFJob").inputs
     specs = job["spec"]["tfReplicaSpecs"]
     assert specs["Chief"]["replicas"] == 1 and specs["Worker"]["replicas"] == 2
-    container = specs["Chief"]["template"]["spec"]["containers"][0]
+    container = _container(job, "Chief")
     assert container["name"] == "tensorflow"
-    assert container["args"][container["args"].index("--backup-uri") + 1] == "s3://ckpt/lm/"
+    assert container["command"] == ["python", "-m", "workloads.trainer_tf"]
+    assert container["args"] == ["--data", "s3://data/lm/manifest.json", "--export", "s3://models/lm/",
+                                 "--backup-dir", "/backup", "--backup-uri", "s3://ckpt/lm/", "--metrics-port", "9090"]
+    assert {"name": "backup", "mountPath": "/backup"} in container["volumeMounts"]
     assert "nprocPerNode" not in job["spec"]
     assert "tolerations" not in specs["Chief"]["template"]["spec"]
 
@@ -106,15 +142,3 @@ def test_core_parts_validate_against_the_kubernetes_schema(pytorch: dict[str, An
     template = pytorch["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", **template["metadata"]}, "spec": template["spec"]}
     kubernetes_validate.validate(pod, "1.35", strict=True)
-
-
-@pytest.mark.parametrize(("overrides", "prop"), [
-    ({"replicas": 0}, "replicas"),
-    ({"gpu_pool": None}, "gpu_pool"),
-    ({"image": "ghcr.io/modelplane/trainer-torch:latest"}, "image"),
-    ({"image": "ghcr.io/modelplane/trainer-torch"}, "image"),
-])
-def test_training_job_args_are_validated(overrides: dict[str, Any], prop: str) -> None:
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        _render(**overrides)
-    assert prop in {d["property_path"] for d in info.value.errors}

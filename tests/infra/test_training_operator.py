@@ -3,22 +3,16 @@
 from pathlib import Path
 from typing import Any
 
-import pulumi
-import pytest
 import yaml
 
-from infra.k8s.training_operator import (
-    KUSTOMIZATION_DIR,
-    PORTABLE_KUSTOMIZATION_DIR,
-    PROJECT_ROOT,
-    TrainingOperator,
-    TrainingOperatorArgs,
-)
-from infra.review.engine import Graph
+from infra.k8s.training_operator import KUSTOMIZATION_DIR, PORTABLE_KUSTOMIZATION_DIR, TrainingOperator
+from infra.review.engine import render_program
+from infra.review.graph import Graph
 from infra.versions import TRAINING_OPERATOR_REF
 from tests.support.graph import render_variant
 
 DIRECTORY = "kubernetes:kustomize/v2:Directory"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _kustomization(directory: str) -> dict[str, Any]:
@@ -67,17 +61,8 @@ def test_local_stack_runs_the_portable_operator_for_its_cpu_job(stack_graph) -> 
     assert stack_graph("local").one(DIRECTORY).inputs["directory"] == PORTABLE_KUSTOMIZATION_DIR
 
 
-def test_operator_defaults_to_the_repo_overlay(mocked_runtime: None) -> None:
-    assert TrainingOperatorArgs().directory == KUSTOMIZATION_DIR
-    assert TrainingOperator("defaults").namespace == "kubeflow"
+def test_operator_defaults_to_the_eks_overlay() -> None:
+    graph = render_program("test", lambda: TrainingOperator("defaults") and None)
+    assert graph.one(DIRECTORY).inputs["directory"] == KUSTOMIZATION_DIR
+    assert graph.one(DIRECTORY).parent == graph.one("modelplane:training:TrainingOperator").urn
 
-
-@pytest.mark.parametrize(("directory", "reason"), [
-    (str(Path("/tmp/overlay")), "must be relative to the project root"),
-    ("infra/kustomize/missing", "has no kustomization.yaml"),
-])
-def test_operator_args_are_validated(directory: str, reason: str, mocked_runtime: None) -> None:
-    with pytest.raises(pulumi.InputPropertiesError) as info:
-        TrainingOperator("bad", TrainingOperatorArgs(directory=directory))
-    details = {d["property_path"]: d["reason"] for d in info.value.errors}
-    assert reason in details["directory"]

@@ -22,7 +22,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.review.engine import Graph, Resource
+from infra.review.graph import Graph, Resource
 from infra.review.policy import rule_config
 from policies.environment import StackContext, stack_context
 
@@ -105,8 +105,9 @@ def k8s_type(obj: Mapping[str, Any]) -> str:
 
 
 REPO = Path(__file__).resolve().parents[2]
-SCRATCH_PATHS = ("infra", "policies", "stacks", "Pulumi.yaml")
-"""What a render needs: the program, the policy pack, the stack files and the project file."""
+SCRATCH_PATHS = ("infra", "policies", "workloads", "stacks", "Pulumi.yaml")
+"""What a render needs: the program, the policy pack, the workloads' contracts the program imports, the stack files
+and the project file."""
 
 
 def scratch_copy(destination: Path) -> Path:

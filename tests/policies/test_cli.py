@@ -51,6 +51,7 @@ def test_unreadable_policy_config_is_a_usage_error(tmp_path: Path) -> None:
     bad.write_text("{not json")
     result = runner.invoke(app, ["policy", "--stack", "local", "--policy-config", str(bad)])
     assert result.exit_code == 2
+    assert f"error: --policy-config {bad}:" in result.output
 
 
 def test_preview_of_a_stack_runs_policy_diff_and_cost() -> None:

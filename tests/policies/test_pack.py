@@ -1,6 +1,10 @@
 """The pack as a whole: enough rules, well-formed, documented, each tested, served by __main__ only."""
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -53,3 +57,20 @@ def test_pulumi_policy_yaml_points_at_the_repo_venv() -> None:
     assert manifest["runtime"]["name"] == "python"
     assert (POLICIES_DIR / manifest["runtime"]["options"]["virtualenv"]).resolve() == POLICIES_DIR.parent / ".venv"
     assert manifest["version"]
+
+
+def test_the_pack_loads_and_runs_without_the_rest_of_the_repository(tmp_path: Path) -> None:
+    """Published alone, the pack has only its own folder: importing infra, workloads or tests must not be needed."""
+    shutil.copytree(POLICIES_DIR, tmp_path / "policies", ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import sys; sys.modules.update(infra=None, workloads=None, tests=None)\n"
+            "from policies.rules import ALL_POLICIES\n"
+            "from policies.aws import is_taggable\n"
+            "from policies.kube import image_is_pinned\n"
+            "assert is_taggable('aws:s3/bucket:Bucket') and not is_taggable('aws:ec2/route:Route')\n"
+            "assert image_is_pinned('nginx:1.27') and not image_is_pinned('nginx') and not image_is_pinned('reg:5000/nginx')\n"
+            "print(len(ALL_POLICIES))\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            check=False, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == len(ALL_POLICIES)

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from infra.config.parse import parse_config
-from infra.review.engine import Graph, Resource, load_stack_config, render_config
+from infra.review.engine import load_stack_config, render_config
+from infra.review.graph import Graph, Resource
 
 
 def matches(subset: Any, actual: Any) -> bool:
@@ -20,8 +21,15 @@ def matches(subset: Any, actual: Any) -> bool:
     return bool(subset == actual)
 
 
+def _require_subset(subset: dict[str, Any]) -> None:
+    # An empty subset matches every resource, so the assertion could never fail: count resources with assert_count.
+    if not subset:
+        raise ValueError("an empty subset matches any inputs; name the properties to check (or use assert_count)")
+
+
 def assert_has_props(graph: Graph, type_: str, subset: dict[str, Any]) -> list[Resource]:
-    """At least one resource of `type_` has inputs containing `subset`; returns all that do."""
+    """At least one resource of `type_` has inputs containing `subset` (not empty); returns all that do."""
+    _require_subset(subset)
     candidates = graph.of_type(type_)
     found = [r for r in candidates if matches(subset, r.inputs)]
     if not found:
@@ -31,7 +39,8 @@ def assert_has_props(graph: Graph, type_: str, subset: dict[str, Any]) -> list[R
 
 
 def assert_all_have_props(graph: Graph, type_: str, subset: dict[str, Any]) -> list[Resource]:
-    """Every resource of `type_` (at least one) has inputs containing `subset`."""
+    """Every resource of `type_` (at least one) has inputs containing `subset` (not empty)."""
+    _require_subset(subset)
     candidates = graph.of_type(type_)
     assert candidates, f"no {type_} rendered"
     bad = [r.urn for r in candidates if not matches(subset, r.inputs)]

@@ -20,7 +20,7 @@ from typing import Any, Final
 from rich.table import Table
 
 from infra.review.cost.prices import InstancePrice, PriceTable, load_prices
-from infra.review.engine import HELM_RELEASE, Graph, Resource
+from infra.review.graph import HELM_RELEASE, Graph, Resource
 from policies.kube import capacity_types, is_gpu_nodepool, is_nodepool, kind_of, nodepool_limits, requirements
 from policies.wire import as_list, quantity
 

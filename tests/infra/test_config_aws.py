@@ -1,0 +1,71 @@
+"""The AWS sections' rules (network, cluster, nodePools, storage, cache): each message names its key path and value.
+
+The components take these sections as they are and check nothing again, so each rule is tested here, once.
+"""
+
+from typing import Any
+
+import pytest
+
+from infra.config.errors import ConfigError
+from infra.config.parse import parse_config
+from tests.support.graph import stack_config_with
+
+_POOL = {"name": "system", "instanceTypes": ["t3.large"], "minSize": 1, "desiredSize": 1, "maxSize": 2}
+
+# (description, changes deep-merged into the dev stack, expected key path, expected message fragment)
+INVALID: list[tuple[str, dict[str, Any], str, str]] = [
+    ("repeated zone", {"modelplane:network": {"availabilityZones": ["us-east-1a", "us-east-1a"]}},
+     "modelplane:network.availabilityZones", "zones must be distinct (got ['us-east-1a', 'us-east-1a'])"),
+    ("unknown interface endpoint", {"modelplane:network": {"interfaceEndpoints": ["ecr-api"]}},
+     "modelplane:network.interfaceEndpoints[0]", "(got 'ecr-api'); did you mean 'ecr.api'?"),
+    ("unknown NAT layout", {"modelplane:network": {"natGateways": "none"}},
+     "modelplane:network.natGateways", "'perAz' or 'single' (got 'none')"),
+    ("unknown flow-log traffic type", {"modelplane:network": {"flowLogs": {"trafficType": "DENY"}}},
+     "modelplane:network.flowLogs.trafficType", "'ACCEPT', 'REJECT' or 'ALL' (got 'DENY')"),
+    ("zero flow-log retention", {"modelplane:network": {"flowLogs": {"retentionDays": 0}}},
+     "modelplane:network.flowLogs.retentionDays", "greater than or equal to 1 (got 0)"),
+    ("allowlist on a private endpoint", {"modelplane:cluster": {"endpointPublicAccess": False}},
+     "modelplane:cluster.publicAccessCidrs", "has no effect unless endpointPublicAccess is true; remove it"),
+    ("whole internet outside production", {"modelplane:cluster": {"publicAccessCidrs": ["0.0.0.0/0"]}},
+     "modelplane:cluster.publicAccessCidrs[0]", "0.0.0.0/0 defeats the allowlist; list specific CIDRs"),
+    ("public endpoint in production", {"modelplane:production": True},
+     "modelplane:cluster.endpointPublicAccess", "must be false in a production stack (got true); use a VPN"),
+    ("required log type missing", {"modelplane:cluster": {"logTypes": ["api", "authenticator"]}},
+     "modelplane:cluster.logTypes", "must include api, audit and authenticator (missing ['audit'])"),
+    ("admin that is not a role", {"modelplane:cluster": {"adminRoleArns": ["arn:aws:iam::123456789012:user/me"]}},
+     "modelplane:cluster.adminRoleArns[0]", "must be an IAM role ARN arn:aws:iam::ACCOUNT:role/NAME"),
+    ("short secrets-key deletion window", {"modelplane:cluster": {"kmsDeletionWindowDays": 3}},
+     "modelplane:cluster.kmsDeletionWindowDays", "greater than or equal to 7 (got 3)"),
+    ("no node pools", {"modelplane:nodePools": []},
+     "modelplane:nodePools", "must be a non-empty list of pools (got [])"),
+    ("desired below min", {"modelplane:nodePools": [{**_POOL, "minSize": 2, "maxSize": 3}]},
+     "modelplane:nodePools[0].desiredSize", "must be >= minSize (got 1 < 2)"),
+    ("node pool without instance types", {"modelplane:nodePools": [{**_POOL, "instanceTypes": []}]},
+     "modelplane:nodePools[0].instanceTypes", "at least 1 item"),
+    ("short store-key deletion window", {"modelplane:storage": {"kmsDeletionWindowDays": 3}},
+     "modelplane:storage.kmsDeletionWindowDays", "greater than or equal to 7 (got 3)"),
+    ("long store-key deletion window", {"modelplane:storage": {"kmsDeletionWindowDays": 31}},
+     "modelplane:storage.kmsDeletionWindowDays", "less than or equal to 30 (got 31)"),
+    ("zero multipart abort days", {"modelplane:storage": {"abortIncompleteMultipartDays": 0}},
+     "modelplane:storage.abortIncompleteMultipartDays", "greater than or equal to 1 (got 0)"),
+    ("zero noncurrent expiration days", {"modelplane:storage": {"noncurrentVersionExpirationDays": 0}},
+     "modelplane:storage.noncurrentVersionExpirationDays", "greater than or equal to 1 (got 0)"),
+    ("too many cache nodes", {"modelplane:cache": {"numNodes": 7}},
+     "modelplane:cache.numNodes", "less than or equal to 6 (got 7)"),
+    ("single-AZ cache in production", {"modelplane:production": True},
+     "modelplane:cache.multiAz", "must be true with automaticFailover in a production stack (got false)"),
+    ("not an ElastiCache node type", {"modelplane:cache": {"nodeType": "t4g.small"}},
+     "modelplane:cache.nodeType", "must be an ElastiCache node type like cache.r7g.large (got 't4g.small')"),
+    ("short cache-key deletion window", {"modelplane:cache": {"kmsDeletionWindowDays": 3}},
+     "modelplane:cache.kmsDeletionWindowDays", "greater than or equal to 7 (got 3)"),
+]
+
+
+@pytest.mark.parametrize(("changes", "path", "fragment"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+def test_aws_section_rule_names_the_key_and_the_value(changes: dict[str, Any], path: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("dev", stack_config_with("dev", changes))
+    messages = [issue.message for issue in info.value.issues if issue.path == path]
+    assert messages, f"{path} not named in:\n{info.value}"
+    assert any(fragment in message for message in messages), messages

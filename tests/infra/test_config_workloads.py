@@ -1,0 +1,97 @@
+"""`modelplane:training` and `modelplane:inference`: each rule of a job or service entry, by its message and key path.
+
+These rules are the only validation of the workload components: TrainingJob and InferenceService take
+the parsed entries as they are.
+"""
+
+from typing import Any
+
+import pytest
+
+from infra.config.errors import ConfigError
+from infra.config.parse import parse_config
+from tests.support.graph import stack_config_with
+
+JOB = {"name": "lm", "framework": "pytorch", "gpusPerReplica": 1, "gpuPool": "gpu-train", "dataset": "lm/manifest.json"}
+SERVICE = {"name": "lm", "model": "lm"}
+
+
+def _issues(training: list[dict[str, Any]] | None = None, inference: list[dict[str, Any]] | None = None) -> list[str]:
+    raw = stack_config_with("dev", {"modelplane:training": {"jobs": training if training is not None else [JOB]},
+                                    "modelplane:inference": {"services": inference or [SERVICE]}})
+    with pytest.raises(ConfigError) as info:
+        parse_config("dev", raw)
+    return [str(issue) for issue in info.value.issues]
+
+
+def _job(**changes: Any) -> list[dict[str, Any]]:
+    return [{**JOB, **changes}]
+
+
+def _service(**changes: Any) -> list[dict[str, Any]]:
+    return [{**SERVICE, **changes}]
+
+
+def test_the_base_entries_are_valid() -> None:
+    raw = stack_config_with("dev", {"modelplane:training": {"jobs": [JOB]}, "modelplane:inference": {"services": [SERVICE]}})
+    config = parse_config("dev", raw)
+    assert [j.name for j in config.training.jobs] == ["lm"] and [s.name for s in config.inference.services] == ["lm"]
+
+
+# (description, training jobs, inference services, the whole expected line or its start)
+INVALID: list[tuple[str, list[dict[str, Any]] | None, list[dict[str, Any]] | None, str]] = [
+    ("job CPU quantity", _job(cpu="four"), None,
+     "modelplane:training.jobs[0].cpu: must be a Kubernetes CPU quantity like 4 or 500m (got 'four')"),
+    ("job memory quantity", _job(memory="16GB"), None,
+     "modelplane:training.jobs[0].memory: must be a Kubernetes memory quantity like 16Gi (got '16GB')"),
+    ("job GPUs without a pool", _job(gpuPool=None), None,
+     "modelplane:training.jobs[0].gpuPool: is required when GPUs are requested (got gpusPerReplica=1); name a gpuPools entry"),
+    ("job pool without GPUs", _job(gpusPerReplica=0), None,
+     "modelplane:training.jobs[0].gpuPool: has no effect without GPUs; set gpusPerReplica or remove gpuPool (got 'gpu-train')"),
+    ("job image on latest", _job(image="ghcr.io/modelplane/trainer-torch:latest"), None,
+     "modelplane:training.jobs[0].image: must be pinned to a tag or digest, never latest or untagged "
+     "(got 'ghcr.io/modelplane/trainer-torch:latest')"),
+    ("job image untagged", _job(image="ghcr.io/modelplane/trainer-torch"), None,
+     "modelplane:training.jobs[0].image: must be pinned to a tag or digest"),
+    ("job shm size", _job(shmSize="lots"), None,
+     "modelplane:training.jobs[0].shmSize: must be a memory quantity like 8Gi (got 'lots')"),
+    ("job repeats a platform flag", _job(args=["--model", "small", "--checkpoints=s3://x/"]), None,
+     "modelplane:training.jobs[0].args[2]: --checkpoints is set by the platform from dataset/name; remove it"),
+    ("job repeats a TF backup flag", _job(framework="tensorflow", args=["--backup-uri", "s3://x/"]), None,
+     "modelplane:training.jobs[0].args[0]: --backup-uri is set by the platform from dataset/name; remove it"),
+    ("job with no replicas", _job(replicas=0), None,
+     "modelplane:training.jobs[0].replicas: Input should be greater than or equal to 1 (got 0)"),
+    ("job framework", _job(framework="jax"), None,
+     "modelplane:training.jobs[0].framework: Input should be 'pytorch' or 'tensorflow' (got 'jax')"),
+    ("job GPU pool that does not exist", _job(gpuPool="gpu-nope"), None,
+     "modelplane:training.jobs[0].gpuPool: no gpuPools entry named 'gpu-nope' (gpuPools: gpu-infer, gpu-train)"),
+    ("two jobs of one name", [JOB, JOB], None,
+     "modelplane:training.jobs[1].name: duplicate name 'lm' (also jobs[0])"),
+    ("service replicas out of order", None, _service(minReplicas=5, maxReplicas=2),
+     "modelplane:inference.services[0].maxReplicas: must be >= minReplicas (got 2 < 5)"),
+    ("service with no replicas", None, _service(minReplicas=0),
+     "modelplane:inference.services[0].minReplicas: Input should be greater than or equal to 1 (got 0)"),
+    ("canary weight without an image", None, _service(canaryWeight=20),
+     "modelplane:inference.services[0].canaryImage: is required when canaryWeight > 0 (got weight 20)"),
+    ("canary weight above 100", None, _service(canaryWeight=120, canaryImage="ghcr.io/modelplane/serve:0.2.0"),
+     "modelplane:inference.services[0].canaryWeight: Input should be less than or equal to 100 (got 120)"),
+    ("canary image on latest", None, _service(canaryWeight=10, canaryImage="ghcr.io/modelplane/serve:latest"),
+     "modelplane:inference.services[0].canaryImage: must be pinned to a tag or digest"),
+    ("service image untagged", None, _service(image="ghcr.io/modelplane/serve"),
+     "modelplane:inference.services[0].image: must be pinned to a tag or digest"),
+    ("service GPUs without a pool", None, _service(gpus=1),
+     "modelplane:inference.services[0].gpuPool: is required when GPUs are requested (got gpus=1)"),
+    ("GPUs on TF Serving", None, _service(runtime="tf-serving", gpus=1, gpuPool="gpu-infer"),
+     "modelplane:inference.services[0].gpus: must be 0 with runtime tf-serving (got 1): the pinned TF Serving image "
+     "is the CPU build; use 0 or runtime modelplane-serve"),
+    ("service memory quantity", None, _service(memory="8G"),
+     "modelplane:inference.services[0].memory: must be a Kubernetes memory quantity like 16Gi (got '8G')"),
+]
+
+
+@pytest.mark.parametrize(("training", "inference", "expected"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID])
+def test_invalid_entry_is_reported_at_its_key_path(
+    training: list[dict[str, Any]] | None, inference: list[dict[str, Any]] | None, expected: str
+) -> None:
+    issues = _issues(training, inference)
+    assert any(issue.startswith(expected) for issue in issues), "\n".join(issues)
