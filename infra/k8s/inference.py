@@ -22,6 +22,7 @@ from infra.k8s.podspec import (
     container_security_context,
     cpu_threads,
     env_list,
+    manifest_block,
     pod_security_context,
     scheduling,
 )
@@ -96,11 +97,11 @@ class InferenceService(pulumi.ComponentResource):
                 "containers": [container],
                 "volumes": volumes,
             })
-        k8s.core.v1.Service(f"{name}-svc", metadata=_meta(name, namespace, labels), spec={
+        k8s.core.v1.Service(f"{name}-svc", metadata=_meta(name, namespace, labels), spec=manifest_block({
             "selector": {"app.kubernetes.io/name": name},
             # The `http` port name tells Istio the protocol (no sniffing).
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        }, opts=child)
+        }), opts=child)
         self._autoscaling(name, namespace, svc, labels, queue_depth=ours and queue_depth_autoscaling)
         if mesh:
             self._mesh(name, namespace, svc, labels, allowed_principals)
@@ -134,7 +135,7 @@ class InferenceService(pulumi.ComponentResource):
                    "labelSelector": {"matchLabels": selector}}
                   for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]
         deployment_name = name if track == "stable" else f"{name}-{track}"
-        k8s.apps.v1.Deployment(f"{name}-{track}", metadata=_meta(deployment_name, namespace, pod_labels), spec={
+        k8s.apps.v1.Deployment(f"{name}-{track}", metadata=_meta(deployment_name, namespace, pod_labels), spec=manifest_block({
             "replicas": svc.min_replicas if track == "stable" else 1,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -145,7 +146,7 @@ class InferenceService(pulumi.ComponentResource):
                 }},
                 "spec": {**pod, "topologySpreadConstraints": spread, **scheduling(svc.gpu_pool, svc.gpus)},
             },
-        }, opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]))
+        }), opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]))
 
     def _autoscaling(self, name: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str], *,
                      queue_depth: bool) -> None:
@@ -156,7 +157,7 @@ class InferenceService(pulumi.ComponentResource):
             metrics.insert(0, {"type": "Pods", "pods": {
                 "metric": {"name": INFERENCE_QUEUE_DEPTH},
                 "target": {"type": "AverageValue", "averageValue": str(svc.target_queue_depth)}}})
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=_meta(name, namespace, labels), spec={
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=_meta(name, namespace, labels), spec=manifest_block({
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": svc.min_replicas,
             "maxReplicas": svc.max_replicas,
@@ -166,10 +167,10 @@ class InferenceService(pulumi.ComponentResource):
                                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
                          "scaleUp": {"stabilizationWindowSeconds": 0,
                                      "policies": [{"type": "Percent", "value": 100, "periodSeconds": 30}]}},
-        }, opts=child)
-        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=_meta(name, namespace, labels), spec={
+        }), opts=child)
+        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=_meta(name, namespace, labels), spec=manifest_block({
             "maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-        }, opts=child)
+        }), opts=child)
 
     def _mesh(self, name: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str],
               allowed_principals: Sequence[str]) -> None:

@@ -1,4 +1,3 @@
-# mypy: disable-error-code="call-overload"
 """`LocalServices`: in-cluster MinIO and Redis standing in for S3 and ElastiCache on the `local` stack.
 
 The workloads cannot tell the difference: they reach MinIO through the standard
@@ -15,7 +14,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import versions
-from infra.k8s.podspec import container_security_context, pod_security_context
+from infra.k8s.podspec import container_security_context, manifest_block, pod_security_context
 
 BUCKETS: Final = ("datasets", "checkpoints", "models")
 """Buckets created in MinIO, named like the cloud store's roles."""
@@ -80,9 +79,9 @@ class LocalServices(pulumi.ComponentResource):
     def _minio(self, name: str, ns: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/name": "minio"}
-        k8s.core.v1.PersistentVolumeClaim(f"{name}-minio-data", metadata=_meta("minio-data", ns), spec={
+        k8s.core.v1.PersistentVolumeClaim(f"{name}-minio-data", metadata=_meta("minio-data", ns), spec=manifest_block({
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": MINIO_STORAGE}},
-        }, opts=child)
+        }), opts=child)
         probe = {"httpGet": {"path": "/minio/health/ready", "port": "s3"}, "periodSeconds": 5}
         container = {
             "name": "minio", "image": versions.MINIO_IMAGE, "args": ["server", "/data"],
@@ -94,21 +93,21 @@ class LocalServices(pulumi.ComponentResource):
             "securityContext": container_security_context(),
             "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
         }
-        k8s.apps.v1.Deployment(f"{name}-minio", metadata=_meta("minio", ns, labels), spec={
+        k8s.apps.v1.Deployment(f"{name}-minio", metadata=_meta("minio", ns, labels), spec=manifest_block({
             "replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "securityContext": pod_security_context(), "containers": [container],
                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "minio-data"}},
                             {"name": "tmp", "emptyDir": {}}],
             }},
-        }, opts=child)
-        k8s.core.v1.Service(f"{name}-minio", metadata=_meta("minio", ns, labels), spec={
+        }), opts=child)
+        k8s.core.v1.Service(f"{name}-minio", metadata=_meta("minio", ns, labels), spec=manifest_block({
             "selector": labels, "ports": [{"name": "s3", "port": MINIO_PORT, "targetPort": "s3"}],
-        }, opts=child)
+        }), opts=child)
         # The MinIO image ships `mc`; a Job creates the buckets once MinIO answers (it retries until then).
         script = ("until mc alias set local http://minio:9000 \"$MINIO_ROOT_USER\" \"$MINIO_ROOT_PASSWORD\"; "
                   "do sleep 2; done; " + " && ".join(f"mc mb --ignore-existing local/{b}" for b in BUCKETS))
-        k8s.batch.v1.Job(f"{name}-buckets", metadata=_meta("minio-buckets", ns, labels), spec={
+        k8s.batch.v1.Job(f"{name}-buckets", metadata=_meta("minio-buckets", ns, labels), spec=manifest_block({
             "backoffLimit": 6, "ttlSecondsAfterFinished": 3600,
             "template": {"spec": {
                 "restartPolicy": "OnFailure", "securityContext": pod_security_context(),
@@ -121,7 +120,7 @@ class LocalServices(pulumi.ComponentResource):
                 }],
                 "volumes": [{"name": "tmp", "emptyDir": {}}],
             }},
-        }, opts=child)
+        }), opts=child)
 
     def _redis(self, name: str, ns: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
@@ -141,15 +140,15 @@ class LocalServices(pulumi.ComponentResource):
             "securityContext": container_security_context(),
             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         }
-        k8s.apps.v1.Deployment(f"{name}-redis", metadata=_meta("redis", ns, labels), spec={
+        k8s.apps.v1.Deployment(f"{name}-redis", metadata=_meta("redis", ns, labels), spec=manifest_block({
             "replicas": 1, "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "securityContext": security, "containers": [container], "volumes": [{"name": "data", "emptyDir": {}}],
             }},
-        }, opts=child)
-        k8s.core.v1.Service(f"{name}-redis", metadata=_meta("redis", ns, labels), spec={
+        }), opts=child)
+        k8s.core.v1.Service(f"{name}-redis", metadata=_meta("redis", ns, labels), spec=manifest_block({
             "selector": labels, "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis"}],
-        }, opts=child)
+        }), opts=child)
 
 
 def _meta(name: str, namespace: str, labels: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgsDict:

@@ -63,3 +63,15 @@ def cpu_threads(cpu: str) -> int:
 def env_list(env: Mapping[str, pulumi.Input[str]]) -> list[dict[str, pulumi.Input[str]]]:
     """A container `env` list from a mapping, sorted for stable diffs."""
     return [{"name": key, "value": value} for key, value in sorted(env.items())]
+
+
+def manifest_block(block: Mapping[str, Any]) -> Any:
+    """A camelCase manifest block (a Deployment's `spec`, say) passed as is to a pulumi_kubernetes resource.
+
+    The SDK types these arguments as snake_case TypedDicts, which camelCase blocks built from plain dicts
+    cannot match. Typed as Any, the block leaves the rest of the call checked (argument names, metadata, opts)
+    instead of failing overload resolution: mypy formats such an error by walking the SDK's nested pod-spec
+    TypedDicts, which costs minutes and gigabytes per call even where the error code is disabled. The block's
+    shape is checked against the Kubernetes schema in tests.
+    """
+    return block
