@@ -37,7 +37,7 @@ def _type_to_class() -> dict[str, tuple[str, str]]:
     source = inspect.getsource(pulumi_aws)
     match = re.search(r'resource_modules="""(.*?)"""', source, re.S)
     if match is None:
-        raise RuntimeError("pulumi_aws no longer embeds its resource module table; update infra/tags.py")
+        raise RuntimeError("pulumi_aws no longer embeds its resource module table; update infra/aws/tags.py")
     table: dict[str, tuple[str, str]] = {}
     for module in json.loads(match.group(1)):
         for token, cls in module["classes"].items():

@@ -85,7 +85,7 @@ def _required_tags(args: ResourceValidationArgs, report: ReportViolation) -> Non
     missing = [key for key in setting(args, _TAGS_SCHEMA, "requiredTags") if not tags.get(key)]
     if missing:
         report(f"{args.resource_type.rsplit(':', 1)[-1]} '{args.name}' lacks the tags {missing}, so its cost cannot be "
-               f"allocated. Fix: create it inside the program (the stack transform in infra/tags.py adds environment, "
+               f"allocated. Fix: create it inside the program (the stack transform in infra/aws/tags.py adds environment, "
                f"owner and cost-center from modelplane:tags) or pass them in tags.", args.urn)
 
 

@@ -61,7 +61,7 @@ def _privileged(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any]
         if context.get("privileged") is True or added & {"ALL", "SYS_ADMIN"}:
             what = "privileged: true" if context.get("privileged") is True else f"capabilities.add {sorted(added)}"
             report(f"{describe(args.props, args.name)} {path}.{field} runs with {what}, i.e. root on the node. "
-                   f"Fix: remove it and drop all capabilities (container_security_context() in infra/podspec.py).", args.urn)
+                   f"Fix: remove it and drop all capabilities (container_security_context() in infra/k8s/podspec.py).", args.urn)
 
 
 def _non_root(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:

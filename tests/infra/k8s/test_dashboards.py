@@ -1,4 +1,4 @@
-"""Grafana dashboards (infra/dashboards/*.json): valid, and every metric a panel queries is one that is exported.
+"""Grafana dashboards (infra/k8s/dashboards/*.json): valid, and every metric a panel queries is one that is exported.
 
 Known metric names come from three places only:
 - ours: `workloads.common.metrics.ALL` (histograms also expose `_bucket`, `_sum` and `_count`);

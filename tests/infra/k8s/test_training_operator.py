@@ -12,7 +12,7 @@ from infra.versions import TRAINING_OPERATOR_REF
 from tests.support.graph import render_variant
 
 DIRECTORY = "kubernetes:kustomize/v2:Directory"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def _kustomization(directory: str) -> dict[str, Any]:

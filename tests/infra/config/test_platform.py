@@ -2,7 +2,7 @@
 
 Each rule lives once, on its section model, and is reported at its `modelplane:` key path with the
 value; the components (GpuNodePools, Mesh, Observability) take the parsed sections and check nothing
-again. These cases complete tests/infra/test_config.py for the rules the components used to repeat.
+again. These cases complete tests/infra/config/test_parse.py for the rules the components used to repeat.
 """
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""Alert rules (infra/rules/*.yaml): promtool-checked, unit-tested per rule, and sensitive to their thresholds.
+"""Alert rules (infra/k8s/rules/*.yaml): promtool-checked, unit-tested per rule, and sensitive to their thresholds.
 
 Runs the real `promtool` (Debian's `prometheus` package, installed by .ci/run).
 """
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from infra.k8s.observability import RULES_DIR, load_rule_files
-from tests.infra.test_dashboards import exported_metric_names, metric_names
+from tests.infra.k8s.test_dashboards import exported_metric_names, metric_names
 
 PROMTOOL = Path("/usr/bin/promtool")
 TESTS_DIR = RULES_DIR / "tests"
@@ -91,7 +91,7 @@ def test_every_alert_has_a_severity_summary_description_and_runbook() -> None:
         annotations = rule["annotations"]
         assert {"summary", "description", "runbook_url"} <= set(annotations), name
         assert annotations["runbook_url"].endswith(f"runbooks.md#{name.lower()}"), name
-        assert name.lower() in anchors, f"{name}: no '## {name}' section in infra/rules/runbooks.md"
+        assert name.lower() in anchors, f"{name}: no '## {name}' section in infra/k8s/rules/runbooks.md"
 
 
 def test_rules_query_only_exported_metrics() -> None:
