@@ -11,7 +11,6 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.iam import Grant, policy_document, service_trust_policy
-from infra.config.errors import raise_if_invalid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +50,10 @@ class WorkloadIdentity(pulumi.ComponentResource):
             problems.append(("grants", "must hold at least one grant; a role with no permissions is a mistake"))
         if args.mode == "irsa" and (args.oidc_provider_arn is None or args.oidc_issuer is None):
             problems.append(("oidc_provider_arn", "and oidc_issuer are required when mode is 'irsa'"))
-        raise_if_invalid("WorkloadIdentity", problems)
+        if problems:
+            raise pulumi.InputPropertiesError("invalid WorkloadIdentity args", [
+                pulumi.InputPropertyErrorDetails(property_path=key, reason=reason) for key, reason in problems
+            ])
         child = pulumi.ResourceOptions(parent=self)
         self.namespace = args.namespace
         self.service_account = args.service_account

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pulumi
-
 
 @dataclass(frozen=True, order=True)
 class ConfigIssue:
@@ -28,11 +26,3 @@ class ConfigError(ValueError):
         self.source = source
         header = f"invalid stack config{f' in {source}' if source else ''} ({len(self.issues)} error(s)):"
         super().__init__("\n".join([header, *(f"  {issue}" for issue in self.issues)]))
-
-
-def raise_if_invalid(component: str, problems: list[tuple[str, str]]) -> None:
-    """Raise one `pulumi.InputPropertiesError` listing every (arg, reason) problem of a component's args."""
-    if problems:
-        raise pulumi.InputPropertiesError(f"invalid {component} args", [
-            pulumi.InputPropertyErrorDetails(property_path=key, reason=reason) for key, reason in problems
-        ])
