@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from infra.aws.iam import service_trust_policy
 from infra.config.network import FlowLogsConfig, NetworkConfig
+from workloads.common.vocab import SUBNET_ROLE_TAG
 
 ELB_ROLE_TAG = "kubernetes.io/role/elb"
 INTERNAL_ELB_ROLE_TAG = "kubernetes.io/role/internal-elb"
@@ -100,7 +101,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-{role}-{zone}", vpc_id=vpc.id, cidr_block=str(cidr), availability_zone=zone,
                 # No public IPs by default, even in public subnets: only NAT and load balancers live there.
                 map_public_ip_on_launch=False,
-                tags={"Name": f"{name}-{role}-{zone}", "modelplane.io/subnet-role": role, **tags},
+                tags={"Name": f"{name}-{role}-{zone}", SUBNET_ROLE_TAG: role, **tags},
                 opts=pulumi.ResourceOptions(parent=self),
             )
             aws.ec2.RouteTableAssociation(f"{name}-{role}-{zone}", subnet_id=subnet.id, route_table_id=rt.id,

@@ -10,6 +10,7 @@ import pulumi_aws as aws
 
 from infra.aws.iam import Grant
 from infra.config.storage import StorageConfig
+from workloads.common.vocab import BUCKET_ROLE_TAG
 
 BucketRole = Literal["datasets", "checkpoints", "models"]
 BUCKET_ROLES: Final[tuple[BucketRole, ...]] = ("datasets", "checkpoints", "models")
@@ -62,7 +63,7 @@ class ModelStore(pulumi.ComponentResource):
                 protect: bool) -> aws.s3.Bucket:
         child = pulumi.ResourceOptions(parent=self)
         bucket = aws.s3.Bucket(f"{name}-{role}", force_destroy=config.force_destroy,
-                               tags={"modelplane.io/bucket-role": role},
+                               tags={BUCKET_ROLE_TAG: role},
                                opts=pulumi.ResourceOptions(parent=self, protect=protect))
         # ACLs off: the bucket policy alone decides access.
         aws.s3.BucketOwnershipControls(f"{name}-{role}", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(

@@ -37,6 +37,7 @@ from infra.config.platform import ObservabilityConfig
 from infra.k8s.mesh import principal
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, Namespaces
 from workloads.common import metrics
+from workloads.common.vocab import COMPONENT_LABEL
 
 RULES_DIR: Final = Path(__file__).resolve().parent / "rules"
 """Alert rule files, one PrometheusRule each (unit tests in rules/tests/)."""
@@ -169,7 +170,7 @@ class Observability(pulumi.ComponentResource):
             metadata={"name": "modelplane-serving", "namespace": NAMESPACE, "labels": dict(_LABELS)},
             spec={
                 "namespaceSelector": {"matchNames": [INFERENCE_NAMESPACE]},
-                "selector": {"matchLabels": {"app.kubernetes.io/component": "inference"}},
+                "selector": {"matchLabels": {COMPONENT_LABEL: "inference"}},
                 "endpoints": [serving_endpoint],
             },
             opts=opts,
@@ -182,7 +183,7 @@ class Observability(pulumi.ComponentResource):
             metadata={"name": "modelplane-training", "namespace": NAMESPACE, "labels": dict(_LABELS)},
             spec={
                 "namespaceSelector": {"matchNames": [TRAINING_NAMESPACE]},
-                "selector": {"matchLabels": {"app.kubernetes.io/component": "training"}, "matchExpressions": [
+                "selector": {"matchLabels": {COMPONENT_LABEL: "training"}, "matchExpressions": [
                     {"key": "training.kubeflow.org/replica-type", "operator": "In", "values": ["master", "chief"]}]},
                 "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
             },

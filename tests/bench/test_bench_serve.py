@@ -30,10 +30,11 @@ import httpx
 import pytest
 
 from tests.support.servers import S3Server, free_port, redis_server
+from tests.workloads.files import upload_dir
 from tests.workloads.serve.support import write_tiny_export
-from workloads.common.devservers import stop_process
 from workloads.common.metrics import INFERENCE_CACHE_HITS_TOTAL
-from workloads.common.s3 import S3Uri, upload_dir
+from workloads.common.uri import S3Uri
+from workloads.demo.devservers import stop_process
 
 CONCURRENCY = (1, 8, 32)
 REQUESTS_PER_WORKER = {1: 24, 8: 12, 32: 8}

@@ -19,8 +19,9 @@ import torch
 from tests.support.servers import S3Server
 from tests.workloads.trainer_torch.support import Bucket, events, make_corpus, subprocess_env, torchrun
 from workloads.common import s3 as s3_io
-from workloads.common.s3 import S3Uri
-from workloads.lm.model import GPT, PRESETS
+from workloads.common.uri import S3Uri
+from workloads.lm.model import GPT
+from workloads.lm.presets import PRESETS
 from workloads.trainer_torch.checkpoint import Checkpointer, save_torch
 from workloads.trainer_torch.distributed import DistContext, rng_state
 from workloads.trainer_torch.prepare import prepare

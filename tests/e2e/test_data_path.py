@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from workloads.common import metrics
-from workloads.demo import DemoResult, Story, run
+from workloads.demo.datapath import DemoResult, Story, run
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Real servers for tests, on free loopback ports (the same helpers `make demo` uses)."""
 
-from workloads.common.devservers import (
+from workloads.demo.devservers import (
     RedisServer,
     S3Server,
     aws_test_env,

@@ -1,4 +1,5 @@
-"""Pieces shared by every workload image: S3 I/O, metric names and structured logs.
+"""Pieces shared by every workload image: the settings base, the shared vocabulary, S3 URIs and I/O, metric names, logs.
 
-Nothing here imports torch or TensorFlow, so every image (and the infra code) can import it.
+Nothing here imports torch or TensorFlow, so every image (and the infra code) can import it; `settings`, `uri`
+and `vocab` need no boto3 either.
 """

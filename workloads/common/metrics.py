@@ -1,7 +1,7 @@
 """The Prometheus metric names our workloads export.
 
 One module owns the names so the exporters (workloads), the alert rules and the Grafana
-dashboards (infra/observability) cannot drift apart. Names follow the Prometheus naming
+dashboards (infra/k8s/observability.py) cannot drift apart. Names follow the Prometheus naming
 conventions: a `modelplane_` namespace, base units, `_total` for counters.
 https://prometheus.io/docs/practices/naming/
 """

@@ -8,7 +8,6 @@ exponential backoff by tenacity on top of botocore's own retries.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-
-class S3UriError(ValueError):
-    """A value that should be an `s3://bucket/prefix` URI is not one."""
-
-
-@dataclass(frozen=True)
-class S3Uri:
-    """A parsed `s3://bucket/key` URI."""
-
-    bucket: str
-    key: str
-
-    @classmethod
-    def parse(cls, uri: str, *, flag: str = "uri") -> S3Uri:
-        """Parse `uri`, naming `flag` in the error when it is not an S3 URI."""
-        if not uri.startswith("s3://"):
-            raise S3UriError(f"{flag}: expected an s3://BUCKET/PREFIX URI (got {uri!r})")
-        bucket, _, key = uri[len("s3://") :].partition("/")
-        if not bucket:
-            raise S3UriError(f"{flag}: the S3 URI has no bucket (got {uri!r})")
-        return cls(bucket=bucket, key=key)
-
-    def join(self, *parts: str) -> S3Uri:
-        """A child URI: `S3Uri('b', 'a').join('c', 'd') == S3Uri('b', 'a/c/d')`."""
-        key = "/".join(p.strip("/") for p in (self.key, *parts) if p.strip("/"))
-        return S3Uri(self.bucket, key)
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+from workloads.common.uri import S3Uri
 
 
 def client() -> Any:
@@ -114,17 +85,6 @@ def list_keys(uri: S3Uri, s3: Any | None = None) -> list[str]:
     for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
         keys.extend(obj["Key"] for obj in page.get("Contents", []))
     return sorted(keys)
-
-
-def upload_dir(local: Path, uri: S3Uri, s3: Any | None = None) -> list[str]:
-    """Upload every file under `local` to `uri`, keeping relative paths. Returns the keys."""
-    s3 = s3 or client()
-    keys = []
-    for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        target = uri.join(path.relative_to(local).as_posix())
-        upload_file(path, target, s3)
-        keys.append(target.key)
-    return keys
 
 
 def download_dir(uri: S3Uri, local: Path, s3: Any | None = None) -> list[Path]:

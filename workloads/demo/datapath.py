@@ -29,10 +29,10 @@ from typing import Any
 import boto3
 
 from workloads.common import metrics
-from workloads.common.devservers import free_port, redis_server, s3_server, stop_process, wait_for_port
+from workloads.demo.devservers import free_port, redis_server, s3_server, stop_process, wait_for_port
 
-REPO = Path(__file__).resolve().parent.parent
-RULES_DIR = REPO / "infra" / "rules"
+REPO = Path(__file__).resolve().parents[2]
+RULES_DIR = REPO / "infra" / "k8s" / "rules"
 CORPUS_PACKAGES = ("json", "email", "http", "logging")
 """Stdlib packages whose source is the demo corpus: real text that ships with Python."""
 
@@ -218,6 +218,20 @@ def _losses(log: Path) -> list[float]:
     return losses
 
 
+def _evaluated_rule_groups(port: int, timeout_s: float) -> list[dict[str, Any]]:
+    """Prometheus' rule groups once every group has been evaluated at least once (or the timeout passes)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, raw = _http("GET", f"http://127.0.0.1:{port}/api/v1/rules")
+        groups: list[dict[str, Any]] = json.loads(raw)["data"]["groups"] if status == 200 else []
+        # An unevaluated group reports the zero time; waiting for it beats sleeping for a guessed number of rounds.
+        if groups and all(not g.get("lastEvaluation", "0001").startswith("0001") for g in groups):
+            return groups
+        if time.monotonic() > deadline:
+            return groups
+        time.sleep(0.2)
+
+
 def _prometheus(story: Story, workdir: Path, serve_port: int, stack: contextlib.ExitStack) -> dict[str, int]:
     binary = shutil.which("prometheus")
     rule_files = sorted(str(p) for p in RULES_DIR.glob("*.yaml")) if RULES_DIR.is_dir() else []
@@ -238,9 +252,7 @@ def _prometheus(story: Story, workdir: Path, serve_port: int, stack: contextlib.
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stack.callback(_stop, proc)
         wait_for_port(port, proc=proc)
-        time.sleep(4)  # a few scrape and evaluation rounds
-        status, raw = _http("GET", f"http://127.0.0.1:{port}/api/v1/rules")
-        groups = json.loads(raw)["data"]["groups"] if status == 200 else []
+        groups = _evaluated_rule_groups(port, timeout_s=60)
         states: dict[str, int] = {}
         for group in groups:
             for rule in group["rules"]:
@@ -272,6 +284,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,8 @@ from safetensors.torch import load_model, save_model
 
 from workloads.common.hashing import sha256_file
 from workloads.lm.layout import CONFIG_FILE, FORMAT, MANIFEST_FILE, WEIGHTS_FILE
-from workloads.lm.model import GPT, GPTConfig
+from workloads.lm.model import GPT
+from workloads.lm.presets import GPTConfig
 from workloads.lm.tokenizer import ByteTokenizer
 
 

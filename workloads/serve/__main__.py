@@ -10,8 +10,9 @@ from types import FrameType
 import uvicorn
 
 from workloads.common.logs import log_event
+from workloads.common.settings import SettingsError
 from workloads.serve.app import begin_drain, create_app
-from workloads.serve.settings import SettingsError, parse_settings
+from workloads.serve.settings import ServeSettings
 from workloads.serve.state import ServeState
 
 
@@ -35,7 +36,7 @@ def _ignore(sig: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server; returns the process exit code (2 for invalid settings)."""
     try:
-        settings = parse_settings(argv)
+        settings = ServeSettings.parse(argv)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2

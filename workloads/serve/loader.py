@@ -20,6 +20,7 @@ from tenacity import RetryCallState, Retrying, stop_after_delay, wait_exponentia
 from workloads.common import s3
 from workloads.common.hashing import sha256_file
 from workloads.common.logs import log_event
+from workloads.common.uri import S3Uri
 from workloads.lm.layout import CONFIG_FILE, FORMAT, MANIFEST_FILE
 from workloads.serve.backends import Backend, ModelInfo, TensorBackend, TensorSpec
 from workloads.serve.settings import ServeSettings
@@ -38,7 +39,7 @@ def fetch(settings: ServeSettings) -> Path:
         if not folder.is_dir():
             raise FileNotFoundError(f"--model-uri: {folder} is not a folder")
         return folder
-    uri = s3.S3Uri.parse(settings.model_uri, flag="--model-uri")
+    uri = S3Uri.parse(settings.model_uri, flag=ServeSettings.flag_name("model_uri"))
     if settings.download_dir is not None:
         settings.download_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="model-", dir=settings.download_dir))

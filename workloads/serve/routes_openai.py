@@ -19,7 +19,6 @@ from fastapi.responses import StreamingResponse
 
 from workloads.common.logs import log_event
 from workloads.serve.backends import InvalidInputError, TextBackend
-from workloads.serve.cache import cache_key
 from workloads.serve.completion import GenerationRequest, GenerationResult
 from workloads.serve.engine import BatchEngine, WorkItem
 from workloads.serve.errors import ApiError, error_content
@@ -31,11 +30,10 @@ from workloads.serve.state import (
     deadline_error,
     engine_error,
     get_state,
-    observe_first_tokens,
     ready_engine,
     require_api_key,
+    run_request,
     submit,
-    wait_results,
 )
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
@@ -89,20 +87,16 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     payloads = _payloads(backend, engine, body)
     if body.stream:
         return await _stream(state, engine, body, payloads)
-    key = None
-    if state.cache is not None and body.deterministic():
-        request_json = body.model_dump(mode="json", exclude={"stream", "stream_options", "user"})
-        key = cache_key(state.settings.served_name, backend.info.version, "completions", request_json)
-        cached = await state.cache.get(key)
-        if cached is not None:
-            return Response(cached, media_type="application/json", headers={"X-Cache": "hit"})
-    items = submit(state, engine, payloads)
-    results = [r for r in await wait_results(state, items) if isinstance(r, GenerationResult)]
-    observe_first_tokens(state, items, results)
-    content = _response(state, backend, body, results).model_dump_json().encode("utf-8")
-    if key is not None and state.cache is not None:
-        await state.cache.put(key, content)
-    return Response(content, media_type="application/json", headers={"X-Cache": "miss" if key else "bypass"})
+    cache_request = body.model_dump(mode="json", exclude={"stream", "stream_options", "user"}) \
+        if body.deterministic() else None
+
+    def render(results: list[object]) -> bytes:
+        generations = [r for r in results if isinstance(r, GenerationResult)]
+        return _response(state, backend, body, generations).model_dump_json().encode("utf-8")
+
+    content, cache_status = await run_request(state, backend, engine, payloads, route="completions",
+                                              cache_request=cache_request, render=render)
+    return Response(content, media_type="application/json", headers={"X-Cache": cache_status})
 
 
 def _response(state: ServeState, backend: TextBackend, body: CompletionRequest,

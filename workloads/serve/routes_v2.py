@@ -13,17 +13,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from workloads.serve.backends import InvalidInputError
-from workloads.serve.cache import cache_key
 from workloads.serve.schemas import InferRequest, InferResponse
 from workloads.serve.state import (
     bad_request,
     check_model_name,
     get_state,
-    observe_first_tokens,
     ready_engine,
     require_api_key,
-    submit,
-    wait_results,
+    run_request,
 )
 from workloads.serve.tensors import to_array, to_output
 
@@ -99,22 +96,17 @@ async def infer(name: str, body: InferRequest, request: Request) -> Response:
                                         param=f"outputs[{index}].name")
     except InvalidInputError as exc:
         raise bad_request(exc) from exc
-    key = None
-    if state.cache is not None and deterministic:
-        key = cache_key(name, backend.info.version, "v2-infer", body.model_dump(mode="json", exclude={"id"}))
-        cached = await state.cache.get(key)
-        if cached is not None:
-            return _with_id(cached, body.id, "hit")
-    items = submit(state, engine, payloads)
-    results = await wait_results(state, items)
-    observe_first_tokens(state, items, results)
-    outputs = backend.v2_outputs(results)
-    response = InferResponse(model_name=name, model_version=backend.info.version,
-                             outputs=[to_output(n, outputs[n]) for n in wanted])
-    content = response.model_dump_json().encode("utf-8")
-    if key is not None and state.cache is not None:
-        await state.cache.put(key, content)
-    return _with_id(content, body.id, "miss" if key else "bypass")
+    cache_request = body.model_dump(mode="json", exclude={"id"}) if deterministic else None
+
+    def render(results: list[object]) -> bytes:
+        outputs = backend.v2_outputs(results)
+        response = InferResponse(model_name=name, model_version=backend.info.version,
+                                 outputs=[to_output(n, outputs[n]) for n in wanted])
+        return response.model_dump_json().encode("utf-8")
+
+    content, cache_status = await run_request(state, backend, engine, payloads, route="v2-infer",
+                                              cache_request=cache_request, render=render)
+    return _with_id(content, body.id, cache_status)
 
 
 def _with_id(content: bytes, request_id: str | None, cache_status: str) -> Response:

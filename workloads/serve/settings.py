@@ -1,33 +1,29 @@
-"""Server settings from flags and environment variables, validated before anything starts.
+"""Server settings from flags and `MODELPLANE_SERVE_*` environment variables, validated before anything starts.
 
-Every setting has a flag (`--max-batch-size`) and an environment variable
-(`MODELPLANE_SERVE_MAX_BATCH_SIZE`); a flag wins over the environment. All problems are
-collected and reported at once, each naming its flag, its variable, the value and the rule.
+Built on `workloads.common.settings`: every field is a flag (`--max-batch-size`) and a variable
+(`MODELPLANE_SERVE_MAX_BATCH_SIZE`); a flag wins over the environment, and every problem is reported at once.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-ENV_PREFIX: Final = "MODELPLANE_SERVE_"
+from workloads.common.settings import WorkloadSettings
+from workloads.common.vocab import SERVE_ENV_PREFIX
+
 MODEL_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class SettingsError(ValueError):
-    """One or more settings are invalid; the message lists every problem."""
-
-
-class ServeSettings(BaseModel):
+class ServeSettings(WorkloadSettings):
     """Everything `python -m workloads.serve` can be configured with."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, protected_namespaces=())
+    env_prefix: ClassVar[str] = SERVE_ENV_PREFIX
+    prog: ClassVar[str] = "python -m workloads.serve"
 
     model_uri: str
     """Where the model export lives: s3://BUCKET/PREFIX (endpoint from AWS_ENDPOINT_URL) or a local folder."""
@@ -125,52 +121,7 @@ class ServeSettings(BaseModel):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
-def flag_name(field: str) -> str:
-    """The command-line flag of a settings field: `max_batch_size` -> `--max-batch-size`."""
-    return "--" + field.replace("_", "-")
-
-
-def env_name(field: str) -> str:
-    """The environment variable of a settings field: `max_batch_size` -> `MODELPLANE_SERVE_MAX_BATCH_SIZE`."""
-    return ENV_PREFIX + field.upper()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser: one string-valued flag per field, so pydantic does all type checks."""
-    parser = argparse.ArgumentParser(prog="python -m workloads.serve", description=__doc__.splitlines()[0])
-    for name, field in ServeSettings.model_fields.items():
-        help_text = " ".join((field.description or "").split()) + f" [env {env_name(name)}]"
-        parser.add_argument(flag_name(name), dest=name, default=None, help=help_text, metavar="VALUE")
-    return parser
-
-
-def _format_errors(exc: ValidationError, raw: Mapping[str, Any]) -> str:
-    problems = []
-    for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else ""
-        message = error["msg"].removeprefix("Value error, ")
-        if field in ServeSettings.model_fields:
-            where = f"{flag_name(field)} ({env_name(field)})"
-            problems.append(f"{where}: {message} (got {raw.get(field)!r})")
-        else:
-            problems.append(message)
-    return "invalid settings:\n  " + "\n  ".join(problems)
-
-
-def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServeSettings:
-    """Settings from `argv` over `environ`; raises `SettingsError` listing every invalid value."""
-    environ = os.environ if environ is None else environ
-    flags = vars(build_parser().parse_args(argv))
-    raw: dict[str, Any] = {}
-    for name in ServeSettings.model_fields:
-        value = flags.get(name)
-        if value is None:
-            value = environ.get(env_name(name))
-        if value is not None and value != "":
-            raw[name] = value
-    if "model_uri" not in raw:
-        raise SettingsError(f"invalid settings:\n  {flag_name('model_uri')} ({env_name('model_uri')}): is required")
-    try:
-        return ServeSettings.model_validate(raw)
-    except ValidationError as exc:
-        raise SettingsError(_format_errors(exc, raw)) from exc
+flag_name = ServeSettings.flag_name
+"""The flag of a server setting: `max_batch_size` -> `--max-batch-size`."""
+env_name = ServeSettings.env_name
+"""The variable of a server setting: `max_batch_size` -> `MODELPLANE_SERVE_MAX_BATCH_SIZE`; infra builds env with it."""

@@ -1,4 +1,9 @@
-"""The per-app runtime state and the request guards the routes share (auth, readiness, waiting)."""
+"""The per-app runtime state and what every route shares: guards (auth, readiness) and the request pipeline.
+
+Both protocols (OpenAI and KServe v2) translate at the same layer: the route turns its request into
+engine payloads and a cache identity, `run_request` does cache lookup → submit → wait → cache-put, and
+the route's `render` turns engine results back into its protocol's response body.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,15 @@ import asyncio
 import hmac
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workloads.serve.backends import Backend, InvalidInputError
-from workloads.serve.cache import ResponseCache
+from workloads.serve.cache import ResponseCache, cache_key
 from workloads.serve.completion import GenerationResult
 from workloads.serve.engine import BatchEngine, DeadlineExceededError, QueueFullError, ShuttingDownError, WorkItem
 from workloads.serve.errors import ApiError
@@ -144,3 +149,26 @@ def observe_first_tokens(state: ServeState, items: Sequence[WorkItem], results: 
     for item, result in zip(items, results, strict=False):
         if isinstance(result, GenerationResult) and result.first_token_at is not None:
             state.metrics.time_to_first_token.observe(result.first_token_at - item.enqueued_at)
+
+
+async def run_request(state: ServeState, backend: Backend, engine: BatchEngine, payloads: Sequence[object], *,
+                      route: str, cache_request: dict[str, Any] | None,
+                      render: Callable[[list[object]], bytes]) -> tuple[bytes, str]:
+    """One non-streaming request: cache lookup, submit, wait, render, cache-put.
+
+    `cache_request` is the canonical request JSON of a deterministic request (None bypasses the cache).
+    Returns the response body and its `X-Cache` status: hit, miss or bypass.
+    """
+    key = None
+    if state.cache is not None and cache_request is not None:
+        key = cache_key(state.settings.served_name, backend.info.version, route, cache_request)
+        cached = await state.cache.get(key)
+        if cached is not None:
+            return cached, "hit"
+    items = submit(state, engine, payloads)
+    results = await wait_results(state, items)
+    observe_first_tokens(state, items, results)
+    content = render(results)
+    if key is not None and state.cache is not None:
+        await state.cache.put(key, content)
+    return content, "miss" if key is not None else "bypass"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.common import s3
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 
 LATEST = "LATEST"
 """The pointer object naming the newest complete backup folder."""

@@ -9,7 +9,7 @@ from typing import Any
 import tf_keras as keras
 
 from workloads.common.logs import log_event
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 from workloads.trainer_tf import backup
 from workloads.trainer_tf.config import WorkerRole
 from workloads.trainer_tf.telemetry import TrainTelemetry

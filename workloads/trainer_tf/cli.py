@@ -14,8 +14,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workloads.common import s3
 from workloads.common.logs import log_event
-from workloads.common.s3 import S3Uri
-from workloads.trainer_tf.config import ConfigError, TrainConfig, check_batch_size, parse_args, parse_tf_config
+from workloads.common.settings import SettingsError
+from workloads.common.uri import S3Uri
+from workloads.trainer_tf.config import TrainSettings, check_batch_size, parse_args, parse_tf_config
 from workloads.trainer_tf.data import load_images
 
 EXIT_CONFIG = 2
@@ -23,25 +24,32 @@ EXIT_CONFIG = 2
 
 
 def check_bucket(uri: S3Uri, flag: str, client: Any | None = None) -> None:
-    """Raise `ConfigError` naming `flag` unless `uri`'s bucket exists and answers."""
+    """Raise `SettingsError` naming `flag` unless `uri`'s bucket exists and answers."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or "the AWS default endpoint"
     try:
         (client or s3.client()).head_bucket(Bucket=uri.bucket)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         reason = "does not exist" if code in {"404", "NoSuchBucket", "NotFound"} else f"is not accessible ({code})"
-        raise ConfigError(f"{flag}: bucket '{uri.bucket}' {reason} at {endpoint}; create it or fix the URI "
+        raise SettingsError(f"{flag}: bucket '{uri.bucket}' {reason} at {endpoint}; create it or fix the URI "
                           f"(got '{uri}')") from exc
     except BotoCoreError as exc:
-        raise ConfigError(f"{flag}: cannot reach S3 at {endpoint} for bucket '{uri.bucket}' ({exc})") from exc
+        raise SettingsError(f"{flag}: cannot reach S3 at {endpoint} for bucket '{uri.bucket}' ({exc})") from exc
 
 
-def preflight(config: TrainConfig) -> None:
+def preflight(config: TrainSettings) -> None:
     """Check every S3 bucket the run will write to, before any training."""
     client = s3.client()
     check_bucket(config.export, "--export", client)
     if config.backup_uri is not None:
         check_bucket(config.backup_uri, "--backup-uri", client)
+
+
+def _fail(exc: SettingsError) -> int:
+    for message in exc.errors:
+        print(f"error: {message}", file=sys.stderr)
+    log_event("config_error", errors=exc.errors)
+    return EXIT_CONFIG
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,10 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_batch_size(config, role)
         preflight(config)
         data = load_images(config.data)
-    except ConfigError as exc:
-        log_event("config_error", error=str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except SettingsError as exc:
+        return _fail(exc)
     log_event("config", data=config.data, examples=len(data), epochs=config.epochs, batch_size=config.batch_size,
               lr=config.lr, export=str(config.export), worker=role.rank, workers=role.num_workers)
     # Imported here, after validation, so bad input fails in milliseconds instead of after TF's import.
@@ -63,8 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run(config, role, data)
-    except ConfigError as exc:
-        log_event("config_error", error=str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except SettingsError as exc:
+        return _fail(exc)
     return 0

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from workloads.common import s3
 from workloads.common.logs import log_event
-from workloads.common.s3 import S3Uri, S3UriError
+from workloads.common.uri import S3Uri, S3UriError
 from workloads.trainer_tf.records import SHARD_SUFFIX, RecordError, encode_shard
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})

@@ -12,8 +12,9 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from workloads.common import s3
-from workloads.common.s3 import S3Uri
-from workloads.trainer_tf.config import DIGITS, ConfigError
+from workloads.common.settings import SettingsError
+from workloads.common.uri import S3Uri
+from workloads.trainer_tf.config import DIGITS
 from workloads.trainer_tf.records import SHARD_SUFFIX, ImageSet, RecordError, concat, decode_shard
 
 HOLDOUT_FRACTION = 0.2
@@ -41,20 +42,20 @@ def shard_keys(uri: S3Uri, client: Any | None = None) -> list[str]:
 
 
 def load_s3_records(uri: S3Uri) -> ImageSet:
-    """Every image-record shard under `uri`, joined; `ConfigError` naming `--data` when there are none."""
+    """Every image-record shard under `uri`, joined; `SettingsError` naming `--data` when there are none."""
     client = s3.client()
     try:
         keys = shard_keys(uri, client)
         if not keys:
-            raise ConfigError(f"--data: no {SHARD_SUFFIX} image-record shards under '{uri}'; convert images with "
+            raise SettingsError(f"--data: no {SHARD_SUFFIX} image-record shards under '{uri}'; convert images with "
                               "`python -m workloads.trainer_tf.convert`")
         shards = [(f"s3://{uri.bucket}/{key}", decode_shard(s3.get_bytes(S3Uri(uri.bucket, key), client),
                                                            f"--data s3://{uri.bucket}/{key}")) for key in keys]
         return concat(shards)
     except RecordError as exc:
-        raise ConfigError(f"--data: {exc}") from exc
+        raise SettingsError(f"--data: {exc}") from exc
     except (ClientError, BotoCoreError) as exc:
-        raise ConfigError(f"--data: cannot read '{uri}' ({exc})") from exc
+        raise SettingsError(f"--data: cannot read '{uri}' ({exc})") from exc
 
 
 def load_images(source: str) -> ImageSet:
@@ -67,7 +68,7 @@ def load_images(source: str) -> ImageSet:
 def split_holdout(data: ImageSet, seed: int, fraction: float = HOLDOUT_FRACTION) -> tuple[ImageSet, ImageSet]:
     """(train, held-out): a permutation drawn from `seed`, so every worker and every rerun agrees."""
     if len(data) < 2:
-        raise ConfigError(f"--data: need at least 2 examples to hold some out (got {len(data)})")
+        raise SettingsError(f"--data: need at least 2 examples to hold some out (got {len(data)})")
     order = np.random.default_rng(seed).permutation(len(data))
     n_holdout = min(len(data) - 1, max(1, round(len(data) * fraction)))
     return data.take(order[n_holdout:]), data.take(order[:n_holdout])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.common import s3
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 
 REPORT_NAME = "accuracy.json"
 """File name of the held-out accuracy report in each version folder."""

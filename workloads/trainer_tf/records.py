@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -75,13 +74,6 @@ def encode_shard(images: np.ndarray, labels: np.ndarray, class_names: tuple[str,
     buffer = io.BytesIO()
     np.savez_compressed(buffer, images=images, labels=labels.astype(np.int64), class_names=np.array(class_names))
     return buffer.getvalue()
-
-
-def write_shard(path: Path, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> Path:
-    """Write one shard file and return its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_shard(images, labels, class_names))
-    return path
 
 
 def decode_shard(body: bytes, where: str) -> ImageSet:

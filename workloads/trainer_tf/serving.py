@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -49,10 +48,6 @@ class TensorMetadata:
     """KServe v2 datatype, e.g. `FP32`."""
     shape: list[int]
     """Dimensions; -1 where any size is accepted (the batch dimension)."""
-
-    def to_v2(self) -> dict[str, Any]:
-        """The `{"name", "datatype", "shape"}` object of a v2 metadata response."""
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
 def _metadata(name: str, spec: tf.TensorSpec) -> TensorMetadata:

@@ -17,9 +17,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from workloads.common.logs import log_event
+from workloads.common.settings import SettingsError
 from workloads.trainer_tf import backup
 from workloads.trainer_tf.callbacks import EpochProgress, MirroredBackupAndRestore
-from workloads.trainer_tf.config import ConfigError, TrainConfig, WorkerRole
+from workloads.trainer_tf.config import TrainSettings, WorkerRole
 from workloads.trainer_tf.data import HOLDOUT_FRACTION, split_holdout
 from workloads.trainer_tf.export import REPORT_NAME, AccuracyReport, next_version, upload_version
 from workloads.trainer_tf.records import ImageSet
@@ -108,16 +109,16 @@ def gather_ints(strategy: tf.distribute.Strategy, value: int) -> list[int]:
     return [int(v) for v in strategy.gather(per_replica, axis=0).numpy()]
 
 
-def check_restore_agrees(strategy: tf.distribute.Strategy, config: TrainConfig) -> int:
-    """The epoch every worker restores; `ConfigError` when they differ (training would deadlock)."""
+def check_restore_agrees(strategy: tf.distribute.Strategy, config: TrainSettings) -> int:
+    """The epoch every worker restores; `SettingsError` when they differ (training would deadlock)."""
     epochs = gather_ints(strategy, local_backup_epoch(config.backup_dir))
     if len(set(epochs)) > 1:
-        raise ConfigError(f"--backup-dir: workers would restore different epochs {epochs}; set --backup-uri so "
+        raise SettingsError(f"--backup-dir: workers would restore different epochs {epochs}; set --backup-uri so "
                           "every worker restores the chief's copy, or put --backup-dir on a shared volume")
     return epochs[0]
 
 
-def export_model(model: keras.Model, config: TrainConfig, role: WorkerRole, report: AccuracyReport) -> str | None:
+def export_model(model: keras.Model, config: TrainSettings, role: WorkerRole, report: AccuracyReport) -> str | None:
     """Every worker exports (saving may run collectives); only the chief keeps and uploads its copy."""
     scratch = Path(tempfile.mkdtemp(prefix="trainer-tf-export-"))
     try:
@@ -138,7 +139,7 @@ def _evaluate(model: keras.Model, heldout: ImageSet) -> tuple[float, np.ndarray]
     return float(np.mean(predicted == heldout.labels)), predicted
 
 
-def run(config: TrainConfig, role: WorkerRole, data: ImageSet) -> None:
+def run(config: TrainSettings, role: WorkerRole, data: ImageSet) -> None:
     """Train, evaluate and export; the chief also serves metrics and publishes backups."""
     keras.utils.disable_interactive_logging()  # Keras' progress prints would break the JSON-line stdout.
     strategy = make_strategy(role)

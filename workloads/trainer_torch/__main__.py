@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from botocore.exceptions import ClientError
 
 from workloads.common.logs import log_event
-from workloads.common.s3 import S3UriError
+from workloads.common.settings import SettingsError
+from workloads.common.uri import S3UriError
 from workloads.trainer_torch import distributed
 from workloads.trainer_torch.checkpoint import CheckpointError
-from workloads.trainer_torch.config import ConfigError, parse_config
+from workloads.trainer_torch.config import parse_config
 from workloads.trainer_torch.data import DataError
 from workloads.trainer_torch.train import Trainer
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = distributed.context_from_env()
     try:
         cfg = parse_config(argv, world_size=ctx.world_size)
-    except ConfigError as exc:
+    except SettingsError as exc:
         return _fail(ctx.rank, exc.errors)
     try:
         distributed.init(ctx)

@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 from workloads.common import s3
 from workloads.common.hashing import sha256_file
 from workloads.common.logs import log_event
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 from workloads.trainer_torch import distributed
 from workloads.trainer_torch.distributed import DistContext
 

@@ -1,226 +1,195 @@
-"""The trainer's flags, their environment fallbacks, and up-front validation.
+"""The trainer's settings: flags, their `MODELPLANE_TRAIN_*` environment fallbacks, and up-front validation.
 
-Every flag can also come from the environment as `MODELPLANE_TRAIN_<FLAG>` (for example
-`MODELPLANE_TRAIN_DATA` for `--data`), so a PyTorchJob can pass S3 URIs through env and the
-command line stays the same across stacks. A flag on the command line wins over the env.
-All problems are collected and reported at once, each naming its flag.
+Built on `workloads.common.settings`: every field is a flag (`--data`) and a variable
+(`MODELPLANE_TRAIN_DATA`), so a PyTorchJob can pass S3 URIs through env and the command line stays
+the same across stacks; a flag wins over the env. Values left unset are derived here (sequence length
+from the preset, gradient accumulation from `--global-batch`, the final learning rate from `--lr`), and
+every problem is reported at once. Imports no torch, so a bad flag fails before torch loads.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from workloads.common.s3 import S3Uri, S3UriError
-from workloads.lm.model import PRESETS, GPTConfig
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
-ENV_PREFIX = "MODELPLANE_TRAIN_"
-
-
-class ConfigError(ValueError):
-    """One or more flags are invalid; `errors` holds one message per problem."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
+from workloads.common.settings import S3UriSetting, WorkloadSettings
+from workloads.common.vocab import TRAIN_ENV_PREFIX
+from workloads.lm.presets import PRESETS, GPTConfig
 
 
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """Validated trainer settings, with derived values resolved."""
+def _world_size(info: ValidationInfo) -> int:
+    return int((info.context or {}).get("world_size", 1))
 
-    data: S3Uri
-    """The dataset manifest written by `prepare`."""
-    checkpoints: S3Uri
-    """Prefix under which `step-NNNNNNNNN/` checkpoints are written."""
-    export: S3Uri | None
-    """Prefix for the final export; None skips the export."""
-    model: str
-    """Preset name from `workloads.lm.model.PRESETS`."""
-    model_config: GPTConfig
-    """The preset's shape."""
-    seq_len: int
-    """Tokens per training sequence."""
-    micro_batch: int
-    """Sequences per rank per forward/backward pass."""
-    grad_accum: int
-    """Micro-batches accumulated per optimizer step."""
-    world_size: int
-    """Ranks in the job (from torchrun's WORLD_SIZE)."""
-    max_steps: int
-    """Optimizer steps to train for."""
-    lr: float
-    """Peak learning rate."""
-    min_lr: float
-    """Learning rate at the end of the cosine decay."""
-    warmup_steps: int
-    """Linear warmup steps."""
-    weight_decay: float
-    """AdamW weight decay on matrices."""
-    grad_clip: float
-    """Max global gradient norm; 0 disables clipping."""
-    checkpoint_every: int
-    """Steps between checkpoints."""
-    keep_last: int
-    """Committed checkpoints to keep."""
-    seed: int
-    """Seed for init, per-rank RNGs and the data order."""
-    compile: bool
-    """Wrap the model in torch.compile."""
-    metrics_port: int
-    """Prometheus port on rank 0; 0 disables it."""
-    peak_tflops: float | None
-    """Per-device peak TFLOP/s for MFU; None looks the device up."""
-    sigterm_grace: float
-    """Seconds after SIGTERM to commit a checkpoint before giving up."""
-    log_every: int
-    """Steps between progress lines."""
-    eval_batches: int
-    """Validation micro-batches per rank at the end; 0 skips evaluation."""
-    local_dir: Path
-    """Node-local scratch for shards and checkpoint staging."""
+
+class TrainSettings(WorkloadSettings):
+    """Everything `python -m workloads.trainer_torch` (under torchrun) can be configured with."""
+
+    env_prefix: ClassVar[str] = TRAIN_ENV_PREFIX
+    prog: ClassVar[str] = "python -m workloads.trainer_torch"
+
+    data: S3UriSetting
+    """S3 URI of the dataset manifest.json written by `prepare`. Required."""
+    checkpoints: S3UriSetting
+    """S3 prefix under which `step-NNNNNNNNN/` checkpoints are written. Required."""
+    export: S3UriSetting | None = None
+    """S3 prefix for the final Hugging Face-style export. Defaults to none (no export)."""
+    model: str = "small"
+    """Model preset. Defaults to small. Valid values: tiny, mini, small, medium, large."""
+    seq_len: int = Field(default=None, ge=1, validate_default=True)
+    """Tokens per training sequence. Defaults to the preset's max_seq_len; at most that."""
+    micro_batch: int = Field(8, ge=1)
+    """Sequences per rank per forward/backward pass. Defaults to 8."""
+    global_batch: int | None = Field(None, ge=1)
+    """Sequences per optimizer step across all ranks; must divide by --micro-batch x world size.
+    Defaults to none (--grad-accum decides)."""
+    grad_accum: int = Field(default=None, ge=1, validate_default=True)
+    """Micro-batches accumulated per optimizer step. Defaults to 1, or derived from --global-batch."""
+    max_steps: int = Field(1000, ge=1)
+    """Optimizer steps to train for. Defaults to 1000."""
+    lr: float = Field(6e-4, gt=0)
+    """Peak learning rate. Defaults to 6e-4."""
+    min_lr: float = Field(default=None, ge=0, validate_default=True)
+    """Learning rate at the end of the cosine decay, between 0 and --lr. Defaults to --lr / 10."""
+    warmup_steps: int = Field(100, ge=0)
+    """Linear warmup steps, at most --max-steps. Defaults to 100."""
+    weight_decay: float = Field(0.1, ge=0)
+    """AdamW weight decay on matrices. Defaults to 0.1."""
+    grad_clip: float = Field(1.0, ge=0)
+    """Max global gradient norm; 0 disables clipping. Defaults to 1.0."""
+    checkpoint_every: int = Field(500, ge=1)
+    """Steps between checkpoints (the last step is always checkpointed). Defaults to 500."""
+    keep_last: int = Field(3, ge=1)
+    """Committed checkpoints to keep. Defaults to 3."""
+    seed: int = Field(1337, ge=0)
+    """Seed for init, per-rank RNGs and the data order. Defaults to 1337."""
+    compile: bool = False
+    """Wrap the model in torch.compile. Defaults to off."""
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """Prometheus /metrics port on rank 0; 0 disables it. Defaults to 0."""
+    peak_tflops: float | None = Field(None, gt=0)
+    """Per-device peak TFLOP/s for MFU. Defaults to the device table's value."""
+    sigterm_grace: float = Field(100.0, gt=0)
+    """Seconds after SIGTERM to finish the step and commit a checkpoint (keep below torchrun's
+    --shutdown-timeout and the pod's terminationGracePeriodSeconds). Defaults to 100."""
+    log_every: int = Field(10, ge=1)
+    """Steps between progress lines. Defaults to 10."""
+    eval_batches: int = Field(8, ge=0)
+    """Validation micro-batches per rank after training; 0 skips evaluation. Defaults to 8."""
+    local_dir: Path = Path(tempfile.gettempdir()) / "modelplane-trainer"
+    """Node-local scratch for data shards and checkpoint staging. Defaults to $TMPDIR/modelplane-trainer."""
+
+    _world_size: int = PrivateAttr(1)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Keep torchrun's world size (passed as validation context) for the derived batch sizes."""
+        self._world_size = int((context or {}).get("world_size", 1))
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if value not in PRESETS:
+            raise ValueError(f"unknown preset; valid values: {', '.join(PRESETS)}")
+        return value
+
+    @field_validator("seq_len", mode="before")
+    @classmethod
+    def _default_seq_len(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            return value
+        preset = PRESETS.get(info.data.get("model", ""))
+        return preset.max_seq_len if preset else 1
+
+    @field_validator("seq_len")
+    @classmethod
+    def _check_seq_len(cls, value: int, info: ValidationInfo) -> int:
+        model = info.data.get("model", "")
+        if model in PRESETS and value > PRESETS[model].max_seq_len:
+            raise ValueError(f"exceeds the {model!r} preset's max_seq_len {PRESETS[model].max_seq_len}")
+        return value
+
+    @field_validator("global_batch")
+    @classmethod
+    def _check_global_batch(cls, value: int | None, info: ValidationInfo) -> int | None:
+        micro_batch = info.data.get("micro_batch")
+        if value is None or micro_batch is None:
+            return value
+        per_pass = micro_batch * _world_size(info)
+        if value % per_pass:
+            raise ValueError(f"is not divisible by --micro-batch x world size ({micro_batch} x {_world_size(info)} "
+                             f"= {per_pass}); use a multiple of {per_pass}")
+        return value
+
+    @field_validator("grad_accum", mode="before")
+    @classmethod
+    def _default_grad_accum(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            return value
+        return cls._derived_grad_accum(info) or 1
+
+    @field_validator("grad_accum")
+    @classmethod
+    def _check_grad_accum(cls, value: int, info: ValidationInfo) -> int:
+        derived = cls._derived_grad_accum(info)
+        if derived is not None and value != derived:
+            raise ValueError(f"contradicts --global-batch {info.data['global_batch']} at world size "
+                             f"{_world_size(info)} (which needs {derived}); pass only one of them")
+        return value
+
+    @staticmethod
+    def _derived_grad_accum(info: ValidationInfo) -> int | None:
+        """Micro-batches per step that --global-batch implies, when it is set and valid."""
+        global_batch, micro_batch = info.data.get("global_batch"), info.data.get("micro_batch")
+        if global_batch is None or micro_batch is None:
+            return None
+        return int(global_batch // (micro_batch * _world_size(info)))
+
+    @field_validator("min_lr", mode="before")
+    @classmethod
+    def _default_min_lr(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            return value
+        return info.data["lr"] / 10 if "lr" in info.data else 0.0
+
+    @field_validator("min_lr")
+    @classmethod
+    def _check_min_lr(cls, value: float, info: ValidationInfo) -> float:
+        if "lr" in info.data and value > info.data["lr"]:
+            raise ValueError(f"must be between 0 and --lr {info.data['lr']}")
+        return value
+
+    @field_validator("warmup_steps")
+    @classmethod
+    def _check_warmup(cls, value: int, info: ValidationInfo) -> int:
+        if "max_steps" in info.data and value > info.data["max_steps"]:
+            raise ValueError(f"must be <= --max-steps {info.data['max_steps']}")
+        return value
 
     @property
-    def global_batch(self) -> int:
-        """Sequences per optimizer step across all ranks."""
+    def preset(self) -> GPTConfig:
+        """The shape of the --model preset."""
+        return PRESETS[self.model]
+
+    @property
+    def world_size(self) -> int:
+        """Ranks in the job (torchrun's WORLD_SIZE, given to `parse` as context)."""
+        return self._world_size
+
+    @property
+    def sequences_per_step(self) -> int:
+        """Sequences per optimizer step across all ranks (--global-batch when set)."""
         return self.micro_batch * self.grad_accum * self.world_size
 
     @property
     def tokens_per_step(self) -> int:
         """Tokens per optimizer step across all ranks."""
-        return self.global_batch * self.seq_len
+        return self.sequences_per_step * self.seq_len
 
 
-def _env(name: str, default: Any) -> Any:
-    return os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"), default)
-
-
-def _env_flag(name: str) -> bool:
-    return str(_env(name, "")).strip().lower() in {"1", "true", "yes", "on"}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser; defaults come from `MODELPLANE_TRAIN_*` env vars where set."""
-    p = argparse.ArgumentParser(prog="python -m workloads.trainer_torch", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=_env("data", None), help="S3 URI of the dataset manifest.json from prepare.")
-    p.add_argument("--checkpoints", default=_env("checkpoints", None), help="S3 prefix for checkpoints.")
-    p.add_argument("--export", default=_env("export", None), help="S3 prefix for the final export (omit to skip).")
-    p.add_argument("--model", default=_env("model", "small"), help=f"Model preset: {', '.join(PRESETS)}.")
-    p.add_argument("--seq-len", type=int, default=_env("seq-len", None),
-                   help="Tokens per sequence. Defaults to the preset's max_seq_len.")
-    p.add_argument("--micro-batch", type=int, default=_env("micro-batch", "8"), help="Sequences per rank per pass.")
-    p.add_argument("--grad-accum", type=int, default=_env("grad-accum", None),
-                   help="Micro-batches per optimizer step. Defaults to 1, or derived from --global-batch.")
-    p.add_argument("--global-batch", type=int, default=_env("global-batch", None),
-                   help="Sequences per optimizer step across all ranks; must divide by micro-batch x world size.")
-    p.add_argument("--max-steps", type=int, default=_env("max-steps", "1000"), help="Optimizer steps to train for.")
-    p.add_argument("--lr", type=float, default=_env("lr", "6e-4"), help="Peak learning rate.")
-    p.add_argument("--min-lr", type=float, default=_env("min-lr", None),
-                   help="Final learning rate of the cosine decay. Defaults to lr / 10.")
-    p.add_argument("--warmup-steps", type=int, default=_env("warmup-steps", "100"), help="Linear warmup steps.")
-    p.add_argument("--weight-decay", type=float, default=_env("weight-decay", "0.1"), help="AdamW weight decay.")
-    p.add_argument("--grad-clip", type=float, default=_env("grad-clip", "1.0"), help="Max gradient norm; 0 = off.")
-    p.add_argument("--checkpoint-every", type=int, default=_env("checkpoint-every", "500"),
-                   help="Steps between checkpoints (the last step is always checkpointed).")
-    p.add_argument("--keep-last", type=int, default=_env("keep-last", "3"), help="Committed checkpoints to keep.")
-    p.add_argument("--seed", type=int, default=_env("seed", "1337"), help="Seed for init, RNGs and data order.")
-    p.add_argument("--compile", action="store_true", default=_env_flag("compile"), help="Use torch.compile.")
-    p.add_argument("--metrics-port", type=int, default=_env("metrics-port", "0"),
-                   help="Prometheus /metrics port on rank 0; 0 disables it.")
-    p.add_argument("--peak-tflops", type=float, default=_env("peak-tflops", None),
-                   help="Per-device peak TFLOP/s for MFU, overriding the device table.")
-    p.add_argument("--sigterm-grace", type=float, default=_env("sigterm-grace", "100"),
-                   help="Seconds after SIGTERM to finish the step and commit a checkpoint (keep below torchrun's "
-                        "--shutdown-timeout and the pod's terminationGracePeriodSeconds).")
-    p.add_argument("--log-every", type=int, default=_env("log-every", "10"), help="Steps between progress lines.")
-    p.add_argument("--eval-batches", type=int, default=_env("eval-batches", "8"),
-                   help="Validation micro-batches per rank after training; 0 skips it.")
-    p.add_argument("--local-dir", default=_env("local-dir", os.path.join(tempfile.gettempdir(), "modelplane-trainer")),
-                   help="Node-local scratch for data shards and checkpoint staging.")
-    return p
-
-
-def _uri(errors: list[str], value: str | None, flag: str, *, required: bool) -> S3Uri | None:
-    if value is None or value == "":
-        if required:
-            errors.append(f"{flag}: required (an s3://BUCKET/PREFIX URI; or set {ENV_PREFIX}{flag[2:].upper()})")
-        return None
-    try:
-        return S3Uri.parse(value, flag=flag)
-    except S3UriError as exc:
-        errors.append(str(exc))
-        return None
-
-
-def _positive(errors: list[str], ns: argparse.Namespace, *names: str, minimum: float = 1) -> None:
-    for name in names:
-        value = getattr(ns, name.replace("-", "_"))
-        if value is not None and value < minimum:
-            errors.append(f"--{name}: must be >= {minimum:g} (got {value})")
-
-
-def _resolve_grad_accum(errors: list[str], ns: argparse.Namespace, world_size: int) -> int:
-    if ns.global_batch is None:
-        return int(ns.grad_accum or 1)
-    per_pass = ns.micro_batch * world_size
-    if ns.global_batch % per_pass:
-        errors.append(f"--global-batch: {ns.global_batch} sequences is not divisible by --micro-batch x world size "
-                      f"({ns.micro_batch} x {world_size} = {per_pass}); use a multiple of {per_pass}")
-        return 1
-    derived = ns.global_batch // per_pass
-    if ns.grad_accum is not None and ns.grad_accum != derived:
-        errors.append(f"--grad-accum: {ns.grad_accum} contradicts --global-batch {ns.global_batch} at world size "
-                      f"{world_size} (which needs {derived}); pass only one of them")
-    return derived
-
-
-def parse_config(argv: Sequence[str] | None = None, *, world_size: int = 1) -> TrainConfig:
-    """Parse and validate flags; raise `ConfigError` listing every problem."""
-    ns = build_parser().parse_args(argv)
-    errors: list[str] = []
-    data = _uri(errors, ns.data, "--data", required=True)
-    checkpoints = _uri(errors, ns.checkpoints, "--checkpoints", required=True)
-    export = _uri(errors, ns.export, "--export", required=False)
-    preset = PRESETS.get(ns.model)
-    if preset is None:
-        errors.append(f"--model: unknown preset {ns.model!r}; valid values: {', '.join(PRESETS)}")
-    seq_len = ns.seq_len if ns.seq_len is not None else (preset.max_seq_len if preset else 1)
-    if preset is not None and seq_len > preset.max_seq_len:
-        errors.append(f"--seq-len: {seq_len} exceeds the {ns.model!r} preset's max_seq_len {preset.max_seq_len}")
-    _positive(errors, ns, "seq-len", "micro-batch", "grad-accum", "global-batch", "max-steps", "checkpoint-every",
-              "keep-last", "log-every")
-    _positive(errors, ns, "warmup-steps", "eval-batches", "metrics-port", "seed", minimum=0)
-    if ns.metrics_port > 65535:
-        errors.append(f"--metrics-port: must be a TCP port 0..65535 (got {ns.metrics_port})")
-    if ns.lr <= 0:
-        errors.append(f"--lr: must be > 0 (got {ns.lr})")
-    min_lr = ns.min_lr if ns.min_lr is not None else ns.lr / 10
-    if not 0 <= min_lr <= ns.lr:
-        errors.append(f"--min-lr: must be between 0 and --lr {ns.lr} (got {min_lr})")
-    if ns.warmup_steps > ns.max_steps:
-        errors.append(f"--warmup-steps: must be <= --max-steps {ns.max_steps} (got {ns.warmup_steps})")
-    for name in ("weight_decay", "grad_clip"):
-        if getattr(ns, name) < 0:
-            errors.append(f"--{name.replace('_', '-')}: must be >= 0 (got {getattr(ns, name)})")
-    if ns.peak_tflops is not None and ns.peak_tflops <= 0:
-        errors.append(f"--peak-tflops: must be > 0 (got {ns.peak_tflops})")
-    if ns.sigterm_grace <= 0:
-        errors.append(f"--sigterm-grace: must be > 0 seconds (got {ns.sigterm_grace})")
-    grad_accum = _resolve_grad_accum(errors, ns, world_size) if ns.micro_batch >= 1 else 1
-    if errors or data is None or checkpoints is None or preset is None:
-        raise ConfigError(errors)
-    return TrainConfig(
-        data=data, checkpoints=checkpoints, export=export, model=ns.model, model_config=preset, seq_len=seq_len,
-        micro_batch=ns.micro_batch, grad_accum=grad_accum, world_size=world_size, max_steps=ns.max_steps,
-        lr=ns.lr, min_lr=min_lr, warmup_steps=ns.warmup_steps, weight_decay=ns.weight_decay,
-        grad_clip=ns.grad_clip, checkpoint_every=ns.checkpoint_every, keep_last=ns.keep_last, seed=ns.seed,
-        compile=ns.compile, metrics_port=ns.metrics_port, peak_tflops=ns.peak_tflops,
-        sigterm_grace=ns.sigterm_grace, log_every=ns.log_every, eval_batches=ns.eval_batches,
-        local_dir=Path(ns.local_dir),
-    )
+def parse_config(argv: Sequence[str] | None = None, *, world_size: int = 1,
+                 environ: Mapping[str, str] | None = None) -> TrainSettings:
+    """Settings from flags over `MODELPLANE_TRAIN_*` env at `world_size` ranks; `SettingsError` lists every problem."""
+    return TrainSettings.parse(argv, environ, context={"world_size": world_size})

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from workloads.common import s3
 from workloads.common.hashing import sha256_file
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 
 FORMAT: Final = "modelplane-tokens/v1"
 MANIFEST_FILE: Final = "manifest.json"

@@ -13,7 +13,7 @@ import torch
 from torch.nn.functional import cross_entropy
 
 from workloads.common import s3
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 from workloads.lm.export import save_export
 from workloads.lm.layout import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE
 from workloads.lm.model import GPT

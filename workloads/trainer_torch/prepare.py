@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from workloads.common import s3
 from workloads.common.logs import log_event
-from workloads.common.s3 import S3Uri, S3UriError
+from workloads.common.uri import S3Uri, S3UriError
 from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch.data import DTYPE, FORMAT, MANIFEST_FILE
 

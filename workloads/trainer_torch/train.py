@@ -18,7 +18,7 @@ from workloads.lm.model import GPT
 from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch import distributed
 from workloads.trainer_torch.checkpoint import Checkpointer, CheckpointError, Loaded
-from workloads.trainer_torch.config import TrainConfig
+from workloads.trainer_torch.config import TrainSettings
 from workloads.trainer_torch.data import (
     DataError,
     TokenWindows,
@@ -50,7 +50,7 @@ class Progress:
 class Trainer:
     """One rank's trainer. `run()` returns the process exit code."""
 
-    def __init__(self, cfg: TrainConfig, ctx: DistContext) -> None:
+    def __init__(self, cfg: TrainSettings, ctx: DistContext) -> None:
         self.cfg = cfg
         self.ctx = ctx
         self.client = s3.client()
@@ -79,14 +79,14 @@ class Trainer:
         # Only from here on is there progress worth a checkpoint; before this, SIGTERM simply ends the process.
         self.stop.install()
         meter = Throughput()
-        flops_per_token = self.cfg.model_config.flops_per_token(self.cfg.seq_len)
+        flops_per_token = self.cfg.preset.flops_per_token(self.cfg.seq_len)
         while progress.step < self.cfg.max_steps:
             loss, lr, grad_norm = self._step(progress)
             stats = torch.stack([loss, torch.tensor(float(self.stop.requested), device=self.ctx.device)])
             distributed.all_reduce_sum(stats)
             global_loss, stop = stats[0].item() / self.ctx.world_size, stats[1].item() > 0
             progress.step += 1
-            progress.consumed += self.cfg.global_batch
+            progress.consumed += self.cfg.sequences_per_step
             progress.tokens += self.cfg.tokens_per_step
             meter.add(self.cfg.tokens_per_step)
             self.fault.after_step(progress.step)
@@ -133,7 +133,7 @@ class Trainer:
 
     def _build_model(self) -> None:
         distributed.seed_all(self.cfg.seed)  # identical initial weights on every rank
-        self.model = GPT(self.cfg.model_config).to(self.ctx.device)
+        self.model = GPT(self.cfg.preset).to(self.ctx.device)
         matrices = [p for p in self.model.parameters() if p.dim() >= 2]
         vectors = [p for p in self.model.parameters() if p.dim() < 2]
         # Decay only matrices: decaying biases and LayerNorm gains hurts and buys no regularisation.
@@ -169,7 +169,7 @@ class Trainer:
 
     def _check_compatible(self, loaded: Loaded) -> None:
         state, where = loaded.state, self.checkpointer.step_uri(loaded.step)
-        if state["model_config"] != self.cfg.model_config.to_dict():
+        if state["model_config"] != self.cfg.preset.to_dict():
             raise CheckpointError(f"--model: {where} holds a {state['model']!r} model, not {self.cfg.model!r}; "
                                   "use the same preset or a new --checkpoints prefix")
         if state["seq_len"] != self.cfg.seq_len:
@@ -223,8 +223,8 @@ class Trainer:
     def _checkpoint(self, progress: Progress, loss: float) -> float:
         state = {
             "step": progress.step, "consumed": progress.consumed, "tokens": progress.tokens, "loss": loss,
-            "world_size": self.ctx.world_size, "global_batch": self.cfg.global_batch, "seq_len": self.cfg.seq_len,
-            "model": self.cfg.model, "model_config": self.cfg.model_config.to_dict(), "seed": self.cfg.seed,
+            "world_size": self.ctx.world_size, "global_batch": self.cfg.sequences_per_step, "seq_len": self.cfg.seq_len,
+            "model": self.cfg.model, "model_config": self.cfg.preset.to_dict(), "seed": self.cfg.seed,
             "data": str(self.cfg.data), "saved_at": round(time.time(), 3),
         }
         optim = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
@@ -255,8 +255,8 @@ class Trainer:
         if not self.ctx.is_main:
             return
         log_event("start", world_size=self.ctx.world_size, device=str(self.ctx.device), model=self.cfg.model,
-                  params=self.cfg.model_config.n_params(), seq_len=self.cfg.seq_len,
-                  global_batch=self.cfg.global_batch, grad_accum=self.cfg.grad_accum, max_steps=self.cfg.max_steps,
+                  params=self.cfg.preset.n_params(), seq_len=self.cfg.seq_len,
+                  global_batch=self.cfg.sequences_per_step, grad_accum=self.cfg.grad_accum, max_steps=self.cfg.max_steps,
                   start_step=progress.step, windows=len(self.train_windows), peak_flops=peak,
                   peak_source=peak_source, compile=self.cfg.compile)
 

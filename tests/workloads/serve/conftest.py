@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from tests.support.servers import S3Server
+from tests.workloads.files import upload_dir
 from tests.workloads.serve.support import write_tiny_export
-from workloads.common.s3 import S3Uri, upload_dir
+from workloads.common.uri import S3Uri
 from workloads.lm.model import GPT
 
 

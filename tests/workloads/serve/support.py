@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
 from tests.support.liveserver import LiveServer, live_server, metric
+from workloads.common import metrics as names
 from workloads.lm.export import save_export
-from workloads.lm.model import GPT, PRESETS
+from workloads.lm.model import GPT
+from workloads.lm.presets import PRESETS
 from workloads.lm.tokenizer import ByteTokenizer
+from workloads.serve.backends import Backend, BatchSink
 from workloads.serve.generation import allowed_tokens
+from workloads.serve.loader import Loader, load_backend
+from workloads.serve.settings import ServeSettings
 
 CORPUS = "the quick brown fox jumps over the lazy dog. a lazy cat sleeps in the warm sun. " * 30
 """Training text: short and repetitive, so a few dozen steps give peaked, tie-free logits."""
@@ -63,4 +72,54 @@ def reference_greedy(model: GPT, prompt: str, max_tokens: int, stop: tuple[str, 
     return tokenizer.decode(generated), "length"
 
 
-__all__ = ["CORPUS", "LiveServer", "live_server", "metric", "reference_greedy", "train_tiny", "write_tiny_export"]
+class _GatedBackend:
+    """A backend whose batches start only once its gate is open (warm-up is not held)."""
+
+    def __init__(self, inner: Backend, gate: threading.Event) -> None:
+        self.inner = inner
+        self.info = inner.info
+        self.gate = gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def run_batch(self, payloads: Sequence[object], sink: BatchSink) -> None:
+        """Wait for the gate (at most a minute, so a failed test cannot hang the engine), then run."""
+        self.gate.wait(timeout=60)
+        self.inner.run_batch(payloads, sink)
+
+
+class Gate:
+    """Holds every batch until the test opens it: the test, not the machine's speed, decides when generation runs."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+
+    def loader(self, inner: Loader = load_backend) -> Loader:
+        """A loader whose backend waits for this gate before each batch."""
+        def load(settings: ServeSettings) -> Backend:
+            return cast(Backend, _GatedBackend(inner(settings), self._open))
+        return load
+
+    def open(self) -> None:
+        """Let every held and later batch run."""
+        self._open.set()
+
+
+def wait_until_submitted(server: LiveServer, count: int, timeout: float = 60.0) -> dict[str, float]:
+    """Poll /metrics until `count` payloads reached the engine (queued plus in started batches); returns the samples.
+
+    Behind a closed `Gate` nothing finishes, so this is the moment every request is queued or held in a batch.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = server.metrics()
+        submitted = metric(samples, names.INFERENCE_QUEUE_DEPTH) + metric(samples, f"{names.INFERENCE_BATCH_SIZE}_sum")
+        if submitted >= count:
+            return samples
+        assert time.monotonic() < deadline, f"only {submitted} of {count} payloads reached the engine"
+        time.sleep(0.02)
+
+
+__all__ = ["CORPUS", "Gate", "LiveServer", "live_server", "metric", "reference_greedy", "train_tiny",
+           "wait_until_submitted", "write_tiny_export"]

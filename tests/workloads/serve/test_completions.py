@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from tests.workloads.serve.support import LiveServer, live_server, metric, reference_greedy
+from tests.workloads.serve.support import Gate, LiveServer, live_server, metric, reference_greedy, wait_until_submitted
 from workloads.common import metrics as names
 from workloads.lm.model import GPT
 
@@ -31,11 +31,15 @@ def test_greedy_completion_equals_a_direct_reference_generation(model_uri: str, 
     assert body["usage"] == {"prompt_tokens": 10, "completion_tokens": 24, "total_tokens": 34}
 
 
-async def _concurrently(server: LiveServer, cases: list[tuple[str, int]]) -> list[str]:
+async def _concurrently(server: LiveServer, cases: list[tuple[str, int]], gate: Gate) -> list[str]:
+    """Send every case at once; generation is held until all of them are in the server, so they must batch."""
     async with server.async_client() as client:
-        responses = await asyncio.gather(
-            *(client.post("/v1/completions", json=_completion(server, p, n)) for p, n in cases)
-        )
+        work = [asyncio.create_task(client.post("/v1/completions", json=_completion(server, p, n))) for p, n in cases]
+        try:
+            await asyncio.to_thread(wait_until_submitted, server, len(cases))
+        finally:
+            gate.open()
+        responses = await asyncio.gather(*work)
     assert [r.status_code for r in responses] == [200] * len(cases)
     return [r.json()["choices"][0]["text"] for r in responses]
 
@@ -45,8 +49,9 @@ def test_batched_greedy_output_equals_unbatched_for_concurrent_prompts(model_uri
         unbatched = [client.post("/v1/completions", json=_completion(server, p, n)).json()["choices"][0]["text"]
                      for p, n in CASES]
         assert metric(server.metrics(), f"{names.INFERENCE_BATCH_SIZE}_sum") == len(CASES)
-    with live_server(model_uri, max_batch_size=8, max_wait_ms=200) as server:
-        batched = asyncio.run(_concurrently(server, CASES))
+    gate = Gate()
+    with live_server(model_uri, loader=gate.loader(), max_batch_size=8, max_wait_ms=200) as server:
+        batched = asyncio.run(_concurrently(server, CASES, gate))
         samples = server.metrics()
     assert batched == unbatched
     assert metric(samples, f"{names.INFERENCE_BATCH_SIZE}_count") < len(CASES), "concurrent requests shared batches"

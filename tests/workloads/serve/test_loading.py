@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from tests.support.servers import S3Server, free_port, s3_server
+from tests.workloads.files import upload_dir
 from tests.workloads.serve.support import live_server, metric
 from workloads.common import metrics as names
-from workloads.common.s3 import S3Uri, upload_dir
+from workloads.common.uri import S3Uri
 from workloads.lm.model import GPT
 from workloads.serve.backends import Backend
 from workloads.serve.loader import load_backend

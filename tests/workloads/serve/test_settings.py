@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from workloads.common.settings import SettingsError
 from workloads.serve.__main__ import main
-from workloads.serve.settings import ServeSettings, SettingsError, build_parser, parse_settings
+from workloads.serve.settings import ServeSettings, env_name, flag_name
 
 
 def test_defaults() -> None:
-    settings = parse_settings(["--model-uri", "s3://models/lm/tiny-v3"], environ={})
+    settings = ServeSettings.parse(["--model-uri", "s3://models/lm/tiny-v3"], environ={})
     assert settings.served_name == "tiny-v3"
     assert (settings.max_batch_size, settings.max_wait_ms, settings.max_queue) == (16, 5.0, 256)
     assert (settings.max_tokens_cap, settings.request_timeout_s, settings.max_body_bytes) == (512, 60.0, 1 << 20)
@@ -19,14 +20,14 @@ def test_defaults() -> None:
 def test_flags_win_over_environment_variables() -> None:
     environ = {"MODELPLANE_SERVE_MODEL_URI": "s3://models/a", "MODELPLANE_SERVE_MAX_BATCH_SIZE": "4",
                "MODELPLANE_SERVE_PORT": "9000"}
-    settings = parse_settings(["--max-batch-size", "8"], environ=environ)
+    settings = ServeSettings.parse(["--max-batch-size", "8"], environ=environ)
     assert (settings.model_uri, settings.max_batch_size, settings.port) == ("s3://models/a", 8, 9000)
 
 
 def test_every_invalid_value_is_reported_at_once_naming_flag_and_variable() -> None:
     argv = ["--model-uri", "http://bucket/x", "--max-batch-size", "0", "--max-wait-ms", "soon", "--device", "tpu"]
     with pytest.raises(SettingsError) as error:
-        parse_settings(argv, environ={})
+        ServeSettings.parse(argv, environ={})
     message = str(error.value)
     assert "--model-uri (MODELPLANE_SERVE_MODEL_URI): use s3://BUCKET/PREFIX or a local folder path " \
            "(got 'http://bucket/x')" in message
@@ -38,7 +39,7 @@ def test_every_invalid_value_is_reported_at_once_naming_flag_and_variable() -> N
 
 def test_model_uri_is_required() -> None:
     with pytest.raises(SettingsError, match=r"--model-uri \(MODELPLANE_SERVE_MODEL_URI\): is required"):
-        parse_settings([], environ={})
+        ServeSettings.parse([], environ={})
 
 
 @pytest.mark.parametrize(
@@ -57,19 +58,19 @@ def test_model_uri_is_required() -> None:
 def test_each_rule_has_its_message(argv: list[str], fragment: str) -> None:
     base = [] if argv[0] == "--model-uri" else ["--model-uri", "s3://models/x"]
     with pytest.raises(SettingsError) as error:
-        parse_settings(base + argv, environ={})
+        ServeSettings.parse(base + argv, environ={})
     assert fragment in str(error.value)
 
 
 def test_api_key_comes_from_the_named_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_SERVE_KEY", "s3cr3t")
-    settings = parse_settings(["--model-uri", "/models/x", "--api-key-env", "MY_SERVE_KEY"], environ={})
+    settings = ServeSettings.parse(["--model-uri", "/models/x", "--api-key-env", "MY_SERVE_KEY"], environ={})
     assert settings.api_key == "s3cr3t"
     assert "s3cr3t" not in repr(settings), "the key itself is never part of the settings"
 
 
 def test_help_documents_every_flag_with_its_variable() -> None:
-    text = " ".join(build_parser().format_help().split())
+    text = " ".join(ServeSettings.build_parser().format_help().split())
     for name in ServeSettings.model_fields:
         flag = "--" + name.replace("_", "-")
         assert flag in text
@@ -79,3 +80,8 @@ def test_help_documents_every_flag_with_its_variable() -> None:
 def test_main_exits_2_with_the_message_on_invalid_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--model-uri", "s3://models/x", "--port", "99999"]) == 2
     assert "--port (MODELPLANE_SERVE_PORT): Input should be less than or equal to 65535" in capsys.readouterr().err
+
+
+def test_module_helpers_name_the_flag_and_variable_infra_sets() -> None:
+    assert (flag_name("max_batch_size"), env_name("max_batch_size")) == (
+        "--max-batch-size", "MODELPLANE_SERVE_MAX_BATCH_SIZE")

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import free_port
+from workloads.common import metrics as names
 from workloads.lm.model import GPT
 
 
@@ -36,7 +38,9 @@ async def _in_flight_then_sigterm(
                 return (await response.aread()).decode()
 
         streamed = asyncio.create_task(stream())
-        await asyncio.sleep(0.3)
+        # Signal once all five reached the engine: with batch size 1, four of them still wait behind a 200-token
+        # generation, so requests are in flight at SIGTERM however fast the machine is.
+        await _until_submitted(client, 5)
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         await asyncio.sleep(0.2)
@@ -47,6 +51,18 @@ async def _in_flight_then_sigterm(
                 after = type(exc).__name__
         responses = list(await asyncio.gather(*plain))
         return responses, await streamed, after, max(finished) - signalled
+
+
+async def _until_submitted(client: httpx.AsyncClient, count: int) -> None:
+    """Wait until `count` requests reached the engine: queued plus batches started (each batch is one request)."""
+    async with asyncio.timeout(60):
+        while True:
+            samples = {sample.name: sample.value for family in text_string_to_metric_families(
+                (await client.get("/metrics")).text) for sample in family.samples}
+            if samples.get(names.INFERENCE_QUEUE_DEPTH, 0) + samples.get(f"{names.INFERENCE_BATCH_SIZE}_count", 0) \
+                    >= count:
+                return
+            await asyncio.sleep(0.01)
 
 
 def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tiny_export: tuple[Path, GPT], tmp_path: Path) -> None:

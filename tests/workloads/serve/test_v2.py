@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tests.support.servers import RedisServer
-from tests.workloads.serve.support import LiveServer, live_server, metric, reference_greedy
+from tests.workloads.serve.support import Gate, LiveServer, live_server, metric, reference_greedy, wait_until_submitted
 from workloads.common import metrics as names
 from workloads.lm.model import GPT
 from workloads.serve.backends import Backend, ModelInfo, TensorBackend, TensorSpec
@@ -72,9 +72,15 @@ def test_lm_v2_cache_hit_keeps_each_request_id(model_uri: str, redis: RedisServe
     assert first.json()["outputs"] == second.json()["outputs"]
 
 
-async def _concurrent_rows(server: LiveServer, batches: list[list[list[float]]]) -> list[dict[str, Any]]:
+async def _concurrent_rows(server: LiveServer, batches: list[list[list[float]]], gate: Gate) -> list[dict[str, Any]]:
+    """Send every request at once; predictions are held until all of them are in the server, so they must batch."""
     async with server.async_client() as client:
-        responses = await asyncio.gather(*(client.post("/v2/models/affine/infer", json=_rows(b)) for b in batches))
+        work = [asyncio.create_task(client.post("/v2/models/affine/infer", json=_rows(b))) for b in batches]
+        try:
+            await asyncio.to_thread(wait_until_submitted, server, len(batches))
+        finally:
+            gate.open()
+        responses = await asyncio.gather(*work)
     assert [r.status_code for r in responses] == [200] * len(batches)
     return [r.json() for r in responses]
 
@@ -82,9 +88,10 @@ async def _concurrent_rows(server: LiveServer, batches: list[list[list[float]]])
 def test_tensor_backend_batches_rows_from_concurrent_requests(model_uri: str) -> None:
     predictor = AffinePredictor()
     requests = [[[float(i), 1.0, 2.0]] * (1 + i % 3) for i in range(8)]
-    with live_server(model_uri, model_name="affine", loader=_affine_loader(predictor), max_batch_size=8,
+    gate = Gate()
+    with live_server(model_uri, model_name="affine", loader=gate.loader(_affine_loader(predictor)), max_batch_size=8,
                      max_wait_ms=100) as server:
-        results = asyncio.run(_concurrent_rows(server, requests))
+        results = asyncio.run(_concurrent_rows(server, requests, gate))
         samples = server.metrics()
     for rows, result in zip(requests, results, strict=True):
         (output,) = result["outputs"]

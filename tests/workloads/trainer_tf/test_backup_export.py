@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from tests.support.servers import S3Server
 from workloads.common import metrics
 from workloads.common import s3 as s3io
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 from workloads.trainer_tf import backup
 from workloads.trainer_tf.export import next_version, upload_version
 from workloads.trainer_tf.telemetry import TrainTelemetry

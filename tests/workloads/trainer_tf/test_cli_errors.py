@@ -38,7 +38,8 @@ def _fails_with(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     event = json.loads(captured.out.strip().splitlines()[-1])
     assert event["event"] == "config_error"
     assert captured.err.startswith("error: ")
-    return str(event["error"])
+    assert captured.err.count("error: ") == len(event["errors"])
+    return "\n".join(event["errors"])
 
 
 def test_malformed_tf_config_fails_naming_tf_config(
@@ -59,7 +60,8 @@ def test_tf_config_task_index_out_of_range_fails(
 def test_unknown_data_source_fails_naming_data(
     bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _fails_with(_args(bucket, tmp_path, "--data", "imagenet"), capsys).startswith("--data: expected 'digits'")
+    assert _fails_with(_args(bucket, tmp_path, "--data", "imagenet"), capsys).startswith(
+        "--data (MODELPLANE_TF_TRAIN_DATA): expected 'digits'")
 
 
 def test_s3_data_without_shards_fails_naming_data(

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from tests.support.servers import S3Server, free_port
+from tests.workloads.files import upload_dir, write_shard
 from tests.workloads.trainer_tf.cluster import Event, Worker, run_cli, start_cluster, stop_all, trainer_env
 from workloads.common import metrics
 from workloads.common import s3 as s3io
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 from workloads.trainer_tf.data import load_digits, load_images, split_holdout
-from workloads.trainer_tf.records import write_shard
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -214,7 +214,7 @@ def test_one_epoch_from_s3_image_records(s3: S3Server, tmp_path: Path) -> None:
     for index, start in enumerate(range(0, 600, 200)):
         write_shard(tmp_path / "records" / f"shard-{index}.npz", digits.images[start:start + 200],
                     digits.labels[start:start + 200], digits.class_names)
-    s3io.upload_dir(tmp_path / "records", S3Uri(bucket, "records"))
+    upload_dir(tmp_path / "records", S3Uri(bucket, "records"))
     assert len(load_images(f"s3://{bucket}/records/")) == 600
     result = run_cli(["--data", f"s3://{bucket}/records/", "--epochs", "1", "--backup-dir", str(tmp_path / "b"),
                       "--export", f"s3://{bucket}/models/records-cnn/"], trainer_env(s3, tmp_path / "tmp"),

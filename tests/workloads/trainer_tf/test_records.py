@@ -10,12 +10,13 @@ import pytest
 import tensorflow as tf
 
 from tests.support.servers import S3Server
+from tests.workloads.files import upload_dir, write_shard
 from workloads.common import s3 as s3io
-from workloads.common.s3 import S3Uri
-from workloads.trainer_tf.config import ConfigError
+from workloads.common.settings import SettingsError
+from workloads.common.uri import S3Uri
 from workloads.trainer_tf.convert import ConvertOptions, convert_image_folder, main, read_image_folder
 from workloads.trainer_tf.data import load_digits, load_images, split_holdout
-from workloads.trainer_tf.records import RecordError, decode_shard, encode_shard, write_shard
+from workloads.trainer_tf.records import RecordError, decode_shard, encode_shard
 
 
 def _bucket() -> str:
@@ -113,7 +114,7 @@ def test_s3_image_folder_converts_to_s3_shards_the_trainer_loads(s3: S3Server, t
     bucket = _bucket()
     digits = load_digits()
     _write_png_folder(tmp_path / "raw", digits.images[:20], digits.labels[:20])
-    s3io.upload_dir(tmp_path / "raw", S3Uri(bucket, "raw"))
+    upload_dir(tmp_path / "raw", S3Uri(bucket, "raw"))
     assert main(["--src", f"s3://{bucket}/raw/", "--dst", f"s3://{bucket}/records/", "--shard-size", "15"]) == 0
     loaded = load_images(f"s3://{bucket}/records/")
     assert len(loaded) == 20 and loaded.images.shape[1:] == (8, 8, 1)
@@ -124,14 +125,14 @@ def test_s3_image_folder_converts_to_s3_shards_the_trainer_loads(s3: S3Server, t
 
 def test_empty_s3_prefix_names_the_data_flag(s3: S3Server) -> None:
     bucket = _bucket()
-    with pytest.raises(ConfigError, match=f"--data: no .npz image-record shards under 's3://{bucket}/nothing/'"):
+    with pytest.raises(SettingsError, match=f"--data: no .npz image-record shards under 's3://{bucket}/nothing/'"):
         load_images(f"s3://{bucket}/nothing/")
 
 
 def test_corrupt_s3_shard_names_the_data_flag_and_key(s3: S3Server) -> None:
     bucket = _bucket()
     s3io.put_bytes(S3Uri(bucket, "records/shard-0.npz"), b"not a zip")
-    with pytest.raises(ConfigError, match=f"--data: --data s3://{bucket}/records/shard-0.npz: not a readable .npz"):
+    with pytest.raises(SettingsError, match=f"--data: --data s3://{bucket}/records/shard-0.npz: not a readable .npz"):
         load_images(f"s3://{bucket}/records/")
 
 
@@ -140,6 +141,6 @@ def test_shards_with_different_classes_are_rejected(s3: S3Server, tmp_path: Path
     images = np.zeros((2, 4, 4, 1), np.uint8)
     for name, classes in (("a.npz", ("x", "y")), ("b.npz", ("x", "z"))):
         write_shard(tmp_path / name, images, np.array([0, 1]), classes)
-    s3io.upload_dir(tmp_path, S3Uri(bucket, "r"))
-    with pytest.raises(ConfigError, match=f"s3://{bucket}/r/b.npz: class_names differ"):
+    upload_dir(tmp_path, S3Uri(bucket, "r"))
+    with pytest.raises(SettingsError, match=f"s3://{bucket}/r/b.npz: class_names differ"):
         load_images(f"s3://{bucket}/r/")

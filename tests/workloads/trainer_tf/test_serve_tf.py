@@ -20,7 +20,8 @@ import tf_keras as keras
 from tests.support import dockerfile
 from tests.support.liveserver import LiveServer, live_server
 from tests.support.servers import S3Server
-from workloads.common.s3 import S3Uri, upload_dir
+from tests.workloads.files import upload_dir
+from workloads.common.uri import S3Uri
 from workloads.trainer_tf.data import load_digits, split_holdout
 from workloads.trainer_tf.records import ImageSet
 from workloads.trainer_tf.train import build_model, predict_classes

@@ -26,7 +26,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[keras.Model, Pat
 
 def test_metadata_uses_kserve_v2_names_and_datatypes(exported: tuple[keras.Model, Path]) -> None:
     served = TfSavedModel(exported[1])
-    assert [t.to_v2() for t in served.inputs] == [{"name": "features", "datatype": "FP32", "shape": [-1, 3, 2]}]
+    assert [(t.name, t.datatype, t.shape) for t in served.inputs] == [("features", "FP32", [-1, 3, 2])]
     assert [(t.datatype, t.shape) for t in served.outputs] == [("FP32", [-1, 4])]
 
 

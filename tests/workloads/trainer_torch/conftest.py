@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.servers import S3Server
 from tests.workloads.trainer_torch.support import Bucket, make_corpus
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 from workloads.trainer_torch.prepare import prepare
 
 

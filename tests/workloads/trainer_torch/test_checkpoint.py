@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.workloads.trainer_torch.support import Bucket
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 from workloads.trainer_torch.checkpoint import Checkpointer, CheckpointError
 from workloads.trainer_torch.distributed import DistContext, rng_state
 

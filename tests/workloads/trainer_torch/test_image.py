@@ -51,7 +51,7 @@ def test_requirements_are_exact_pins_covering_the_runtime_imports() -> None:
     lines = [ln for ln in (IMAGE / "requirements.txt").read_text().splitlines() if ln and not ln.startswith("#")]
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", ln) for ln in lines), lines
     names = {ln.split("==")[0].lower() for ln in lines}
-    assert {"boto3", "botocore", "numpy", "safetensors", "tenacity", "prometheus-client"} <= names
+    assert {"boto3", "botocore", "numpy", "safetensors", "tenacity", "prometheus-client", "pydantic"} <= names
     assert "torch" not in names, "torch comes from the CUDA base image"
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.workloads.trainer_torch.support import Bucket
-from workloads.common.s3 import S3Uri
+from workloads.common.uri import S3Uri
 from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch.prepare import PrepareError, main, prepare
 

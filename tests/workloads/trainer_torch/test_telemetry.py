@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 
 from tests.support.servers import free_port, wait_for_port
 from workloads.common import metrics as names
-from workloads.lm.model import PRESETS
+from workloads.lm.presets import PRESETS
 from workloads.trainer_torch.telemetry import (
     TrainMetrics,
     format_eta,
