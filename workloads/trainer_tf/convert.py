@@ -9,35 +9,61 @@ class folder names. Images are decoded with TensorFlow (PNG, JPEG, GIF, BMP) and
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import tensorflow as tf
+from pydantic import Field, field_validator
 
 from workloads.common import s3
 from workloads.common.logs import log_event
-from workloads.common.uri import S3Uri, S3UriError
+from workloads.common.settings import SettingsError, WorkloadSettings
+from workloads.common.uri import S3Uri, S3UriError, s3_uri_problem
+from workloads.common.vocab import CONVERT_ENV_PREFIX
 from workloads.trainer_tf.records import SHARD_SUFFIX, RecordError, encode_shard
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})
 """File name suffixes read as images; other files are ignored."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class ConvertOptions:
-    """How images become records."""
+class ConvertSettings(WorkloadSettings):
+    """Convert an image folder into image-record shards."""
 
+    env_prefix: ClassVar[str] = CONVERT_ENV_PREFIX
+    prog: ClassVar[str] = "python -m workloads.trainer_tf.convert"
+
+    src: str
+    """Image folder ROOT/<class>/<image>: a local folder or an s3://BUCKET/PREFIX."""
+    dst: str
+    """Where the .npz shards go: a local folder or an s3://BUCKET/PREFIX."""
     size: tuple[int, int] | None = None
-    """(height, width) to resize to. Defaults to None (keep; all images must match)."""
-    channels: int = 1
+    """HEIGHTxWIDTH to resize to, e.g. 32x32. Defaults to none (keep; every image must then have the same size)."""
+    channels: Literal[1, 3] = 1
     """Channels to decode to. Defaults to 1 (grayscale). Valid values: 1, 3."""
-    shard_size: int = 10_000
-    """Images per shard. Defaults to 10,000. Valid values: >= 1."""
+    shard_size: int = Field(10_000, ge=1)
+    """Images per shard. Defaults to 10,000. Valid: >= 1."""
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        height, sep, width = value.lower().partition("x")
+        if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
+            raise ValueError("expected HEIGHTxWIDTH such as 32x32")
+        return int(height), int(width)
+
+    @field_validator("src", "dst")
+    @classmethod
+    def _check_location(cls, value: str) -> str:
+        problem = s3_uri_problem(value) if value.startswith("s3://") else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -49,7 +75,7 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _decode(path: Path, options: ConvertOptions) -> np.ndarray:
+def _decode(path: Path, options: ConvertSettings) -> np.ndarray:
     image = tf.io.decode_image(path.read_bytes(), channels=options.channels, expand_animations=False)
     if options.size is not None:
         image = tf.image.resize(image, options.size, method="bilinear")
@@ -58,7 +84,7 @@ def _decode(path: Path, options: ConvertOptions) -> np.ndarray:
     return pixels
 
 
-def read_image_folder(root: Path, options: ConvertOptions) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def read_image_folder(root: Path, options: ConvertSettings) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """(images, labels, class_names) of every image under `root`'s class folders."""
     folders = _class_folders(root)
     images: list[np.ndarray] = []
@@ -87,8 +113,9 @@ def shard_bodies(
     ]
 
 
-def convert_image_folder(src: str, dst: str, options: ConvertOptions) -> list[str]:
+def convert_image_folder(options: ConvertSettings) -> list[str]:
     """Convert the folder at `src` (local or s3://) into shards at `dst` (local or s3://). Returns their paths."""
+    src, dst = options.src, options.dst
     with tempfile.TemporaryDirectory(prefix="convert-") as scratch:
         root = Path(src)
         if src.startswith("s3://"):
@@ -109,32 +136,19 @@ def convert_image_folder(src: str, dst: str, options: ConvertOptions) -> list[st
     return written
 
 
-def _parse_size(value: str) -> tuple[int, int]:
-    height, sep, width = value.lower().partition("x")
-    if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
-        raise argparse.ArgumentTypeError(f"--size: expected HEIGHTxWIDTH such as 32x32 (got {value!r})")
-    return int(height), int(width)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: convert one image folder; exit 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="python -m workloads.trainer_tf.convert", description=__doc__.split("\n")[0])
-    parser.add_argument("--src", required=True, help="image folder ROOT/<class>/<image>, local or s3://")
-    parser.add_argument("--dst", required=True, help="folder or s3:// prefix to write .npz shards to")
-    parser.add_argument("--size", type=_parse_size, default=None, help="resize to HEIGHTxWIDTH, e.g. 32x32")
-    parser.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 grayscale or 3 RGB")
-    parser.add_argument("--shard-size", type=int, default=10_000, help="images per shard")
-    args = parser.parse_args(argv)
-    if args.shard_size < 1:
-        parser.error(f"--shard-size: must be at least 1 (got {args.shard_size})")
     try:
-        written = convert_image_folder(
-            args.src, args.dst, ConvertOptions(size=args.size, channels=args.channels, shard_size=args.shard_size)
-        )
+        settings = ConvertSettings.parse(argv)
+        written = convert_image_folder(settings)
+    except SettingsError as exc:
+        for message in exc.errors:
+            print(f"error: {message}", file=sys.stderr)
+        return 2
     except (RecordError, S3UriError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    log_event("converted", src=args.src, dst=args.dst, shards=written)
+    log_event("converted", src=settings.src, dst=settings.dst, shards=written)
     return 0
 
 

@@ -11,7 +11,6 @@ token counts, sha256 per shard) is uploaded last, so a dataset without a manifes
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -19,15 +18,18 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
 
 from workloads.common import s3
 from workloads.common.logs import log_event
+from workloads.common.settings import S3UriSetting, SettingsError, WorkloadSettings
 from workloads.common.uri import S3Uri, S3UriError
+from workloads.common.vocab import PREPARE_ENV_PREFIX
 from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch.data import DTYPE, FORMAT, MANIFEST_FILE
 
@@ -135,34 +137,41 @@ def prepare(src: Path, out: S3Uri, *, shard_tokens: int, val_fraction: float, pa
     return manifest
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Flags of the prepare command."""
-    p = argparse.ArgumentParser(prog="python -m workloads.trainer_torch.prepare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--src", required=True, type=Path, help="Folder of text files (searched recursively).")
-    p.add_argument("--out", required=True, help="S3 prefix for the shards and manifest.json.")
-    p.add_argument("--shard-tokens", type=int, default=1 << 24, help="Tokens per shard (default 16Mi, 32 MiB).")
-    p.add_argument("--val-fraction", type=float, default=0.0, help="Fraction of tokens held out as `val` (0..0.5).")
-    p.add_argument("--glob", default="*", help="Only files whose name matches this pattern (default: all).")
-    return p
+class PrepareSettings(WorkloadSettings):
+    """Turn local text files into uint16 token shards plus a manifest, uploaded to S3."""
+
+    env_prefix: ClassVar[str] = PREPARE_ENV_PREFIX
+    prog: ClassVar[str] = "python -m workloads.trainer_torch.prepare"
+
+    src: Path
+    """Folder of text files (searched recursively)."""
+    out: S3UriSetting
+    """S3 prefix for the shards and manifest.json: s3://BUCKET/PREFIX."""
+    shard_tokens: int = Field(1 << 24, ge=16)
+    """Tokens per shard. Defaults to 16Mi (32 MiB). Valid: >= 16."""
+    val_fraction: float = Field(0.0, ge=0.0, le=0.5)
+    """Fraction of tokens held out as the `val` split. Defaults to 0. Valid: 0 to 0.5."""
+    glob: str = "*"
+    """Only files whose name matches this pattern. Defaults to all files."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 on bad input)."""
-    args = build_parser().parse_args(argv)
     try:
-        out = S3Uri.parse(args.out, flag="--out")
-        if args.shard_tokens < 16:
-            raise PrepareError(f"--shard-tokens: must be >= 16 (got {args.shard_tokens})")
-        if not 0.0 <= args.val_fraction <= 0.5:
-            raise PrepareError(f"--val-fraction: must be between 0 and 0.5 (got {args.val_fraction})")
-        manifest = prepare(args.src, out, shard_tokens=args.shard_tokens, val_fraction=args.val_fraction,
-                           pattern=args.glob)
+        settings = PrepareSettings.parse(argv)
+    except SettingsError as exc:
+        for message in exc.errors:
+            print(f"error: {message}", file=sys.stderr)
+        return 2
+    out = settings.out
+    try:
+        manifest = prepare(settings.src, out, shard_tokens=settings.shard_tokens, val_fraction=settings.val_fraction,
+                           pattern=settings.glob)
     except (PrepareError, S3UriError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
-        print(f"error: --out: cannot write to {args.out}: {exc}", file=sys.stderr)
+        print(f"error: --out: cannot write to {out}: {exc}", file=sys.stderr)
         return 2
     counts = {name: (split["tokens"], len(split["shards"])) for name, split in manifest["splits"].items()}
     log_event("prepared", out=str(out), documents=manifest["source"]["documents"],

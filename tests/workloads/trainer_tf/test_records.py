@@ -14,7 +14,7 @@ from tests.workloads.files import upload_dir, write_shard
 from workloads.common import s3 as s3io
 from workloads.common.settings import SettingsError
 from workloads.common.uri import S3Uri
-from workloads.trainer_tf.convert import ConvertOptions, convert_image_folder, main, read_image_folder
+from workloads.trainer_tf.convert import ConvertSettings, convert_image_folder, main, read_image_folder
 from workloads.trainer_tf.data import load_digits, load_images, split_holdout
 from workloads.trainer_tf.records import RecordError, decode_shard, encode_shard
 
@@ -81,7 +81,7 @@ def test_npz_without_labels_names_the_missing_array(tmp_path: Path) -> None:
 def test_image_folder_converts_to_shards_with_the_same_pixels(tmp_path: Path) -> None:
     digits = load_digits()
     _write_png_folder(tmp_path / "raw", digits.images[:30], digits.labels[:30])
-    written = convert_image_folder(str(tmp_path / "raw"), str(tmp_path / "out"), ConvertOptions(shard_size=12))
+    written = convert_image_folder(ConvertSettings(src=str(tmp_path / "raw"), dst=str(tmp_path / "out"), shard_size=12))
     assert [Path(p).name for p in written] == [f"shard-{i:05d}-of-00003.npz" for i in range(3)]
     shards = [decode_shard(Path(p).read_bytes(), p) for p in written]
     # Class folders sort by name, so label i is the folder of the i-th smallest digit present.
@@ -99,8 +99,8 @@ def test_converter_resizes_and_reports_mixed_sizes(tmp_path: Path) -> None:
     (tmp_path / "a" / "small.png").write_bytes(tf.io.encode_png(np.zeros((4, 4, 1), np.uint8)).numpy())
     (tmp_path / "a" / "big.png").write_bytes(tf.io.encode_png(np.full((6, 6, 1), 200, np.uint8)).numpy())
     with pytest.raises(RecordError, match="pass --size"):
-        read_image_folder(tmp_path, ConvertOptions())
-    images, labels, names = read_image_folder(tmp_path, ConvertOptions(size=(5, 5)))
+        read_image_folder(tmp_path, ConvertSettings(src=str(tmp_path), dst="out"))
+    images, labels, names = read_image_folder(tmp_path, ConvertSettings(src=str(tmp_path), dst="out", size=(5, 5)))
     assert images.shape == (2, 5, 5, 1) and names == ("a",) and labels.tolist() == [0, 0]
     assert sorted(int(img.max()) for img in images) == [0, 200]
 
@@ -108,6 +108,14 @@ def test_converter_resizes_and_reports_mixed_sizes(tmp_path: Path) -> None:
 def test_converter_cli_reports_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--src", str(tmp_path / "missing"), "--dst", str(tmp_path / "out")]) == 2
     assert "--src: '" in capsys.readouterr().err
+
+
+def test_converter_cli_reports_every_bad_flag_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--src", str(tmp_path), "--dst", "s3://", "--size", "32by32", "--channels", "2", "--shard-size", "0"]) == 2
+    err = capsys.readouterr().err
+    for flag in ("--dst (MODELPLANE_CONVERT_DST)", "--size (MODELPLANE_CONVERT_SIZE): expected HEIGHTxWIDTH such as 32x32",
+                 "--channels (MODELPLANE_CONVERT_CHANNELS)", "--shard-size (MODELPLANE_CONVERT_SHARD_SIZE)"):
+        assert f"error: {flag}" in err
 
 
 def test_s3_image_folder_converts_to_s3_shards_the_trainer_loads(s3: S3Server, tmp_path: Path) -> None:

@@ -58,7 +58,25 @@ def test_cli_reports_bad_input_with_exit_code_2(bucket: Bucket, tmp_path: Path,
     assert main(["--src", str(tmp_path / "missing"), "--out", bucket.uri("prep/x")]) == 2
     assert "error: --src: " in capsys.readouterr().err
     assert main(["--src", str(tmp_path), "--out", "/local/path"]) == 2
-    assert "error: --out: expected an s3://BUCKET/PREFIX URI" in capsys.readouterr().err
+    expected = "error: --out (MODELPLANE_PREPARE_OUT): expected an s3://BUCKET/PREFIX URI (got '/local/path')"
+    assert expected in capsys.readouterr().err
     (tmp_path / "t.txt").write_text("text")
     assert main(["--src", str(tmp_path), "--out", "s3://no-such-bucket-here/x"]) == 2
     assert "error: --out: cannot write to s3://no-such-bucket-here/x" in capsys.readouterr().err
+
+
+def test_cli_reports_every_bad_flag_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--src", str(tmp_path), "--out", "/local/path", "--shard-tokens", "8", "--val-fraction", "0.9"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --out (MODELPLANE_PREPARE_OUT): expected an s3://BUCKET/PREFIX URI" in err
+    assert "error: --shard-tokens (MODELPLANE_PREPARE_SHARD_TOKENS): Input should be greater than or equal to 16 (got '8')" in err
+    assert "error: --val-fraction (MODELPLANE_PREPARE_VAL_FRACTION): Input should be less than or equal to 0.5 (got '0.9')" in err
+
+
+def test_cli_takes_its_settings_from_the_environment(bucket: Bucket, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.txt").write_text("hello")
+    monkeypatch.setenv("MODELPLANE_PREPARE_SRC", str(tmp_path))
+    monkeypatch.setenv("MODELPLANE_PREPARE_OUT", bucket.uri("prep/env"))
+    assert main([]) == 0
+    assert bucket.keys("prep/env")
