@@ -11,19 +11,20 @@ import pulumi_kubernetes as k8s
 from infra import versions
 from infra.aws.cache import Cache
 from infra.aws.cluster import Cluster
-from infra.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.aws.identity import WorkloadIdentity
 from infra.aws.network import Network
 from infra.aws.storage import ModelStore
 from infra.aws.tags import merge_tags, tag_transform
 from infra.config.parse import PlatformConfig
 from infra.k8s.gpu import GpuNodePools
 from infra.k8s.inference import InferenceService
-from infra.k8s.local import LocalServices
+from infra.k8s.local import SYSTEM_NAMESPACE, LocalServices
 from infra.k8s.mesh import GATEWAY_PRINCIPAL, Mesh, namespace_labels
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, WORKLOAD_NAMESPACES, Namespaces
 from infra.k8s.observability import PROMETHEUS_PRINCIPAL, Observability
 from infra.k8s.training import TrainingJob
 from infra.k8s.training_operator import TrainingOperator
+from workloads.common.vocab import BUCKET_ROLES
 
 TRAINER_SERVICE_ACCOUNT = (TRAINING_NAMESPACE, "trainer")
 """(namespace, service account) of training jobs."""
@@ -46,7 +47,7 @@ def build(config: PlatformConfig) -> None:
         # No modelplane.io/pool=system nodes here: the portable overlay leaves scheduling to the cluster.
         TrainingOperator("training-operator", system_pool=False, opts=on_cluster)
     _workloads(config, provider, WorkloadWiring(
-        buckets={role: role for role in ("datasets", "checkpoints", "models")}, env=services.s3_env,
+        buckets={role: role for role in BUCKET_ROLES}, env=services.s3_env,
         secret_env_from=[services.s3_secret_name], redis_url=services.redis_url,
     ))
 
@@ -54,7 +55,7 @@ def build(config: PlatformConfig) -> None:
 def _platform_services(config: PlatformConfig, provider: k8s.Provider) -> list[pulumi.Resource]:
     """Workload namespaces, the mesh and the monitoring stack (any target); returns what CRD users wait on."""
     mesh, obs = config.mesh, config.observability
-    names = dict(WORKLOAD_NAMESPACES) if config.is_aws else {**WORKLOAD_NAMESPACES, "modelplane-system": "restricted"}
+    names = dict(WORKLOAD_NAMESPACES) if config.is_aws else {**WORKLOAD_NAMESPACES, SYSTEM_NAMESPACE: "restricted"}
     namespaces = Namespaces(
         "workloads", names, labels=namespace_labels() if mesh.enabled else {},
         service_accounts={ns: [sa] for ns, sa in (TRAINER_SERVICE_ACCOUNT, SERVER_SERVICE_ACCOUNT)},
@@ -73,13 +74,13 @@ def _platform_services(config: PlatformConfig, provider: k8s.Provider) -> list[p
     # EKS ships no gp3 class; other clusters use their default StorageClass.
     monitoring = Observability(
         "observability", obs, storage_class="gp3" if config.is_aws else None, create_storage_class=config.is_aws,
-        mesh_scraping=mesh.enabled, opts=pulumi.ResourceOptions(provider=provider, depends_on=after),
+        mesh_scraping=bool(mesh.enabled), opts=pulumi.ResourceOptions(provider=provider, depends_on=after),
     )
     pulumi.export("prometheus_url", monitoring.prometheus_url)
     return [monitoring.operator]
 
 
-def _build_aws(config: PlatformConfig) -> k8s.Provider:
+def _build_aws(config: PlatformConfig) -> None:
     assert config.network and config.cluster and config.region  # guaranteed by parse_config for target aws
     pulumi.runtime.register_resource_transform(tag_transform(config.stack, config.tags))
     cluster_name = f"modelplane-{config.stack}"
@@ -92,10 +93,10 @@ def _build_aws(config: PlatformConfig) -> k8s.Provider:
     )
     store = ModelStore("models", config.storage, protect=config.deletion_protection)
     trainer_ns, trainer_sa = TRAINER_SERVICE_ACCOUNT
-    WorkloadIdentity("trainer", WorkloadIdentityArgs(
-        cluster_name=cluster.cluster_name, namespace=trainer_ns, service_account=trainer_sa,
+    WorkloadIdentity(
+        "trainer", cluster_name=cluster.cluster_name, namespace=trainer_ns, service_account=trainer_sa,
         grants=[store.grant_read("datasets"), store.grant_write("checkpoints"), store.grant_write("models")],
-    ))
+    )
     server_grants = [store.grant_read("models")]
     cache = None
     if config.cache.enabled:
@@ -106,9 +107,8 @@ def _build_aws(config: PlatformConfig) -> k8s.Provider:
         server_grants.append(cache.grant_read_auth_token())
         pulumi.export("cache_primary_endpoint", cache.primary_endpoint)
     server_ns, server_sa = SERVER_SERVICE_ACCOUNT
-    WorkloadIdentity("server", WorkloadIdentityArgs(
-        cluster_name=cluster.cluster_name, namespace=server_ns, service_account=server_sa, grants=server_grants,
-    ))
+    WorkloadIdentity("server", cluster_name=cluster.cluster_name, namespace=server_ns, service_account=server_sa,
+                     grants=server_grants)
     pulumi.export("vpc_id", network.vpc_id)
     pulumi.export("cluster_name", cluster.cluster_name)
     pulumi.export("cluster_endpoint", cluster.cluster_endpoint)
@@ -118,7 +118,6 @@ def _build_aws(config: PlatformConfig) -> k8s.Provider:
     _workloads(config, cluster.provider, WorkloadWiring(
         buckets={str(role): name for role, name in store.bucket_names.items()}, redis_url=cache.redis_url if cache else None,
     ))
-    return cluster.provider
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +163,7 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
             model_uri=_s3(wiring.buckets, "models", f"{svc.model}/"), allowed_principals=principals,
             env=wiring.env, secret_env_from=wiring.secret_env_from, redis_url=wiring.redis_url,
             # The HPA's queue-depth metric comes from prometheus-adapter, part of the observability stack.
-            mesh=config.mesh.enabled, queue_depth_autoscaling=config.observability.enabled, opts=on_cluster,
+            mesh=bool(config.mesh.enabled), queue_depth_autoscaling=bool(config.observability.enabled), opts=on_cluster,
         )
 
 

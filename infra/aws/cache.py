@@ -13,6 +13,7 @@ from infra.aws.iam import Grant
 from infra.config.storage import CacheConfig
 
 REDIS_PORT: Final = 6379
+"""The port of the replication group and of its security-group rule."""
 SECRET_READ_ACTIONS: Final = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
 """Actions `grant_read_auth_token` allows on the AUTH token secret."""
 

@@ -15,6 +15,7 @@ from infra.config.cluster import ClusterConfig, NodePoolConfig
 from workloads.common.vocab import POOL_LABEL
 
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+"""EKS access policy given to each `cluster.adminRoleArns` role, cluster-wide."""
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
 """AWS-managed policies on the node role. The CNI policy is not here: vpc-cni gets its own Pod Identity role."""
 ADDON_POD_IDENTITY_POLICIES = {

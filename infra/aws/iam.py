@@ -19,9 +19,6 @@ class Grant:
     statements: Sequence[pulumi.Input[PolicyStatement]] = field(default_factory=tuple)
     """IAM statements; resources may be Outputs (ARNs known only at deploy time)."""
 
-    def __add__(self, other: Grant) -> Grant:
-        return Grant(statements=(*self.statements, *other.statements))
-
 
 def policy_document(statements: Sequence[pulumi.Input[PolicyStatement]]) -> pulumi.Output[str]:
     """A JSON policy document from statements whose values may be Outputs."""

@@ -17,12 +17,19 @@ from typing import Any, Final
 import pulumi
 
 CAPACITY_TYPE_LABEL: Final = "karpenter.sh/capacity-type"
+"""Well-known node label: spot or on-demand."""
 INSTANCE_FAMILY_LABEL: Final = "karpenter.k8s.aws/instance-family"
+"""Well-known node label: the EC2 instance family, e.g. g6."""
 INSTANCE_CATEGORY_LABEL: Final = "karpenter.k8s.aws/instance-category"
+"""Well-known node label: the EC2 instance category letter, e.g. c, m, r."""
 INSTANCE_GENERATION_LABEL: Final = "karpenter.k8s.aws/instance-generation"
+"""Well-known node label: the EC2 instance generation number, e.g. 6 for g6."""
 GPU_COUNT_LABEL: Final = "karpenter.k8s.aws/instance-gpu-count"
+"""Well-known node label: GPUs on the instance."""
 GPU_MANUFACTURER_LABEL: Final = "karpenter.k8s.aws/instance-gpu-manufacturer"
+"""Well-known node label: the GPU maker, e.g. nvidia."""
 INSTANCE_TYPE_LABEL: Final = "node.kubernetes.io/instance-type"
+"""Well-known node label: the EC2 instance type, e.g. g6.12xlarge."""
 DISCOVERY_TAG: Final = "karpenter.sh/discovery"
 """Tag on the subnets and security group Karpenter launches nodes into (value: the cluster name)."""
 
@@ -55,15 +62,21 @@ DELETE_ACTIONS: Final = ("ec2:TerminateInstances", "ec2:DeleteLaunchTemplate")
 PASS_ROLE_ACTIONS: Final = ("iam:PassRole",)
 """Hand the node role to EC2."""
 INSTANCE_PROFILE_CREATE_ACTIONS: Final = ("iam:CreateInstanceProfile",)
+"""Create the node instance profile, only when tagged for this cluster."""
 INSTANCE_PROFILE_TAG_ACTIONS: Final = ("iam:TagInstanceProfile",)
+"""Tag instance profiles this cluster owns."""
 INSTANCE_PROFILE_MANAGE_ACTIONS: Final = (
     "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile",
 )
+"""Attach and detach the node role, and delete profiles this cluster owns."""
 INSTANCE_PROFILE_READ_ACTIONS: Final = ("iam:GetInstanceProfile",)
+"""Read the instance profiles Karpenter manages (scoped to instance-profile ARNs)."""
 INSTANCE_PROFILE_LIST_ACTIONS: Final = ("iam:ListInstanceProfiles",)
 """Listing has no resource-level permissions, so it is the one IAM action on "*"."""
 EKS_ACTIONS: Final = ("eks:DescribeCluster",)
+"""Discover the cluster endpoint and CA, on this cluster only."""
 QUEUE_ACTIONS: Final = ("sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage")
+"""Consume the interruption queue, on this queue only."""
 DESCRIBE_ACTIONS: Final = (
     "ec2:DescribeCapacityReservations", "ec2:DescribeImages", "ec2:DescribeInstances", "ec2:DescribeInstanceStatus",
     "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates",

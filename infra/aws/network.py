@@ -10,12 +10,14 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.iam import service_trust_policy
+from infra.aws.karpenter import DISCOVERY_TAG
 from infra.config.network import FlowLogsConfig, NetworkConfig
 from workloads.common.vocab import SUBNET_ROLE_TAG
 
 ELB_ROLE_TAG = "kubernetes.io/role/elb"
+"""Subnet tag the AWS load balancer controller looks for when placing internet-facing load balancers."""
 INTERNAL_ELB_ROLE_TAG = "kubernetes.io/role/internal-elb"
-KARPENTER_DISCOVERY_TAG = "karpenter.sh/discovery"
+"""Subnet tag the AWS load balancer controller looks for when placing internal load balancers."""
 
 
 class Network(pulumi.ComponentResource):
@@ -67,7 +69,7 @@ class Network(pulumi.ComponentResource):
             private_rts.append(rt)
         self.private_subnet_ids = self._subnets(
             name, "private", vpc, config.private_subnets, zones,
-            {INTERNAL_ELB_ROLE_TAG: "1", KARPENTER_DISCOVERY_TAG: cluster_name, **cluster_tag}, private_rts,
+            {INTERNAL_ELB_ROLE_TAG: "1", DISCOVERY_TAG: cluster_name, **cluster_tag}, private_rts,
         )
 
         route_tables = list(private_rts)

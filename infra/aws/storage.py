@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Final, Literal
+from typing import Final
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.aws.iam import Grant
 from infra.config.storage import StorageConfig
-from workloads.common.vocab import BUCKET_ROLE_TAG
-
-BucketRole = Literal["datasets", "checkpoints", "models"]
-BUCKET_ROLES: Final[tuple[BucketRole, ...]] = ("datasets", "checkpoints", "models")
-"""The store's buckets, by role."""
+from workloads.common.vocab import BUCKET_ROLE_TAG, BUCKET_ROLES, BucketRole
 
 READ_ACTIONS: Final = ("s3:GetObject", "s3:GetObjectVersion")
 """Object actions `grant_read` allows."""

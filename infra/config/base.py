@@ -1,9 +1,17 @@
 """The base of every stack-config model, and the wording its messages share."""
 
 import difflib
+import re
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+POOL_NAME = r"^[a-z][a-z0-9-]{0,30}$"
+"""Node pool names (nodePools, gpuPools, karpenter.cpuPool): lowercase letters, digits, dashes; 31 at most."""
+CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")
+"""A Kubernetes CPU quantity: whole or fractional cores, or millicores (500m)."""
+MEMORY_QUANTITY = re.compile(r"^\d+(Ki|Mi|Gi|Ti)$")
+"""A Kubernetes memory quantity in binary units: Ki, Mi, Gi or Ti."""
 
 
 class Section(BaseModel):
@@ -28,3 +36,17 @@ def not_one_of(value: object, allowed: tuple[str, ...] | list[str]) -> str:
     hint = difflib.get_close_matches(str(value), list(allowed), n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
     return f"must be one of {', '.join(allowed)} (got {value!r}){suggestion}"
+
+
+def cpu_problems(key: str, value: str, example: str) -> list[tuple[str, str]]:
+    """The `(key, message)` problem for a value that is not a CPU quantity, or none."""
+    if CPU_QUANTITY.match(value):
+        return []
+    return [(key, f"must be a Kubernetes CPU quantity like {example} or 500m (got {value!r})")]
+
+
+def memory_problems(key: str, value: str, example: str) -> list[tuple[str, str]]:
+    """The `(key, message)` problem for a value that is not a memory quantity (Ki, Mi, Gi, Ti), or none."""
+    if MEMORY_QUANTITY.match(value):
+        return []
+    return [(key, f"must be a Kubernetes memory quantity like {example} (Ki, Mi, Gi or Ti) (got {value!r})")]

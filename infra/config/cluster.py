@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from infra import versions
-from infra.config.base import Section, not_one_of
+from infra.config.base import POOL_NAME, Section, not_one_of
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 """Valid EKS control-plane log types."""
@@ -46,7 +46,9 @@ class ClusterConfig(Section):
                 "add your office/VPN CIDR or set endpointPublicAccess: false",
             ))
         if not self.endpoint_public_access and self.public_access_cidrs:
-            problems.append(("publicAccessCidrs", "has no effect unless endpointPublicAccess is true; remove it"))
+            problems.append(("publicAccessCidrs", f"has no effect unless endpointPublicAccess is true (got "
+                                                  f"{[str(c) for c in self.public_access_cidrs]}); remove it or set "
+                                                  "endpointPublicAccess: true"))
         for i, cidr in enumerate(self.public_access_cidrs):
             if cidr.prefixlen == 0:
                 reason = "is not allowed in a production stack" if production else "defeats the allowlist"
@@ -68,7 +70,7 @@ class ClusterConfig(Section):
 class NodePoolConfig(Section):
     """An EKS managed node group (the system pool and other always-on CPU pools)."""
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    name: str = Field(pattern=POOL_NAME)
     """Pool name; nodes are labelled modelplane.io/pool=<name>. Lowercase letters, digits, dashes."""
     instance_types: list[str] = Field(min_length=1)
     """EC2 instance types, in preference order."""

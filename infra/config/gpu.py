@@ -14,11 +14,8 @@ from typing import Literal
 from pydantic import Field
 
 from infra.config import karpenter
-from infra.config.base import Section, not_one_of
+from infra.config.base import POOL_NAME, Section, cpu_problems, memory_problems, not_one_of
 
-_POOL_NAME = r"^[a-z][a-z0-9-]{0,30}$"
-_CPU = re.compile(r"^\d+(\.\d+)?m?$")
-_MEMORY = re.compile(r"^\d+(Mi|Gi|Ti)$")
 _SCRAPE_INTERVAL = re.compile(r"^[0-9]+(s|m)$")
 
 
@@ -51,7 +48,7 @@ class GpusPerNodeConfig(Section):
 class GpuPoolConfig(Section):
     """One GPU NodePool: which instances, how they are bought, how many GPUs in total, how nodes are recycled."""
 
-    name: str = Field(pattern=_POOL_NAME)
+    name: str = Field(pattern=POOL_NAME)
     """Pool name; nodes get modelplane.io/pool=<name> and modelplane.io/gpu-pool=<name>. Lowercase, digits, dashes."""
     purpose: Literal["training", "inference"] = "training"
     """What runs here. Defaults to training. Valid values: training, inference (production: on-demand only)."""
@@ -105,8 +102,8 @@ class GpuPoolConfig(Section):
         if not karpenter.BUDGET_NODES.match(self.disruption_budget):
             problems.append(("disruptionBudget", f"must be a node count like 1 or a percentage like 10% "
                                                  f"(got {self.disruption_budget!r})"))
-        if self.memory_limit is not None and not _MEMORY.match(self.memory_limit):
-            problems.append(("memoryLimit", f"must be a memory quantity like 2048Gi (got {self.memory_limit!r})"))
+        if self.memory_limit is not None:
+            problems += memory_problems("memoryLimit", self.memory_limit, "2048Gi")
         if self.time_slicing_replicas is not None and self.ami_family == "bottlerocket":
             problems.append(("timeSlicingReplicas", "is not supported with amiFamily bottlerocket (its built-in "
                                                     "device plugin is set through Bottlerocket settings); use al2023 "
@@ -118,7 +115,9 @@ class GpuPoolConfig(Section):
 
     def _instance_problems(self) -> list[tuple[str, str]]:
         if self.instance_families and self.instance_types:
-            return [("instanceTypes", "set instanceFamilies or instanceTypes, not both")]
+            return [("instanceTypes", f"set instanceFamilies or instanceTypes, not both (got instanceFamilies "
+                                      f"{self.instance_families} and instanceTypes {self.instance_types}); "
+                                      "remove one")]
         if not self.instance_families and not self.instance_types:
             return [("instanceFamilies", "must list at least one instance family like g6 (or set instanceTypes) "
                                          "(got [])")]
@@ -134,7 +133,7 @@ class CpuPoolConfig(Section):
 
     enabled: bool = True
     """Create the CPU NodePool. Defaults to true."""
-    name: str = Field(default="cpu", pattern=_POOL_NAME)
+    name: str = Field(default="cpu", pattern=POOL_NAME)
     """Pool name; nodes get modelplane.io/pool=<name>. Defaults to cpu."""
     instance_categories: list[str] = ["c", "m", "r"]
     """EC2 instance categories. Defaults to c, m, r."""
@@ -162,8 +161,7 @@ class CpuPoolConfig(Section):
                      for i, category in enumerate(self.instance_categories) if not re.fullmatch(r"[a-z]", category)]
         if not self.instance_categories:
             problems.append(("instanceCategories", "must list at least one category like c (got [])"))
-        if not _MEMORY.match(self.memory_limit):
-            problems.append(("memoryLimit", f"must be a memory quantity like 256Gi (got {self.memory_limit!r})"))
+        problems += memory_problems("memoryLimit", self.memory_limit, "256Gi")
         return problems + _duration_problems(consolidateAfter=self.consolidate_after, expireAfter=self.expire_after)
 
 
@@ -181,16 +179,12 @@ class KarpenterConfig(Section):
 
     def checks(self) -> list[tuple[str, str]]:
         """Resource quantities and the CPU pool's rules."""
-        problems = []
-        if not _CPU.match(self.cpu):
-            problems.append(("cpu", f"must be a Kubernetes CPU quantity like 1 or 500m (got {self.cpu!r})"))
-        if not _MEMORY.match(self.memory):
-            problems.append(("memory", f"must be a Kubernetes memory quantity like 1Gi (got {self.memory!r})"))
+        problems = cpu_problems("cpu", self.cpu, "1") + memory_problems("memory", self.memory, "1Gi")
         return problems + [(f"cpuPool.{key}", message) for key, message in self.cpu_pool.checks()]
 
 
 class AddonsConfig(Section):
-    """`modelplane:addons`: cluster add-ons of the GPU platform, switched per stack."""
+    """`modelplane:addons`: cluster add-ons, switched per stack; kubeconfig stacks may set only trainingOperator."""
 
     nvidia_device_plugin: bool = True
     """NVIDIA device plugin on al2023 GPU nodes (Bottlerocket ships its own). Defaults to true."""
@@ -199,7 +193,7 @@ class AddonsConfig(Section):
     dcgm_scrape_interval: str = "15s"
     """How often Prometheus scrapes DCGM. Defaults to 15s (the chart's default)."""
     training_operator: bool = True
-    """Kubeflow training operator (PyTorchJob, TFJob). Defaults to true."""
+    """Kubeflow training operator (PyTorchJob, TFJob), on every target. Defaults to true."""
 
     def checks(self) -> list[tuple[str, str]]:
         """The scrape interval is a Prometheus duration."""

@@ -12,6 +12,7 @@ from infra.config.base import Section, not_one_of, snake
 INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs", "ec2", "elasticloadbalancing", "sqs", "kms")
 """VPC interface endpoint services a stack may ask for."""
 
+
 class FlowLogsConfig(Section):
     """VPC flow logs to CloudWatch Logs."""
 

@@ -25,6 +25,7 @@ from infra.config.storage import CacheConfig, StorageConfig
 from infra.config.workloads import InferenceConfig, TrainingConfig
 
 NAMESPACE = "modelplane"
+"""The Pulumi config namespace of every platform key (`modelplane:<key>`)."""
 RESERVED_TAGS = frozenset({"environment", "managed-by", "project"})
 """Tag keys the platform sets itself; stack `tags` may not override them."""
 REQUIRED_TAGS = ("owner", "cost-center")
@@ -63,10 +64,10 @@ class PlatformConfig(Section):
     karpenter: KarpenterConfig = KarpenterConfig()
     """The Karpenter controller and CPU NodePool (target aws). Defaults to the KarpenterConfig defaults."""
     addons: AddonsConfig = AddonsConfig()
-    """Platform add-ons on/off (the training operator on every target). Defaults to the AddonsConfig defaults."""
-    mesh: MeshConfig = MeshConfig(enabled=False)
+    """Platform add-ons on/off; kubeconfig stacks may set only trainingOperator. Defaults to the AddonsConfig defaults."""
+    mesh: MeshConfig = MeshConfig()
     """Istio. Defaults to on for target aws, off for kubeconfig."""
-    observability: ObservabilityConfig = ObservabilityConfig(enabled=False)
+    observability: ObservabilityConfig = ObservabilityConfig()
     """Prometheus, Alertmanager, Grafana. Defaults to on for target aws, off for kubeconfig."""
     training: TrainingConfig = TrainingConfig()
     """Training jobs (PyTorchJob / TFJob). Defaults to none."""
@@ -97,7 +98,9 @@ _SECTIONS: dict[str, type[Section]] = {
     "training": TrainingConfig,
     "inference": InferenceConfig,
 }
-_AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter", "addons")
+_AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter")
+_KUBECONFIG_ADDONS = ("trainingOperator",)
+"""The `addons` keys that apply to a kubeconfig stack (the others install onto GPU nodes, which only aws has)."""
 _SCALARS: dict[str, Callable[[Any], bool]] = {
     "target": lambda v: v in ("aws", "kubeconfig"),
     "production": lambda v: isinstance(v, bool),
@@ -200,12 +203,14 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
         for key in _AWS_ONLY:
             if key in ours:
                 issues.append(ConfigIssue(f"{NAMESPACE}:{key}", "has no effect with target 'kubeconfig' (no AWS); remove it"))
+        fields.update(_parse_kubeconfig_addons(ours, issues))
     elif target == "aws":
         if not isinstance(region, str) or not region:
             issues.append(ConfigIssue("aws:region", "is required when modelplane:target is 'aws' (e.g. us-east-1)"))
         for key in ("network", "cluster", "nodePools"):
             if key not in ours:
-                issues.append(ConfigIssue(f"{NAMESPACE}:{key}", "is required when modelplane:target is 'aws'"))
+                issues.append(ConfigIssue(f"{NAMESPACE}:{key}", "is required when modelplane:target is 'aws' (got "
+                                          f"no {NAMESPACE}:{key}); add a {NAMESPACE}:{key} section to the stack"))
         fields.update(_parse_sections(ours, production, issues))
 
     if target in ("aws", "kubeconfig"):
@@ -217,8 +222,9 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
 
     if "tags" in ours and isinstance(ours["tags"], dict):
         _check_tags(ours["tags"], issues)
-    elif target == "aws":
-        issues.append(ConfigIssue(f"{NAMESPACE}:tags", f"is required and must include {', '.join(REQUIRED_TAGS)}"))
+    elif target == "aws" and "tags" not in ours:
+        issues.append(ConfigIssue(f"{NAMESPACE}:tags", f"is required and must include {', '.join(REQUIRED_TAGS)}; add a "
+                                                       f"{NAMESPACE}:tags map to the stack"))
 
     if issues:
         raise ConfigError(issues, source=source)
@@ -307,19 +313,32 @@ def _parse_gpu_platform(ours: dict[str, Any], production: bool, node_pool_names:
     return fields
 
 
-def _parse_platform_services(ours: dict[str, Any], default_on: bool, production: bool,
+def _parse_platform_services(ours: dict[str, Any], is_aws: bool, production: bool,
                              issues: list[ConfigIssue]) -> dict[str, Any]:
-    """`mesh` and `observability`, on every target; `enabled` defaults to on for aws, off for kubeconfig."""
+    """`mesh` and `observability`, on every target; `enabled` left unset is on for aws, off for kubeconfig."""
     fields: dict[str, Any] = {}
     for key, model in (("mesh", MeshConfig), ("observability", ObservabilityConfig)):
-        value = ours.get(key, {})
-        if isinstance(value, dict):
-            value = {"enabled": default_on, **value}
-        parsed = _parse(key, model, value, issues)
+        parsed = _parse(key, model, ours.get(key, {}), issues)
         if isinstance(parsed, (MeshConfig, ObservabilityConfig)):
+            if parsed.enabled is None:
+                parsed = parsed.model_copy(update={"enabled": is_aws})
             fields[key] = parsed
             _scoped(issues, key, parsed.checks(production))
     return fields
+
+
+def _parse_kubeconfig_addons(ours: dict[str, Any], issues: list[ConfigIssue]) -> dict[str, Any]:
+    """`addons` on a kubeconfig stack: only the keys in `_KUBECONFIG_ADDONS`."""
+    value = ours.get("addons", {})
+    if isinstance(value, dict):
+        for key in value:
+            if key not in _KUBECONFIG_ADDONS:
+                issues.append(ConfigIssue(f"{NAMESPACE}:addons.{key}", f"has no effect with target 'kubeconfig' (only "
+                                                                       f"{', '.join(_KUBECONFIG_ADDONS)} applies); "
+                                                                       "remove it"))
+        value = {key: v for key, v in value.items() if key in _KUBECONFIG_ADDONS}
+    addons = _parse("addons", AddonsConfig, value, issues)
+    return {"addons": addons} if addons is not None else {}
 
 
 def _parse_pools(pools: Any, issues: list[ConfigIssue]) -> list[NodePoolConfig]:
@@ -339,7 +358,8 @@ def _parse_pools(pools: Any, issues: list[ConfigIssue]) -> list[NodePoolConfig]:
         names.setdefault(pool.name, i)
         parsed_pools.append(pool)
     if parsed_pools and SYSTEM_POOL not in names and len(parsed_pools) == len(pools):
-        issues.append(ConfigIssue(f"{NAMESPACE}:nodePools", "must include a pool named 'system' (runs cluster add-ons)"))
+        issues.append(ConfigIssue(f"{NAMESPACE}:nodePools", f"must include a pool named {SYSTEM_POOL!r} (runs cluster "
+                                                            f"add-ons; got {sorted(names)}); add one or rename a pool"))
     return parsed_pools
 
 

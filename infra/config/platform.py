@@ -1,9 +1,8 @@
 """Stack config for the platform services: `modelplane:mesh` (Istio) and `modelplane:observability`.
 
-Kept apart from infra/config.py like the GPU and workload sections; parsed and reported the same
-way (frozen pydantic models, key-path errors, all at once). Both sections apply to every target:
-they default to on for `aws` stacks and off for `kubeconfig` (local) stacks, where a stack turns
-them on with `enabled: true`.
+Both sections apply to every target. `enabled` left unset is resolved by infra/config/parse.py:
+on for `aws` stacks, off for `kubeconfig` (local) stacks, where a stack turns them on with
+`enabled: true`.
 """
 
 from __future__ import annotations
@@ -13,14 +12,14 @@ from typing import Literal
 from pydantic import Field
 
 from infra import versions
-from infra.config.base import Section
+from infra.config.base import Section, not_one_of
 
 
 class MeshConfig(Section):
     """`modelplane:mesh`: Istio with STRICT mTLS and default-deny authorization."""
 
-    enabled: bool = True
-    """Install the mesh. Defaults to true on aws stacks and false on kubeconfig (local) stacks."""
+    enabled: bool | None = None
+    """Install the mesh. Unset: true on aws stacks, false on kubeconfig (local) stacks (resolved by the parser)."""
     version: str = versions.ISTIO_VERSION
     """Istio version of all its charts (base, cni, istiod, gateway) at once; there is no per-chart version.
     Defaults to the pinned one. Valid values: versions.ISTIO_VERSIONS."""
@@ -33,8 +32,8 @@ class MeshConfig(Section):
         """A known Istio version; no single point of failure in production."""
         problems = []
         if self.version not in versions.ISTIO_VERSIONS:
-            problems.append(("version", f"must be one of {', '.join(versions.ISTIO_VERSIONS)} (got {self.version!r}); "
-                                        "every Istio chart installs at this one version"))
+            problems.append(("version", "every Istio chart installs at this one version, so it "
+                                        + not_one_of(self.version, versions.ISTIO_VERSIONS)))
         if production and self.enabled and self.replicas < 2:
             problems.append(("replicas", f"must be >= 2 in a production stack (got {self.replicas}); one istiod is a "
                                          "single point of failure for sidecar injection"))
@@ -44,8 +43,9 @@ class MeshConfig(Section):
 class ObservabilityConfig(Section):
     """`modelplane:observability`: Prometheus, Alertmanager, Grafana and the HPA's custom metrics."""
 
-    enabled: bool = True
-    """Install the monitoring stack. Defaults to true on aws stacks and false on kubeconfig (local) stacks."""
+    enabled: bool | None = None
+    """Install the monitoring stack. Unset: true on aws stacks, false on kubeconfig (local) stacks (resolved by the
+    parser)."""
     retention_days: int = Field(default=15, ge=1, le=3650)
     """How long Prometheus keeps samples, in days. Defaults to 15. Valid: 1 to 3650."""
     retention_size_gb: int | None = Field(default=None, ge=1)

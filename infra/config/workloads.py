@@ -1,22 +1,19 @@
 """Stack config for the workloads: `modelplane:training` (jobs) and `modelplane:inference` (services).
 
-Kept apart from infra/config.py (the platform sections) so each module stays one concern; the
-parse and error reporting are the same: frozen pydantic models, key-path errors, all at once.
+Each model's `checks()` returns its cross-field problems; infra/config/parse.py scopes them to
+their key paths and reports every problem of every section at once.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field
 
-from infra.config.base import Section
+from infra.config.base import Section, cpu_problems, memory_problems
 from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
-_CPU = re.compile(r"^\d+(\.\d+)?m?$")
-_MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti)$")
 
 
 def image_is_pinned(image: str) -> bool:
@@ -28,11 +25,7 @@ def image_is_pinned(image: str) -> bool:
 
 
 def _resource_checks(cpu: str, memory: str, gpus_key: str, gpus: int, gpu_pool: str | None) -> list[tuple[str, str]]:
-    problems = []
-    if not _CPU.match(cpu):
-        problems.append(("cpu", f"must be a Kubernetes CPU quantity like 4 or 500m (got {cpu!r})"))
-    if not _MEMORY.match(memory):
-        problems.append(("memory", f"must be a Kubernetes memory quantity like 16Gi (got {memory!r})"))
+    problems = cpu_problems("cpu", cpu, "4") + memory_problems("memory", memory, "16Gi")
     if gpus and not gpu_pool:
         problems.append(("gpuPool", f"is required when GPUs are requested (got {gpus_key}={gpus}); name a gpuPools entry"))
     if gpu_pool and not gpus:
@@ -80,12 +73,11 @@ class TrainingJobConfig(Section):
         """Resource quantities, GPU pool pairing, pinned image, no flags the platform sets itself."""
         problems = _resource_checks(self.cpu, self.memory, "gpusPerReplica", self.gpus_per_replica, self.gpu_pool)
         problems += _image_checks("image", self.image)
-        if not _MEMORY.match(self.shm_size):
-            problems.append(("shmSize", f"must be a memory quantity like 8Gi (got {self.shm_size!r})"))
+        problems += memory_problems("shmSize", self.shm_size, "8Gi")
         for i, arg in enumerate(self.args):
             flag = arg.split("=", 1)[0]
             if flag in PLATFORM_TRAINER_FLAGS:
-                problems.append((f"args[{i}]", f"{flag} is set by the platform from dataset/name; remove it"))
+                problems.append((f"args[{i}]", f"{flag} is set by the platform; remove it"))
         return problems
 
 

@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 from infra import versions
 from infra.aws import karpenter
 from infra.aws.iam import Grant, managed_policy_arn, service_trust_policy
-from infra.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.aws.identity import WorkloadIdentity
 from infra.config.cluster import SYSTEM_POOL
 from infra.config.gpu import AddonsConfig, CpuPoolConfig, GpuPoolConfig, KarpenterConfig
 from infra.config.karpenter import AmiFamily
@@ -68,12 +68,13 @@ class GpuNodePools(pulumi.ComponentResource):
         discovery = aws.ec2.Tag(f"{name}-cluster-sg-discovery", resource_id=cluster_security_group_id,
                                 key=karpenter.DISCOVERY_TAG, value=cluster_name,
                                 opts=pulumi.ResourceOptions(parent=self))
-        identity = WorkloadIdentity(f"{name}-controller", WorkloadIdentityArgs(
-            cluster_name=cluster_name, namespace=karpenter.NAMESPACE, service_account=karpenter.SERVICE_ACCOUNT,
+        identity = WorkloadIdentity(
+            f"{name}-controller", cluster_name=cluster_name, namespace=karpenter.NAMESPACE,
+            service_account=karpenter.SERVICE_ACCOUNT,
             grants=[Grant(statements=tuple(karpenter.controller_statements(
                 cluster_name=cluster_name, region=region, cluster_arn=cluster_arn,
                 node_role_arn=node_role.arn, queue_arn=queue.arn)))],
-        ), opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self))
         controller = self._controller(name, karpenter_config, cluster_name, cluster_endpoint, queue,
                                       [identity, access_entry, discovery])
         after_controller = pulumi.ResourceOptions(parent=self, depends_on=[controller])

@@ -15,17 +15,18 @@ import pulumi_random as random
 
 from infra import versions
 from infra.k8s.podspec import container_security_context, manifest_block, pod_security_context
+from workloads.common.vocab import BUCKET_ROLES
 
-BUCKETS: Final = ("datasets", "checkpoints", "models")
-"""Buckets created in MinIO, named like the cloud store's roles."""
+SYSTEM_NAMESPACE: Final = "modelplane-system"
+"""Namespace of the local stand-ins (MinIO, Redis); the program creates it on kubeconfig stacks."""
 S3_SECRET: Final = "s3-credentials"
 """Secret (in each workload namespace) holding MinIO's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
 MINIO_PORT: Final = 9000
+"""MinIO's S3 API port (container and Service)."""
 REDIS_PORT: Final = 6379
+"""Redis's port (container and Service)."""
 REDIS_UID: Final = 999
 """The redis image's own user (uid 999, gid 1000 on alpine)."""
-
-
 MINIO_STORAGE: Final = "10Gi"
 """MinIO volume size (laptop-sized)."""
 MINIO_CPU: Final = "500m"
@@ -44,7 +45,7 @@ class LocalServices(pulumi.ComponentResource):
     redis_url: pulumi.Output[str]
     """redis:// URL including the password (a secret output)."""
 
-    def __init__(self, name: str, *, workload_namespaces: Sequence[str], namespace: str = "modelplane-system",
+    def __init__(self, name: str, *, workload_namespaces: Sequence[str], namespace: str = SYSTEM_NAMESPACE,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """`workload_namespaces` get the S3 credentials Secret; MinIO and Redis run in `namespace` (which
         must exist)."""
@@ -105,8 +106,8 @@ class LocalServices(pulumi.ComponentResource):
             "selector": labels, "ports": [{"name": "s3", "port": MINIO_PORT, "targetPort": "s3"}],
         }), opts=child)
         # The MinIO image ships `mc`; a Job creates the buckets once MinIO answers (it retries until then).
-        script = ("until mc alias set local http://minio:9000 \"$MINIO_ROOT_USER\" \"$MINIO_ROOT_PASSWORD\"; "
-                  "do sleep 2; done; " + " && ".join(f"mc mb --ignore-existing local/{b}" for b in BUCKETS))
+        script = (f"until mc alias set local http://minio:{MINIO_PORT} \"$MINIO_ROOT_USER\" \"$MINIO_ROOT_PASSWORD\"; "
+                  "do sleep 2; done; " + " && ".join(f"mc mb --ignore-existing local/{b}" for b in BUCKET_ROLES))
         k8s.batch.v1.Job(f"{name}-buckets", metadata=_meta("minio-buckets", ns, labels), spec=manifest_block({
             "backoffLimit": 6, "ttlSecondsAfterFinished": 3600,
             "template": {"spec": {

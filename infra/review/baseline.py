@@ -58,7 +58,6 @@ class BaseRender:
     """Why the base render failed, if it did."""
 
 
-
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
 

@@ -48,7 +48,8 @@ NatGbOption = Annotated[float | None, typer.Option(
 
 
 def _project() -> Project:
-    """The project holding the current directory, found like `pulumi` does; exit 2 when there is none."""
+    """The project holding the current directory, found like `pulumi` does; exit 2 when there is none, or when the
+    imported program is another checkout's."""
     try:
         project = find_project()
     except ProjectNotFoundError as exc:
@@ -56,9 +57,13 @@ def _project() -> Project:
         raise typer.Exit(code=2) from exc
     program = Path(infra.__file__).resolve().parent.parent
     if program != project.root:
-        # The program renders from the imported `infra` package; another checkout's code would go unseen.
-        err_console.print(f"warning: rendering the program installed from {program}, not {project.root}'s own; "
-                          f"run that project's venv (.venv/bin/modelplane)", markup=False, highlight=False, soft_wrap=True)
+        # The program renders from the imported `infra` package: rendering another checkout's code would show
+        # results that are not this project's.
+        err_console.print(f"error: this modelplane runs the program installed from {program}, not the one of the "
+                          f"project in {project.root}. Fix: run that project's own venv ({project.root}/.venv/bin/"
+                          f"modelplane), or install it into this one with `pip install -e {project.root}`",
+                          markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
     return project
 
 

@@ -38,7 +38,9 @@ from infra.review.outputs import synthesize_call, synthesize_outputs
 from infra.review.project import find_project
 
 PROJECT = "modelplane"
+"""The project in rendered URNs, and the package of our components' type tokens (`modelplane:<module>:<Type>`)."""
 SECRET = "[secret]"
+"""What a secret input is rendered as, in graph.json and everywhere the graph is read."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -86,12 +88,6 @@ def load_stack_config(stack: str, stacks_dir: Path | None = None) -> dict[str, A
     if not isinstance(config, dict):
         raise ConfigError([ConfigIssue(f"{path}:config", "must be a map of config keys")], source=str(path))
     return config
-
-
-def load_platform_config(stack: str, stacks_dir: Path | None = None) -> PlatformConfig:
-    """Load and validate a stack's config (raises `ConfigError` with every problem)."""
-    folder = stacks_dir or find_project().stacks_dir
-    return parse_config(stack, load_stack_config(stack, folder), source=str(stack_file(stack, folder)))
 
 
 def _normalize(value: Any) -> Any:

@@ -21,11 +21,17 @@ class Resource:
     """One registered resource, as the engine saw it."""
 
     urn: str
+    """The resource's URN (project, stack, parent type chain, type token, name)."""
     type: str
+    """The type token, e.g. `aws:s3/bucketV2:BucketV2` or `modelplane:identity:WorkloadIdentity`."""
     name: str
+    """The logical name given to the resource."""
     parent: str
+    """The parent's URN; empty for resources directly under the stack."""
     provider: str
+    """The URN of the provider resource that manages it, without the provider's ID; empty for components."""
     inputs: dict[str, Any]
+    """The inputs in camelCase wire format, secrets masked."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to graph.json."""
@@ -38,7 +44,9 @@ class Graph:
     """Every resource of one stack, sorted by URN."""
 
     stack: str
+    """The stack's name."""
     resources: list[Resource] = field(default_factory=list)
+    """Every resource, sorted by URN."""
 
     def of_type(self, type_: str) -> list[Resource]:
         """All resources of exactly this type token."""
@@ -51,13 +59,6 @@ class Graph:
             names = [r.name for r in self.of_type(type_)]
             raise LookupError(f"expected one {type_}{f' named {name}' if name else ''}, found {len(found)}: {names}")
         return found[0]
-
-    def by_urn(self, urn: str) -> Resource:
-        """The resource with this URN."""
-        for resource in self.resources:
-            if resource.urn == urn:
-                return resource
-        raise LookupError(f"no resource with urn {urn}")
 
     def kubernetes_objects(self) -> Iterator[Resource]:
         """Every Kubernetes object (not providers, not Helm releases)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -13,11 +12,6 @@ from infra.review.graph import HELM_RELEASE, Graph
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-")
-
-
-def manifest_objects(graph: Graph) -> list[dict[str, Any]]:
-    """Every Kubernetes object in the graph as a plain manifest dict, in URN order."""
-    return [dict(r.inputs) for r in graph.kubernetes_objects() if "kind" in r.inputs]
 
 
 def write_manifests(graph: Graph, out: Path) -> list[Path]:

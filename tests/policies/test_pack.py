@@ -12,7 +12,11 @@ import pytest
 import yaml
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
+from infra.aws.karpenter import CAPACITY_TYPE_LABEL
+from policies import kube
 from policies.rules import ALL_POLICIES
+from policies.rules.reliability import INFERENCE_MIN_REPLICAS
+from workloads.common import vocab
 
 POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 TESTS = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
@@ -74,3 +78,13 @@ def test_the_pack_loads_and_runs_without_the_rest_of_the_repository(tmp_path: Pa
                             check=False, timeout=300)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == len(ALL_POLICIES)
+
+
+def test_the_packs_own_copies_of_platform_names_match_the_platform() -> None:
+    # The pack is self-contained (it never imports infra or workloads), so it keeps copies; this keeps them true.
+    assert kube.GPU_RESOURCE == vocab.GPU_RESOURCE
+    assert kube.CAPACITY_TYPE_KEY == CAPACITY_TYPE_LABEL
+    assert INFERENCE_MIN_REPLICAS.config_schema is not None
+    schema = INFERENCE_MIN_REPLICAS.config_schema.properties
+    assert schema["exemptLabels"]["default"] == {vocab.TRACK_LABEL: "canary"}
+    assert schema["inferenceLabels"]["default"] == {vocab.COMPONENT_LABEL: "inference"}

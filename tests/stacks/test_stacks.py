@@ -7,11 +7,12 @@ import kubernetes_validate
 import pytest
 from typer.testing import CliRunner
 
+from infra import versions
 from infra.review.cli import app
-from infra.review.engine import list_stacks, load_platform_config
+from infra.review.engine import list_stacks
 from infra.review.graph import Graph
-from infra.review.manifests import manifest_objects
-from tests.support.graph import assert_count
+from tests.support.graph import assert_count, load_platform_config, manifest_objects
+from workloads.common.vocab import SUBNET_ROLE_TAG
 
 STACKS = list_stacks()
 runner = CliRunner()
@@ -43,7 +44,7 @@ def test_render_cli_is_byte_identical_across_runs(tmp_path: Path) -> None:
 def test_prod_acceptance_shape(prod: Graph) -> None:
     assert_count(prod, "aws:ec2/vpc:Vpc", 1)
     assert_count(prod, "aws:ec2/natGateway:NatGateway", 3)
-    private = [s for s in prod.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"]["modelplane.io/subnet-role"] == "private"]
+    private = [s for s in prod.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"][SUBNET_ROLE_TAG] == "private"]
     assert len(private) >= 3
     assert_count(prod, "aws:eks/addon:Addon", 5)
     assert_count(prod, "aws:s3/bucket:Bucket", 3)
@@ -66,7 +67,7 @@ def test_local_stack_has_no_aws_resource_and_no_aws_provider(stack_graph: Callab
 @pytest.mark.parametrize("stack", STACKS)
 def test_core_kubernetes_objects_validate_against_the_schema(stack: str, stack_graph: Callable[[str], Graph]) -> None:
     config = load_platform_config(stack)
-    version = config.cluster.version if config.cluster else "1.35"
+    version = config.cluster.version if config.cluster else versions.EKS_DEFAULT_VERSION
     validated, skipped = set(), set()
     for obj in manifest_objects(stack_graph(stack)):
         try:

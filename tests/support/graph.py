@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from infra.config.parse import parse_config
+from infra.config.parse import PlatformConfig, parse_config
 from infra.review.engine import load_stack_config, render_config
 from infra.review.graph import Graph, Resource
 
@@ -70,6 +70,16 @@ def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 def stack_config_with(stack: str, changes: dict[str, Any]) -> dict[str, Any]:
     """A real stack's raw config with `changes` (full `ns:key` keys) deep-merged in."""
     return deep_merge(load_stack_config(stack), changes)
+
+
+def load_platform_config(stack: str) -> PlatformConfig:
+    """A real stack's validated config (raises `ConfigError` with every problem)."""
+    return parse_config(stack, load_stack_config(stack))
+
+
+def manifest_objects(graph: Graph) -> list[dict[str, Any]]:
+    """Every Kubernetes object in the graph as a plain manifest dict, in URN order."""
+    return [dict(r.inputs) for r in graph.kubernetes_objects() if "kind" in r.inputs]
 
 
 def render_variant(stack: str, changes: dict[str, Any]) -> Graph:

@@ -8,7 +8,7 @@ needs one of these names, it is a documented default of that rule's config.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 POOL_LABEL: Final = "modelplane.io/pool"
 """Node label naming the pool a node belongs to (managed node groups, CPU and GPU NodePools)."""
@@ -24,6 +24,10 @@ JOB_LABEL: Final = "modelplane.io/job"
 """Pod label naming the training job a rank belongs to."""
 COMPONENT_LABEL: Final = "app.kubernetes.io/component"
 """Pod label: training or inference; the namespace-wide ServiceMonitor and PodMonitor select on it."""
+BucketRole = Literal["datasets", "checkpoints", "models"]
+"""A model-store bucket's role: what the workloads keep in it."""
+BUCKET_ROLES: Final[tuple[BucketRole, ...]] = get_args(BucketRole)
+"""The model store's buckets by role (S3 on aws, MinIO on local); trainers and servers read and write them."""
 BUCKET_ROLE_TAG: Final = "modelplane.io/bucket-role"
 """Tag on each model-store bucket: datasets, checkpoints or models."""
 SUBNET_ROLE_TAG: Final = "modelplane.io/subnet-role"

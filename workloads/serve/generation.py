@@ -103,7 +103,10 @@ def allowed_tokens(vocab_size: int, eos_id: int, device: torch.device) -> torch.
 
 
 def _sample(logits: torch.Tensor, request: GenerationRequest, generator: torch.Generator) -> int:
-    probs = torch.softmax(logits.float() / request.temperature, dim=-1)
+    # Scale in float64 after subtracting the top logit: a denormal temperature (float32 rounds it to 0) then
+    # sends every other logit to -inf, which is greedy (the limit as T -> 0), instead of 0/0 = NaN probabilities.
+    logits = logits.double()
+    probs = torch.softmax((logits - logits.max()) / request.temperature, dim=-1)
     if request.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
         # Keep a token while the mass before it is under top_p, so the first token always stays.

@@ -11,7 +11,6 @@ Usage-based charges (data transfer, LCUs, logs, requests) are outside the estima
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,12 +18,11 @@ from typing import Any, Final
 
 from rich.table import Table
 
-from infra.review.cost.prices import InstancePrice, PriceTable, load_prices
+from infra.review.cost.nodepool import pool_ceiling
+from infra.review.cost.prices import PriceTable, load_prices
 from infra.review.graph import HELM_RELEASE, Graph, Resource
-from policies.kube import capacity_types, is_gpu_nodepool, is_nodepool, kind_of, nodepool_limits, requirements
+from policies.kube import capacity_types, is_nodepool, kind_of
 from policies.wire import as_list, quantity
-
-_FAMILY: Final = re.compile(r"^(?P<category>[a-z]+)(?P<generation>[0-9]+)(?P<options>[a-z0-9-]*)$")
 
 
 @dataclass(frozen=True)
@@ -221,86 +219,24 @@ def _node_group(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
                  extra={"nodes": {"min": low, "max": high}})
 
 
-def _numeric_ok(value: float, operator: str, targets: list[float]) -> bool:
-    checks = {"In": lambda: value in targets, "NotIn": lambda: value not in targets,
-              "Gt": lambda: value > targets[0], "Lt": lambda: value < targets[0],
-              "Gte": lambda: value >= targets[0], "Lte": lambda: value <= targets[0]}
-    return checks.get(operator, lambda: True)()
-
-
-def _admits(kind: str, spec: InstancePrice, req: Mapping[str, Any]) -> bool:
-    family, _, size = kind.partition(".")
-    parts = _FAMILY.match(family)
-    category, generation, options = (parts["category"], int(parts["generation"]), parts["options"]) if parts else ("", 0, "")
-    arch = "arm64" if "g" in options else "amd64"  # Graviton families carry a g after the generation (m7g, c7gn, g5g)
-    key, operator = str(req.get("key")), str(req.get("operator"))
-    values = [str(v) for v in as_list(req.get("values"))]
-    labels: dict[str, str | float] = {
-        "node.kubernetes.io/instance-type": kind, "karpenter.k8s.aws/instance-family": family,
-        "karpenter.k8s.aws/instance-category": category, "karpenter.k8s.aws/instance-size": size,
-        "karpenter.k8s.aws/instance-generation": generation, "karpenter.k8s.aws/instance-cpu": spec.vcpu,
-        "karpenter.k8s.aws/instance-memory": spec.memory_gib * 1024, "karpenter.k8s.aws/instance-gpu-count": spec.gpus,
-        "karpenter.k8s.aws/instance-gpu-name": spec.gpu or "", "kubernetes.io/arch": arch,
-        "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia" if spec.gpus else "",
-    }
-    if key not in labels:
-        return True  # zones, OS, capacity type: not a property of the instance type
-    label = labels[key]
-    if operator == "Exists":
-        return label not in ("", 0)
-    if operator == "DoesNotExist":
-        return label in ("", 0)
-    if isinstance(label, str):
-        return (label in values) if operator == "In" else (label not in values) if operator == "NotIn" else True
-    return _numeric_ok(float(label), operator, [float(v) for v in values])
-
-
-def _unknown_names(props: Mapping[str, Any], prices: PriceTable) -> list[str]:
-    # Families and types a pool asks for that the table does not know: reported, never silently dropped.
-    known_families = {k.partition(".")[0] for k in prices.ec2}
-    unknown = []
-    for req in requirements(props):
-        if req.get("operator") != "In":
-            continue
-        if req.get("key") == "node.kubernetes.io/instance-type":
-            unknown += [str(v) for v in as_list(req.get("values")) if str(v) not in prices.ec2]
-        elif req.get("key") == "karpenter.k8s.aws/instance-family":
-            unknown += [f"{v}.*" for v in as_list(req.get("values")) if str(v) not in known_families]
-    return unknown
-
-
 def _nodepool(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
     props = r.inputs
     if not is_nodepool(props):
         return None
-    gpu_pool = is_gpu_nodepool(props)
-    candidates = {k: s for k, s in p.ec2.items()
-                  if (s.gpus > 0 or not gpu_pool) and all(_admits(k, s, req) for req in requirements(props))}
-    unknown = tuple(_unknown_names(props, p))
-    limits = nodepool_limits(props)
-    gpu_limit, cpu_limit = quantity(limits.get("nvidia.com/gpu")), quantity(limits.get("cpu"))
-    if (gpu_pool and not gpu_limit) or (not gpu_pool and not cpu_limit):
-        return _line(r, 0.0, None, "scales from zero with no limit: unbounded", unknown=unknown, unbounded=True)
-    if not candidates:
+    ceiling = pool_ceiling(props, p)
+    if ceiling.limit is None:
+        return _line(r, 0.0, None, "scales from zero with no limit: unbounded", unknown=ceiling.unknown, unbounded=True)
+    if ceiling.instance_type is None:
         return _line(r, 0.0, None, "no instance type in the price table matches the pool's requirements",
-                     unknown=unknown or ("(no matching type)",))
-
-    def nodes(spec: InstancePrice) -> int:
-        bounds = [math.ceil(gpu_limit / spec.gpus)] if gpu_pool and gpu_limit else []
-        if cpu_limit:
-            bounds.append(max(1, math.ceil(cpu_limit / spec.vcpu)))
-        return min(bounds)
-
-    kind = min(candidates, key=lambda k: (nodes(candidates[k]) * candidates[k].hourly, k))
-    count, hourly = nodes(candidates[kind]), candidates[kind].hourly
+                     unknown=ceiling.unknown or ("(no matching type)",))
+    kind, count = ceiling.instance_type, ceiling.nodes
     spot = "spot" in capacity_types(props)
-    on_demand = count * p.monthly(hourly)
+    on_demand = count * p.monthly(ceiling.hourly)
     high = on_demand * (1 - a.spot_discount) if spot else on_demand
-    unit = f"{int(gpu_limit)} GPU limit" if gpu_pool and gpu_limit else f"{int(cpu_limit or 0)} vCPU limit"
     pricing = f"spot at {a.spot_discount:.0%} off" if spot else "on-demand"
-    return _line(r, 0.0, high, f"0..{count} × {kind} ({unit}, cheapest matching type, {pricing})", unknown=unknown,
-                 extra={"nodes": {"min": 0, "max": count}, "instance_type": kind, "gpu_pool": gpu_pool,
-                        "on_demand_max": round(on_demand, 2)})
+    return _line(r, 0.0, high, f"0..{count} × {kind} ({ceiling.limit}, cheapest matching type, {pricing})",
+                 unknown=ceiling.unknown, extra={"nodes": {"min": 0, "max": count}, "instance_type": kind,
+                                                 "gpu_pool": ceiling.gpu_pool, "on_demand_max": round(on_demand, 2)})
 
 
 def _service_load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:

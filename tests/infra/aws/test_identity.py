@@ -5,8 +5,7 @@ import json
 import pulumi
 import pytest
 
-from infra.aws.iam import Grant
-from infra.aws.identity import WorkloadIdentity, WorkloadIdentityArgs
+from infra.aws.identity import WorkloadIdentity
 from infra.review.graph import Graph
 from tests.support.graph import assert_has_props, policy_statements
 
@@ -40,23 +39,7 @@ def test_server_can_read_the_redis_auth_token_but_not_write_models(prod: Graph) 
     assert not any("s3:PutObject" in s["Action"] for s in server)
 
 
-def test_irsa_mode_trusts_the_oidc_subject(mocked_runtime: None) -> None:
-    identity = WorkloadIdentity("irsa", WorkloadIdentityArgs(
-        cluster_name="c", namespace="ns", service_account="sa", mode="irsa",
-        oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/X",
-        oidc_issuer="oidc.eks.us-east-1.amazonaws.com/id/X",
-        grants=[Grant(statements=({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"},))],
-    ))
-    assert identity.service_account == "sa"
-
-
-@pytest.mark.parametrize(("args", "prop"), [
-    ({"grants": []}, "grants"),
-    ({"mode": "irsa"}, "oidc_provider_arn"),
-])
-def test_identity_args_are_validated(args: dict, prop: str, mocked_runtime: None) -> None:
-    base = {"cluster_name": "c", "namespace": "ns", "service_account": "sa",
-            "grants": [Grant(statements=({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "x"},))]}
+def test_a_workload_identity_needs_a_grant(mocked_runtime: None) -> None:
     with pytest.raises(pulumi.InputPropertiesError) as info:
-        WorkloadIdentity("bad", WorkloadIdentityArgs(**{**base, **args}))
-    assert prop in {d["property_path"] for d in info.value.errors}
+        WorkloadIdentity("bad", cluster_name="c", namespace="ns", service_account="sa", grants=[])
+    assert {d["property_path"] for d in info.value.errors} == {"grants"}

@@ -43,7 +43,7 @@ INVALID: list[tuple[str, list[dict[str, Any]] | None, list[dict[str, Any]] | Non
     ("job CPU quantity", _job(cpu="four"), None,
      "modelplane:training.jobs[0].cpu: must be a Kubernetes CPU quantity like 4 or 500m (got 'four')"),
     ("job memory quantity", _job(memory="16GB"), None,
-     "modelplane:training.jobs[0].memory: must be a Kubernetes memory quantity like 16Gi (got '16GB')"),
+     "modelplane:training.jobs[0].memory: must be a Kubernetes memory quantity like 16Gi (Ki, Mi, Gi or Ti) (got '16GB')"),
     ("job GPUs without a pool", _job(gpuPool=None), None,
      "modelplane:training.jobs[0].gpuPool: is required when GPUs are requested (got gpusPerReplica=1); name a gpuPools entry"),
     ("job pool without GPUs", _job(gpusPerReplica=0), None,
@@ -54,11 +54,11 @@ INVALID: list[tuple[str, list[dict[str, Any]] | None, list[dict[str, Any]] | Non
     ("job image untagged", _job(image="ghcr.io/modelplane/trainer-torch"), None,
      "modelplane:training.jobs[0].image: must be pinned to a tag or digest"),
     ("job shm size", _job(shmSize="lots"), None,
-     "modelplane:training.jobs[0].shmSize: must be a memory quantity like 8Gi (got 'lots')"),
+     "modelplane:training.jobs[0].shmSize: must be a Kubernetes memory quantity like 8Gi (Ki, Mi, Gi or Ti) (got 'lots')"),
     ("job repeats a platform flag", _job(args=["--model", "small", "--checkpoints=s3://x/"]), None,
-     "modelplane:training.jobs[0].args[2]: --checkpoints is set by the platform from dataset/name; remove it"),
+     "modelplane:training.jobs[0].args[2]: --checkpoints is set by the platform; remove it"),
     ("job repeats a TF backup flag", _job(framework="tensorflow", args=["--backup-uri", "s3://x/"]), None,
-     "modelplane:training.jobs[0].args[0]: --backup-uri is set by the platform from dataset/name; remove it"),
+     "modelplane:training.jobs[0].args[0]: --backup-uri is set by the platform; remove it"),
     ("job with no replicas", _job(replicas=0), None,
      "modelplane:training.jobs[0].replicas: Input should be greater than or equal to 1 (got 0)"),
     ("job framework", _job(framework="jax"), None,
@@ -85,7 +85,7 @@ INVALID: list[tuple[str, list[dict[str, Any]] | None, list[dict[str, Any]] | Non
      "modelplane:inference.services[0].gpus: must be 0 with runtime tf-serving (got 1): the pinned TF Serving image "
      "is the CPU build; use 0 or runtime modelplane-serve"),
     ("service memory quantity", None, _service(memory="8G"),
-     "modelplane:inference.services[0].memory: must be a Kubernetes memory quantity like 16Gi (got '8G')"),
+     "modelplane:inference.services[0].memory: must be a Kubernetes memory quantity like 16Gi (Ki, Mi, Gi or Ti) (got '8G')"),
 ]
 
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from infra.k8s.training_operator import KUSTOMIZATION_DIR, PORTABLE_KUSTOMIZATION_DIR, TrainingOperator
@@ -50,8 +51,10 @@ def test_operator_namespace_enforces_a_pod_security_level() -> None:
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/warn"] == "restricted"
 
 
-def test_operator_can_be_switched_off() -> None:
-    graph = render_variant("dev", {"modelplane:addons": {"trainingOperator": False}})
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_operator_can_be_switched_off_on_every_target(stack: str) -> None:
+    assert render_variant(stack, {}).of_type("modelplane:training:TrainingOperator")
+    graph = render_variant(stack, {"modelplane:addons": {"trainingOperator": False}})
     assert not graph.of_type(DIRECTORY)
     assert not graph.of_type("modelplane:training:TrainingOperator")
 

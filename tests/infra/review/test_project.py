@@ -69,9 +69,13 @@ def test_outside_any_project_the_cli_exits_2_saying_no_pulumi_yaml_was_found(tmp
     assert not (tmp_path / "out").exists()
 
 
-def test_running_another_checkouts_program_is_flagged(tmp_path: Path) -> None:
+def test_running_another_checkouts_program_exits_2_naming_both_and_the_fix(tmp_path: Path) -> None:
     tree = scratch_copy(tmp_path / "tree")
     result = subprocess.run([str(INSTALLED), "render", "--stack", "local", "--out", str(tmp_path / "out")], cwd=tree,
                             capture_output=True, text=True, check=False, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"warning: rendering the program installed from {REPO}, not {tree.resolve()}'s own" in result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    stderr = " ".join(result.stderr.split())
+    assert f"runs the program installed from {REPO}, not the one of the project in {tree.resolve()}" in stderr
+    assert f"Fix: run that project's own venv ({tree.resolve()}/.venv/bin/modelplane)" in stderr
+    assert f"`pip install -e {tree.resolve()}`" in stderr
+    assert not (tmp_path / "out").exists()

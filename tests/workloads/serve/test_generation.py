@@ -39,6 +39,14 @@ def test_batched_greedy_equals_unbatched_for_mixed_lengths_and_budgets(tiny_mode
     assert {r.finish_reason for r in together} == {"length"}
 
 
+@pytest.mark.parametrize("top_p", [1.0, 0.9999999999999999])
+def test_a_denormal_temperature_samples_like_greedy(tiny_model: GPT, top_p: float) -> None:
+    # Found by schemathesis: temperature 2.2e-309 overflowed logits / T to inf and sampling raised (a 500).
+    greedy = _run(tiny_model, [_request("the", 12)])[0]
+    tiny = _run(tiny_model, [_request("the", 12, temperature=2.225073858507203e-309, top_p=top_p, seed=7)])[0]
+    assert tiny.text == greedy.text
+
+
 def test_seeded_sampling_does_not_depend_on_batch_mates(tiny_model: GPT) -> None:
     seeded = _request("the", 30, temperature=1.0, top_p=0.9, seed=1234)
     alone = _run(tiny_model, [seeded])[0].text
