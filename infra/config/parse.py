@@ -22,7 +22,7 @@ from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
 from infra.config.network import NetworkConfig
 from infra.config.platform import MeshConfig, ObservabilityConfig
 from infra.config.storage import CacheConfig, StorageConfig
-from infra.config.workloads import InferenceConfig, TrainingConfig
+from infra.config.workloads import InferenceConfig, TrainingConfig, TrainingJobConfig
 
 NAMESPACE = "modelplane"
 """The Pulumi config namespace of every platform key (`modelplane:<key>`)."""
@@ -217,8 +217,8 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
         fields.update(_parse_platform_services(ours, target == "aws", production, issues))
 
     if target in ("aws", "kubeconfig"):
-        gpu_pool_names = {p.name for p in fields.get("gpu_pools", [])}
-        fields.update(_parse_workloads(ours, gpu_pool_names, issues))
+        gpu_pools = {p.name: p for p in fields.get("gpu_pools", [])}
+        fields.update(_parse_workloads(ours, gpu_pools, issues))
 
     if "tags" in ours and isinstance(ours["tags"], dict):
         _check_tags(ours["tags"], issues)
@@ -231,8 +231,9 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
     return PlatformConfig.model_validate({**fields, "stack": stack, "region": region})
 
 
-def _parse_workloads(ours: dict[str, Any], gpu_pools: set[str], issues: list[ConfigIssue]) -> dict[str, Any]:
-    """`training.jobs` and `inference.services`: per-item rules, unique names, GPU pools that exist."""
+def _parse_workloads(ours: dict[str, Any], gpu_pools: dict[str, GpuPoolConfig],
+                     issues: list[ConfigIssue]) -> dict[str, Any]:
+    """`training.jobs` and `inference.services`: per-item rules, unique names, GPU pools that exist, jobs that fit."""
     fields: dict[str, Any] = {}
     for key, model, items_key in (("training", TrainingConfig, "jobs"), ("inference", InferenceConfig, "services")):
         parsed = _parse(key, model, ours.get(key, {}), issues)
@@ -251,6 +252,8 @@ def _parse_workloads(ours: dict[str, Any], gpu_pools: set[str], issues: list[Con
                 allowed = ", ".join(sorted(gpu_pools)) or "none configured"
                 issues.append(ConfigIssue(f"{NAMESPACE}:{prefix}.gpuPool",
                                           f"no gpuPools entry named {item.gpu_pool!r} (gpuPools: {allowed})"))
+            elif item.gpu_pool and isinstance(item, TrainingJobConfig):
+                _scoped(issues, prefix, item.fit_problems(gpu_pools[item.gpu_pool]))
     return fields
 
 

@@ -6,12 +6,18 @@ their key paths and reports every problem of every section at once.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
+from pydantic.alias_generators import to_camel
 
-from infra.config.base import Section, cpu_problems, memory_problems
+from infra.config.base import Section, cpu_problems, memory_problems, not_one_of
+from infra.config.gpu import GpuPoolConfig
+from infra.config.gpu_memory import GPU_BY_FAMILY, family_of
 from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
+from workloads.lm.memory import Checkpointing, Parallel, default_parallel, fit_problem
+from workloads.lm.presets import PRESETS
+from workloads.trainer_torch.config import TrainSettings
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
 
@@ -62,23 +68,98 @@ class TrainingJobConfig(Section):
     """Memory-backed /dev/shm size. Defaults to 8Gi."""
     dataset: str
     """Dataset location under the datasets bucket: the prepared manifest (PyTorch) or an image-record prefix (TF)."""
+    model: str | None = None
+    """PyTorch trainer's --model preset. Defaults to the trainer's (small). Valid values: tiny, mini, small, medium,
+    large, 1b, 7b."""
+    seq_len: int | None = Field(default=None, ge=1)
+    """PyTorch trainer's --seq-len. Defaults to the preset's max_seq_len."""
+    micro_batch: int | None = Field(default=None, ge=1)
+    """PyTorch trainer's --micro-batch: sequences per GPU per pass. Defaults to the trainer's (8)."""
+    parallel: Parallel | None = None
+    """PyTorch trainer's --parallel. Defaults to the trainer's: fsdp when the job has more than one rank, else ddp."""
+    activation_checkpointing: Checkpointing | None = None
+    """PyTorch trainer's --activation-checkpointing. Defaults to the trainer's (none)."""
     args: list[str] = []
-    """Extra trainer flags, passed through (the trainer validates them)."""
+    """Other trainer flags, passed through after those above (the trainer validates them)."""
     backoff_limit: int = Field(default=3, ge=0, le=100)
     """Job restarts before failing. Defaults to 3."""
     ttl_seconds_after_finished: int = Field(default=86400, ge=0)
     """Seconds finished pods are kept. Defaults to 86400."""
 
     def checks(self) -> list[tuple[str, str]]:
-        """Resource quantities, GPU pool pairing, pinned image, no flags the platform sets itself."""
+        """Resource quantities, GPU pool pairing, pinned image, trainer fields, no flags set elsewhere."""
         problems = _resource_checks(self.cpu, self.memory, "gpusPerReplica", self.gpus_per_replica, self.gpu_pool)
         problems += _image_checks("image", self.image)
         problems += memory_problems("shmSize", self.shm_size, "8Gi")
+        problems += self._trainer_field_checks()
+        owners = {TrainSettings.flag_name(field): to_camel(field) for field in _TRAINER_FIELDS}
         for i, arg in enumerate(self.args):
             flag = arg.split("=", 1)[0]
             if flag in PLATFORM_TRAINER_FLAGS:
                 problems.append((f"args[{i}]", f"{flag} is set by the platform; remove it"))
+            elif flag in owners and self.framework == "pytorch":
+                problems.append((f"args[{i}]", f"{flag} has its own field; set {owners[flag]}: {self._next(i)} "
+                                               "instead of passing it in args"))
         return problems
+
+    def _next(self, i: int) -> str:
+        arg = self.args[i]
+        if "=" in arg:
+            return arg.split("=", 1)[1]
+        return self.args[i + 1] if i + 1 < len(self.args) else "..."
+
+    def _trainer_field_checks(self) -> list[tuple[str, str]]:
+        if self.framework != "pytorch":
+            return [(to_camel(field), f"applies to the PyTorch trainer only (framework {self.framework}, got "
+                                      f"{getattr(self, field)!r}); remove it")
+                    for field in _TRAINER_FIELDS if getattr(self, field) is not None]
+        if self.model is not None and self.model not in PRESETS:
+            return [("model", not_one_of(self.model, list(PRESETS)))]
+        preset = PRESETS[self.trainer_setting("model")]
+        if self.seq_len is not None and self.seq_len > preset.max_seq_len:
+            return [("seqLen", f"must be at most the {self.trainer_setting('model')!r} preset's max_seq_len "
+                               f"{preset.max_seq_len} (got {self.seq_len})")]
+        return []
+
+    def trainer_setting(self, field: str) -> Any:
+        """A trainer field's value for this job: set here, else the trainer's own default."""
+        value = getattr(self, field)
+        return value if value is not None else TrainSettings.model_fields[field].default
+
+    def trainer_flags(self) -> list[str]:
+        """The trainer flags of the fields set here, in field order (none for TensorFlow jobs)."""
+        flags: list[str] = []
+        for field in _TRAINER_FIELDS:
+            if self.framework == "pytorch" and getattr(self, field) is not None:
+                flags += [TrainSettings.flag_name(field), str(getattr(self, field))]
+        return flags
+
+    def fit_problems(self, pool: GpuPoolConfig) -> list[tuple[str, str]]:
+        """The job's per-GPU memory estimate against the smallest GPU `pool` admits (PyTorch GPU jobs only)."""
+        if self.framework != "pytorch" or not self.gpus_per_replica or self._trainer_field_checks():
+            return []
+        families = pool.instance_families or [family_of(kind) for kind in pool.instance_types]
+        if not families:
+            return []  # the pool's own rule reports the empty instance list
+        unknown = sorted({family for family in families if family not in GPU_BY_FAMILY})
+        if unknown:
+            return [("gpuPool", f"cannot be sized: no GPU memory known for instance family {unknown[0]!r} of gpuPools "
+                                f"{pool.name!r}; add it to infra/config/gpu_memory.py")]
+        family = min(families, key=lambda name: GPU_BY_FAMILY[name].memory_mib)
+        gpu = GPU_BY_FAMILY[family]
+        model = self.trainer_setting("model")
+        world_size = self.replicas * self.gpus_per_replica
+        problem = fit_problem(
+            model, device_bytes=gpu.memory_mib * 2**20, device=f"{family} ({gpu.model}), the smallest GPU of "
+            f"gpuPools {pool.name!r},", parallel=self.parallel or default_parallel(world_size), world_size=world_size,
+            micro_batch=self.trainer_setting("micro_batch"), seq_len=self.seq_len or PRESETS[model].max_seq_len,
+            precision="bf16", checkpointing=self.trainer_setting("activation_checkpointing"),
+            name=lambda field: "replicas x gpusPerReplica" if field == "world_size" else to_camel(field))
+        return [("model", f"does not fit: {problem}")] if problem else []
+
+
+_TRAINER_FIELDS = ("model", "seq_len", "micro_batch", "parallel", "activation_checkpointing")
+"""TrainingJobConfig fields that are the PyTorch trainer's settings of the same name (rendered as its flags)."""
 
 
 class TrainingConfig(Section):

@@ -73,7 +73,8 @@ class TrainingJob(pulumi.ComponentResource):
             data=dict(env),
             opts=child,
         )
-        flags: list[pulumi.Input[str]] = [DATA_FLAG, data_uri, EXPORT_FLAG, export_uri, *job.args]
+        flags: list[pulumi.Input[str]] = [DATA_FLAG, data_uri, EXPORT_FLAG, export_uri, *job.trainer_flags(),
+                                          *job.args]
         if job.framework == "tensorflow":
             # BackupAndRestore writes locally; the chief syncs the folder to S3 after each epoch.
             flags += [BACKUP_DIR_FLAG, BACKUP_DIR, BACKUP_URI_FLAG, checkpoint_uri]

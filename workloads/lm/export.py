@@ -1,10 +1,14 @@
-"""The export format the trainer writes and the server loads.
+"""The export the trainer writes and the server loads: a Hugging Face `GPT2LMHeadModel` folder.
 
-An export is a folder (local or under an S3 prefix):
-- `config.json`: `{"format": "modelplane-lm/v1", "model": GPTConfig, "tokenizer": {...}, "meta": {...}}`
-- `model.safetensors`: the weights (tied tensors stored once by `safetensors.torch.save_model`)
+An export is a folder (local or under an S3 prefix) that transformers and vLLM load as it is:
+- `config.json`: the GPT-2 config (`workloads.lm.hf`), plus `modelplane_meta` (step, tokens, data...);
+- `model.safetensors`, or numbered shards and `model.safetensors.index.json` past 2 GiB;
+- `generation_config.json`, `tokenizer.json` and `tokenizer_config.json` (`workloads.lm.hf_tokenizer`);
 - `manifest.json`: sha256 and size of every other file. It is written last, so an export
   without a manifest is incomplete and is never loaded.
+
+`load_export` also reads the private `modelplane-lm/v1` exports written before this layout, so
+models already in S3 keep serving; nothing writes that format any more.
 """
 
 from __future__ import annotations
@@ -14,13 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 
 from workloads.common.hashing import sha256_file
-from workloads.lm.layout import CONFIG_FILE, FORMAT, MANIFEST_FILE, WEIGHTS_FILE
+from workloads.lm import hf
+from workloads.lm.hf_tokenizer import read_byte_tokenizer, write_tokenizer
+from workloads.lm.layout import CONFIG_FILE, GENERATION_CONFIG_FILE, LEGACY_FORMAT, MANIFEST_FILE, WEIGHTS_FILE
 from workloads.lm.model import GPT
 from workloads.lm.presets import GPTConfig
 from workloads.lm.tokenizer import ByteTokenizer
+
+META_KEY = "modelplane_meta"
+"""config.json key of the training facts (step, tokens, data, val_loss); transformers keeps it as an attribute."""
 
 
 class ExportError(RuntimeError):
@@ -49,24 +58,37 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def _write_json(folder: Path, name: str, data: dict[str, Any]) -> str:
+    (folder / name).write_text(json.dumps(data, indent=2, sort_keys=True))
+    return name
+
+
 def save_export(model: GPT, folder: Path, *, tokenizer: ByteTokenizer | None = None,
-                meta: dict[str, Any] | None = None) -> None:
-    """Write `model` as an export into `folder` (weights, config, then the manifest)."""
+                meta: dict[str, Any] | None = None, max_shard_bytes: int = hf.MAX_SHARD_BYTES) -> list[str]:
+    """Write `model` as a Hugging Face folder into `folder`, the manifest last; returns every file name."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer or ByteTokenizer()
-    save_model(model, str(folder / WEIGHTS_FILE))
-    config = {"format": FORMAT, "model": model.config.to_dict(), "tokenizer": tokenizer.to_dict(), "meta": meta or {}}
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-    write_manifest(folder, [WEIGHTS_FILE, CONFIG_FILE])
+    dtype = next(model.parameters()).dtype
+    files = hf.save_weights(hf.to_hf(model.state_dict()), folder, max_shard_bytes=max_shard_bytes)
+    files.append(_write_json(folder, CONFIG_FILE, hf.hf_config(model.config, tokenizer, dtype) | {META_KEY: meta or {}}))
+    files.append(_write_json(folder, GENERATION_CONFIG_FILE, hf.generation_config(tokenizer)))
+    files += write_tokenizer(tokenizer, folder, max_length=model.config.max_seq_len)
+    write_manifest(folder, files)
+    return [*files, MANIFEST_FILE]
 
 
 def load_export(folder: Path, *, device: torch.device | str = "cpu") -> tuple[GPT, ByteTokenizer, dict[str, Any]]:
-    """Verify checksums, then build the model in eval mode. Returns (model, tokenizer, config)."""
+    """Verify checksums, then build the model in eval mode. Returns (model, tokenizer, config.json)."""
     verify_manifest(folder)
     config: dict[str, Any] = json.loads((folder / CONFIG_FILE).read_text())
-    if config.get("format") != FORMAT:
-        raise ExportError(f"{folder}: unknown export format {config.get('format')!r} (expected {FORMAT!r})")
-    model = GPT(GPTConfig.from_dict(config["model"]))
-    load_model(model, str(folder / WEIGHTS_FILE), device=str(device))
-    model.to(device).eval()
-    return model, ByteTokenizer.from_dict(config["tokenizer"]), config
+    if config.get("format") == LEGACY_FORMAT:
+        model = GPT(GPTConfig.from_dict(config["model"]))
+        load_model(model, str(folder / WEIGHTS_FILE), device=str(device))
+        return model.to(device).eval(), ByteTokenizer.from_dict(config["tokenizer"]), config
+    try:
+        model = GPT(hf.gpt_config(config))
+        tokenizer = read_byte_tokenizer(folder)
+    except (KeyError, ValueError) as exc:
+        raise ExportError(f"{folder}: not an export our GPT can serve ({exc})") from exc
+    model.load_state_dict(hf.from_hf(hf.load_weights(folder, device=str(device))))
+    return model.to(device).eval(), tokenizer, config

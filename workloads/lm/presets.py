@@ -60,5 +60,9 @@ PRESETS: dict[str, GPTConfig] = {
     "small": GPTConfig(n_layer=12, n_head=12, d_model=768, max_seq_len=1024),
     "medium": GPTConfig(n_layer=24, n_head=16, d_model=1024, max_seq_len=1024),
     "large": GPTConfig(n_layer=36, n_head=20, d_model=1280, max_seq_len=1024),
+    # GPT-2-shaped (learned positions, LayerNorm, tied embeddings) at 128-wide heads, the width FlashAttention
+    # and vLLM kernels support best; 24 x 2048 and 32 x 4096 are the GPT-3 paper's 1.3B and 6.7B shapes (Table 2.1).
+    "1b": GPTConfig(n_layer=24, n_head=16, d_model=2048, max_seq_len=2048),
+    "7b": GPTConfig(n_layer=32, n_head=32, d_model=4096, max_seq_len=2048),
 }
-"""Named sizes: `tiny` trains in seconds on a CPU; `small` is the GPT-2 124M shape."""
+"""Named sizes: `tiny` trains in seconds on a CPU; `small` is the GPT-2 124M shape; `1b` and `7b` need FSDP on GPUs."""

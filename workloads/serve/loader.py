@@ -21,7 +21,7 @@ from workloads.common import s3
 from workloads.common.hashing import sha256_file
 from workloads.common.logs import log_event
 from workloads.common.uri import S3Uri
-from workloads.lm.layout import CONFIG_FILE, FORMAT, MANIFEST_FILE
+from workloads.lm.layout import CONFIG_FILE, LEGACY_FORMAT, MANIFEST_FILE, MODEL_TYPE
 from workloads.serve.backends import Backend, ModelInfo, TensorBackend, TensorSpec
 from workloads.serve.settings import ServeSettings
 
@@ -67,20 +67,29 @@ def load_backend(settings: ServeSettings) -> Backend:
     keep_files = False
     try:
         version = model_version(folder)
-        config_path = folder / CONFIG_FILE
-        if config_path.is_file() and json.loads(config_path.read_text()).get("format") == FORMAT:
+        if _is_lm_export(folder):
             return _lm_backend(folder, settings, version)
         if (folder / SAVED_MODEL_FILE).is_file():
             # TensorFlow may read assets lazily, so a SavedModel's files outlive the load.
             keep_files = True
             return _tf_backend(folder, settings.served_name, version)
         raise ValueError(
-            f"--model-uri: {settings.model_uri} holds neither a {FORMAT} export ({CONFIG_FILE} + {MANIFEST_FILE}) "
+            f"--model-uri: {settings.model_uri} holds neither an LM export ({CONFIG_FILE} with model_type "
+            f"{MODEL_TYPE!r} + {MANIFEST_FILE}) "
             f"nor a TensorFlow SavedModel ({SAVED_MODEL_FILE})"
         )
     finally:
         if downloaded and not keep_files:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _is_lm_export(folder: Path) -> bool:
+    """A Hugging Face GPT-2 folder, or one of our private exports from before that layout."""
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        return False
+    config = json.loads(config_path.read_text())
+    return bool(config.get("model_type") == MODEL_TYPE or config.get("format") == LEGACY_FORMAT)
 
 
 def _lm_backend(folder: Path, settings: ServeSettings, version: str) -> Backend:

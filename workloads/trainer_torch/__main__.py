@@ -1,6 +1,7 @@
 """Entry point: `torchrun --nproc_per_node N -m workloads.trainer_torch --data s3://... --checkpoints s3://...`.
 
-Exit codes: 0 done; 2 invalid flags or data (each problem on stderr, naming its flag);
+Exit codes: 0 done; 2 invalid flags or data, or a run whose memory estimate exceeds the device (each problem
+on stderr, naming its flag and the fix);
 143 stopped on SIGTERM with a committed checkpoint; 142 the SIGTERM grace period ran out.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+import torch
 from botocore.exceptions import ClientError
 
 from workloads.common.logs import log_event
@@ -16,7 +18,7 @@ from workloads.common.settings import SettingsError
 from workloads.common.uri import S3UriError
 from workloads.trainer_torch import distributed
 from workloads.trainer_torch.checkpoint import CheckpointError
-from workloads.trainer_torch.config import parse_config
+from workloads.trainer_torch.config import TrainSettings, parse_config
 from workloads.trainer_torch.data import DataError
 from workloads.trainer_torch.train import Trainer
 
@@ -28,6 +30,14 @@ def _fail(rank: int, errors: list[str]) -> int:
     return 2
 
 
+def _memory_problem(cfg: TrainSettings, device: torch.device) -> str | None:
+    """The up-front fit check: GPUs train in bf16 within their total memory; CPUs are checked only on request."""
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return cfg.memory_problem(f"{device} ({props.name})", props.total_memory, "bf16")
+    return cfg.memory_problem(str(device), None, "fp32")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Validate flags, join the process group, train; returns the exit code."""
     ctx = distributed.context_from_env()
@@ -35,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = parse_config(argv, world_size=ctx.world_size)
     except SettingsError as exc:
         return _fail(ctx.rank, exc.errors)
+    problem = _memory_problem(cfg, ctx.device)
+    if problem:
+        return _fail(ctx.rank, [problem])
     try:
         distributed.init(ctx)
         return Trainer(cfg, ctx).run()

@@ -1,47 +1,57 @@
-"""Checkpoints in S3 with an atomic commit marker.
+"""Sharded checkpoints on S3 (torch.distributed.checkpoint) with an atomic commit marker.
 
 Layout under `--checkpoints`:
 
-    step-000000100/model.pt            rank 0: model state_dict
-    step-000000100/optim.pt            rank 0: optimizer + LR scheduler state
-    step-000000100/state.json          rank 0: step, data position, run facts
-    step-000000100/rng-rank00000.pt    every rank: its own RNG states
-    step-000000100/COMMIT              rank 0, LAST: every file's sha256 and size
+    step-000000100/.metadata            DCP: where each tensor slice lives
+    step-000000100/__0_0.distcp ...     DCP: rank 0's shards of model and optimizer state (UPLOAD_THREADS files)
+    step-000000100/state.json           rank 0: step, data position, LR scheduler, run facts
+    step-000000100/rng-rank00000.pt     every rank: its own RNG states
+    step-000000100/COMMIT               rank 0, LAST: every file's size
 
-Every rank uploads its files, then an all-gather (which is also the barrier) tells rank 0 that
-all uploads finished and what their checksums are; only then does rank 0 write `COMMIT`.
-A step folder without `COMMIT` does not exist for resume, so a crash at any point leaves either
-the previous checkpoint or the new one, never half of one. Files are loaded with
-`weights_only=True`, so a tampered checkpoint cannot run code.
+DCP writes straight to S3 through torch's `FsspecWriter` over s3fs. Its save ends by gathering
+every rank's write results on rank 0, which then writes `.metadata`; so when the save returns
+on rank 0, every rank's shards (and its RNG file, written before) are in S3, and only then
+does rank 0 write `COMMIT`. A step folder without `COMMIT` does not exist for resume, so a
+crash at any point (an async upload included) leaves the previous checkpoint as the newest.
+
+Resharding: DCP records each tensor's global shape and the slice each file holds, so a
+checkpoint loads at any world size, under ddp or fsdp. The data position (`consumed`) counts
+windows of the one global sample stream (`data.rank_start`), which does not depend on the
+world size; a resumed run continues that stream with its own ranks. RNG states are per rank:
+a rank with no file in the checkpoint reseeds from (seed + step, rank).
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
+import os
 import re
-import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from botocore.exceptions import ClientError
+from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict_saver import AsyncSaveResponse
 
 from workloads.common import s3
-from workloads.common.hashing import sha256_file
 from workloads.common.logs import log_event
 from workloads.common.uri import S3Uri
 from workloads.trainer_torch import distributed
 from workloads.trainer_torch.distributed import DistContext
 
 COMMIT: Final = "COMMIT"
-MODEL_FILE: Final = "model.pt"
-OPTIM_FILE: Final = "optim.pt"
 STATE_FILE: Final = "state.json"
-SHARED_FILES: Final = (MODEL_FILE, OPTIM_FILE, STATE_FILE)
+DCP_METADATA: Final = ".metadata"
+"""The file DCP writes last on the coordinator; its presence marks the sharded format."""
+UPLOAD_THREADS: Final = 4
+"""Files (and parallel S3 uploads) per rank and checkpoint: one stream per rank leaves most bandwidth unused."""
 _STEP_KEY = re.compile(r"^step-(\d{9})/(.+)$")
 
 
@@ -59,29 +69,16 @@ def step_name(step: int) -> str:
     return f"step-{step:09d}"
 
 
-class _HashingWriter:
-    """A write-only file wrapper that hashes bytes as torch.save streams them (no second read)."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle = handle
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        self.size += len(data)
-        return self.handle.write(data)
-
-    def flush(self) -> None:
-        self.handle.flush()
+def storage_options() -> dict[str, Any]:
+    """s3fs options for DCP: the endpoint from `AWS_ENDPOINT_URL` (MinIO, the test server), else AWS's own."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
 
 
-def save_torch(obj: Any, path: Path) -> dict[str, Any]:
-    """torch.save `obj` to `path`; returns its sha256 and size."""
-    with path.open("wb") as handle:
-        writer = _HashingWriter(handle)
-        torch.save(obj, writer)  # type: ignore[arg-type]  # only write/flush are needed
-    return {"sha256": writer.digest.hexdigest(), "bytes": writer.size}
+def _torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -94,33 +91,20 @@ class Listing:
     """Steps without one (crashed or in-flight saves), ascending."""
 
 
-@dataclass(frozen=True)
-class Loaded:
-    """A checkpoint read back into memory."""
-
-    step: int
-    """The step it was taken after."""
-    model: dict[str, torch.Tensor]
-    """Model state_dict."""
-    optim: dict[str, Any]
-    """`{"optimizer": ..., "scheduler": ...}` state dicts."""
-    state: dict[str, Any]
-    """The contents of state.json."""
-    rng: dict[str, Any] | None
-    """This rank's RNG states, or None when the checkpoint had fewer ranks."""
-
-
 class Checkpointer:
     """Saves, finds, loads and prunes checkpoints under one S3 prefix. Every rank holds one."""
 
-    def __init__(self, root: S3Uri, local_dir: Path, ctx: DistContext, *, keep_last: int,
+    def __init__(self, root: S3Uri, ctx: DistContext, *, keep_last: int, async_save: bool = False,
                  client: Any | None = None) -> None:
         self.root = root
         self.ctx = ctx
         self.keep_last = keep_last
         self.client = client or s3.client()
-        run_key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
-        self.stage_dir = local_dir / "checkpoints" / run_key
+        self._pending: Future[None] | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ckpt-commit") if async_save else None
+        # Background saves run collectives from another thread: they get their own gloo group, so they never
+        # interleave with the training loop's collectives (and NCCL-only groups cannot run them at all).
+        self._group = dist.new_group(backend="gloo") if async_save and distributed.active() else None
 
     def step_uri(self, step: int, name: str = "") -> S3Uri:
         """URI of the step folder, or of one file in it."""
@@ -129,16 +113,20 @@ class Checkpointer:
     def _prefix(self) -> str:
         return self.root.key.rstrip("/") + "/" if self.root.key.strip("/") else ""
 
+    def _objects(self, prefix: str) -> dict[str, int]:
+        """Size of every object under `prefix`, by key."""
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.root.bucket, Prefix=prefix)
+            return {obj["Key"]: int(obj["Size"]) for page in pages for obj in page.get("Contents", [])}
+        except ClientError as exc:
+            raise CheckpointError(f"--checkpoints: cannot list {self.root} ({exc}); check the bucket and the "
+                                  "role's s3:ListBucket permission") from exc
+
     def listing(self) -> Listing:
         """Committed and partial steps under the prefix."""
         prefix = self._prefix()
         files: dict[int, set[str]] = {}
-        try:
-            keys = s3.list_keys(S3Uri(self.root.bucket, prefix), self.client)
-        except ClientError as exc:
-            raise CheckpointError(f"--checkpoints: cannot list {self.root} ({exc}); check the bucket and the "
-                                  "role's s3:ListBucket permission") from exc
-        for key in keys:
+        for key in self._objects(prefix):
             match = _STEP_KEY.match(key[len(prefix):])
             if match:
                 files.setdefault(int(match.group(1)), set()).add(match.group(2))
@@ -155,80 +143,97 @@ class Checkpointer:
         result: int | None = distributed.broadcast_object(step)
         return result
 
-    def save(self, step: int, *, model: dict[str, torch.Tensor], optim: dict[str, Any], state: dict[str, Any],
+    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, state: dict[str, Any],
              rng: dict[str, Any]) -> float:
-        """Write and upload this rank's files, then (rank 0) commit and prune. Returns seconds taken."""
+        """Write this rank's shards and files; rank 0 commits once all are in S3. Returns seconds the caller waited.
+
+        Synchronous saves commit before returning. Async saves return once the state is copied to host
+        memory; the upload and the commit run in the background, and the next save (or `wait`) waits for them.
+        """
         started = time.perf_counter()
-        stage = self.stage_dir / f"save-{step_name(step)}"
-        stage.mkdir(parents=True, exist_ok=True)
-        written: dict[str, dict[str, Any]] = {}
-        # Two threads: one file uploads while the next is serialized; boto3 parallelises the parts.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ckpt-upload") as pool:
-            uploads: list[Future[None]] = []
-
-            def put(name: str, write: Any) -> None:
-                path = stage / name
-                written[name] = write(path)
-                uploads.append(pool.submit(self._upload, path, self.step_uri(step, name)))
-
-            if self.ctx.is_main:
-                put(MODEL_FILE, lambda p: save_torch(model, p))
-                put(OPTIM_FILE, lambda p: save_torch(optim, p))
-                put(STATE_FILE, lambda p: _write_json(state, p))
-            put(rng_file(self.ctx.rank), lambda p: save_torch(rng, p))
-            for upload in uploads:
-                upload.result()
-        # The all-gather doubles as the barrier: when it returns, every rank's files are in S3.
-        manifest: dict[str, dict[str, Any]] = {}
-        for files in distributed.all_gather_object(written):
-            manifest.update(files)
+        self.wait()
+        s3.put_bytes(self.step_uri(step, rng_file(self.ctx.rank)), _torch_bytes(rng), self.client)
         if self.ctx.is_main:
-            marker = {"step": step, "files": manifest, "committed_at": round(time.time(), 3)}
-            s3.put_bytes(self.step_uri(step, COMMIT), json.dumps(marker, indent=2, sort_keys=True).encode(),
+            s3.put_bytes(self.step_uri(step, STATE_FILE), json.dumps(state, indent=2, sort_keys=True).encode(),
                          self.client)
-            self.prune()
-        shutil.rmtree(stage, ignore_errors=True)
+        model_state, optim_state = get_state_dict(model, optimizer)
+        # S3 objects are durable once written; fsync does not apply to them.
+        writer = FsspecWriter(str(self.step_uri(step)), sync_files=False, thread_count=UPLOAD_THREADS,
+                              **storage_options())
+        content = {"model": model_state, "optim": optim_state}
+        if self._committer is None:
+            dcp.save(content, storage_writer=writer, no_dist=not distributed.active())
+            self._commit(step, started)
+        else:
+            upload = dcp.async_save(content, storage_writer=writer, process_group=self._group,
+                                    no_dist=not distributed.active())
+            if isinstance(upload, AsyncSaveResponse):  # only with a zero-overhead stager, which we do not pass
+                upload = upload.upload_completion
+            self._pending = self._committer.submit(self._commit_after, upload, step, time.perf_counter())
         return time.perf_counter() - started
 
-    def _upload(self, path: Path, uri: S3Uri) -> None:
-        s3.upload_file(path, uri, self.client)
-        path.unlink()
+    def _commit_after(self, upload: Future[Any], step: int, started: float) -> None:
+        upload.result()
+        self._commit(step, started)
 
-    def load(self, step: int, device: torch.device) -> Loaded:
-        """Download (once per node) and verify the checkpoint at `step`, then read it on every rank."""
+    def _commit(self, step: int, started: float) -> None:
+        """Rank 0: list the step's files with their sizes into COMMIT, then prune."""
+        if not self.ctx.is_main:
+            return
+        folder = self.step_uri(step).key + "/"
+        files = {key[len(folder):]: {"bytes": size} for key, size in self._objects(folder).items()}
+        marker = {"step": step, "files": files, "committed_at": round(time.time(), 3)}
+        s3.put_bytes(self.step_uri(step, COMMIT), json.dumps(marker, indent=2, sort_keys=True).encode(), self.client)
+        log_event("checkpoint_committed", step=step, upload_s=round(time.perf_counter() - started, 3),
+                  uri=str(self.step_uri(step)))
+        self.prune()
+
+    def wait(self) -> None:
+        """Block until the background save in flight (if any) is uploaded and committed; re-raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def read_state(self, step: int) -> dict[str, Any]:
+        """The state.json of the committed checkpoint at `step` (to check it fits the run before loading)."""
+        state: dict[str, Any] = json.loads(s3.get_bytes(self.step_uri(step, STATE_FILE), self.client))
+        return state
+
+    def load(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+        """Verify the checkpoint at `step` against its COMMIT and restore model and optimizer in place.
+
+        Returns this rank's RNG states, or None when the checkpoint was saved by fewer ranks.
+        """
         marker = json.loads(s3.get_bytes(self.step_uri(step, COMMIT), self.client))
         files: dict[str, dict[str, Any]] = marker["files"]
-        stage = self.stage_dir / f"load-{step_name(step)}"
-        if self.ctx.is_local_main:
-            for name in SHARED_FILES:
-                self._fetch(step, name, files, stage)
-        distributed.barrier()
+        if DCP_METADATA not in files:
+            raise CheckpointError(f"--checkpoints: {self.step_uri(step)} is in the pre-DCP format (one model.pt); "
+                                  "this trainer reads only sharded checkpoints: start a new --checkpoints prefix")
+        problem = self._verify(step, files) if self.ctx.is_main else None
+        problem = distributed.broadcast_object(problem)
+        if problem:
+            raise CheckpointError(problem)
         own = rng_file(self.ctx.rank)
         rng = None
         if own in files:
-            self._fetch(step, own, files, stage)
-            rng = torch.load(stage / own, weights_only=True)
-        loaded = Loaded(
-            step=step,
-            model=torch.load(stage / MODEL_FILE, map_location=device, weights_only=True),
-            optim=torch.load(stage / OPTIM_FILE, map_location=device, weights_only=True),
-            state=json.loads((stage / STATE_FILE).read_text()),
-            rng=rng,
-        )
-        distributed.barrier()
-        if self.ctx.is_local_main:
-            shutil.rmtree(stage, ignore_errors=True)
-        return loaded
+            rng = torch.load(io.BytesIO(s3.get_bytes(self.step_uri(step, own), self.client)), weights_only=True)
+        model_state, optim_state = get_state_dict(model, optimizer)
+        content: dict[str, Any] = {"model": model_state, "optim": optim_state}
+        reader = FsspecReader(str(self.step_uri(step)), **storage_options())
+        dcp.load(content, storage_reader=reader, no_dist=not distributed.active())
+        set_state_dict(model, optimizer, model_state_dict=content["model"], optim_state_dict=content["optim"])
+        return rng
 
-    def _fetch(self, step: int, name: str, files: dict[str, dict[str, Any]], stage: Path) -> None:
-        uri = self.step_uri(step, name)
-        if name not in files:
-            raise CheckpointError(f"--checkpoints: {self.step_uri(step, COMMIT)} does not list {name}")
-        s3.download_file(uri, stage / name, self.client)
-        actual = sha256_file(stage / name)
-        if actual != files[name]["sha256"]:
-            raise CheckpointError(f"--checkpoints: {uri} failed its checksum (COMMIT says {files[name]['sha256']}, "
-                                  f"got {actual}); delete {self.step_uri(step, COMMIT)} to fall back to an older one")
+    def _verify(self, step: int, files: dict[str, dict[str, Any]]) -> str | None:
+        """A message naming the first file that is missing or differs in size from COMMIT, else None."""
+        folder = self.step_uri(step).key + "/"
+        found = {key[len(folder):]: size for key, size in self._objects(folder).items()}
+        for name, entry in sorted(files.items()):
+            if found.get(name) != entry["bytes"]:
+                return (f"--checkpoints: {self.step_uri(step, name)} does not match its COMMIT (COMMIT says "
+                        f"{entry['bytes']} bytes, found {found.get(name)}); delete {self.step_uri(step, COMMIT)} "
+                        "to fall back to an older checkpoint")
+        return None
 
     def prune(self) -> None:
         """Keep the newest `keep_last` committed checkpoints; drop older ones and stale partial folders."""
@@ -243,9 +248,3 @@ class Checkpointer:
             s3.delete_prefix(S3Uri(self.root.bucket, self.step_uri(step).key + "/"), self.client)
         if doomed:
             log_event("checkpoints_pruned", steps=doomed, kept=listing.committed[-self.keep_last:])
-
-
-def _write_json(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    payload = json.dumps(data, indent=2, sort_keys=True).encode()
-    path.write_bytes(payload)
-    return {"sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}

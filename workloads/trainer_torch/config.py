@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
 from workloads.common.settings import S3UriSetting, WorkloadSettings
 from workloads.common.vocab import TRAIN_ENV_PREFIX
+from workloads.lm.memory import GIB, Checkpointing, Parallel, Precision, default_parallel, fit_problem
 from workloads.lm.presets import PRESETS, GPTConfig
 
 
@@ -32,13 +33,13 @@ class TrainSettings(WorkloadSettings):
     prog: ClassVar[str] = "python -m workloads.trainer_torch"
 
     data: S3UriSetting
-    """S3 URI of the dataset manifest.json written by `prepare`. Required."""
+    """S3 URI of the dataset `prepare` wrote: the prefix it printed, or its manifest.json. Required."""
     checkpoints: S3UriSetting
     """S3 prefix under which `step-NNNNNNNNN/` checkpoints are written. Required."""
     export: S3UriSetting | None = None
     """S3 prefix for the final Hugging Face-style export. Defaults to none (no export)."""
     model: str = "small"
-    """Model preset. Defaults to small. Valid values: tiny, mini, small, medium, large."""
+    """Model preset. Defaults to small. Valid values: tiny, mini, small, medium, large, 1b, 7b."""
     seq_len: int = Field(default=None, ge=1, validate_default=True)
     """Tokens per training sequence. Defaults to the preset's max_seq_len; at most that."""
     micro_batch: int = Field(8, ge=1)
@@ -54,8 +55,8 @@ class TrainSettings(WorkloadSettings):
     """Peak learning rate. Defaults to 6e-4."""
     min_lr: float = Field(default=None, ge=0, validate_default=True)
     """Learning rate at the end of the cosine decay, between 0 and --lr. Defaults to --lr / 10."""
-    warmup_steps: int = Field(100, ge=0)
-    """Linear warmup steps, at most --max-steps. Defaults to 100."""
+    warmup_steps: int = Field(default=None, ge=0, validate_default=True)
+    """Linear warmup steps, at most --max-steps. Defaults to 100, or a tenth of --max-steps below 1000 steps."""
     weight_decay: float = Field(0.1, ge=0)
     """AdamW weight decay on matrices. Defaults to 0.1."""
     grad_clip: float = Field(1.0, ge=0)
@@ -67,7 +68,22 @@ class TrainSettings(WorkloadSettings):
     seed: int = Field(1337, ge=0)
     """Seed for init, per-rank RNGs and the data order. Defaults to 1337."""
     compile: bool = False
-    """Wrap the model in torch.compile. Defaults to off."""
+    """Compile each transformer block with torch.compile. Defaults to off."""
+    parallel: Parallel = Field(default=None, validate_default=True)
+    """How ranks share the model: ddp replicates it, fsdp shards parameters, gradients and optimizer state (FSDP2).
+    Defaults to fsdp when the world size is > 1, else ddp. Valid values: ddp, fsdp."""
+    activation_checkpointing: Checkpointing = "none"
+    """Recompute activations in backward to save memory: full = every block, selective = every other block.
+    Defaults to none. Valid values: none, full, selective."""
+    async_checkpoint: bool = False
+    """Upload checkpoints in the background (DCP async_save); the loop waits only for the copy to host memory
+    and for the previous upload. Defaults to off."""
+
+    @field_validator("parallel", mode="before")
+    @classmethod
+    def _default_parallel(cls, value: Any, info: ValidationInfo) -> Any:
+        return value if value is not None else default_parallel(_world_size(info))
+
     metrics_port: int = Field(0, ge=0, le=65535)
     """Prometheus /metrics port on rank 0; 0 disables it. Defaults to 0."""
     peak_tflops: float | None = Field(None, gt=0)
@@ -80,7 +96,10 @@ class TrainSettings(WorkloadSettings):
     eval_batches: int = Field(8, ge=0)
     """Validation micro-batches per rank after training; 0 skips evaluation. Defaults to 8."""
     local_dir: Path = Path(tempfile.gettempdir()) / "modelplane-trainer"
-    """Node-local scratch for data shards and checkpoint staging. Defaults to $TMPDIR/modelplane-trainer."""
+    """Node-local scratch for data shards. Defaults to $TMPDIR/modelplane-trainer."""
+    device_memory_gb: float | None = Field(None, gt=0)
+    """Memory per device, in GiB, that the up-front memory estimate must fit. Defaults to the GPU's total memory;
+    on CPU, no check."""
 
     _world_size: int = PrivateAttr(1)
 
@@ -161,6 +180,14 @@ class TrainSettings(WorkloadSettings):
             raise ValueError(f"must be between 0 and --lr {info.data['lr']}")
         return value
 
+    @field_validator("warmup_steps", mode="before")
+    @classmethod
+    def _default_warmup(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            return value
+        # A tenth of a short run, so a smoke run (--max-steps 5) needs no other flag.
+        return min(100, info.data.get("max_steps", 1000) // 10)
+
     @field_validator("warmup_steps")
     @classmethod
     def _check_warmup(cls, value: int, info: ValidationInfo) -> int:
@@ -187,6 +214,19 @@ class TrainSettings(WorkloadSettings):
     def tokens_per_step(self) -> int:
         """Tokens per optimizer step across all ranks."""
         return self.sequences_per_step * self.seq_len
+
+    def memory_problem(self, device: str, device_bytes: int | None, precision: Precision) -> str | None:
+        """Why a rank cannot fit --device-memory-gb (else `device_bytes`), with the estimate and the fix; None if it fits.
+
+        No limit (CPU without --device-memory-gb) means no check.
+        """
+        limit = int(self.device_memory_gb * GIB) if self.device_memory_gb is not None else device_bytes
+        if limit is None:
+            return None
+        problem = fit_problem(self.model, device_bytes=limit, device=device, parallel=self.parallel,
+                              world_size=self.world_size, micro_batch=self.micro_batch, seq_len=self.seq_len,
+                              precision=precision, checkpointing=self.activation_checkpointing)
+        return f"--model: does not fit in memory: {problem}" if problem else None
 
 
 def parse_config(argv: Sequence[str] | None = None, *, world_size: int = 1,

@@ -82,8 +82,16 @@ class DatasetManifest:
         return S3Uri(self.uri.bucket, folder).join(shard.key)
 
 
-def read_manifest(uri: S3Uri, client: Any | None = None) -> DatasetManifest:
-    """Fetch and parse the manifest, turning a missing object into a clear `DataError`."""
+def manifest_uri(data: S3Uri) -> S3Uri:
+    """The manifest of `--data`: the URI itself when it names manifest.json, else the manifest under that prefix."""
+    if data.key.rsplit("/", 1)[-1] == MANIFEST_FILE:
+        return data
+    return data.join(MANIFEST_FILE)
+
+
+def read_manifest(data: S3Uri, client: Any | None = None) -> DatasetManifest:
+    """Fetch and parse the manifest of `--data` (a prefix or its manifest.json); a missing one is a clear `DataError`."""
+    uri = manifest_uri(data)
     try:
         raw = s3.get_bytes(uri, client)
     except ClientError as exc:

@@ -95,15 +95,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def all_gather_object(obj: Any) -> list[Any]:
-    """Every rank's `obj`, in rank order."""
-    if not active():
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
 def rank_seed(seed: int, rank: int) -> int:
     """A per-rank seed derived from (seed, rank) by SeedSequence, so ranks never share streams."""
     return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])

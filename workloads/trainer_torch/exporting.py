@@ -1,4 +1,4 @@
-"""End of training: validation loss and the export the server loads (workloads.lm.export layout)."""
+"""End of training: validation loss and the Hugging Face export (workloads.lm.export) that our server and vLLM load."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch.nn.functional import cross_entropy
 from workloads.common import s3
 from workloads.common.uri import S3Uri
 from workloads.lm.export import save_export
-from workloads.lm.layout import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE
+from workloads.lm.layout import MANIFEST_FILE
 from workloads.lm.model import GPT
 from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch import distributed
@@ -31,7 +31,8 @@ def evaluate(model: GPT, windows: TokenWindows, ctx: DistContext, *, micro_batch
     The windows are fixed (not sampled) so the number is comparable between runs, and no RNG is
     touched, so evaluating never changes what a resumed run would do.
     """
-    count = min(len(windows), batches * micro_batch * ctx.world_size)
+    # A multiple of the world size: under FSDP every rank must run the same number of forward passes.
+    count = min(len(windows), batches * micro_batch * ctx.world_size) // ctx.world_size * ctx.world_size
     picks = np.linspace(0, len(windows) - 1, count).astype(np.int64)[ctx.rank :: ctx.world_size]
     totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)
     was_training = model.training
@@ -61,7 +62,8 @@ def upload_export(model: GPT, uri: S3Uri, meta: dict[str, Any], client: Any | No
         cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     with tempfile.TemporaryDirectory(prefix="modelplane-export-") as tmp:
         folder = Path(tmp)
-        save_export(cpu_model, folder, tokenizer=ByteTokenizer(), meta=meta)
+        files = save_export(cpu_model, folder, tokenizer=ByteTokenizer(), meta=meta)
         s3.retrying(client.delete_object)(Bucket=uri.bucket, Key=uri.join(MANIFEST_FILE).key)
-        for name in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE):
+        # save_export lists the manifest last, so it lands only after every file it vouches for.
+        for name in files:
             s3.upload_file(folder / name, uri.join(name), client)

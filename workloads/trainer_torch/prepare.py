@@ -3,7 +3,8 @@
     python -m workloads.trainer_torch.prepare --src DIR --out s3://BUCKET/PREFIX
 
 Every UTF-8 text file under `--src` (sorted, so the output is reproducible) becomes one
-document framed as BOS + bytes + EOS by the byte tokenizer. Documents are concatenated into
+document framed as BOS + bytes + EOS by the byte tokenizer, or, with `--tokenizer`, encoded by a
+Hugging Face tokenizer.json with its own framing (e.g. BOS) and then EOS. Documents are concatenated into
 shards of `--shard-tokens` tokens; the last `--val-fraction` of the token stream becomes the
 `val` split. Each shard is uploaded as soon as it is written, and `manifest.json` (shard list,
 token counts, sha256 per shard) is uploaded last, so a dataset without a manifest is incomplete.
@@ -16,7 +17,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,10 +27,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
 from workloads.common import s3
+from workloads.common.hashing import sha256_file
 from workloads.common.logs import log_event
 from workloads.common.settings import S3UriSetting, SettingsError, WorkloadSettings
 from workloads.common.uri import S3Uri, S3UriError
 from workloads.common.vocab import PREPARE_ENV_PREFIX
+from workloads.lm.hf_tokenizer import HfTokenizerFile, as_byte_tokenizer
 from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch.data import DTYPE, FORMAT, MANIFEST_FILE
 
@@ -58,6 +61,39 @@ def encode(raw: bytes, tokenizer: ByteTokenizer) -> np.ndarray:
     ids[0], ids[-1] = tokenizer.bos_id, tokenizer.eos_id
     ids[1:-1] = np.frombuffer(raw, dtype=np.uint8)
     return ids
+
+
+Encoder = Callable[[bytes], np.ndarray]
+"""Token ids of one document (UTF-8 bytes in), framed as the tokenizer frames documents."""
+
+
+def load_encoder(path: Path | None) -> tuple[Encoder, dict[str, Any]]:
+    """The document encoder and its manifest entry: the byte tokenizer, or the tokenizer.json at `path`.
+
+    A tokenizer.json that is our byte tokenizer (an export's) gives the byte tokenizer itself, so
+    the trainer accepts the data. Any other one must fit its ids in the shards' uint16.
+    """
+    if path is None:
+        byte = ByteTokenizer()
+        return (lambda raw: encode(raw, byte)), byte.to_dict()
+    try:
+        hf = HfTokenizerFile(path)
+    except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
+        raise PrepareError(f"--tokenizer: cannot load a Hugging Face tokenizer.json from {path} ({exc})") from exc
+    try:
+        byte = as_byte_tokenizer(hf.tokenizer, hf.path)
+    except ValueError:
+        pass
+    else:
+        return (lambda raw: encode(raw, byte)), byte.to_dict()
+    dtype = np.dtype(DTYPE)
+    limit = np.iinfo(dtype).max + 1
+    if hf.id_limit > limit:
+        raise PrepareError(f"--tokenizer: {hf.path} has ids up to {hf.id_limit - 1:,}, but shards store {dtype.name} "
+                           f"ids (at most {limit - 1:,}): use a tokenizer with at most {limit:,} ids")
+    entry = {"type": "huggingface", "file": hf.path.name, "sha256": sha256_file(hf.path), "id_limit": hf.id_limit,
+             "eos_id": hf.eos_id}
+    return (lambda raw: np.asarray(hf.encode_document(raw.decode("utf-8")), dtype=DTYPE)), entry
 
 
 class ShardWriter:
@@ -98,13 +134,14 @@ class ShardWriter:
 
 
 def prepare(src: Path, out: S3Uri, *, shard_tokens: int, val_fraction: float, pattern: str = "*",
-            client: Any | None = None) -> dict[str, Any]:
+            tokenizer: Path | None = None, client: Any | None = None) -> dict[str, Any]:
     """Tokenize `src` into shards under `out`; returns the manifest that was uploaded last."""
     if not src.is_dir():
         raise PrepareError(f"--src: {src} is not a directory")
-    tokenizer = ByteTokenizer()
-    # First pass: sizes only, so the validation split can be cut at an exact token count.
-    sizes = [len(raw) + 2 for _, raw in iter_documents(src, pattern)]
+    encoder, tokenizer_entry = load_encoder(tokenizer)
+    # First pass: sizes only, so the validation split can be cut at an exact token count
+    # (a Hugging Face tokenizer encodes twice rather than holding the corpus's ids in memory).
+    sizes = [len(encoder(raw)) for _, raw in iter_documents(src, pattern)]
     total = sum(sizes)
     if total == 0:
         raise PrepareError(f"--src: no non-empty UTF-8 text files matching {pattern!r} under {src}")
@@ -115,7 +152,7 @@ def prepare(src: Path, out: S3Uri, *, shard_tokens: int, val_fraction: float, pa
         val = ShardWriter("val", out, shard_tokens, Path(tmp), client)
         position = 0
         for _, raw in iter_documents(src, pattern):
-            ids = encode(raw, tokenizer)
+            ids = encoder(raw)
             cut = max(0, min(len(ids), total - val_tokens - position))
             train.write(ids[:cut])
             val.write(ids[cut:])
@@ -128,7 +165,7 @@ def prepare(src: Path, out: S3Uri, *, shard_tokens: int, val_fraction: float, pa
     manifest = {
         "format": FORMAT,
         "dtype": "uint16-le",
-        "tokenizer": tokenizer.to_dict(),
+        "tokenizer": tokenizer_entry,
         "created": round(time.time(), 3),
         "source": {"documents": len(sizes), "tokens": total},
         "splits": splits,
@@ -153,6 +190,9 @@ class PrepareSettings(WorkloadSettings):
     """Fraction of tokens held out as the `val` split. Defaults to 0. Valid: 0 to 0.5."""
     glob: str = "*"
     """Only files whose name matches this pattern. Defaults to all files."""
+    tokenizer: Path | None = None
+    """A Hugging Face tokenizer.json, or a folder holding one (e.g. an export), with ids below 65536.
+    Defaults to none: the byte-level tokenizer."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = settings.out
     try:
         manifest = prepare(settings.src, out, shard_tokens=settings.shard_tokens, val_fraction=settings.val_fraction,
-                           pattern=settings.glob)
+                           pattern=settings.glob, tokenizer=settings.tokenizer)
     except (PrepareError, S3UriError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""The training loop: data, model, DDP, resume, steps, checkpoints, evaluation and export."""
+"""The training loop: data, model, DDP or FSDP, resume, steps, checkpoints, evaluation and export."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from typing import Any
 
 import torch
 from torch.nn.functional import cross_entropy
-from torch.nn.parallel import DistributedDataParallel
 
 from workloads.common import s3
 from workloads.common.logs import log_event
 from workloads.lm.model import GPT
 from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch import distributed
-from workloads.trainer_torch.checkpoint import Checkpointer, CheckpointError, Loaded
+from workloads.trainer_torch.checkpoint import Checkpointer, CheckpointError
 from workloads.trainer_torch.config import TrainSettings
 from workloads.trainer_torch.data import (
     DataError,
@@ -31,6 +30,7 @@ from workloads.trainer_torch.data import (
 from workloads.trainer_torch.distributed import DistContext
 from workloads.trainer_torch.exporting import evaluate, upload_export
 from workloads.trainer_torch.lifecycle import EXIT_PREEMPTED, FaultInjector, StopSignal
+from workloads.trainer_torch.parallel import Parallel
 from workloads.trainer_torch.schedule import WarmupCosine, build_scheduler
 from workloads.trainer_torch.telemetry import Throughput, TrainMetrics, mfu, peak_flops_per_device, progress_line
 
@@ -56,8 +56,8 @@ class Trainer:
         self.client = s3.client()
         self.stop = StopSignal(cfg.sigterm_grace)
         self.fault = FaultInjector.from_env(ctx.rank)
-        self.checkpointer = Checkpointer(cfg.checkpoints, cfg.local_dir, ctx, keep_last=cfg.keep_last,
-                                         client=self.client)
+        self.checkpointer = Checkpointer(cfg.checkpoints, ctx, keep_last=cfg.keep_last,
+                                         async_save=cfg.async_checkpoint, client=self.client)
         self.metrics = TrainMetrics() if ctx.is_main else None
         self.schedule = WarmupCosine(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
         cuda = ctx.device.type == "cuda"
@@ -71,7 +71,6 @@ class Trainer:
         self._load_data()
         self._build_model()
         progress = self._resume()
-        self._wrap()
         peak, peak_source = (0.0, "")
         if self.ctx.is_main:
             peak, peak_source = peak_flops_per_device(self.ctx.device, self.cfg.peak_tflops)
@@ -103,10 +102,12 @@ class Trainer:
             if stop or progress.step % self.cfg.checkpoint_every == 0 or progress.step == self.cfg.max_steps:
                 meter.exclude(self._checkpoint(progress, global_loss))
             if stop:
+                self.checkpointer.wait()
                 self.stop.disarm()
                 distributed.barrier()  # nobody exits (and trips torchrun) before rank 0 committed
                 log_event("preempted", rank=self.ctx.rank, step=progress.step, exit_code=EXIT_PREEMPTED)
                 return EXIT_PREEMPTED
+        self.checkpointer.wait()
         self._finish(progress)
         return 0
 
@@ -134,6 +135,10 @@ class Trainer:
     def _build_model(self) -> None:
         distributed.seed_all(self.cfg.seed)  # identical initial weights on every rank
         self.model = GPT(self.cfg.preset).to(self.ctx.device)
+        # Shard (or replicate) before the optimizer exists: under FSDP it must hold the sharded parameters.
+        self.parallel = Parallel(self.model, self.ctx, mode=self.cfg.parallel,
+                                 activation_checkpointing=self.cfg.activation_checkpointing,
+                                 compile_blocks=self.cfg.compile)
         matrices = [p for p in self.model.parameters() if p.dim() >= 2]
         vectors = [p for p in self.model.parameters() if p.dim() < 2]
         # Decay only matrices: decaying biases and LayerNorm gains hurts and buys no regularisation.
@@ -147,28 +152,26 @@ class Trainer:
         if step is None:
             distributed.seed_all(distributed.rank_seed(self.cfg.seed, self.ctx.rank))
             return Progress()
-        loaded = self.checkpointer.load(step, self.ctx.device)
-        self._check_compatible(loaded)
-        self.model.load_state_dict(loaded.model)
-        self.optimizer.load_state_dict(loaded.optim["optimizer"])
-        sched = dict(loaded.optim["scheduler"])
+        state = self.checkpointer.read_state(step)
+        self._check_compatible(step, state)
+        rng = self.checkpointer.load(step, self.model, self.optimizer)
+        sched = dict(state["scheduler"])
         # The flags define the schedule (so --max-steps can be extended on resume); only the step carries over.
         sched["lr_lambdas"] = [None] * len(self.optimizer.param_groups)
         sched["base_lrs"] = [self.cfg.lr] * len(self.optimizer.param_groups)
         self.scheduler.load_state_dict(sched)
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
             group["lr"] = base * self.schedule(self.scheduler.last_epoch)  # LambdaLR's own formula, bit for bit
-        if loaded.rng is not None:
-            distributed.set_rng_state(loaded.rng)
+        if rng is not None:
+            distributed.set_rng_state(rng)
         else:
             distributed.seed_all(distributed.rank_seed(self.cfg.seed + step, self.ctx.rank))
-        state = loaded.state
         log_event("resumed", rank=self.ctx.rank, step=step, consumed=state["consumed"],
-                  rng_restored=loaded.rng is not None, checkpoint=str(self.checkpointer.step_uri(step)))
+                  rng_restored=rng is not None, checkpoint=str(self.checkpointer.step_uri(step)))
         return Progress(step=step, consumed=int(state["consumed"]), tokens=int(state["tokens"]))
 
-    def _check_compatible(self, loaded: Loaded) -> None:
-        state, where = loaded.state, self.checkpointer.step_uri(loaded.step)
+    def _check_compatible(self, step: int, state: dict[str, Any]) -> None:
+        where = self.checkpointer.step_uri(step)
         if state["model_config"] != self.cfg.preset.to_dict():
             raise CheckpointError(f"--model: {where} holds a {state['model']!r} model, not {self.cfg.model!r}; "
                                   "use the same preset or a new --checkpoints prefix")
@@ -179,16 +182,6 @@ class Trainer:
             log_event("world_size_changed", rank=self.ctx.rank, checkpoint=state["world_size"],
                       now=self.ctx.world_size)
 
-    def _wrap(self) -> None:
-        self.train_model: torch.nn.Module = self.model
-        if self.cfg.compile:
-            self.train_model = torch.compile(self.model)  # type: ignore[assignment]
-        self.ddp: DistributedDataParallel | None = None
-        if distributed.active():
-            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.train_model, device_ids=ids)
-            self.train_model = self.ddp
-
     def _batch(self, progress: Progress, micro_step: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = rank_start(progress.consumed, micro_step, self.ctx.rank, self.ctx.world_size, self.cfg.micro_batch)
         tokens = torch.from_numpy(self.train_windows.batch(self.sampler.take(start, self.cfg.micro_batch)))
@@ -198,22 +191,20 @@ class Trainer:
 
     def _step(self, progress: Progress) -> tuple[torch.Tensor, float, torch.Tensor]:
         """One optimizer step over `grad_accum` micro-batches; returns (mean local loss, lr used, grad norm)."""
-        self.train_model.train()
+        self.model.train()
         total = torch.zeros((), device=self.ctx.device)
         for micro in range(self.cfg.grad_accum):
             inputs, targets = self._batch(progress, micro)
-            last = micro == self.cfg.grad_accum - 1
-            # Gradients are all-reduced only on the last micro-batch; earlier ones accumulate locally.
-            sync = contextlib.nullcontext() if last or self.ddp is None else self.ddp.no_sync()
-            with sync:
+            # Gradients are reduced only on the last micro-batch; earlier ones accumulate locally.
+            with self.parallel.gradient_sync(micro == self.cfg.grad_accum - 1):
                 with self.autocast():
-                    logits = self.train_model(inputs)
+                    logits = self.parallel.forward(inputs)
                     loss = cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
                 (loss / self.cfg.grad_accum).backward()
             total += loss.detach().float()
         grad_norm = torch.zeros((), device=self.ctx.device)
         if self.cfg.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            grad_norm = self.parallel.clip_grad_norm(self.cfg.grad_clip)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()
@@ -225,10 +216,10 @@ class Trainer:
             "step": progress.step, "consumed": progress.consumed, "tokens": progress.tokens, "loss": loss,
             "world_size": self.ctx.world_size, "global_batch": self.cfg.sequences_per_step, "seq_len": self.cfg.seq_len,
             "model": self.cfg.model, "model_config": self.cfg.preset.to_dict(), "seed": self.cfg.seed,
-            "data": str(self.cfg.data), "saved_at": round(time.time(), 3),
+            "data": str(self.cfg.data), "saved_at": round(time.time(), 3), "parallel": self.cfg.parallel,
+            "scheduler": self.scheduler.state_dict(),
         }
-        optim = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-        duration = self.checkpointer.save(progress.step, model=self.model.state_dict(), optim=optim, state=state,
+        duration = self.checkpointer.save(progress.step, self.model, self.optimizer, state=state,
                                           rng=distributed.rng_state())
         if self.metrics is not None:
             self.metrics.on_checkpoint(duration)
@@ -241,13 +232,14 @@ class Trainer:
         if self.val_windows is not None and len(self.val_windows):
             val_loss = evaluate(self.model, self.val_windows, self.ctx, micro_batch=self.cfg.micro_batch,
                                 batches=self.cfg.eval_batches, autocast=self.autocast)
+        full_model = self.parallel.full_model() if self.cfg.export is not None else None
         if self.ctx.is_main:
             log_event("done", step=progress.step, tokens=progress.tokens, val_loss=val_loss)
-            if self.cfg.export is not None:
+            if self.cfg.export is not None and full_model is not None:
                 meta = {"step": progress.step, "tokens": progress.tokens, "val_loss": val_loss,
                         "data": str(self.cfg.data), "seq_len": self.cfg.seq_len, "seed": self.cfg.seed,
                         "preset": self.cfg.model}
-                upload_export(self.model, self.cfg.export, meta, self.client)
+                upload_export(full_model, self.cfg.export, meta, self.client)
                 log_event("exported", uri=str(self.cfg.export))
         distributed.barrier()
 
@@ -258,7 +250,9 @@ class Trainer:
                   params=self.cfg.preset.n_params(), seq_len=self.cfg.seq_len,
                   global_batch=self.cfg.sequences_per_step, grad_accum=self.cfg.grad_accum, max_steps=self.cfg.max_steps,
                   start_step=progress.step, windows=len(self.train_windows), peak_flops=peak,
-                  peak_source=peak_source, compile=self.cfg.compile)
+                  peak_source=peak_source, compile=self.cfg.compile, parallel=self.cfg.parallel,
+                  activation_checkpointing=self.cfg.activation_checkpointing,
+                  async_checkpoint=self.cfg.async_checkpoint)
 
     def _log_step(self, progress: Progress, loss: float, lr: float, grad_norm: float, tokens_per_s: float,
                   ratio: float, step_s: float) -> None:

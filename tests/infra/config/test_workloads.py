@@ -67,6 +67,24 @@ INVALID: list[tuple[str, list[dict[str, Any]] | None, list[dict[str, Any]] | Non
      "modelplane:training.jobs[0].gpuPool: no gpuPools entry named 'gpu-nope' (gpuPools: gpu-infer, gpu-train)"),
     ("two jobs of one name", [JOB, JOB], None,
      "modelplane:training.jobs[1].name: duplicate name 'lm' (also jobs[0])"),
+    ("job that cannot fit its pool's smallest GPU", _job(model="7b", microBatch=4), None,
+     "modelplane:training.jobs[0].model: does not fit: '7b' needs an estimated 181.42 GiB per rank (params 24.04, "
+     "grads 24.04, optimizer 48.09, activations 32.24, buffers 36.06, overhead 16.95) with ddp over 1 rank(s), "
+     "micro-batch 4 x 2048 tokens, bf16, activation checkpointing none; g5 (A10G 24 GB), the smallest GPU of "
+     "gpuPools 'gpu-train', has 22.49 GiB. To fit: shard the model states with parallel fsdp; or recompute "
+     "activations with activationCheckpointing selective or full; or lower microBatch (got 4; "),
+    ("fsdp job that still cannot fit", _job(model="1b", replicas=2, microBatch=32), None,
+     "modelplane:training.jobs[0].model: does not fit: '1b' needs an estimated "),
+    ("trainer flag in args that has a field", _job(args=["--micro-batch", "4"]), None,
+     "modelplane:training.jobs[0].args[0]: --micro-batch has its own field; set microBatch: 4 instead of passing it "
+     "in args"),
+    ("trainer field on a TF job", _job(framework="tensorflow", gpusPerReplica=0, gpuPool=None, model="small"), None,
+     "modelplane:training.jobs[0].model: applies to the PyTorch trainer only (framework tensorflow, got 'small'); "
+     "remove it"),
+    ("unknown preset", _job(model="huge"), None,
+     "modelplane:training.jobs[0].model: must be one of tiny, mini, small, medium, large, 1b, 7b (got 'huge')"),
+    ("sequence longer than the preset", _job(model="tiny", seqLen=512), None,
+     "modelplane:training.jobs[0].seqLen: must be at most the 'tiny' preset's max_seq_len 256 (got 512)"),
     ("service replicas out of order", None, _service(minReplicas=5, maxReplicas=2),
      "modelplane:inference.services[0].maxReplicas: must be >= minReplicas (got 2 < 5)"),
     ("service with no replicas", None, _service(minReplicas=0),
@@ -95,3 +113,26 @@ def test_invalid_entry_is_reported_at_its_key_path(
 ) -> None:
     issues = _issues(training, inference)
     assert any(issue.startswith(expected) for issue in issues), "\n".join(issues)
+
+
+def test_jobs_are_sized_against_the_smallest_gpu_the_pool_admits() -> None:
+    pools = [{"name": "gpu-train", "instanceTypes": ["p5.48xlarge", "g6e.12xlarge"], "gpuLimit": 8}]
+    raw = stack_config_with("dev", {"modelplane:gpuPools": pools})
+    raw["modelplane:training"] = {"jobs": _job(model="1b", microBatch=8)}
+    raw["modelplane:inference"] = {"services": _service()}
+    with pytest.raises(ConfigError) as info:
+        parse_config("dev", raw)
+    assert "g6e (L40S 48 GB), the smallest GPU of gpuPools 'gpu-train', has 44.99 GiB" in str(info.value)
+    raw["modelplane:gpuPools"] = [{**pools[0], "instanceTypes": ["p5.48xlarge"]}]
+    assert [job.model for job in parse_config("dev", raw).training.jobs] == ["1b"]
+
+
+def test_a_pool_of_an_unknown_gpu_family_cannot_be_sized() -> None:
+    raw = stack_config_with("dev", {"modelplane:gpuPools": [{"name": "gpu-train", "instanceFamilies": ["p9"],
+                                                             "gpuLimit": 8}]})
+    raw["modelplane:training"] = {"jobs": [JOB]}
+    raw["modelplane:inference"] = {"services": _service()}
+    with pytest.raises(ConfigError) as info:
+        parse_config("dev", raw)
+    assert ("modelplane:training.jobs[0].gpuPool: cannot be sized: no GPU memory known for instance family 'p9' of "
+            "gpuPools 'gpu-train'; add it to infra/config/gpu_memory.py") in [str(i) for i in info.value.issues]

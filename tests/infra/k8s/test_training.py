@@ -11,7 +11,8 @@ from infra.review.engine import render_program
 from infra.review.graph import Graph
 
 JOB = {"name": "lm", "framework": "pytorch", "replicas": 3, "gpusPerReplica": 8, "gpuPool": "train", "cpu": "16",
-       "memory": "128Gi", "dataset": "lm/manifest.json", "args": ["--model", "small"]}
+       "memory": "128Gi", "dataset": "lm/manifest.json", "model": "small", "microBatch": 4,
+       "args": ["--max-steps", "100"]}
 
 
 def _render(**overrides: Any) -> Graph:
@@ -99,11 +100,13 @@ def test_shm_is_memory_backed(pytorch: dict[str, Any]) -> None:
     assert {"name": "dshm", "mountPath": "/dev/shm"} in pod["containers"][0]["volumeMounts"]
 
 
-def test_runs_torchrun_with_the_platform_flags_after_the_job_args(pytorch: dict[str, Any]) -> None:
+def test_runs_torchrun_with_the_trainer_fields_then_the_job_args_then_the_platform_flags(
+        pytorch: dict[str, Any]) -> None:
     container = _container(pytorch)
     assert container["command"] == ["torchrun", "--module", "workloads.trainer_torch"]
     assert container["args"] == ["--data", "s3://data/lm/manifest.json", "--export", "s3://models/lm/",
-                                 "--model", "small", "--checkpoints", "s3://ckpt/lm/", "--metrics-port", "9090"]
+                                 "--model", "small", "--micro-batch", "4", "--max-steps", "100",
+                                 "--checkpoints", "s3://ckpt/lm/", "--metrics-port", "9090"]
     assert container["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
     assert pytorch["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["serviceAccountName"] == "trainer"
 

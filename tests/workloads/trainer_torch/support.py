@@ -16,6 +16,10 @@ from typing import Any
 
 import boto3
 import torch
+from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
+from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+
+from workloads.trainer_torch.checkpoint import storage_options
 
 REPO = Path(__file__).resolve().parents[3]
 STDLIB = Path(os.__file__).parent
@@ -122,6 +126,12 @@ class Bucket:
     def torch_load(self, key: str) -> Any:
         """torch.load an object (weights only)."""
         return torch.load(io.BytesIO(self.read(key)), weights_only=True)
+
+    def checkpoint(self, folder: str) -> dict[str, Any]:
+        """The whole DCP checkpoint in `folder` as full tensors: `{"model": ..., "optim": {"state", "param_groups"}}`."""
+        reader = FsspecReader(self.uri(folder.rstrip("/")), **storage_options())
+        content: dict[str, Any] = _load_state_dict_from_keys(storage_reader=reader)
+        return content
 
     def committed_steps(self, prefix: str) -> list[int]:
         """Steps under a checkpoint prefix that have a COMMIT marker."""

@@ -38,15 +38,16 @@ def test_non_s3_uris_are_rejected_naming_the_flag() -> None:
 
 def test_missing_required_uris_point_at_flag_and_env() -> None:
     errors = errors_for(["--model", "tiny"])
-    assert "--data (MODELPLANE_TRAIN_DATA): is required (S3 URI of the dataset manifest.json written by `prepare`)" \
+    assert "--data (MODELPLANE_TRAIN_DATA): is required (S3 URI of the dataset `prepare` wrote: the prefix it printed, " \
+           "or its manifest.json)" \
         in errors
     assert any(e.startswith("--checkpoints (MODELPLANE_TRAIN_CHECKPOINTS): is required") for e in errors)
 
 
 def test_unknown_preset_lists_the_valid_ones() -> None:
     assert errors_for([*BASE, "--model", "huge"]) == [
-        "--model (MODELPLANE_TRAIN_MODEL): unknown preset; valid values: tiny, mini, small, medium, large "
-        "(got 'huge')"]
+        "--model (MODELPLANE_TRAIN_MODEL): unknown preset; valid values: tiny, mini, small, medium, large, "
+        "1b, 7b (got 'huge')"]
 
 
 def test_seq_len_above_the_preset_maximum_is_rejected() -> None:

@@ -1,0 +1,97 @@
+"""Benchmark parallelism and checkpoints of the PyTorch trainer on this CPU (not in `make test`; `pytest -s`).
+
+- DDP vs FSDP at 2 ranks: tokens/s of `mini` through the real trainer (one BLAS thread per rank);
+- the step loop's stall per checkpoint of `small` (124M, model + AdamW state) with `--async-checkpoint`
+  against a synchronous save (target: async < 10% of sync), and the synchronous DCP save against a
+  raw boto3 upload of the same bytes to the same moto endpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.support.servers import S3Server
+from tests.workloads.trainer_torch.support import Bucket, events, subprocess_env, torchrun
+from workloads.common import s3 as s3_io
+from workloads.common.uri import S3Uri
+from workloads.lm.model import GPT
+from workloads.lm.presets import PRESETS
+from workloads.trainer_torch.checkpoint import Checkpointer
+from workloads.trainer_torch.distributed import DistContext, rng_state
+
+CTX = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def tokens_per_s(s3: S3Server, bucket: Bucket, dataset: str, parallel: str, local: Path) -> float:
+    """Steady-state tokens/s of `mini` on 2 ranks (the last logged window of 40 steps)."""
+    args = ["--data", dataset, "--checkpoints", bucket.uri(f"ckpt-{parallel}-{uuid.uuid4().hex[:6]}"),
+            "--model", "mini", "--seq-len", "128", "--micro-batch", "4", "--max-steps", "40", "--warmup-steps", "1",
+            "--checkpoint-every", "100000", "--log-every", "10", "--eval-batches", "0", "--parallel", parallel,
+            "--local-dir", str(local)]
+    proc = torchrun(args, subprocess_env(s3.env()), nproc=2, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return float(events(proc.stdout, "step")[-1]["tokens_per_s"])
+
+
+@pytest.mark.timeout(3600)
+def test_bench_ddp_vs_fsdp_tokens_per_s(s3: S3Server, bench_bucket: Bucket, bench_dataset: str,
+                                        tmp_path: Path) -> None:
+    rates = {mode: [tokens_per_s(s3, bench_bucket, bench_dataset, mode, tmp_path) for _ in range(2)]
+             for mode in ("ddp", "fsdp")}
+    best = {mode: max(values) for mode, values in rates.items()}
+    print(f"\nmini, 2 ranks on CPU (seq-len 128, micro-batch 4): DDP {best['ddp']:,.0f} tok/s, "
+          f"FSDP {best['fsdp']:,.0f} tok/s (x{best['fsdp'] / best['ddp']:.2f})")
+    print(json.dumps({"ddp_vs_fsdp_tokens_per_s": rates}))
+    assert all(rate > 0 for rate in best.values())
+
+
+def small_model() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """`small` after one AdamW step (so the moments exist)."""
+    torch.manual_seed(0)
+    model = GPT(PRESETS["small"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model(torch.randint(0, 256, (1, 8))).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def save_seconds(bucket: Bucket, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                 async_save: bool) -> tuple[float, float]:
+    """(seconds the caller is blocked, seconds until committed) for one checkpoint."""
+    ckpt = Checkpointer(S3Uri(bucket.name, f"ckpt-{uuid.uuid4().hex[:6]}"), CTX, keep_last=1, async_save=async_save)
+    started = time.perf_counter()
+    stall = ckpt.save(1, model, optimizer, state={"step": 1}, rng=rng_state())
+    ckpt.wait()
+    total = time.perf_counter() - started
+    s3_io.delete_prefix(S3Uri(bucket.name, ckpt.root.key + "/"))
+    return stall, total
+
+
+@pytest.mark.timeout(3600)
+def test_bench_checkpoint_stall_async_vs_sync(s3: S3Server, bench_bucket: Bucket) -> None:
+    model, optimizer = small_model()
+    sync = min(save_seconds(bench_bucket, model, optimizer, async_save=False) for _ in range(2))
+    async_ = min(save_seconds(bench_bucket, model, optimizer, async_save=True) for _ in range(2))
+    payload: dict[str, Any] = {"model": model.state_dict(), "optim": optimizer.state_dict()}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    client = s3_io.client()
+    started = time.perf_counter()
+    client.upload_fileobj(io.BytesIO(buffer.getvalue()), bench_bucket.name, "raw/checkpoint.pt")
+    raw = time.perf_counter() - started
+    size_mib = len(buffer.getvalue()) / 2**20
+    ratio = async_[0] / sync[0]
+    print(f"\ncheckpoint of 'small' ({size_mib:.0f} MiB model + optimizer): sync save stalls {sync[0]:.2f}s; "
+          f"async stalls {async_[0]:.2f}s ({100 * ratio:.1f}% of sync, target < 10%) and commits after "
+          f"{async_[1]:.2f}s; raw boto3 upload of the same bytes {raw:.2f}s")
+    print(json.dumps({"checkpoint_mib": size_mib, "sync_stall_s": sync[0], "async_stall_s": async_[0],
+                      "async_commit_s": async_[1], "raw_upload_s": raw, "stall_ratio": ratio}))
+    assert ratio < 0.1

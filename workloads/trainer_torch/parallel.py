@@ -1,0 +1,88 @@
+"""How the model is spread over ranks: DDP or FSDP2, activation checkpointing and per-block compile.
+
+The order follows torchtitan (https://github.com/pytorch/torchtitan, `parallelize_llama`): activation
+checkpointing, then `torch.compile` per block, then `fully_shard` per block and on the root. Every
+step works in place on the module, so parameter names (and so checkpoint keys) never change: a
+checkpoint written under DDP loads under FSDP and the other way round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch.distributed._composable import checkpoint
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
+
+from workloads.lm.model import GPT
+from workloads.trainer_torch import distributed
+from workloads.trainer_torch.distributed import DistContext
+
+
+class Parallel:
+    """The training view of one rank's model: what to call, and how to skip gradient sync."""
+
+    def __init__(self, model: GPT, ctx: DistContext, *, mode: str, activation_checkpointing: str,
+                 compile_blocks: bool) -> None:
+        self.ctx = ctx
+        self.model = model
+        """The module the optimizer and checkpoints see (sharded in place under FSDP)."""
+        self.ddp: DistributedDataParallel | None = None
+        for index, block in enumerate(model.blocks):
+            if activation_checkpointing == "full" or (activation_checkpointing == "selective" and index % 2 == 0):
+                checkpoint(block)  # composable: recomputes the block in backward, keeps parameter names
+            if compile_blocks:
+                block.compile()  # in place, so no `_orig_mod.` prefix reaches state dicts
+        self.forward: torch.nn.Module = model
+        """The module to call for a training step."""
+        if mode == "fsdp" and distributed.active():
+            self._shard(ctx)
+        elif distributed.active():
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(model, device_ids=ids)
+            self.forward = self.ddp
+
+    def _shard(self, ctx: DistContext) -> None:
+        mesh = init_device_mesh(ctx.device.type, (ctx.world_size,))
+        # bf16 compute with fp32 gradient reduction on GPUs; CPU (gloo) stays fp32 so tests compare exactly.
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+            if ctx.device.type == "cuda" else MixedPrecisionPolicy()
+        for block in self.model.blocks:
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        # The root unit holds the embeddings, the final norm and the tied head.
+        fully_shard(self.model, mesh=mesh, mp_policy=policy)
+
+    @contextlib.contextmanager
+    def gradient_sync(self, enabled: bool) -> Iterator[None]:
+        """Inside, backward reduces gradients across ranks only when `enabled` (the last micro-batch)."""
+        if isinstance(self.model, FSDPModule):
+            self.model.set_requires_gradient_sync(enabled)
+            yield
+        elif self.ddp is not None and not enabled:
+            with self.ddp.no_sync():
+                yield
+        else:
+            yield
+
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+        """Clip the global gradient norm; returns the norm before clipping as a plain tensor."""
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        return norm.full_tensor() if isinstance(norm, DTensor) else norm
+
+    def full_model(self) -> GPT | None:
+        """A plain CPU copy of the whole model on rank 0 (None elsewhere); every rank must call it."""
+        if distributed.active():
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            state = get_model_state_dict(self.model, options=options)
+        else:
+            state = {key: value.detach().cpu() for key, value in self.model.state_dict().items()}
+        if not self.ctx.is_main:
+            return None
+        copy = GPT(self.model.config)
+        copy.load_state_dict(state)
+        return copy
