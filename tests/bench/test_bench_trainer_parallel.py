@@ -1,6 +1,7 @@
 """Benchmark parallelism and checkpoints of the PyTorch trainer on this CPU (not in `make test`; `pytest -s`).
 
-- DDP vs FSDP at 2 ranks: tokens/s of `mini` through the real trainer (one BLAS thread per rank);
+- DDP vs FSDP at 2 ranks: tokens/s of `mini` through the real trainer (one BLAS thread per rank) and each
+  rank's peak resident memory (VmHWM);
 - the step loop's stall per checkpoint of `small` (124M, model + AdamW state) with `--async-checkpoint`
   against a synchronous save (target: async < 10% of sync), and the synchronous DCP save against a
   raw boto3 upload of the same bytes to the same moto endpoint.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,27 +32,87 @@ from workloads.trainer_torch.distributed import DistContext, rng_state
 CTX = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
-def tokens_per_s(s3: S3Server, bucket: Bucket, dataset: str, parallel: str, local: Path) -> float:
-    """Steady-state tokens/s of `mini` on 2 ranks (the last logged window of 40 steps)."""
-    args = ["--data", dataset, "--checkpoints", bucket.uri(f"ckpt-{parallel}-{uuid.uuid4().hex[:6]}"),
+class PeakRss:
+    """Peak resident memory (VmHWM, MiB) by RANK of the trainer processes whose command line holds `marker`.
+
+    Sampled from /proc every 0.1 s while the run lasts: VmHWM is the kernel's own high-water mark, so a
+    sample only misses growth in a rank's last 0.1 s before it exits.
+    """
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.peaks: dict[int, float] = {}
+        self._ranks: dict[Path, int] = {}
+        self._seen: set[Path] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _classify(self, proc: Path) -> None:
+        """Remember `proc` as a rank of this run, or as unrelated; the launcher and its children before their
+        exec (which still show the launcher's command line) stay unclassified, to be looked at again."""
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        if self.marker.encode() not in cmdline:
+            self._seen.add(proc)
+        elif b"torch.distributed.run" not in cmdline:
+            self._ranks[proc] = next(int(item[len(b"RANK="):]) for item in
+                                     (proc / "environ").read_bytes().split(b"\0") if item.startswith(b"RANK="))
+            self._seen.add(proc)
+
+    def _sample(self) -> None:
+        # Each pid is classified once, so a tick costs a /proc listing plus one status read per rank.
+        while not self._stop.wait(0.1):
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    if proc not in self._seen:
+                        self._classify(proc)
+                    if proc in self._ranks:
+                        hwm = next(line for line in (proc / "status").read_text().splitlines()
+                                   if line.startswith("VmHWM:"))
+                        rank = self._ranks[proc]
+                        self.peaks[rank] = max(self.peaks.get(rank, 0.0), int(hwm.split()[1]) / 1024)
+                except (OSError, StopIteration):  # the process exited between listing and reading
+                    continue
+
+
+def tokens_per_s(s3: S3Server, bucket: Bucket, dataset: str, parallel: str,
+                 local: Path) -> tuple[float, dict[int, float]]:
+    """Steady-state tokens/s of `mini` on 2 ranks (the last logged window of 40 steps) and each rank's peak MiB."""
+    checkpoints = bucket.uri(f"ckpt-{parallel}-{uuid.uuid4().hex[:6]}")
+    args = ["--data", dataset, "--checkpoints", checkpoints,
             "--model", "mini", "--seq-len", "128", "--micro-batch", "4", "--max-steps", "40", "--warmup-steps", "1",
             "--checkpoint-every", "100000", "--log-every", "10", "--eval-batches", "0", "--parallel", parallel,
             "--local-dir", str(local)]
-    proc = torchrun(args, subprocess_env(s3.env()), nproc=2, timeout=1800)
+    with PeakRss(checkpoints) as rss:
+        proc = torchrun(args, subprocess_env(s3.env()), nproc=2, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return float(events(proc.stdout, "step")[-1]["tokens_per_s"])
+    return float(events(proc.stdout, "step")[-1]["tokens_per_s"]), rss.peaks
 
 
 @pytest.mark.timeout(3600)
 def test_bench_ddp_vs_fsdp_tokens_per_s(s3: S3Server, bench_bucket: Bucket, bench_dataset: str,
                                         tmp_path: Path) -> None:
-    rates = {mode: [tokens_per_s(s3, bench_bucket, bench_dataset, mode, tmp_path) for _ in range(2)]
-             for mode in ("ddp", "fsdp")}
+    runs = {mode: [tokens_per_s(s3, bench_bucket, bench_dataset, mode, tmp_path) for _ in range(2)]
+            for mode in ("ddp", "fsdp")}
+    rates = {mode: [rate for rate, _ in values] for mode, values in runs.items()}
     best = {mode: max(values) for mode, values in rates.items()}
     print(f"\nmini, 2 ranks on CPU (seq-len 128, micro-batch 4): DDP {best['ddp']:,.0f} tok/s, "
           f"FSDP {best['fsdp']:,.0f} tok/s (x{best['fsdp'] / best['ddp']:.2f})")
-    print(json.dumps({"ddp_vs_fsdp_tokens_per_s": rates}))
+    print("| mode | run | tokens/s | rank 0 peak RSS MiB | rank 1 peak RSS MiB |\n|---|---|---|---|---|")
+    for mode, values in runs.items():
+        for run, (rate, peaks) in enumerate(values, 1):
+            print(f"| {mode} | {run} | {rate:,.0f} | {peaks[0]:,.0f} | {peaks[1]:,.0f} |")
+    print(json.dumps({"ddp_vs_fsdp_tokens_per_s": rates,
+                      "peak_rss_mib": {mode: [peaks for _, peaks in values] for mode, values in runs.items()}}))
     assert all(rate > 0 for rate in best.values())
+    assert all(set(peaks) == {0, 1} for values in runs.values() for _, peaks in values), "a rank was never sampled"
 
 
 def small_model() -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -1,4 +1,4 @@
-"""FSDP2 on CPU (gloo): the same losses as DDP, and DCP checkpoints that reshard 2 -> 1 and 1 -> 2 ranks.
+"""FSDP2 on CPU (gloo): the same losses as DDP, and DCP checkpoints that reshard 2 -> 1, 1 -> 2 and 2 -> 4 ranks.
 
 The learning rate is constant after warmup (`--min-lr` = `--lr`), so runs with different
 `--max-steps` follow one schedule, and `--global-batch 32` keeps every step's windows the same at
@@ -79,3 +79,11 @@ def test_two_rank_checkpoint_resumes_on_one_rank_and_that_one_on_two(
                "selective")
     assert min(up) == 21, "resumed after the 1-rank checkpoint"
     assert close(up, fsdp, range(21, 31), 1e-4), {s: (fsdp[s], up[s]) for s in range(21, 31)}
+
+
+def test_two_rank_checkpoint_resumes_on_four_ranks(
+        fsdp: dict[int, float], s3: S3Server, bucket: Bucket, dataset: str, tmp_path: Path) -> None:
+    bucket.copy_prefix("fsdp/ckpt/step-000000010/", "wide/ckpt/step-000000010/")
+    wide = train(s3, dataset, bucket, "wide", tmp_path, "--max-steps", "15", nproc=4)
+    assert min(wide) == 11, "resumed after the 2-rank checkpoint"
+    assert close(wide, fsdp, range(11, 16), 1e-4), {s: (fsdp[s], wide[s]) for s in range(11, 16)}
