@@ -15,10 +15,12 @@ $(VENV)/.infra: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# The PyTorch trainer and the server share the main venv (no protobuf clash with torch).
+# The PyTorch trainer and the server share the main venv (no protobuf clash with torch). The images install their
+# requirements with --no-deps at exact versions; the same files constrain this venv, so the tests run those versions.
+IMAGE_PINS := images/trainer-torch/requirements.txt images/serve/requirements.txt
 setup-workloads: $(VENV)/.workloads
-$(VENV)/.workloads: $(VENV)/.infra pyproject.toml
-	$(BIN)/pip install -q -e '.[dev,torch,serve]'
+$(VENV)/.workloads: $(VENV)/.infra pyproject.toml $(IMAGE_PINS)
+	$(BIN)/pip install -q -e '.[dev,torch,serve]' $(addprefix -c ,$(IMAGE_PINS))
 	touch $@
 
 # TensorFlow needs protobuf >= 6.31; pulumi-policy pins 5.29. So TF (trainer and TF-enabled server) gets its own venv.
