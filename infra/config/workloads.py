@@ -16,7 +16,7 @@ from infra.config.gpu import GpuPoolConfig
 from infra.config.gpu_memory import GPU_BY_FAMILY, family_of
 from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
 from workloads.lm.memory import Checkpointing, Parallel, default_parallel, fit_problem
-from workloads.lm.presets import PRESETS
+from workloads.lm.presets import PRESETS, default_seq_len
 from workloads.trainer_torch.config import TrainSettings
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
@@ -69,16 +69,16 @@ class TrainingJobConfig(Section):
     dataset: str
     """Dataset location under the datasets bucket: the prepared manifest (PyTorch) or an image-record prefix (TF)."""
     model: str | None = None
-    """PyTorch trainer's --model preset. Defaults to the trainer's (small). Valid values: tiny, mini, small, medium,
-    large, 1b, 7b."""
+    """PyTorch trainer's --model preset (its settings list the presets). Defaults to the trainer's default."""
     seq_len: int | None = Field(default=None, ge=1)
-    """PyTorch trainer's --seq-len. Defaults to the preset's max_seq_len."""
+    """PyTorch trainer's --seq-len. Defaults to the trainer's default for the preset."""
     micro_batch: int | None = Field(default=None, ge=1)
-    """PyTorch trainer's --micro-batch: sequences per GPU per pass. Defaults to the trainer's (8)."""
+    """PyTorch trainer's --micro-batch: sequences per GPU per pass. Defaults to the trainer's default."""
     parallel: Parallel | None = None
-    """PyTorch trainer's --parallel. Defaults to the trainer's: fsdp when the job has more than one rank, else ddp."""
+    """PyTorch trainer's --parallel, at the job's ranks (replicas x gpusPerReplica). Defaults to the trainer's
+    default."""
     activation_checkpointing: Checkpointing | None = None
-    """PyTorch trainer's --activation-checkpointing. Defaults to the trainer's (none)."""
+    """PyTorch trainer's --activation-checkpointing. Defaults to the trainer's default."""
     args: list[str] = []
     """Other trainer flags, passed through after those above (the trainer validates them)."""
     backoff_limit: int = Field(default=3, ge=0, le=100)
@@ -109,17 +109,23 @@ class TrainingJobConfig(Section):
         return self.args[i + 1] if i + 1 < len(self.args) else "..."
 
     def _trainer_field_checks(self) -> list[tuple[str, str]]:
+        """Every problem of the trainer fields (an unknown model still lets seqLen be checked against all presets)."""
         if self.framework != "pytorch":
             return [(to_camel(field), f"applies to the PyTorch trainer only (framework {self.framework}, got "
                                       f"{getattr(self, field)!r}); remove it")
                     for field in _TRAINER_FIELDS if getattr(self, field) is not None]
-        if self.model is not None and self.model not in PRESETS:
-            return [("model", not_one_of(self.model, list(PRESETS)))]
-        preset = PRESETS[self.trainer_setting("model")]
-        if self.seq_len is not None and self.seq_len > preset.max_seq_len:
-            return [("seqLen", f"must be at most the {self.trainer_setting('model')!r} preset's max_seq_len "
-                               f"{preset.max_seq_len} (got {self.seq_len})")]
-        return []
+        problems: list[tuple[str, str]] = []
+        model = self.trainer_setting("model")
+        if model not in PRESETS:
+            problems.append(("model", not_one_of(model, list(PRESETS))))
+            longest = max(PRESETS.values(), key=lambda preset: preset.max_seq_len).max_seq_len
+            if self.seq_len is not None and self.seq_len > longest:
+                problems.append(("seqLen", f"must be at most the longest preset's max_seq_len {longest} "
+                                           f"(got {self.seq_len})"))
+        elif self.seq_len is not None and self.seq_len > PRESETS[model].max_seq_len:
+            problems.append(("seqLen", f"must be at most the {model!r} preset's max_seq_len "
+                                       f"{PRESETS[model].max_seq_len} (got {self.seq_len})"))
+        return problems
 
     def trainer_setting(self, field: str) -> Any:
         """A trainer field's value for this job: set here, else the trainer's own default."""
@@ -152,7 +158,7 @@ class TrainingJobConfig(Section):
         problem = fit_problem(
             model, device_bytes=gpu.memory_mib * 2**20, device=f"{family} ({gpu.model}), the smallest GPU of "
             f"gpuPools {pool.name!r},", parallel=self.parallel or default_parallel(world_size), world_size=world_size,
-            micro_batch=self.trainer_setting("micro_batch"), seq_len=self.seq_len or PRESETS[model].max_seq_len,
+            micro_batch=self.trainer_setting("micro_batch"), seq_len=self.seq_len or default_seq_len(model),
             precision="bf16", checkpointing=self.trainer_setting("activation_checkpointing"),
             name=lambda field: "replicas x gpusPerReplica" if field == "world_size" else to_camel(field))
         return [("model", f"does not fit: {problem}")] if problem else []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import torch
 from safetensors.torch import load_model
@@ -23,12 +23,19 @@ from safetensors.torch import load_model
 from workloads.common.hashing import sha256_file
 from workloads.lm import hf
 from workloads.lm.hf_tokenizer import read_byte_tokenizer, write_tokenizer
-from workloads.lm.layout import CONFIG_FILE, GENERATION_CONFIG_FILE, LEGACY_FORMAT, MANIFEST_FILE, WEIGHTS_FILE
+from workloads.lm.layout import (
+    CONFIG_FILE,
+    GENERATION_CONFIG_FILE,
+    LEGACY_FORMAT,
+    MANIFEST_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+)
 from workloads.lm.model import GPT
 from workloads.lm.presets import GPTConfig
 from workloads.lm.tokenizer import ByteTokenizer
 
-META_KEY = "modelplane_meta"
+META_KEY: Final = "modelplane_meta"
 """config.json key of the training facts (step, tokens, data, val_loss); transformers keeps it as an attribute."""
 
 
@@ -43,11 +50,19 @@ def write_manifest(folder: Path, files: list[str]) -> None:
 
 
 def verify_manifest(folder: Path) -> dict[str, Any]:
-    """Check every file against `manifest.json`; raise `ExportError` naming the first bad file."""
+    """Check every file against `manifest.json`; raise `ExportError` naming the first bad or unlisted weight file.
+
+    Weight files the manifest does not list are refused too: transformers prefers a stray
+    model.safetensors and our loader a stray index, either of which would shadow the listed weights.
+    """
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.is_file():
         raise ExportError(f"{folder}: no {MANIFEST_FILE}; the export is incomplete")
     manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    stray = sorted(path.name for path in folder.glob("model*.safetensors*") if path.name not in manifest["files"])
+    if stray:
+        raise ExportError(f"{folder}: weight files {stray} are not in the manifest (left from an earlier export?); "
+                          "re-export into an empty prefix or delete them")
     for name, entry in manifest["files"].items():
         path = folder / name
         if not path.is_file():
@@ -82,13 +97,20 @@ def load_export(folder: Path, *, device: torch.device | str = "cpu") -> tuple[GP
     verify_manifest(folder)
     config: dict[str, Any] = json.loads((folder / CONFIG_FILE).read_text())
     if config.get("format") == LEGACY_FORMAT:
-        model = GPT(GPTConfig.from_dict(config["model"]))
+        try:
+            model = GPT(GPTConfig.from_dict(config["model"]))
+            tokenizer = ByteTokenizer.from_dict(config["tokenizer"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExportError(f"{folder / CONFIG_FILE}: not a valid {LEGACY_FORMAT} config ({exc!r})") from exc
         load_model(model, str(folder / WEIGHTS_FILE), device=str(device))
-        return model.to(device).eval(), ByteTokenizer.from_dict(config["tokenizer"]), config
+        return model.to(device).eval(), tokenizer, config
     try:
         model = GPT(hf.gpt_config(config))
-        tokenizer = read_byte_tokenizer(folder)
     except (KeyError, ValueError) as exc:
-        raise ExportError(f"{folder}: not an export our GPT can serve ({exc})") from exc
+        raise ExportError(f"{folder / CONFIG_FILE}: not an export our GPT can serve ({exc!r})") from exc
+    try:
+        tokenizer = read_byte_tokenizer(folder)
+    except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
+        raise ExportError(f"{folder / TOKENIZER_FILE}: not a tokenizer our server can use ({exc})") from exc
     model.load_state_dict(hf.from_hf(hf.load_weights(folder, device=str(device))))
     return model.to(device).eval(), tokenizer, config

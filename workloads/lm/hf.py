@@ -75,7 +75,9 @@ def gpt_config(hf: dict[str, Any]) -> GPTConfig:
                 "layer_norm_epsilon": LAYER_NORM_EPS, "scale_attn_weights": True,
                 "scale_attn_by_inverse_layer_idx": False, "tie_word_embeddings": True,
                 "n_inner": 4 * int(hf.get("n_embd", 0))}
-    wrong = {key: hf.get(key) for key, value in expected.items() if hf.get(key, value) != value}
+    # GPT-2's own configs write "n_inner": null, which means 4 * n_embd, as ours does.
+    given = hf | {"n_inner": hf.get("n_inner") or expected["n_inner"]}
+    wrong = {key: given.get(key) for key, value in expected.items() if given.get(key, value) != value}
     if wrong:
         ours = {key: expected[key] for key in wrong}
         raise ValueError(f"config.json: {wrong} cannot run as our GPT, which needs {ours}")

@@ -22,9 +22,9 @@ Checkpointing = Literal["none", "full", "selective"]
 
 GIB: Final = 1024**3
 """Bytes in a GiB."""
-FIXED_OVERHEAD: Final = GIB // 2
-"""Per-process bytes outside the model: the CUDA context and kernels (~300-500 MiB; PyTorch "CUDA semantics",
-memory management notes) and collective buffers."""
+CUDA_OVERHEAD: Final = GIB // 2
+"""Per-process GPU bytes outside the model: the CUDA context and kernels (~300-500 MiB; PyTorch "CUDA semantics",
+memory management notes) and NCCL's buffers. None on CPU, where they are host memory."""
 FRAGMENTATION: Final = 0.10
 """Headroom for the caching allocator's fragmentation, as a fraction of the tensors' bytes."""
 FP32: Final = 4
@@ -46,7 +46,7 @@ class MemoryEstimate:
     buffers: int
     """Communication and cast buffers: DDP gradient buckets, FSDP all-gathered blocks, autocast weight copies."""
     overhead: int
-    """CUDA context, kernels and allocator fragmentation."""
+    """CUDA context and kernels (on CUDA only), and allocator fragmentation."""
 
     @property
     def total(self) -> int:
@@ -69,6 +69,9 @@ def activation_bytes(config: GPTConfig, *, micro_batch: int, seq_len: int, preci
     a·s²·b bytes go) and SDPA's fused kernels keep no s x s scores, only an fp32 log-sum-exp per head and token:
     16 elements per token in a plain block. A checkpointed block keeps only its input (1 element per token) and is
     rebuilt one at a time in backward. full checkpoints every block, selective every other one (the even ones).
+    Caveat: under bf16 autocast every element counts 2 bytes, but autocast runs LayerNorm in fp32 and the residual
+    stream stays fp32, so both LayerNorms' saved inputs and outputs (4 of the 16 elements) take 4 bytes: a plain
+    block may hold up to 25% more than counted, which the 10% fragmentation headroom does not fully cover.
     """
     element = 2 if precision == "bf16" else FP32
     tokens = micro_batch * seq_len
@@ -87,8 +90,8 @@ def default_parallel(world_size: int) -> Parallel:
 
 
 def estimate(config: GPTConfig, *, parallel: Parallel, world_size: int, micro_batch: int, seq_len: int,
-             precision: Precision, checkpointing: Checkpointing = "none") -> MemoryEstimate:
-    """Per-rank bytes to train `config` with AdamW.
+             precision: Precision, checkpointing: Checkpointing = "none", cuda: bool = True) -> MemoryEstimate:
+    """Per-rank bytes to train `config` with AdamW, on a CUDA device unless `cuda` is false.
 
     Model states follow ZeRO (Rajbhandari et al. 2020, arXiv:1910.02054, section 3.1): K·Ψ bytes for Ψ parameters,
     here 4 (fp32 params) + 4 (fp32 grads) + 8 (AdamW's two fp32 moments) = 16 per parameter in both precisions,
@@ -112,7 +115,7 @@ def estimate(config: GPTConfig, *, parallel: Parallel, world_size: int, micro_ba
                                    checkpointing=checkpointing)
     tensors = params + grads + optimizer + activations + buffers
     return MemoryEstimate(params=params, grads=grads, optimizer=optimizer, activations=activations, buffers=buffers,
-                          overhead=FIXED_OVERHEAD + int(tensors * FRAGMENTATION))
+                          overhead=(CUDA_OVERHEAD if cuda else 0) + int(tensors * FRAGMENTATION))
 
 
 def _flag(name: str) -> str:
@@ -143,10 +146,10 @@ def fixes(model: str, *, parallel: Parallel, world_size: int, micro_batch: int, 
 
 def fit_problem(model: str, *, device_bytes: int, device: str, parallel: Parallel, world_size: int,
                 micro_batch: int, seq_len: int, precision: Precision, checkpointing: Checkpointing = "none",
-                name: Callable[[str], str] = _flag) -> str | None:
+                cuda: bool = True, name: Callable[[str], str] = _flag) -> str | None:
     """Why preset `model` cannot train in `device_bytes` per rank (the estimate and what to change), or None."""
     needed = estimate(PRESETS[model], parallel=parallel, world_size=world_size, micro_batch=micro_batch,
-                      seq_len=seq_len, precision=precision, checkpointing=checkpointing)
+                      seq_len=seq_len, precision=precision, checkpointing=checkpointing, cuda=cuda)
     if needed.total <= device_bytes:
         return None
     advice = fixes(model, parallel=parallel, world_size=world_size, micro_batch=micro_batch,

@@ -66,3 +66,8 @@ PRESETS: dict[str, GPTConfig] = {
     "7b": GPTConfig(n_layer=32, n_head=32, d_model=4096, max_seq_len=2048),
 }
 """Named sizes: `tiny` trains in seconds on a CPU; `small` is the GPT-2 124M shape; `1b` and `7b` need FSDP on GPUs."""
+
+
+def default_seq_len(model: str) -> int:
+    """The trainer's --seq-len when unset: preset `model`'s max_seq_len."""
+    return PRESETS[model].max_seq_len

@@ -1,7 +1,7 @@
 """Entry point: `torchrun --nproc_per_node N -m workloads.trainer_torch --data s3://... --checkpoints s3://...`.
 
-Exit codes: 0 done; 2 invalid flags or data, or a run whose memory estimate exceeds the device (each problem
-on stderr, naming its flag and the fix);
+Exit codes: 0 done; 2 invalid flags or data, checkpoint storage that fails (`CheckpointError`), or a run whose
+memory estimate exceeds the device (each problem on stderr, naming its flag and the fix);
 143 stopped on SIGTERM with a committed checkpoint; 142 the SIGTERM grace period ran out.
 """
 

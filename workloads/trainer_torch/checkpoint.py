@@ -13,6 +13,11 @@ every rank's write results on rank 0, which then writes `.metadata`; so when the
 on rank 0, every rank's shards (and its RNG file, written before) are in S3, and only then
 does rank 0 write `COMMIT`. A step folder without `COMMIT` does not exist for resume, so a
 crash at any point (an async upload included) leaves the previous checkpoint as the newest.
+Before writing a step, rank 0 empties its folder: a crashed save's files (another world size's
+shards or RNG files) would otherwise be listed in the new `COMMIT`.
+
+Storage failures (S3 errors, s3fs's OSErrors, DCP's CheckpointException) surface as
+`CheckpointError` naming `--checkpoints`, which the entry point reports and exits 2 on.
 
 Resharding: DCP records each tensor's global shape and the slice each file holds, so a
 checkpoint loads at any world size, under ddp or fsdp. The data position (`consumed`) counts
@@ -23,11 +28,13 @@ a rank with no file in the checkpoint reseeds from (seed + step, rank).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,8 +42,9 @@ from typing import Any, Final
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, FsspecWriter
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.distributed.checkpoint.state_dict_saver import AsyncSaveResponse
 
@@ -47,7 +55,9 @@ from workloads.trainer_torch import distributed
 from workloads.trainer_torch.distributed import DistContext
 
 COMMIT: Final = "COMMIT"
+"""The marker rank 0 writes last (JSON: step, every file's size); only folders holding it are checkpoints."""
 STATE_FILE: Final = "state.json"
+"""Rank 0's JSON: step, data position, LR scheduler and the run facts a resume checks."""
 DCP_METADATA: Final = ".metadata"
 """The file DCP writes last on the coordinator; its presence marks the sharded format."""
 UPLOAD_THREADS: Final = 4
@@ -56,7 +66,31 @@ _STEP_KEY = re.compile(r"^step-(\d{9})/(.+)$")
 
 
 class CheckpointError(RuntimeError):
-    """A committed checkpoint is unusable or does not match the run; the message names the flag."""
+    """Checkpoint storage failed, or a checkpoint is unusable or does not match the run; names the flag."""
+
+
+_STORAGE_ERRORS = (CheckpointException, OSError, ClientError, BotoCoreError)
+"""What S3 (boto3), s3fs and DCP raise when storage fails; CheckpointException is a BaseException."""
+
+
+def _cause(exc: BaseException) -> str:
+    """The first underlying error of a DCP CheckpointException (its own text is every rank's traceback)."""
+    if isinstance(exc, CheckpointException) and exc.failures:
+        rank, (first, _) = min(exc.failures.items(), key=lambda item: item[0])
+        return f"rank {rank}: {type(first).__name__}: {first}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def _storage(action: str, uri: S3Uri) -> Iterator[None]:
+    """Turn a storage failure inside into a CheckpointError naming --checkpoints, `uri` and the fix."""
+    try:
+        yield
+    except _STORAGE_ERRORS as exc:
+        raise CheckpointError(
+            f"--checkpoints: {action} {uri} failed ({_cause(exc)}); check that the bucket exists and that the "
+            "credentials may list, read and write it (s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject), "
+            "or point --checkpoints at another prefix") from exc
 
 
 def rng_file(rank: int) -> str:
@@ -101,6 +135,7 @@ class Checkpointer:
         self.keep_last = keep_last
         self.client = client or s3.client()
         self._pending: Future[None] | None = None
+        self._pending_step = 0
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="ckpt-commit") if async_save else None
         # Background saves run collectives from another thread: they get their own gloo group, so they never
         # interleave with the training loop's collectives (and NCCL-only groups cannot run them at all).
@@ -152,6 +187,15 @@ class Checkpointer:
         """
         started = time.perf_counter()
         self.wait()
+        with _storage("saving", self.step_uri(step)):
+            self._save(step, model, optimizer, state, rng, started)
+        return time.perf_counter() - started
+
+    def _save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+              rng: dict[str, Any], started: float) -> None:
+        if self.ctx.is_main:
+            self._delete_step(step)  # a crashed save's files must not reach this save's COMMIT
+        distributed.barrier()
         s3.put_bytes(self.step_uri(step, rng_file(self.ctx.rank)), _torch_bytes(rng), self.client)
         if self.ctx.is_main:
             s3.put_bytes(self.step_uri(step, STATE_FILE), json.dumps(state, indent=2, sort_keys=True).encode(),
@@ -170,7 +214,7 @@ class Checkpointer:
             if isinstance(upload, AsyncSaveResponse):  # only with a zero-overhead stager, which we do not pass
                 upload = upload.upload_completion
             self._pending = self._committer.submit(self._commit_after, upload, step, time.perf_counter())
-        return time.perf_counter() - started
+            self._pending_step = step
 
     def _commit_after(self, upload: Future[Any], step: int, started: float) -> None:
         upload.result()
@@ -192,11 +236,29 @@ class Checkpointer:
         """Block until the background save in flight (if any) is uploaded and committed; re-raise its error."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.result()
+            with _storage("saving", self.step_uri(self._pending_step)):
+                pending.result()
+
+    def close(self) -> None:
+        """Finish the background save in flight, then release its gloo group and thread; every rank calls it.
+
+        Runs from `finally`, possibly while another error unwinds: the save's own error is logged, not raised.
+        """
+        try:
+            self.wait()
+        except CheckpointError as exc:
+            log_event("checkpoint_failed", rank=self.ctx.rank, error=str(exc))
+        if self._committer is not None:
+            self._committer.shutdown(wait=True, cancel_futures=True)
+            self._committer = None
+        if self._group is not None:
+            dist.destroy_process_group(self._group)
+            self._group = None
 
     def read_state(self, step: int) -> dict[str, Any]:
         """The state.json of the committed checkpoint at `step` (to check it fits the run before loading)."""
-        state: dict[str, Any] = json.loads(s3.get_bytes(self.step_uri(step, STATE_FILE), self.client))
+        with _storage("reading", self.step_uri(step, STATE_FILE)):
+            state: dict[str, Any] = json.loads(s3.get_bytes(self.step_uri(step, STATE_FILE), self.client))
         return state
 
     def load(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
@@ -204,6 +266,10 @@ class Checkpointer:
 
         Returns this rank's RNG states, or None when the checkpoint was saved by fewer ranks.
         """
+        with _storage("loading", self.step_uri(step)):
+            return self._load(step, model, optimizer)
+
+    def _load(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
         marker = json.loads(s3.get_bytes(self.step_uri(step, COMMIT), self.client))
         files: dict[str, dict[str, Any]] = marker["files"]
         if DCP_METADATA not in files:
@@ -243,8 +309,11 @@ class Checkpointer:
         newest = listing.committed[-1]
         doomed = listing.committed[: -self.keep_last] + [s for s in listing.partial if s < newest]
         for step in doomed:
-            # The marker goes first: a checkpoint half-deleted by a crash is then merely partial.
-            s3.retrying(self.client.delete_object)(Bucket=self.root.bucket, Key=self.step_uri(step, COMMIT).key)
-            s3.delete_prefix(S3Uri(self.root.bucket, self.step_uri(step).key + "/"), self.client)
+            self._delete_step(step)
         if doomed:
             log_event("checkpoints_pruned", steps=doomed, kept=listing.committed[-self.keep_last:])
+
+    def _delete_step(self, step: int) -> None:
+        """Delete one step folder, its COMMIT first: a folder half-deleted by a crash is then merely partial."""
+        s3.retrying(self.client.delete_object)(Bucket=self.root.bucket, Key=self.step_uri(step, COMMIT).key)
+        s3.delete_prefix(S3Uri(self.root.bucket, self.step_uri(step).key + "/"), self.client)

@@ -12,18 +12,23 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
 from workloads.common.settings import S3UriSetting, WorkloadSettings
+from workloads.common.uri import S3Uri
 from workloads.common.vocab import TRAIN_ENV_PREFIX
 from workloads.lm.memory import GIB, Checkpointing, Parallel, Precision, default_parallel, fit_problem
-from workloads.lm.presets import PRESETS, GPTConfig
+from workloads.lm.presets import PRESETS, GPTConfig, default_seq_len
+
+WARMUP_CAP: Final = 100
+"""Most warmup steps --warmup-steps defaults to; shorter runs warm up for a tenth of --max-steps."""
 
 
-def _world_size(info: ValidationInfo) -> int:
-    return int((info.context or {}).get("world_size", 1))
+def _context_world_size(context: Any) -> int:
+    """torchrun's world size, passed to `parse` as validation context (1 without one)."""
+    return int((context or {}).get("world_size", 1))
 
 
 class TrainSettings(WorkloadSettings):
@@ -56,7 +61,7 @@ class TrainSettings(WorkloadSettings):
     min_lr: float = Field(default=None, ge=0, validate_default=True)
     """Learning rate at the end of the cosine decay, between 0 and --lr. Defaults to --lr / 10."""
     warmup_steps: int = Field(default=None, ge=0, validate_default=True)
-    """Linear warmup steps, at most --max-steps. Defaults to 100, or a tenth of --max-steps below 1000 steps."""
+    """Linear warmup steps, at most --max-steps. Defaults to a tenth of --max-steps, at most 100."""
     weight_decay: float = Field(0.1, ge=0)
     """AdamW weight decay on matrices. Defaults to 0.1."""
     grad_clip: float = Field(1.0, ge=0)
@@ -79,11 +84,6 @@ class TrainSettings(WorkloadSettings):
     """Upload checkpoints in the background (DCP async_save); the loop waits only for the copy to host memory
     and for the previous upload. Defaults to off."""
 
-    @field_validator("parallel", mode="before")
-    @classmethod
-    def _default_parallel(cls, value: Any, info: ValidationInfo) -> Any:
-        return value if value is not None else default_parallel(_world_size(info))
-
     metrics_port: int = Field(0, ge=0, le=65535)
     """Prometheus /metrics port on rank 0; 0 disables it. Defaults to 0."""
     peak_tflops: float | None = Field(None, gt=0)
@@ -105,7 +105,22 @@ class TrainSettings(WorkloadSettings):
 
     def model_post_init(self, context: Any, /) -> None:
         """Keep torchrun's world size (passed as validation context) for the derived batch sizes."""
-        self._world_size = int((context or {}).get("world_size", 1))
+        self._world_size = _context_world_size(context)
+
+    @field_validator("parallel", mode="before")
+    @classmethod
+    def _default_parallel(cls, value: Any, info: ValidationInfo) -> Any:
+        return value if value is not None else default_parallel(_context_world_size(info.context))
+
+    @field_validator("export")
+    @classmethod
+    def _check_export(cls, value: S3Uri | None) -> S3Uri | None:
+        # The export replaces everything under its prefix (stale shards would shadow new weights), so a bucket
+        # root would wipe the bucket.
+        if value is not None and not value.key.strip("/"):
+            raise ValueError("needs a prefix under the bucket, e.g. s3://BUCKET/NAME/VERSION (the export replaces "
+                             "everything under it)")
+        return value
 
     @field_validator("model")
     @classmethod
@@ -119,8 +134,8 @@ class TrainSettings(WorkloadSettings):
     def _default_seq_len(cls, value: Any, info: ValidationInfo) -> Any:
         if value is not None:
             return value
-        preset = PRESETS.get(info.data.get("model", ""))
-        return preset.max_seq_len if preset else 1
+        model = info.data.get("model", "")
+        return default_seq_len(model) if model in PRESETS else 1
 
     @field_validator("seq_len")
     @classmethod
@@ -136,9 +151,10 @@ class TrainSettings(WorkloadSettings):
         micro_batch = info.data.get("micro_batch")
         if value is None or micro_batch is None:
             return value
-        per_pass = micro_batch * _world_size(info)
+        world_size = _context_world_size(info.context)
+        per_pass = micro_batch * world_size
         if value % per_pass:
-            raise ValueError(f"is not divisible by --micro-batch x world size ({micro_batch} x {_world_size(info)} "
+            raise ValueError(f"is not divisible by --micro-batch x world size ({micro_batch} x {world_size} "
                              f"= {per_pass}); use a multiple of {per_pass}")
         return value
 
@@ -155,7 +171,7 @@ class TrainSettings(WorkloadSettings):
         derived = cls._derived_grad_accum(info)
         if derived is not None and value != derived:
             raise ValueError(f"contradicts --global-batch {info.data['global_batch']} at world size "
-                             f"{_world_size(info)} (which needs {derived}); pass only one of them")
+                             f"{_context_world_size(info.context)} (which needs {derived}); pass only one of them")
         return value
 
     @staticmethod
@@ -164,7 +180,7 @@ class TrainSettings(WorkloadSettings):
         global_batch, micro_batch = info.data.get("global_batch"), info.data.get("micro_batch")
         if global_batch is None or micro_batch is None:
             return None
-        return int(global_batch // (micro_batch * _world_size(info)))
+        return int(global_batch // (micro_batch * _context_world_size(info.context)))
 
     @field_validator("min_lr", mode="before")
     @classmethod
@@ -186,7 +202,7 @@ class TrainSettings(WorkloadSettings):
         if value is not None:
             return value
         # A tenth of a short run, so a smoke run (--max-steps 5) needs no other flag.
-        return min(100, info.data.get("max_steps", 1000) // 10)
+        return min(WARMUP_CAP, info.data.get("max_steps", cls.model_fields["max_steps"].default) // 10)
 
     @field_validator("warmup_steps")
     @classmethod
@@ -218,14 +234,16 @@ class TrainSettings(WorkloadSettings):
     def memory_problem(self, device: str, device_bytes: int | None, precision: Precision) -> str | None:
         """Why a rank cannot fit --device-memory-gb (else `device_bytes`), with the estimate and the fix; None if it fits.
 
-        No limit (CPU without --device-memory-gb) means no check.
+        `device_bytes` is the GPU's total memory, None on CPU (no CUDA context to count). No limit (CPU
+        without --device-memory-gb) means no check.
         """
         limit = int(self.device_memory_gb * GIB) if self.device_memory_gb is not None else device_bytes
         if limit is None:
             return None
         problem = fit_problem(self.model, device_bytes=limit, device=device, parallel=self.parallel,
                               world_size=self.world_size, micro_batch=self.micro_batch, seq_len=self.seq_len,
-                              precision=precision, checkpointing=self.activation_checkpointing)
+                              precision=precision, checkpointing=self.activation_checkpointing,
+                              cuda=device_bytes is not None)
         return f"--model: does not fit in memory: {problem}" if problem else None
 
 

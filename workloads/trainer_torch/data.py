@@ -21,11 +21,14 @@ from botocore.exceptions import ClientError
 from workloads.common import s3
 from workloads.common.hashing import sha256_file
 from workloads.common.uri import S3Uri
+from workloads.lm.layout import MANIFEST_FILE
+from workloads.lm.presets import PRESETS
+from workloads.lm.tokenizer import ByteTokenizer
 
 FORMAT: Final = "modelplane-tokens/v1"
-MANIFEST_FILE: Final = "manifest.json"
+"""The `format` value of a dataset's manifest.json (the same file name as an export's, `workloads.lm.layout`)."""
 DTYPE: Final = "<u2"
-"""Little-endian uint16: the byte tokenizer's ids (< 320) fit, at half the size of int32."""
+"""Little-endian uint16: any tokenizer with at most 65,536 ids fits (prepare checks), at half the size of int32."""
 
 
 class DataError(RuntimeError):
@@ -75,6 +78,20 @@ class DatasetManifest:
         if not splits.get("train"):
             raise DataError(f"--data: {uri} lists no train shards; re-run prepare on a non-empty corpus")
         return cls(uri=uri, splits=splits, tokenizer=dict(data.get("tokenizer", {})))
+
+    def byte_tokenizer(self, model: str) -> ByteTokenizer:
+        """The byte tokenizer that made the ids; `DataError` for any other, or one with more ids than `model` embeds."""
+        try:
+            tokenizer = ByteTokenizer.from_dict(self.tokenizer)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"--data: {self.uri} was not made by the byte tokenizer ({exc}); the trainer trains "
+                            "byte-level data only: prepare without --tokenizer") from exc
+        vocab_size = PRESETS[model].vocab_size
+        if tokenizer.vocab_size > vocab_size:
+            raise DataError(f"--data: {self.uri} was made by a byte tokenizer with {tokenizer.vocab_size} ids "
+                            f"({self.tokenizer}), more than --model {model} embeds ({vocab_size}); prepare with "
+                            f"special ids below {vocab_size}")
+        return tokenizer
 
     def shard_uri(self, shard: ShardInfo) -> S3Uri:
         """The S3 URI of `shard`."""

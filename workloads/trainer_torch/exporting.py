@@ -49,21 +49,31 @@ def evaluate(model: GPT, windows: TokenWindows, ctx: DistContext, *, micro_batch
     return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
 
 
-def upload_export(model: GPT, uri: S3Uri, meta: dict[str, Any], client: Any | None = None) -> None:
-    """Write `model` with `save_export` to a temp folder and upload it, `manifest.json` last.
+def upload_export(model: GPT, uri: S3Uri, meta: dict[str, Any], client: Any | None = None, *,
+                  tokenizer: ByteTokenizer | None = None) -> None:
+    """Write `model` and the data's `tokenizer` (default: the byte tokenizer) with `save_export`, upload, manifest last.
 
     Any previous manifest is deleted first, so while the new files land a reader sees an
-    incomplete export (which it refuses) rather than an old manifest over new weights.
+    incomplete export (which it refuses) rather than an old manifest over new weights; then every
+    other object under the prefix that the new export does not write, because a reader downloads
+    the whole prefix, and a leftover `model.safetensors` or index would shadow the new weights.
     """
     client = client or s3.client()
     cpu_model = model
     if next(model.parameters()).device.type != "cpu":
         cpu_model = GPT(model.config)
         cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    if not uri.key.strip("/"):  # the settings refuse it too; deleting a whole bucket must never happen by accident
+        raise ValueError(f"refusing to export to the bucket root {uri}: the export replaces everything under its prefix")
     with tempfile.TemporaryDirectory(prefix="modelplane-export-") as tmp:
         folder = Path(tmp)
-        files = save_export(cpu_model, folder, tokenizer=ByteTokenizer(), meta=meta)
+        files = save_export(cpu_model, folder, tokenizer=tokenizer, meta=meta)
         s3.retrying(client.delete_object)(Bucket=uri.bucket, Key=uri.join(MANIFEST_FILE).key)
+        new_keys = {uri.join(name).key for name in files}
+        # The prefix as the server downloads it (s3.download_dir): a folder, so models/a never touches models/ab.
+        for key in s3.list_keys(S3Uri(uri.bucket, uri.key.rstrip("/") + "/"), client):
+            if key not in new_keys:
+                s3.retrying(client.delete_object)(Bucket=uri.bucket, Key=key)
         # save_export lists the manifest last, so it lands only after every file it vouches for.
         for name in files:
             s3.upload_file(folder / name, uri.join(name), client)

@@ -15,7 +15,7 @@ import torch
 from torch.distributed._composable import checkpoint
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
@@ -24,8 +24,8 @@ from workloads.trainer_torch import distributed
 from workloads.trainer_torch.distributed import DistContext
 
 
-class Parallel:
-    """The training view of one rank's model: what to call, and how to skip gradient sync."""
+class ParallelModel:
+    """The training view of one rank's model: what to call, and when gradients are reduced."""
 
     def __init__(self, model: GPT, ctx: DistContext, *, mode: str, activation_checkpointing: str,
                  compile_blocks: bool) -> None:
@@ -59,11 +59,14 @@ class Parallel:
 
     @contextlib.contextmanager
     def gradient_sync(self, enabled: bool) -> Iterator[None]:
-        """Inside, backward reduces gradients across ranks only when `enabled` (the last micro-batch)."""
-        if isinstance(self.model, FSDPModule):
-            self.model.set_requires_gradient_sync(enabled)
-            yield
-        elif self.ddp is not None and not enabled:
+        """Inside, DDP's backward reduces gradients only when `enabled` (the last micro-batch).
+
+        FSDP reduce-scatters on every micro-batch regardless, as torchtitan does: skipping it makes
+        FSDP2 keep an unsharded fp32 gradient per parameter until the last one, memory that the
+        per-rank estimate (workloads.lm.memory) does not count. DDP's `no_sync` only skips the
+        all-reduce of gradients it already holds unsharded, so it stays.
+        """
+        if self.ddp is not None and not enabled:
             with self.ddp.no_sync():
                 yield
         else:

@@ -33,8 +33,9 @@ from workloads.common.settings import S3UriSetting, SettingsError, WorkloadSetti
 from workloads.common.uri import S3Uri, S3UriError
 from workloads.common.vocab import PREPARE_ENV_PREFIX
 from workloads.lm.hf_tokenizer import HfTokenizerFile, as_byte_tokenizer
+from workloads.lm.layout import MANIFEST_FILE
 from workloads.lm.tokenizer import ByteTokenizer
-from workloads.trainer_torch.data import DTYPE, FORMAT, MANIFEST_FILE
+from workloads.trainer_torch.data import DTYPE, FORMAT
 
 
 class PrepareError(RuntimeError):

@@ -14,7 +14,6 @@ from torch.nn.functional import cross_entropy
 from workloads.common import s3
 from workloads.common.logs import log_event
 from workloads.lm.model import GPT
-from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch import distributed
 from workloads.trainer_torch.checkpoint import Checkpointer, CheckpointError
 from workloads.trainer_torch.config import TrainSettings
@@ -30,7 +29,7 @@ from workloads.trainer_torch.data import (
 from workloads.trainer_torch.distributed import DistContext
 from workloads.trainer_torch.exporting import evaluate, upload_export
 from workloads.trainer_torch.lifecycle import EXIT_PREEMPTED, FaultInjector, StopSignal
-from workloads.trainer_torch.parallel import Parallel
+from workloads.trainer_torch.parallel import ParallelModel
 from workloads.trainer_torch.schedule import WarmupCosine, build_scheduler
 from workloads.trainer_torch.telemetry import Throughput, TrainMetrics, mfu, peak_flops_per_device, progress_line
 
@@ -66,6 +65,13 @@ class Trainer:
 
     def run(self) -> int:
         """Train to `--max-steps` (or until SIGTERM), then evaluate and export."""
+        try:
+            return self._run()
+        finally:
+            # Before the entry point leaves the process group: the background save uses a group of its own.
+            self.checkpointer.close()
+
+    def _run(self) -> int:
         if self.metrics is not None and self.cfg.metrics_port:
             self.metrics.serve(self.cfg.metrics_port)
         self._load_data()
@@ -113,10 +119,7 @@ class Trainer:
 
     def _load_data(self) -> None:
         manifest = read_manifest(self.cfg.data, self.client)
-        try:
-            ByteTokenizer.from_dict(manifest.tokenizer)
-        except (KeyError, ValueError) as exc:
-            raise DataError(f"--data: {manifest.uri} was not made by the byte tokenizer ({exc})") from exc
+        self.tokenizer = manifest.byte_tokenizer(self.cfg.model)  # exported with the model
         splits = ["train"] + (["val"] if self.cfg.eval_batches and manifest.splits.get("val") else [])
         cache = self.cfg.local_dir / "shards"
         # One download per node into a content-addressed cache; the other local ranks wait for it.
@@ -136,7 +139,7 @@ class Trainer:
         distributed.seed_all(self.cfg.seed)  # identical initial weights on every rank
         self.model = GPT(self.cfg.preset).to(self.ctx.device)
         # Shard (or replicate) before the optimizer exists: under FSDP it must hold the sharded parameters.
-        self.parallel = Parallel(self.model, self.ctx, mode=self.cfg.parallel,
+        self.parallel = ParallelModel(self.model, self.ctx, mode=self.cfg.parallel,
                                  activation_checkpointing=self.cfg.activation_checkpointing,
                                  compile_blocks=self.cfg.compile)
         matrices = [p for p in self.model.parameters() if p.dim() >= 2]
@@ -195,7 +198,7 @@ class Trainer:
         total = torch.zeros((), device=self.ctx.device)
         for micro in range(self.cfg.grad_accum):
             inputs, targets = self._batch(progress, micro)
-            # Gradients are reduced only on the last micro-batch; earlier ones accumulate locally.
+            # DDP reduces only on the last micro-batch (earlier ones accumulate locally); FSDP on every one.
             with self.parallel.gradient_sync(micro == self.cfg.grad_accum - 1):
                 with self.autocast():
                     logits = self.parallel.forward(inputs)
@@ -239,7 +242,7 @@ class Trainer:
                 meta = {"step": progress.step, "tokens": progress.tokens, "val_loss": val_loss,
                         "data": str(self.cfg.data), "seq_len": self.cfg.seq_len, "seed": self.cfg.seed,
                         "preset": self.cfg.model}
-                upload_export(full_model, self.cfg.export, meta, self.client)
+                upload_export(full_model, self.cfg.export, meta, self.client, tokenizer=self.tokenizer)
                 log_event("exported", uri=str(self.cfg.export))
         distributed.barrier()
 

@@ -136,3 +136,11 @@ def test_a_pool_of_an_unknown_gpu_family_cannot_be_sized() -> None:
         parse_config("dev", raw)
     assert ("modelplane:training.jobs[0].gpuPool: cannot be sized: no GPU memory known for instance family 'p9' of "
             "gpuPools 'gpu-train'; add it to infra/config/gpu_memory.py") in [str(i) for i in info.value.issues]
+
+
+def test_every_trainer_field_problem_is_reported_not_just_the_first() -> None:
+    issues = _issues(_job(model="huge", seqLen=4096))
+    assert "modelplane:training.jobs[0].model: must be one of tiny, mini, small, medium, large, 1b, 7b (got 'huge')" \
+        in issues
+    assert "modelplane:training.jobs[0].seqLen: must be at most the longest preset's max_seq_len 2048 (got 4096)" \
+        in issues

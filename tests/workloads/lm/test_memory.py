@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workloads.lm.memory import GIB, activation_bytes, default_parallel, estimate, fit_problem
+from workloads.lm.memory import CUDA_OVERHEAD, GIB, activation_bytes, default_parallel, estimate, fit_problem
 from workloads.lm.presets import PRESETS
 
 
@@ -61,3 +61,10 @@ def test_an_impossible_configuration_is_rejected_with_its_numbers_and_fixes() ->
 def test_a_configuration_that_fits_is_accepted() -> None:
     assert fit_problem("7b", device_bytes=80 * GIB, device="gpu", parallel="fsdp", world_size=16, micro_batch=2,
                        seq_len=2048, precision="bf16", checkpointing="full") is None
+
+
+def test_the_cuda_context_is_counted_on_cuda_only() -> None:
+    on_gpu, on_cpu = (estimate(PRESETS["tiny"], parallel="ddp", world_size=1, micro_batch=1, seq_len=64,
+                               precision="fp32", cuda=cuda) for cuda in (True, False))
+    assert on_gpu.overhead - on_cpu.overhead == CUDA_OVERHEAD
+    assert on_gpu.total - on_cpu.total == CUDA_OVERHEAD

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -119,26 +120,87 @@ def test_async_save_commits_only_after_the_upload_and_the_next_save_waits(
     save(ckpt, 1)
     ckpt.wait()
     gate = threading.Event()
+    order: list[str] = []
     original = checkpoint_module.FsspecWriter.write_data
 
     def held(self: Any, plan: Any, planner: Any) -> Any:
-        gate.wait(30)  # the upload stalls here, as a slow or killed one would
+        gate.wait()  # the upload stalls here, as a slow or killed one would
+        order.append("upload finished")
         return original(self, plan, planner)
 
     monkeypatch.setattr(checkpoint_module.FsspecWriter, "write_data", held)
     model, optimizer = trained(2.0)
-    stall = ckpt.save(2, model, optimizer, state={"step": 2}, rng=rng_state())
+    ckpt.save(2, model, optimizer, state={"step": 2}, rng=rng_state())  # returns while the upload is held
     with torch.no_grad():
         model.weight.fill_(-1.0)  # training goes on while the upload is held
-    assert stall < 5
     assert ckpt.latest() == 1, "an upload in flight is not a checkpoint"
     assert not any(k.endswith("/COMMIT") for k in bucket.keys(ckpt.step_uri(2).key + "/"))
+
+    def next_save() -> None:
+        save(ckpt, 3)
+        order.append(f"next save returned, committed {ckpt.listing().committed}")
+
+    third = threading.Thread(target=next_save, daemon=True)
+    third.start()
+    third.join(0.5)  # a save that does not wait returns here; one that waits is still blocked, however slow the host
+    assert third.is_alive() and order == [], "the next save must wait for the upload in flight"
     gate.set()
-    ckpt.wait()
-    assert ckpt.latest() == 2
+    third.join(120)  # only so a hang fails instead of blocking the suite
+    assert not third.is_alive(), "the next save did not return after the upload was released"
+    assert order == ["upload finished", "next save returned, committed [1, 2]"]
+    ckpt.close()
+    assert ckpt.latest() == 3
     restored, restored_optimizer = trained(0.0)
     ckpt.load(2, restored, restored_optimizer)
     assert torch.equal(restored.weight, torch.full((3, 3), 2.0)), "the save holds the weights at save time"
+
+
+def denied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every DCP shard upload fail the way s3fs reports a 403."""
+    def write_data(self: Any, plan: Any, planner: Any) -> Any:
+        raise PermissionError("Access Denied")
+    monkeypatch.setattr(checkpoint_module.FsspecWriter, "write_data", write_data)
+
+
+@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+def test_failed_shard_upload_is_a_checkpoint_error_naming_the_flag(
+        bucket: Bucket, monkeypatch: pytest.MonkeyPatch, async_save: bool) -> None:
+    ckpt = checkpointer(bucket, async_save=async_save)
+    denied(monkeypatch)
+    expected = r"^--checkpoints: saving s3://.*/step-000000003 failed \(.*PermissionError: Access Denied\); check that"
+    with pytest.raises(CheckpointError, match=expected):
+        save(ckpt, 3)
+        ckpt.wait()  # an async save's error surfaces here
+    ckpt.close()
+    assert ckpt.latest() is None
+
+
+def test_save_to_a_missing_bucket_is_a_checkpoint_error(bucket: Bucket) -> None:
+    ckpt = Checkpointer(S3Uri("no-such-bucket-ckpt", "x"), CTX, keep_last=1)
+    with pytest.raises(CheckpointError, match=r"^--checkpoints: saving s3://no-such-bucket-ckpt/x/step-000000001 "
+                                              r"failed \(.*NoSuchBucket.*check that the bucket exists"):
+        save(ckpt, 1)
+
+
+def test_close_finishes_the_save_in_flight_and_releases_the_thread(bucket: Bucket) -> None:
+    before = set(threading.enumerate())
+    ckpt = checkpointer(bucket, async_save=True)
+    save(ckpt, 4)
+    ckpt.close()
+    assert ckpt.latest() == 4
+    assert [t.name for t in set(threading.enumerate()) - before if t.name.startswith("ckpt-commit")] == []
+
+
+def test_save_clears_files_a_crashed_save_left_in_its_step_folder(bucket: Bucket) -> None:
+    ckpt = checkpointer(bucket)
+    folder = ckpt.step_uri(6).key + "/"
+    for stale in ("rng-rank00003.pt", "__3_0.distcp", "COMMIT"):  # a crashed 4-rank save of the same step
+        bucket.write(folder + stale, b"stale")
+    save(ckpt, 6)
+    shards = [f"__0_{i}.distcp" for i in range(UPLOAD_THREADS)]
+    files = sorted([".metadata", *shards, "rng-rank00000.pt", "state.json"])
+    assert bucket.keys(folder) == sorted(folder + n for n in [*files, "COMMIT"])
+    assert sorted(json.loads(bucket.read(folder + "COMMIT"))["files"]) == files
 
 
 def test_pre_dcp_checkpoint_is_refused_with_the_fix(bucket: Bucket) -> None:
@@ -176,10 +238,11 @@ def test_sigkill_during_an_async_upload_leaves_the_previous_checkpoint_newest(s3
                           stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         try:
-            line = child.stdout.readline()
+            ready, _, _ = select.select([child.stdout], [], [], 120)
+            line = child.stdout.readline() if ready else ""
         finally:
             child.send_signal(signal.SIGKILL)  # also on failure, so the test never waits on a stuck child
-    assert line.strip() == "uploaded"
+    assert line.strip() == "uploaded", f"the child printed {line!r} instead of 'uploaded' (nothing within 120 s?)"
     assert any(k.endswith(".distcp") for k in bucket.keys(ckpt.step_uri(2).key + "/")), "killed mid-save"
     listing = ckpt.listing()
     assert (listing.committed, listing.partial, ckpt.latest()) == ([1], [2], 1)

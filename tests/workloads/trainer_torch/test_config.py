@@ -36,6 +36,13 @@ def test_non_s3_uris_are_rejected_naming_the_flag() -> None:
     assert any(e.startswith("--export (MODELPLANE_TRAIN_EXPORT): the S3 URI has no bucket") for e in errors)
 
 
+@pytest.mark.parametrize("root", ["s3://models", "s3://models/"])
+def test_an_export_to_a_bucket_root_is_refused(root: str) -> None:
+    # The export replaces everything under its prefix; at the bucket root that would be the whole bucket.
+    errors = errors_for([*BASE, "--export", root])
+    assert [e for e in errors if e.startswith("--export (MODELPLANE_TRAIN_EXPORT): needs a prefix under the bucket")]
+
+
 def test_missing_required_uris_point_at_flag_and_env() -> None:
     errors = errors_for(["--model", "tiny"])
     assert "--data (MODELPLANE_TRAIN_DATA): is required (S3 URI of the dataset `prepare` wrote: the prefix it printed, " \

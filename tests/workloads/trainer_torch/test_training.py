@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load as load_safetensors
+from torch.distributed.checkpoint._fsspec_filesystem import FsspecWriter
 
 from tests.support.servers import S3Server, free_port
 from tests.workloads.trainer_torch.support import REPO, TINY, Bucket, events, subprocess_env, torchrun
@@ -150,6 +151,36 @@ def test_corrupt_shard_is_a_clear_error(bucket: Bucket, dataset: str, tmp_path: 
     err = capsys.readouterr().err
     assert "error: --data: shard train-00001.bin is corrupt: checksum mismatch" in err
     assert bucket.keys("corrupt/ckpt/") == []
+
+
+SHORT = (*TINY, "--max-steps", "2", "--warmup-steps", "1")
+"""Flags of the in-process runs that fail at their first checkpoint access."""
+
+
+def test_missing_checkpoints_bucket_is_a_clear_error(dataset: str, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--data", dataset, "--checkpoints", "s3://no-such-ckpt-bucket/run", *SHORT,
+                 "--async-checkpoint", "--local-dir", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error: --checkpoints: cannot list s3://no-such-ckpt-bucket/run" in err
+    assert "Traceback" not in err
+
+
+def test_failing_checkpoint_upload_is_a_clear_error(dataset: str, bucket: Bucket, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    def denied(self: Any, plan: Any, planner: Any) -> Any:
+        raise PermissionError("Access Denied")  # what s3fs raises for a 403 on upload
+
+    monkeypatch.setattr(FsspecWriter, "write_data", denied)
+    code = main(["--data", dataset, "--checkpoints", bucket.uri("denied/ckpt"), *SHORT,
+                 "--checkpoint-every", "1", "--eval-batches", "0", "--async-checkpoint", "--local-dir", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"error: --checkpoints: saving {bucket.uri('denied/ckpt/step-000000001')} failed (" in err
+    assert "PermissionError: Access Denied" in err and "Traceback" not in err
+    assert bucket.committed_steps("denied/ckpt/") == []
 
 
 def scrape(port: int) -> str:

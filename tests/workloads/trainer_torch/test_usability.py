@@ -9,9 +9,10 @@ import pytest
 
 from tests.workloads.trainer_torch.support import Bucket, events
 from workloads.common.uri import S3Uri
+from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch.__main__ import main
 from workloads.trainer_torch.config import parse_config
-from workloads.trainer_torch.data import read_manifest
+from workloads.trainer_torch.data import DataError, DatasetManifest, ShardInfo, read_manifest
 
 REQUIRED = ["--data", "s3://b/data", "--checkpoints", "s3://b/ckpt"]
 
@@ -39,11 +40,12 @@ def test_smoke_run_with_only_max_steps_trains(bucket: Bucket, dataset: str, tmp_
     assert bucket.committed_steps("smoke/ckpt/") == [5]
 
 
-def test_the_memory_check_runs_on_cpu_only_when_asked() -> None:
-    tiny = [*REQUIRED, "--model", "tiny"]
-    assert parse_config(tiny, environ={}).memory_problem("cpu", None, "fp32") is None
+def test_the_memory_check_runs_on_cpu_only_when_asked_and_sizes_the_model() -> None:
+    tiny, small = [*REQUIRED, "--model", "tiny"], [*REQUIRED, "--model", "small"]
+    assert parse_config(small, environ={}).memory_problem("cpu", None, "fp32") is None
+    # 1 GiB lies between tiny's CPU estimate (~0.03 GiB, no CUDA context) and small's (~6.8 GiB).
     assert parse_config([*tiny, "--device-memory-gb", "1"], environ={}).memory_problem("cpu", None, "fp32") is None
-    assert parse_config([*tiny, "--device-memory-gb", "0.25"], environ={}).memory_problem("cpu", None, "fp32")
+    assert parse_config([*small, "--device-memory-gb", "1"], environ={}).memory_problem("cpu", None, "fp32")
 
 
 def test_a_run_that_cannot_fit_fails_at_once_with_the_estimate(tmp_path: Path,
@@ -52,8 +54,20 @@ def test_a_run_that_cannot_fit_fails_at_once_with_the_estimate(tmp_path: Path,
                  "--local-dir", str(tmp_path)])
     assert code == 2
     err = capsys.readouterr().err
-    assert ("error: --model: does not fit in memory: '7b' needs an estimated 203.60 GiB per rank (params 24.04, "
-            "grads 24.04, optimizer 48.09, activations 64.43, buffers 24.04, overhead 18.96) with ddp over 1 rank(s), "
+    assert ("error: --model: does not fit in memory: '7b' needs an estimated 203.10 GiB per rank (params 24.04, "
+            "grads 24.04, optimizer 48.09, activations 64.43, buffers 24.04, overhead 18.46) with ddp over 1 rank(s), "
             "micro-batch 4 x 2048 tokens, fp32") in err
     assert "cpu has 80.00 GiB. To fit: shard the model states with --parallel fsdp" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_data_of_another_tokenizer_or_with_more_ids_than_the_preset_embeds_is_refused() -> None:
+    uri = S3Uri("b", "data/manifest.json")
+    shards = {"train": [ShardInfo("train-0.bin", 10, "0" * 64)]}
+    custom = ByteTokenizer(bos_id=300, eos_id=301, pad_id=302)
+    assert DatasetManifest(uri, shards, custom.to_dict()).byte_tokenizer("tiny") == custom
+    too_big = ByteTokenizer(bos_id=400, eos_id=401, pad_id=402).to_dict()
+    with pytest.raises(DataError, match=r"byte tokenizer with 403 ids .* more than --model tiny embeds \(320\)"):
+        DatasetManifest(uri, shards, too_big).byte_tokenizer("tiny")
+    with pytest.raises(DataError, match=r"was not made by the byte tokenizer .* prepare without --tokenizer"):
+        DatasetManifest(uri, shards, {"type": "huggingface"}).byte_tokenizer("tiny")
