@@ -82,10 +82,11 @@ def load_encoder(path: Path | None) -> tuple[Encoder, dict[str, Any]]:
     except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
         raise PrepareError(f"--tokenizer: cannot load a Hugging Face tokenizer.json from {path} ({exc})") from exc
     try:
-        byte = as_byte_tokenizer(hf.tokenizer, hf.path)
-    except ValueError:
-        pass
-    else:
+        ours: ByteTokenizer | None = as_byte_tokenizer(hf.tokenizer, hf.path)
+    except ValueError:  # not our byte tokenizer: encode with it as a Hugging Face tokenizer below
+        ours = None
+    if ours is not None:
+        byte = ours
         return (lambda raw: encode(raw, byte)), byte.to_dict()
     dtype = np.dtype(DTYPE)
     limit = np.iinfo(dtype).max + 1
