@@ -148,7 +148,7 @@ def run(steps: int, workdir: Path, story: Story) -> DemoResult:
                             "--out", "s3://datasets/demo", "--val-fraction", "0.05"], env=env, check=True,
                            stdout=subprocess.DEVNULL)
 
-        with story.chapter(f"Train the tiny LM with torchrun --nproc_per_node 2 (DDP/gloo), {steps} steps"):
+        with story.chapter(f"Train the tiny LM with torchrun --nproc_per_node 2 (FSDP2/gloo), {steps} steps"):
             log = workdir / "train.log"
             with log.open("wb") as handle:
                 trained = subprocess.run([
