@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.servers import S3Server
-from tests.workloads.trainer_torch.support import Bucket, make_corpus
-from workloads.common.uri import S3Uri
-from workloads.trainer_torch.prepare import prepare
+from tests.workloads.trainer_torch.support import Bucket, prepared_dataset
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +17,4 @@ def bench_bucket(s3: S3Server) -> Bucket:
 @pytest.fixture(scope="module")
 def bench_dataset(bench_bucket: Bucket, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The stdlib corpus as one dataset."""
-    corpus = make_corpus(tmp_path_factory.mktemp("bench-corpus"))
-    prepare(corpus, S3Uri.parse(bench_bucket.uri("data")), shard_tokens=1 << 20, val_fraction=0.0)
-    return bench_bucket.uri("data/manifest.json")
+    return prepared_dataset(bench_bucket, tmp_path_factory.mktemp("bench-corpus"), shard_tokens=1 << 20, val_fraction=0.0)

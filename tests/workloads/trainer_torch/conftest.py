@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.servers import S3Server
-from tests.workloads.trainer_torch.support import Bucket, make_corpus
-from workloads.common.uri import S3Uri
-from workloads.trainer_torch.prepare import prepare
+from tests.workloads.trainer_torch.support import Bucket, prepared_dataset
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +19,7 @@ def bucket(s3: S3Server) -> Bucket:
 @pytest.fixture(scope="module")
 def dataset(bucket: Bucket, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The stdlib corpus prepared into 4 train shards and a val split; returns the manifest URI."""
-    corpus = make_corpus(tmp_path_factory.mktemp("corpus"))
-    prepare(corpus, S3Uri.parse(bucket.uri("data")), shard_tokens=100_000, val_fraction=0.05)
-    return bucket.uri("data/manifest.json")
+    return prepared_dataset(bucket, tmp_path_factory.mktemp("corpus"), shard_tokens=100_000, val_fraction=0.05)
 
 
 @pytest.fixture()

@@ -19,7 +19,9 @@ import torch
 from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
 from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
 
+from workloads.common.uri import S3Uri
 from workloads.trainer_torch.checkpoint import storage_options
+from workloads.trainer_torch.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[3]
 STDLIB = Path(os.__file__).parent
@@ -37,6 +39,12 @@ def make_corpus(folder: Path) -> Path:
     for name in CORPUS_FILES:
         shutil.copy(STDLIB / name, folder / name)
     return folder
+
+
+def prepared_dataset(bucket: Bucket, folder: Path, *, shard_tokens: int, val_fraction: float) -> str:
+    """The corpus copied into `folder`, prepared into `bucket` under data/; returns the manifest URI."""
+    prepare(make_corpus(folder), S3Uri.parse(bucket.uri("data")), shard_tokens=shard_tokens, val_fraction=val_fraction)
+    return bucket.uri("data/manifest.json")
 
 
 def subprocess_env(server_env: dict[str, str], **extra: str) -> dict[str, str]:
