@@ -28,6 +28,7 @@ from workloads.trainer_torch.data import (
 )
 from workloads.trainer_torch.distributed import DistContext
 from workloads.trainer_torch.exporting import evaluate, upload_export
+from workloads.trainer_torch.host_memory import retain_freed_memory
 from workloads.trainer_torch.lifecycle import EXIT_PREEMPTED, FaultInjector, StopSignal
 from workloads.trainer_torch.parallel import ParallelModel
 from workloads.trainer_torch.schedule import WarmupCosine, build_scheduler
@@ -62,6 +63,8 @@ class Trainer:
         cuda = ctx.device.type == "cuda"
         # bf16 autocast on GPUs (no loss scaling needed, unlike fp16); full fp32 on CPU.
         self.autocast: Any = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+        # On CPU the step's tensors live in malloc's memory; on GPUs the caching allocator already keeps them.
+        self.host_memory_retained = not cuda and retain_freed_memory()
 
     def run(self) -> int:
         """Train to `--max-steps` (or until SIGTERM), then evaluate and export."""
@@ -146,8 +149,8 @@ class Trainer:
         vectors = [p for p in self.model.parameters() if p.dim() < 2]
         # Decay only matrices: decaying biases and LayerNorm gains hurts and buys no regularisation.
         groups = [{"params": matrices, "weight_decay": self.cfg.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(0.9, 0.95), eps=1e-8,
-                                           fused=self.ctx.device.type == "cuda")
+        # Fused: one kernel over every parameter on CPU too (torch >= 2.4), not AdamW's per-tensor Python loop.
+        self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
         self.scheduler = build_scheduler(self.optimizer, self.schedule)
 
     def _resume(self) -> Progress:
@@ -255,7 +258,7 @@ class Trainer:
                   start_step=progress.step, windows=len(self.train_windows), peak_flops=peak,
                   peak_source=peak_source, compile=self.cfg.compile, parallel=self.cfg.parallel,
                   activation_checkpointing=self.cfg.activation_checkpointing,
-                  async_checkpoint=self.cfg.async_checkpoint)
+                  async_checkpoint=self.cfg.async_checkpoint, host_memory_retained=self.host_memory_retained)
 
     def _log_step(self, progress: Progress, loss: float, lr: float, grad_norm: float, tokens_per_s: float,
                   ratio: float, step_s: float) -> None:
