@@ -3,9 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 TF_VENV := .venv-tf
+VLLM_VENV := .venv-vllm
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-workloads setup-tf preview test test-infra test-workloads test-tf lint bench demo clean
+.PHONY: setup setup-workloads setup-tf setup-vllm preview test test-infra test-workloads test-tf lint bench demo clean
 
 # Infra + tooling only: enough for `make preview` (no torch download).
 setup: $(VENV)/.infra
@@ -32,6 +33,15 @@ $(TF_VENV)/.installed: images/trainer-tf/requirements.txt images/serve-tf/requir
 		-r tests/workloads/trainer_tf/requirements-test.txt
 	touch $@
 
+# vLLM's CPU build pins its own torch, transformers and fastapi, so it gets its own venv (the tests' upstream).
+VLLM_PINS := tests/support/vllm-requirements.txt
+setup-vllm: $(VLLM_VENV)/.installed
+$(VLLM_VENV)/.installed: $(VLLM_PINS)
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q --no-deps -r $(VLLM_PINS)
+	touch $@
+
 preview: setup
 	$(BIN)/modelplane preview
 
@@ -40,7 +50,7 @@ test: test-infra test-workloads test-tf
 test-infra: setup
 	$(BIN)/python -m pytest -q tests/infra tests/stacks tests/policies $(PYTEST_ARGS)
 
-test-workloads: setup-workloads
+test-workloads: setup-workloads setup-vllm
 	$(BIN)/python -m pytest -q tests --ignore=tests/infra --ignore=tests/stacks --ignore=tests/policies --ignore=tests/bench \
 		--ignore=tests/workloads/trainer_tf $(PYTEST_ARGS)
 
@@ -52,13 +62,14 @@ lint: setup-workloads
 	$(BIN)/mypy
 	$(BIN)/hadolint images/*/Dockerfile
 
-bench: setup-workloads setup-tf
+bench: setup-workloads setup-tf setup-vllm
 	$(BIN)/python -m pytest -q -s tests/bench --ignore=tests/bench/test_bench_trainer_tf.py
 	$(TF_VENV)/bin/python -m pytest -q -s tests/bench/test_bench_trainer_tf.py
 
-# The data path on one machine: S3 (moto) + Redis → torchrun training → serving → cache → metrics → alert rules.
-demo: setup-workloads
+# The data path on one machine: S3 (moto) + Redis → torchrun training → serving → cache → metrics → vLLM behind the
+# gateway → alert rules.
+demo: setup-workloads setup-vllm
 	$(BIN)/python -m workloads.demo
 
 clean:
-	rm -rf $(VENV) $(TF_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TF_VENV) $(VLLM_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -156,11 +156,14 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
     principals = [GATEWAY_PRINCIPAL]
     if config.observability.enabled:
         principals.append(PROMETHEUS_PRINCIPAL)
+    serve = f"{registry}/serve:{tag}"
     for svc in config.inference.services:
-        image = svc.image or (versions.TF_SERVING_IMAGE if svc.runtime == "tf-serving" else f"{registry}/serve:{tag}")
+        runtimes = {"tf-serving": versions.TF_SERVING_IMAGE,
+                    "vllm": versions.VLLM_IMAGE if svc.gpus else versions.VLLM_CPU_IMAGE}
+        image = svc.image or runtimes.get(svc.runtime, serve)
         InferenceService(
-            svc.name, svc, image=image, namespace=server_ns, service_account=server_sa,
-            model_uri=_s3(wiring.buckets, "models", f"{svc.model}/"), allowed_principals=principals,
+            svc.name, svc, image=image, namespace=server_ns, service_account=server_sa, gateway_image=serve,
+            model_uri=_s3(wiring.buckets, "models", svc.model_prefix()), allowed_principals=principals,
             env=wiring.env, secret_env_from=wiring.secret_env_from, redis_url=wiring.redis_url,
             # The HPA's queue-depth metric comes from prometheus-adapter, part of the observability stack.
             mesh=bool(config.mesh.enabled), queue_depth_autoscaling=bool(config.observability.enabled), opts=on_cluster,

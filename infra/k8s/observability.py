@@ -10,7 +10,8 @@
 - Dashboards: each infra/k8s/dashboards/*.json becomes a ConfigMap labelled for Grafana's dashboard
   sidecar (`grafana_dashboard: "1"`, the chart's default sidecar label).
 - prometheus-adapter serves `modelplane_inference_queue_depth` and
-  `modelplane_inference_in_flight_requests` per pod on custom.metrics.k8s.io for the inference HPA.
+  `modelplane_inference_in_flight_requests` per pod on custom.metrics.k8s.io for the inference HPA, and
+  vLLM's `vllm:num_requests_waiting` as `vllm_num_requests_waiting` for the vLLM runtime's HPA.
 
 Scraping meshed pods under STRICT mTLS: an Istio sidecar rejects plaintext, and the serving port
 carries both the API and /metrics, so making it PERMISSIVE would also open the API. Prometheus
@@ -65,6 +66,10 @@ STORAGE_CLASS_PROVISIONER: Final = "ebs.csi.aws.com"
 """The EBS CSI driver (EKS add-on aws-ebs-csi-driver) provisions the gp3 class."""
 HPA_METRICS: Final = (metrics.INFERENCE_QUEUE_DEPTH, metrics.INFERENCE_IN_FLIGHT)
 """Gauges prometheus-adapter serves per pod on custom.metrics.k8s.io, under their own names."""
+VLLM_WAITING_HPA_METRIC: Final = metrics.VLLM_REQUESTS_WAITING.replace(":", "_")
+"""The name prometheus-adapter serves vLLM's waiting-requests gauge under: renamed with the rule's `name.as`
+(kubernetes-sigs/prometheus-adapter docs/config.md, "Naming") so the custom metric's name, a path segment of
+custom.metrics.k8s.io, keeps to the [a-z0-9_] of our own metric names."""
 ISTIO_CERTS_DIR: Final = "/etc/prom-certs"
 """Where the Prometheus container reads the workload certificate its Istio sidecar writes."""
 _ISTIO_OUTPUT_DIR: Final = "/etc/istio-output-certs"
@@ -153,18 +158,11 @@ class Observability(pulumi.ComponentResource):
         )
 
     def _workload_monitors(self, name: str, mesh_scraping: bool, opts: pulumi.ResourceOptions) -> None:
-        serving_endpoint: dict[str, Any] = {
-            "port": "http", "path": "/metrics", "interval": "15s",
+        serving_endpoint = scrape_endpoint(mesh_scraping) | {
             # A Service annotated prometheus.io/path (TF Serving) is scraped at that path instead.
             "relabelings": [{"sourceLabels": ["__meta_kubernetes_service_annotation_prometheus_io_path"],
                              "regex": "(.+)", "targetLabel": "__metrics_path__", "action": "replace"}],
         }
-        if mesh_scraping:
-            # "Prometheus does not support Istio security naming, thus skip verifying target pod
-            # certificate" (istio.io, Prometheus integration, TLS settings); the client certificate is what matters.
-            serving_endpoint |= {"scheme": "https", "tlsConfig": {
-                "caFile": f"{ISTIO_CERTS_DIR}/root-cert.pem", "certFile": f"{ISTIO_CERTS_DIR}/cert-chain.pem",
-                "keyFile": f"{ISTIO_CERTS_DIR}/key.pem", "insecureSkipVerify": True}}
         k8s.apiextensions.CustomResource(
             f"{name}-serving-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
             metadata={"name": "modelplane-serving", "namespace": NAMESPACE, "labels": dict(_LABELS)},
@@ -189,6 +187,19 @@ class Observability(pulumi.ComponentResource):
             },
             opts=opts,
         )
+
+
+def scrape_endpoint(mesh_scraping: bool) -> dict[str, Any]:
+    """A ServiceMonitor endpoint scraping the `http` port's /metrics, over Istio mTLS with Prometheus's workload
+    certificate when `mesh_scraping`."""
+    endpoint: dict[str, Any] = {"port": "http", "path": "/metrics", "interval": "15s"}
+    if mesh_scraping:
+        # "Prometheus does not support Istio security naming, thus skip verifying target pod
+        # certificate" (istio.io, Prometheus integration, TLS settings); the client certificate is what matters.
+        endpoint |= {"scheme": "https", "tlsConfig": {
+            "caFile": f"{ISTIO_CERTS_DIR}/root-cert.pem", "certFile": f"{ISTIO_CERTS_DIR}/cert-chain.pem",
+            "keyFile": f"{ISTIO_CERTS_DIR}/key.pem", "insecureSkipVerify": True}}
+    return endpoint
 
 
 def load_rule_files(directory: Path = RULES_DIR) -> dict[str, list[dict[str, Any]]]:
@@ -268,12 +279,13 @@ def _istio_certificate_sidecar() -> dict[str, Any]:
 def _adapter_values() -> dict[str, Any]:
     # One custom-metrics rule per gauge, exposed per pod (and namespace) under its own name:
     # HPA `type: Pods` metrics read them through custom.metrics.k8s.io/v1beta1.
+    served = {**{metric: metric for metric in HPA_METRICS}, metrics.VLLM_REQUESTS_WAITING: VLLM_WAITING_HPA_METRIC}
     rules = [{
         "seriesQuery": f'{metric}{{namespace!="",pod!=""}}',
         "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
-        "name": {"matches": f"^{metric}$", "as": metric},
+        "name": {"matches": f"^{metric}$", "as": name},
         "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-    } for metric in HPA_METRICS]
+    } for metric, name in served.items()]
     return {
         "prometheus": {"url": PROMETHEUS_SERVICE, "port": PROMETHEUS_PORT},
         # The default rules republish every cAdvisor series; only the HPA's metrics are needed.

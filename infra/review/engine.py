@@ -214,9 +214,19 @@ def render_config(config: PlatformConfig, raw: Mapping[str, Any] | None = None) 
     return render_program(config.stack, lambda: program.build(config), region=config.region or "us-east-1", raw=raw)
 
 
+def _ensure_event_loop() -> None:
+    # Pulumi's sync helpers call asyncio.get_event_loop(); after an asyncio.run() in the same process (a test, a
+    # server) no loop is current and that raises, so a render must not depend on what ran before it.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def render_program(stack: str, program: Callable[[], None], *, region: str = "us-east-1",
                    raw: Mapping[str, Any] | None = None) -> Graph:
     """Run any Pulumi program (a whole platform, or one component in a test) and record its graph."""
+    _ensure_event_loop()
     mocks = _RenderMocks(region=region)
     monitor = _RecordingMonitor(mocks)
     _reset_runtime()

@@ -1,4 +1,5 @@
-"""The local data path end to end: data → 2-process training → S3 → serving → cache → metrics → alert rules."""
+"""The local data path end to end: data → 2-process training → S3 → serving → cache → metrics → vLLM behind the
+gateway → alert rules."""
 
 import shutil
 from pathlib import Path
@@ -6,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from workloads.common import metrics
+from workloads.common.uri import S3Uri
+from workloads.demo import llm
 from workloads.demo.datapath import DemoResult, Story, run
+from workloads.demo.devservers import VLLM_PYTHON
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +36,25 @@ def test_metrics_are_present_and_counting(story: DemoResult) -> None:
     assert story.metrics[metrics.INFERENCE_REQUESTS_TOTAL] >= 2
     assert story.metrics[metrics.INFERENCE_CACHE_HITS_TOTAL] == 1
     assert story.metrics[metrics.INFERENCE_GENERATED_TOKENS_TOTAL] > 0
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="no .venv-vllm: run `make setup-vllm`")
+def test_vllm_answers_the_chat_through_the_gateway_and_the_repeat_is_a_cache_hit(story: DemoResult) -> None:
+    assert story.llm is not None
+    first, repeat = story.llm.turns
+    assert (first.cache, repeat.cache) == ("miss", "hit")
+    assert first.text and repeat.text == first.text
+    assert story.llm.gateway_metrics[metrics.GATEWAY_CACHE_HITS_TOTAL] == 1
+    assert story.llm.gateway_metrics[metrics.GATEWAY_CACHE_MISSES_TOTAL] == 1
+    assert story.llm.gateway_metrics[metrics.GATEWAY_UPSTREAM_ERRORS_TOTAL] == 0
+
+
+def test_without_the_vllm_venv_only_that_step_is_skipped_saying_how_to_add_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(llm, "VLLM_PYTHON", tmp_path / "no-venv" / "python")
+    said: list[str] = []
+    assert llm.serve_with_vllm(said.append, tmp_path, S3Uri.parse("s3://models/demo"), redis_port=1) is None
+    assert len(said) == 1 and "make setup-vllm" in said[0], said
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus package is not installed")

@@ -6,6 +6,8 @@ import copy
 import json
 from typing import Any
 
+import kubernetes_validate
+
 from infra.config.parse import PlatformConfig, parse_config
 from infra.review.engine import load_stack_config, render_config
 from infra.review.graph import Graph, Resource
@@ -98,3 +100,12 @@ def policy_statements(graph: Graph) -> list[tuple[str, dict[str, Any]]]:
                 for statement in json.loads(doc).get("Statement", []):
                     out.append((resource.urn, statement))
     return out
+
+
+def assert_kind_validates(graph: Graph, kind: str, version: str = "1.35") -> None:
+    """Every rendered object of `kind` validates strictly against the Kubernetes `version` schema; at least one exists."""
+
+    found = [r.inputs for r in graph.kubernetes_objects() if r.inputs.get("kind") == kind]
+    assert found, f"no {kind} rendered"
+    for obj in found:
+        kubernetes_validate.validate(obj, version, strict=True)

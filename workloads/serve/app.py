@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 
 from fastapi import FastAPI, Response
 
@@ -24,6 +24,7 @@ from workloads.serve.errors import install_error_handlers
 from workloads.serve.loader import Loader, load_backend, load_with_retries
 from workloads.serve.metrics import ServeMetrics
 from workloads.serve.middleware import ServeMiddleware
+from workloads.serve.schemas import InferRequest, InferResponse
 from workloads.serve.settings import ServeSettings
 from workloads.serve.state import ServeState
 
@@ -109,7 +110,7 @@ def create_app(settings: ServeSettings, *, loader: Loader = load_backend) -> Fas
             log_event("stopped")
 
     app = FastAPI(title="modelplane-serve", version="1", lifespan=lifespan,
-                  description="OpenAI-compatible completions and KServe v2 inference.")
+                  description="OpenAI-compatible completions and chat completions, and KServe v2 inference.")
     app.state.serve = state
     install_error_handlers(app)
     app.include_router(routes_openai.router)
@@ -121,4 +122,23 @@ def create_app(settings: ServeSettings, *, loader: Loader = load_backend) -> Fas
         return Response(body, media_type=content_type)
 
     app.add_middleware(ServeMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    _document_raw_bodies(app)
     return app
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Add the schemas of the bodies routes parse themselves (v2 infer) to the published spec's components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for model in (InferRequest, InferResponse):
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

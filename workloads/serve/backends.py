@@ -99,10 +99,22 @@ class Backend(Protocol):
 
 @runtime_checkable
 class TextBackend(Backend, Protocol):
-    """A backend that also serves `/v1/completions`: it tokenizes prompts and bounds their length."""
+    """A backend that also serves `/v1/completions` and `/v1/chat/completions`: it tokenizes and bounds prompts."""
 
     def encode(self, prompt: str) -> tuple[int, ...]:
         """Prompt token ids, as the model was trained to see them."""
+
+    vocab_size: int
+    """Token ids are 0..vocab_size-1 (bounds `logit_bias` keys)."""
+
+    def encode_chat(self, messages: list[dict[str, Any]]) -> tuple[int, ...]:
+        """Prompt token ids for chat messages (`{role, content}` dicts); `InvalidInputError` when it cannot."""
+
+    def token_text(self, token_id: int) -> str:
+        """How logprobs name a token."""
+
+    def token_bytes(self, token_id: int) -> list[int]:
+        """The UTF-8 bytes a token adds to the text."""
 
     def check_fits(self, prompt_ids: Sequence[int], max_tokens: int) -> None:
         """Raise `InvalidInputError` when the prompt plus `max_tokens` do not fit the model."""

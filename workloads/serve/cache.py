@@ -16,15 +16,15 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from workloads.common.logs import log_event
-from workloads.serve.metrics import ServeMetrics
 
 KEY_PREFIX: Final = "modelplane:serve:v1:"
 
@@ -36,10 +36,18 @@ def cache_key(model: str, version: str, route: str, request: dict[str, Any]) -> 
     return KEY_PREFIX + digest
 
 
+class CacheMetrics(Protocol):
+    """The three counters a cache moves: the server and the gateway each export them under their own names."""
+
+    cache_hits: Counter
+    cache_misses: Counter
+    cache_errors: Counter
+
+
 class ResponseCache:
     """Get/set response bodies in Redis with short timeouts, a size bound and a circuit breaker."""
 
-    def __init__(self, url: str, metrics: ServeMetrics, *, ttl_s: int, max_bytes: int, timeout_s: float,
+    def __init__(self, url: str, metrics: CacheMetrics, *, ttl_s: int, max_bytes: int, timeout_s: float,
                  backoff_s: float) -> None:
         # No client-side retries: a failed call is counted and skipped, never retried on the request path.
         self._redis: Redis = Redis.from_url(

@@ -25,6 +25,26 @@ class GenerationRequest:
     """Seed of this request's private generator; None draws a fresh one."""
     stop: tuple[str, ...] = ()
     """Generation ends before the first occurrence of any of these strings."""
+    logprobs: int | None = None
+    """Report each sampled token's log-probability and its `logprobs` most likely alternatives; None reports none."""
+    presence_penalty: float = 0.0
+    """Subtracted from the logit of every token generated at least once (OpenAI's presence penalty)."""
+    frequency_penalty: float = 0.0
+    """Subtracted from a token's logit once per time it was generated (OpenAI's frequency penalty)."""
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    """(token id, bias) pairs added to the logits before sampling."""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One sampled token with its log-probability and the most likely alternatives at its step."""
+
+    token_id: int
+    """The sampled token."""
+    logprob: float
+    """Its log-probability under the model (before temperature, penalties and logit_bias)."""
+    top: tuple[tuple[int, float], ...]
+    """(token id, log-probability) of the step's most likely tokens, most likely first."""
 
 
 @dataclass(frozen=True)
@@ -41,3 +61,12 @@ class GenerationResult:
     """Tokens sampled, EOS and stop-string tokens included."""
     first_token_at: float | None
     """`time.monotonic()` when the first token was sampled."""
+    logprob_sum: float = 0.0
+    """Sum of the sampled tokens' log-probabilities (ranks `best_of` candidates)."""
+    tokens: tuple[TokenLogprob, ...] = ()
+    """Per generated token (EOS excluded), when the request asked for logprobs."""
+
+    @property
+    def mean_logprob(self) -> float:
+        """Log-probability per sampled token (0 for an empty generation)."""
+        return self.logprob_sum / self.completion_tokens if self.completion_tokens else 0.0

@@ -1,8 +1,9 @@
 """Error responses: one exception type for expected failures, JSON bodies in each protocol's shape.
 
 Under `/v1` errors look like OpenAI's (`{"error": {"message", "type", "param", "code"}}`);
-everywhere else like KServe v2's (`{"error": "message"}`). Validation errors name the field
-(`n: only n=1 is supported`).
+everywhere else like KServe v2's (`{"error": "message"}`). Validation errors are 400, as both OpenAI
+and KServe v2 answer them (so the `openai` client raises `BadRequestError`), and name the field
+(`temperature: Input should be less than or equal to 2`).
 """
 
 from __future__ import annotations
@@ -81,14 +82,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         message, field = validation_message(cast(RequestValidationError, exc))
-        return error_response(request, ApiError(422, message, param=field))
+        return error_response(request, ApiError(400, message, param=field))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         http = cast(StarletteHTTPException, exc)
         cause = http.__cause__
         if http.status_code == 400 and isinstance(cause, ValueError | RecursionError):
             # FastAPI answers 400 when the body is not even text (bad UTF-8) or nests too deep; that is bad JSON.
-            return error_response(request, ApiError(422, f"body: invalid JSON ({cause.__class__.__name__})",
+            return error_response(request, ApiError(400, f"body: invalid JSON ({cause.__class__.__name__})",
                                                     param="body"))
         message = http.detail if isinstance(http.detail, str) else json.dumps(http.detail)
         return error_response(request, ApiError(http.status_code, message, headers=http.headers))

@@ -13,13 +13,16 @@ from __future__ import annotations
 import codecs
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from workloads.lm.model import GPT, KVCache, attention_mask
 from workloads.lm.tokenizer import BYTE_VOCAB
-from workloads.serve.completion import GenerationRequest, GenerationResult
+from workloads.serve.completion import GenerationRequest, GenerationResult, TokenLogprob
+
+MIN_LOGPROB = -9999.0
+"""Floor of reported log-probabilities, so JSON never needs -Infinity."""
 
 
 class TextTracker:
@@ -78,16 +81,48 @@ class _Row:
     request: GenerationRequest
     generator: torch.Generator
     tracker: TextTracker
+    bias: torch.Tensor | None = None
+    counts: torch.Tensor | None = None
     generated: int = 0
     first_token_at: float | None = None
     finish_reason: str | None = None
+    logprob_sum: float = 0.0
+    tokens: list[TokenLogprob] = field(default_factory=list)
+
+    def adjust(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` with this row's logit_bias and presence/frequency penalties applied."""
+        if self.bias is not None:
+            logits = logits + self.bias
+        if self.counts is not None:
+            request = self.request
+            logits = logits - request.frequency_penalty * self.counts - request.presence_penalty * (self.counts > 0)
+        return logits
 
     def result(self) -> GenerationResult:
+        # Tokens cut off with a stop string are not part of the text, so their logprobs are not reported.
+        kept, size = [], len(self.tracker.text.encode("utf-8"))
+        for token in self.tokens:
+            size -= 1
+            if size < 0 or token.token_id >= BYTE_VOCAB:
+                break
+            kept.append(token)
         return GenerationResult(
             text=self.tracker.text, finish_reason=self.finish_reason or "length",
             prompt_tokens=len(self.request.prompt_ids),
             completion_tokens=self.generated, first_token_at=self.first_token_at,
+            logprob_sum=self.logprob_sum, tokens=tuple(kept),
         )
+
+
+def _new_row(index: int, request: GenerationRequest, vocab_size: int, device: torch.device) -> _Row:
+    row = _Row(index, request, _new_generator(request.seed, device), TextTracker(request.stop))
+    if request.logit_bias:
+        row.bias = torch.zeros(vocab_size, dtype=torch.float64, device=device)
+        for token, value in request.logit_bias:
+            row.bias[token] = value
+    if request.presence_penalty or request.frequency_penalty:
+        row.counts = torch.zeros(vocab_size, dtype=torch.float64, device=device)
+    return row
 
 
 OnText = Callable[[int, str], None]
@@ -121,11 +156,34 @@ def _sample(logits: torch.Tensor, request: GenerationRequest, generator: torch.G
 
 def _choose(logits: torch.Tensor, rows: Sequence[_Row], allowed: torch.Tensor) -> list[int]:
     logits = logits.masked_fill(~allowed, float("-inf"))
+    # Reported logprobs are the model's own distribution over the tokens it may generate, as vLLM reports them.
+    logprobs = torch.log_softmax(logits.double(), dim=-1)
     tokens: list[int] = logits.argmax(dim=-1).tolist()
     for j, row in enumerate(rows):
+        adjusted = row.bias is not None or row.counts is not None
+        row_logits = row.adjust(logits[j].double()) if adjusted else logits[j]
         if row.request.temperature > 0:
-            tokens[j] = _sample(logits[j], row.request, row.generator)
+            tokens[j] = _sample(row_logits, row.request, row.generator)
+        elif adjusted:
+            tokens[j] = int(row_logits.argmax())
+    # One gather and one device-to-host copy for the whole batch, not one per row.
+    picked = logprobs[torch.arange(len(rows), device=logits.device), torch.tensor(tokens, device=logits.device)]
+    for j, (row, value) in enumerate(zip(rows, picked.tolist(), strict=True)):
+        _record(row, tokens[j], value, logprobs[j])
     return tokens
+
+
+def _record(row: _Row, token: int, logprob: float, logprobs: torch.Tensor) -> None:
+    value = max(logprob, MIN_LOGPROB)
+    row.logprob_sum += value
+    if row.counts is not None:
+        row.counts[token] += 1
+    k = row.request.logprobs
+    if k is not None:
+        top = logprobs.topk(k) if k else None
+        pairs = () if top is None else tuple(
+            (int(i), max(float(v), MIN_LOGPROB)) for v, i in zip(top.values, top.indices, strict=True))
+        row.tokens.append(TokenLogprob(token, value, pairs))
 
 
 def _advance(row: _Row, token: int, eos_id: int, cancelled: bool) -> bool:
@@ -195,9 +253,7 @@ def generate(
     logits = logits[:, -1]
 
     allowed = allowed_tokens(model.config.vocab_size, eos_id, device)
-    rows = [
-        _Row(i, r, _new_generator(r.seed, device), TextTracker(r.stop)) for i, r in enumerate(requests)
-    ]
+    rows = [_new_row(i, r, model.config.vocab_size, device) for i, r in enumerate(requests)]
     results: list[GenerationResult | None] = [None] * len(requests)
     next_positions = lengths.clone()
     while rows:

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from workloads.lm.hf_tokenizer import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN
 from workloads.lm.model import GPT
-from workloads.lm.tokenizer import ByteTokenizer
+from workloads.lm.tokenizer import BYTE_VOCAB, ByteTokenizer
 from workloads.serve.backends import BatchSink, InvalidInputError, ModelInfo, TensorSpec
+from workloads.serve.chat import ChatTemplate
 from workloads.serve.generation import GenerationRequest, GenerationResult, generate
 
 TEXT_INPUT = "text_input"
@@ -47,9 +49,11 @@ class LmBackend:
     """A GPT export that generates text in batches."""
 
     def __init__(self, model: GPT, tokenizer: ByteTokenizer, *, name: str, version: str,
-                 max_tokens_cap: int) -> None:
+                 max_tokens_cap: int, chat: ChatTemplate | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.chat = chat
+        self.vocab_size = model.config.vocab_size
         self.max_tokens_cap = max_tokens_cap
         self.context_length = model.config.max_seq_len
         self.info = ModelInfo(
@@ -60,6 +64,24 @@ class LmBackend:
     def encode(self, prompt: str) -> tuple[int, ...]:
         """Prompt token ids: BOS, then the UTF-8 bytes."""
         return tuple(self.tokenizer.encode(prompt, bos=True))
+
+    def encode_chat(self, messages: list[dict[str, Any]]) -> tuple[int, ...]:
+        """Prompt token ids for chat `messages`, through the export's chat template."""
+        if self.chat is None:
+            raise InvalidInputError("this model's export has no chat template (tokenizer_config.json "
+                                    "'chat_template'); use /v1/completions", param="messages")
+        return self.chat.encode(messages)
+
+    def token_text(self, token_id: int) -> str:
+        """A token as logprobs show it: the character of an ASCII byte, `bytes:\\xNN` for others, or its name."""
+        if token_id < BYTE_VOCAB:
+            return chr(token_id) if token_id < 0x80 else f"bytes:\\x{token_id:02x}"
+        names = {self.tokenizer.bos_id: BOS_TOKEN, self.tokenizer.eos_id: EOS_TOKEN, self.tokenizer.pad_id: PAD_TOKEN}
+        return names.get(token_id, f"<|{token_id}|>")
+
+    def token_bytes(self, token_id: int) -> list[int]:
+        """The UTF-8 bytes a token adds to the text (none for special tokens)."""
+        return [token_id] if token_id < BYTE_VOCAB else []
 
     def check_fits(self, prompt_ids: Sequence[int], max_tokens: int) -> None:
         """Raise `InvalidInputError` when prompt plus `max_tokens` exceed the cap or the context window."""

@@ -95,11 +95,12 @@ def _is_lm_export(folder: Path) -> bool:
 def _lm_backend(folder: Path, settings: ServeSettings, version: str) -> Backend:
     # Imported only when an LM is served, so the TF-enabled image needs no torch.
     from workloads.lm.export import load_export
+    from workloads.serve.chat import ChatTemplate
     from workloads.serve.lm_backend import LmBackend, pick_device
 
     model, tokenizer, _ = load_export(folder, device=pick_device(settings.device))
     return LmBackend(model, tokenizer, name=settings.served_name, version=version,
-                     max_tokens_cap=settings.max_tokens_cap)
+                     max_tokens_cap=settings.max_tokens_cap, chat=ChatTemplate.from_export(folder))
 
 
 def _tf_backend(folder: Path, name: str, version: str) -> Backend:

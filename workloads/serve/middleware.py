@@ -1,13 +1,18 @@
-"""The outermost ASGI layer: request metrics, the body-size limit and a JSON 500 for bugs.
+"""The outermost ASGI layer: request metrics, the body-size limit, body text checks, and JSON for 500 and 503.
 
 It is plain ASGI rather than Starlette's `BaseHTTPMiddleware`, which buffers streaming
 responses and interferes with cancellation. The body is read here (up to the limit) and
 replayed to the app, so an oversized body is a 413 before any parsing, even when the client
-sends no Content-Length.
+sends no Content-Length. Every body's JSON (the part before any binary tensor data) is checked
+here too (`bodies.parse_json`), so undecodable bytes or a lone surrogate are a 400 on every route.
+
+When a drain runs out of time (`--drain-timeout-s`), uvicorn cancels the requests still running;
+one cancelled before its response started gets a JSON 503 here instead of uvicorn's plain-text 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import traceback
@@ -16,6 +21,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from workloads.common.logs import log_event
+from workloads.serve.backends import InvalidInputError
+from workloads.serve.bodies import HEADER_LENGTH, parse_json, split_body
 from workloads.serve.errors import error_content
 from workloads.serve.metrics import ServeMetrics
 
@@ -90,6 +97,13 @@ class ServeMiddleware:
             self.metrics.in_flight.inc()
         try:
             await self._dispatch(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # Uvicorn cancels what is still running when the drain times out; answer before it closes the connection.
+            if not response["started"]:
+                content = error_content(scope.get("path", ""), 503, "the server shut down before this request "
+                                        "finished; retry on another replica")
+                await send_json(tracking_send, 503, content, [(b"retry-after", b"1"), (b"connection", b"close")])
+            raise
         except Exception as exc:  # any escaped exception is a bug: log it, answer JSON 500
             log_event("unhandled_error", path=scope.get("path"), error=repr(exc), traceback=traceback.format_exc())
             if not response["started"]:
@@ -114,6 +128,14 @@ class ServeMiddleware:
             message = f"request body is larger than the server's limit of {self.max_body_bytes} bytes"
             await send_json(send, 413, error_content(scope.get("path", ""), 413, message), [(b"connection", b"close")])
             return
+        if body:
+            try:
+                header = dict(scope.get("headers", [])).get(HEADER_LENGTH.encode())
+                parse_json(split_body(body, None if header is None else header.decode("latin-1"))[0])
+            except InvalidInputError as exc:
+                path = scope.get("path", "")
+                await send_json(send, 400, error_content(path, 400, f"{exc.param}: {exc}", param=exc.param), [])
+                return
         replayed = False
 
         async def replay() -> Message:

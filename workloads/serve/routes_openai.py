@@ -1,50 +1,59 @@
-"""OpenAI-compatible routes: `POST /v1/completions` and `GET /v1/models`.
+"""OpenAI-compatible routes: `POST /v1/completions`, `POST /v1/chat/completions` and `GET /v1/models`.
 
-Deterministic non-streaming requests (temperature 0 or a seed) go through the Redis cache.
-Streaming requests bypass it: replaying a cached body as server-sent events would need a second
-format in the cache for little gain, since streaming clients care about time to first token.
+Both generation routes accept `n`, `logprobs`, penalties, `logit_bias` and `seed`; completions also `best_of`.
+What they cannot do is a 400 naming the field and the fix: a non-empty `suffix` (our LM only continues
+text), `logprobs` with `echo` (no prompt logprobs), `logprobs` or `best_of > n` with `stream`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import StreamingResponse
 
-from workloads.common.logs import log_event
-from workloads.serve.backends import InvalidInputError, TextBackend
-from workloads.serve.completion import GenerationRequest, GenerationResult
-from workloads.serve.engine import BatchEngine, WorkItem
-from workloads.serve.errors import ApiError, error_content
-from workloads.serve.schemas import CompletionChoice, CompletionRequest, CompletionResponse, ModelCard, ModelList, Usage
+from workloads.serve.backends import Backend, InvalidInputError, TextBackend
+from workloads.serve.engine import BatchEngine
+from workloads.serve.errors import ApiError
+from workloads.serve.openai_common import (
+    chat_logprobs,
+    choose,
+    completion_logprobs,
+    new_id,
+    payloads,
+    respond,
+    stream,
+    usage,
+)
+from workloads.serve.openai_schemas import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ModelList,
+)
 from workloads.serve.state import (
     ServeState,
     bad_request,
     check_model_name,
-    deadline_error,
-    engine_error,
     get_state,
     ready_engine,
     require_api_key,
-    run_request,
-    submit,
 )
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_api_key)])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text} for code, text in {
-        400: "max_tokens over the cap, prompt too long for the context, or a tensor model",
+        400: "a field that fails validation, malformed JSON, max_tokens over the cap, a prompt too long for the "
+             "context, more sequences than the queue holds, or a tensor model (the message names the field)",
         401: "missing or wrong API key",
         404: "unknown model",
         413: "body too large",
-        422: "malformed JSON or a field that fails validation (the message names it)",
         429: "queue full (see Retry-After)",
         503: "model loading or server draining (see Retry-After)",
         504: "request deadline passed",
@@ -59,147 +68,82 @@ async def list_models(request: Request) -> ModelList:
     return ModelList(data=[ModelCard(id=state.settings.served_name, created=state.loaded_at)])
 
 
-def _payloads(backend: TextBackend, engine: BatchEngine, body: CompletionRequest) -> list[object]:
-    prompts = body.prompts()
-    if len(prompts) > engine.max_queue:
-        raise ApiError(400, f"prompt: at most {engine.max_queue} prompts per request (got {len(prompts)})",
-                       param="prompt")
-    payloads: list[object] = []
-    for prompt in prompts:
-        ids = backend.encode(prompt)
-        try:
-            backend.check_fits(ids, body.max_tokens)
-        except InvalidInputError as exc:
-            raise bad_request(exc) from exc
-        payloads.append(GenerationRequest(ids, body.max_tokens, body.temperature, body.top_p, body.seed, body.stops()))
-    return payloads
+def _text_backend(state: ServeState, model: str) -> tuple[TextBackend, BatchEngine]:
+    backend, engine = ready_engine(state)
+    check_model_name(state, model, param="model")
+    if not isinstance(backend, TextBackend):
+        raise ApiError(400, f"model: {model!r} is a tensor model; use POST /v2/models/{model}/infer", param="model")
+    return backend, engine
+
+
+def _head(state: ServeState, backend: Backend, prefix: str, kind: str) -> dict[str, Any]:
+    return {"id": new_id(prefix), "object": kind, "created": int(time.time()), "model": state.settings.served_name,
+            "system_fingerprint": backend.info.version}
 
 
 @router.post("/completions", response_model=CompletionResponse, responses=_ERRORS)
 async def completions(body: CompletionRequest, request: Request) -> Response:
     """Generate text for one prompt or a list of prompts (OpenAI completions API)."""
     state = get_state(request)
-    backend, engine = ready_engine(state)
-    check_model_name(state, body.model, param="model")
-    if not isinstance(backend, TextBackend):
-        raise ApiError(400, f"model: {body.model!r} is a tensor model; use POST /v2/models/{body.model}/infer",
-                       param="model")
-    payloads = _payloads(backend, engine, body)
+    backend, engine = _text_backend(state, body.model)
+    prompts = body.prompts()
+    work = payloads(backend, [backend.encode(p) for p in prompts], body, max_tokens=body.max_tokens,
+                    candidates=body.candidates(), logprobs=body.logprobs)
     if body.stream:
-        return await _stream(state, engine, body, payloads)
-    cache_request = body.model_dump(mode="json", exclude={"stream", "stream_options", "user"}) \
-        if body.deterministic() else None
+        def chunk(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+            return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+        prelude = [chunk(i, prompts[i // body.n], None) for i in range(len(work))] if body.echo else []
+        return await stream(state, engine, work, head=_head(state, backend, "cmpl", "text_completion"),
+                            choice=chunk, prelude=prelude, per_prompt=body.n,
+                            include_usage=body.stream_options is not None and body.stream_options.include_usage)
 
     def render(results: list[object]) -> bytes:
-        generations = [r for r in results if isinstance(r, GenerationResult)]
-        return _response(state, backend, body, generations).model_dump_json().encode("utf-8")
+        choices = [
+            CompletionChoice(
+                text=(prompts[p] if body.echo else "") + r.text, index=p * body.n + j,
+                logprobs=completion_logprobs(backend, r.tokens) if body.logprobs is not None else None,
+                finish_reason="length" if r.finish_reason == "length" else "stop",
+            )
+            for p, group in enumerate(choose(results, body.candidates(), body.n)) for j, r in enumerate(group)
+        ]
+        response = CompletionResponse(**_head(state, backend, "cmpl", "text_completion"), choices=choices,
+                                      usage=usage(results, body.candidates()))
+        return response.model_dump_json().encode("utf-8")
 
-    content, cache_status = await run_request(state, backend, engine, payloads, route="completions",
-                                              cache_request=cache_request, render=render)
-    return Response(content, media_type="application/json", headers={"X-Cache": cache_status})
-
-
-def _response(state: ServeState, backend: TextBackend, body: CompletionRequest,
-              results: Sequence[GenerationResult]) -> CompletionResponse:
-    prompts = body.prompts()
-    choices = [
-        CompletionChoice(text=(prompts[i] if body.echo else "") + r.text, index=i,
-                         finish_reason="length" if r.finish_reason == "length" else "stop")
-        for i, r in enumerate(results)
-    ]
-    return CompletionResponse(
-        id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=state.settings.served_name,
-        system_fingerprint=backend.info.version, choices=choices, usage=_usage(results),
-    )
+    return await respond(state, backend, engine, body, work, route="completions", id_prefix="cmpl", render=render)
 
 
-def _usage(results: Sequence[GenerationResult]) -> Usage:
-    prompt = sum(r.prompt_tokens for r in results)
-    completion = sum(r.completion_tokens for r in results)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
-
-
-def _sse(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
-
-
-async def _next_event(queue: asyncio.Queue[tuple[int, object, bool]], deadline: float) -> tuple[int, object, bool]:
-    async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
-        return await queue.get()
-
-
-async def _stream(state: ServeState, engine: BatchEngine, body: CompletionRequest,
-                  payloads: list[object]) -> StreamingResponse:
-    events: asyncio.Queue[tuple[int, object, bool]] = asyncio.Queue()
-    items = submit(state, engine, payloads, events)
-    deadline = items[0].deadline
-    # Wait for the first event before sending headers, so a queue timeout is still a real 504.
+@router.post("/chat/completions", response_model=ChatCompletionResponse, responses=_ERRORS)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    """Reply to a conversation, rendered with the model's chat template (OpenAI chat completions API)."""
+    state = get_state(request)
+    backend, engine = _text_backend(state, body.model)
     try:
-        first = await _next_event(events, deadline)
-    except TimeoutError as exc:
-        for item in items:
-            item.cancelled = True
-        raise deadline_error(state) from exc
-    except asyncio.CancelledError:
-        for item in items:
-            item.cancelled = True
-        raise
-    if isinstance(first[1], BaseException):
-        for item in items:
-            item.cancelled = True
-        raise engine_error(state, first[1]) or first[1]
-    return StreamingResponse(_chunks(state, body, items, events, first), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Cache": "bypass"})
+        prompt = backend.encode_chat([m.for_template() for m in body.messages])
+    except InvalidInputError as exc:
+        raise bad_request(exc) from exc
+    work = payloads(backend, [prompt], body, max_tokens=body.token_budget(), candidates=body.n,
+                    logprobs=body.logprob_count())
+    if body.stream:
+        def chunk(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+            return {"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": finish_reason}
 
+        prelude = [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                    "finish_reason": None} for i in range(len(work))]
+        return await stream(state, engine, work, head=_head(state, backend, "chatcmpl", "chat.completion.chunk"),
+                            choice=chunk, prelude=prelude, per_prompt=body.n,
+                            include_usage=body.stream_options is not None and body.stream_options.include_usage)
 
-async def _chunks(state: ServeState, body: CompletionRequest, items: Sequence[WorkItem],
-                  events: asyncio.Queue[tuple[int, object, bool]],
-                  first: tuple[int, object, bool]) -> AsyncIterator[bytes]:
-    version = state.backend.info.version if state.backend is not None else ""
-    head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": state.settings.served_name, "system_fingerprint": version}
+    def render(results: list[object]) -> bytes:
+        choices = [
+            ChatChoice(index=j, message=AssistantMessage(content=r.text),
+                       logprobs=chat_logprobs(backend, r.tokens) if body.logprobs else None,
+                       finish_reason="length" if r.finish_reason == "length" else "stop")
+            for j, r in enumerate(choose(results, body.n, body.n)[0])
+        ]
+        response = ChatCompletionResponse(**_head(state, backend, "chatcmpl", "chat.completion"), choices=choices,
+                                          usage=usage(results, body.n))
+        return response.model_dump_json().encode("utf-8")
 
-    def chunk(index: int, text: str, finish_reason: str | None) -> bytes:
-        choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
-        return _sse({**head, "choices": [choice]})
-
-    if body.echo:
-        for index, prompt in enumerate(body.prompts()):
-            yield chunk(index, prompt, None)
-    emitted = [0] * len(items)
-    results: dict[int, GenerationResult] = {}
-    event = first
-    try:
-        while True:
-            index, value, done = event
-            if isinstance(value, GenerationResult):
-                results[index] = value
-                if value.first_token_at is not None:
-                    state.metrics.time_to_first_token.observe(value.first_token_at - items[index].enqueued_at)
-                reason = "length" if value.finish_reason == "length" else "stop"
-                yield chunk(index, value.text[emitted[index]:], reason)
-            elif isinstance(value, str) and not done:
-                emitted[index] += len(value)
-                yield chunk(index, value, None)
-            else:
-                error = engine_error(state, value) if isinstance(value, BaseException) else None
-                if error is None:
-                    log_event("stream_failed", error=repr(value))
-                    error = ApiError(500, "internal server error; the server logged it")
-                yield _sse(error_content("/v1/", error.status, error.message))
-                return
-            if len(results) == len(items):
-                break
-            try:
-                event = await _next_event(events, items[0].deadline)
-            except TimeoutError:
-                yield _sse(error_content("/v1/", 504, deadline_error(state).message))
-                return
-        if body.stream_options is not None and body.stream_options.include_usage:
-            usage = _usage([results[i] for i in sorted(results)])
-            yield _sse({**head, "choices": [], "usage": usage.model_dump()})
-        yield b"data: [DONE]\n\n"
-    finally:
-        for item in items:
-            if item.event_index not in results:
-                item.cancelled = True
+    return await respond(state, backend, engine, body, work, route="chat", id_prefix="chatcmpl", render=render)

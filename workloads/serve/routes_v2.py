@@ -1,7 +1,13 @@
-"""KServe v2 / Open Inference Protocol routes: health, server and model metadata, and inference.
+"""KServe v2 / Open Inference Protocol routes: health, server and model metadata, model config, and inference.
 
 https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/
 Health routes take no API key (kubelet probes call them); metadata and inference do.
+
+Inference reads the body itself rather than through FastAPI's JSON body, because `tritonclient.http` sends no
+Content-Type and, by default, appends binary tensor data after the JSON (Triton's binary tensor data
+extension, docs/protocol/extension_binary_data.md in triton-inference-server/server). `GET .../config` answers
+in Triton's model configuration shape (model_config.proto in triton-inference-server/common), which
+`tritonclient`'s `get_model_config` reads.
 """
 
 from __future__ import annotations
@@ -9,10 +15,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from workloads.serve.backends import InvalidInputError
+from workloads.serve.backends import InvalidInputError, TensorSpec
+from workloads.serve.bodies import HEADER_LENGTH, parse_json, split_body
+from workloads.serve.errors import validation_message
 from workloads.serve.schemas import InferRequest, InferResponse
 from workloads.serve.state import (
     bad_request,
@@ -22,11 +33,13 @@ from workloads.serve.state import (
     require_api_key,
     run_request,
 )
-from workloads.serve.tensors import to_array, to_output
+from workloads.serve.tensors import binary_size, from_binary, to_array, to_binary, to_output
 
 router = APIRouter(prefix="/v2", tags=["v2"])
 SERVER_NAME = "modelplane-serve"
 """`name` in the v2 server metadata."""
+BINARY_EXTENSION = "binary_tensor_data"
+"""The extension name Triton reports for binary tensor data in the server metadata."""
 
 
 @router.get("/health/live")
@@ -48,7 +61,7 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("")
 async def server_metadata() -> dict[str, Any]:
     """The v2 server metadata."""
-    return {"name": SERVER_NAME, "version": "1", "extensions": []}
+    return {"name": SERVER_NAME, "version": "1", "extensions": [BINARY_EXTENSION]}
 
 
 @router.get("/models/{name}/ready")
@@ -70,22 +83,47 @@ async def model_metadata(name: str, request: Request) -> dict[str, Any]:
             "inputs": [t.to_json() for t in info.inputs], "outputs": [t.to_json() for t in info.outputs]}
 
 
-@router.post("/models/{name}/infer", response_model=InferResponse, dependencies=[Depends(require_api_key)],
-             responses={400: {"description": "inputs the model cannot run (the message names the field)"},
-                        404: {"description": "unknown model"}, 429: {"description": "queue full"},
-                        503: {"description": "loading or draining"}, 504: {"description": "deadline passed"}})
-async def infer(name: str, body: InferRequest, request: Request) -> Response:
-    """Run the model on v2 JSON tensors. The LM takes BYTES `text_input` and returns BYTES `text_output`."""
+@router.get("/models/{name}/config", dependencies=[Depends(require_api_key)])
+async def model_config(name: str, request: Request) -> dict[str, Any]:
+    """The model's configuration in Triton's shape: name, platform, max_batch_size, input and output specs."""
+    state = get_state(request)
+    check_model_name(state, name)
+    backend, _ = ready_engine(state)
+    info = backend.info
+
+    def spec(tensor: TensorSpec) -> dict[str, Any]:
+        # Triton's DataType enum is TYPE_ plus the v2 name, except BYTES, which it calls TYPE_STRING.
+        kind = "STRING" if tensor.datatype == "BYTES" else tensor.datatype
+        return {"name": tensor.name, "data_type": f"TYPE_{kind}", "dims": list(tensor.shape)}
+
+    # max_batch_size 0: dims are the full shapes (the batch dimension is their first -1), as the metadata shows.
+    return {"name": info.name, "platform": info.platform, "max_batch_size": 0,
+            "input": [spec(t) for t in info.inputs], "output": [spec(t) for t in info.outputs]}
+
+
+_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the outputs (JSON, or JSON then binary data with Inference-Header-Content-Length)",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferResponse"}}}},
+    400: {"description": "inputs the model cannot run, malformed JSON or binary data (the message names the field)"},
+    404: {"description": "unknown model"}, 429: {"description": "queue full"},
+    503: {"description": "loading or draining"}, 504: {"description": "deadline passed"},
+}
+
+
+@router.post("/models/{name}/infer", dependencies=[Depends(require_api_key)], responses=_INFER_RESPONSES,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}}}})
+async def infer(name: str, request: Request) -> Response:
+    """Run the model on v2 tensors (JSON, or binary data after the JSON). The LM maps BYTES `text_input` to
+    BYTES `text_output`."""
     state = get_state(request)
     check_model_name(state, name)
     backend, engine = ready_engine(state)
-    parameters = body.parameters or {}
     try:
-        arrays = {}
-        for index, tensor in enumerate(body.inputs):
-            if tensor.name in arrays:
-                raise InvalidInputError(f"duplicate input name {tensor.name!r}", param=f"inputs[{index}].name")
-            arrays[tensor.name] = to_array(tensor, index)
+        head, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+        body = _validated(parse_json(head))
+        arrays = _inputs(body, binary)
+        parameters = {k: v for k, v in (body.parameters or {}).items() if k not in _RESERVED_PARAMETERS}
         payloads = backend.v2_payloads(arrays, parameters)
         deterministic = backend.is_deterministic(parameters)
         known = [t.name for t in backend.info.outputs]
@@ -96,23 +134,79 @@ async def infer(name: str, body: InferRequest, request: Request) -> Response:
                                         param=f"outputs[{index}].name")
     except InvalidInputError as exc:
         raise bad_request(exc) from exc
-    cache_request = body.model_dump(mode="json", exclude={"id"}) if deterministic else None
+    # The key covers the decoded tensors, so JSON and binary requests for the same inputs share an entry.
+    cache_request = {"parameters": parameters, "outputs": wanted, "inputs": [
+        {"name": n, "shape": list(a.shape), "data": a.reshape(-1).tolist()} for n, a in arrays.items()
+    ]} if deterministic else None
 
     def render(results: list[object]) -> bytes:
         outputs = backend.v2_outputs(results)
         response = InferResponse(model_name=name, model_version=backend.info.version,
                                  outputs=[to_output(n, outputs[n]) for n in wanted])
-        return response.model_dump_json().encode("utf-8")
+        return response.model_dump_json(exclude_none=True).encode("utf-8")
 
     content, cache_status = await run_request(state, backend, engine, payloads, route="v2-infer",
                                               cache_request=cache_request, render=render)
-    return _with_id(content, body.id, cache_status)
+    return _respond(json.loads(content), body, cache_status)
 
 
-def _with_id(content: bytes, request_id: str | None, cache_status: str) -> Response:
-    # Cached bodies are stored without the request id, which differs between equal requests.
-    if request_id is not None:
-        data = json.loads(content)
-        data["id"] = request_id
-        content = json.dumps(data).encode("utf-8")
-    return Response(content, media_type="application/json", headers={"X-Cache": cache_status})
+_RESERVED_PARAMETERS = frozenset({"binary_data_output"})
+"""Request parameters of the protocol itself, not handed to the model."""
+
+
+def _validated(value: Any) -> InferRequest:
+    try:
+        return InferRequest.model_validate(value)
+    except ValidationError as exc:
+        message, field = validation_message(RequestValidationError(exc.errors()))
+        raise InvalidInputError(message.removeprefix(f"{field}: "), param=field) from exc
+
+
+def _inputs(body: InferRequest, binary: bytes) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for index, tensor in enumerate(body.inputs):
+        if tensor.name in arrays:
+            raise InvalidInputError(f"duplicate input name {tensor.name!r}", param=f"inputs[{index}].name")
+        size = binary_size(tensor.parameters, f"inputs[{index}].parameters")
+        if size is None:
+            arrays[tensor.name] = to_array(tensor, index)
+            continue
+        if tensor.data is not None:
+            raise InvalidInputError("send data or parameters.binary_data_size, not both", param=f"inputs[{index}]")
+        if offset + size > len(binary):
+            raise InvalidInputError(f"binary_data_size {size} runs past the {len(binary)} bytes after the JSON",
+                                    param=f"inputs[{index}].parameters.binary_data_size")
+        arrays[tensor.name] = from_binary(tensor, binary[offset : offset + size], index)
+        offset += size
+    if offset != len(binary):
+        raise InvalidInputError(f"{len(binary) - offset} bytes after the JSON belong to no input's binary_data_size",
+                                param="inputs")
+    return arrays
+
+
+def _wants_binary(body: InferRequest, output: str) -> bool:
+    default = (body.parameters or {}).get("binary_data_output") is True
+    for requested in body.outputs or []:
+        if requested.name == output and requested.parameters and "binary_data" in requested.parameters:
+            return requested.parameters["binary_data"] is True
+    return default
+
+
+def _respond(data: dict[str, Any], body: InferRequest, cache_status: str) -> Response:
+    # Cached bodies are stored as JSON without the request id (which differs between equal requests);
+    # binary outputs are cut from that JSON here, so one cache entry serves both forms.
+    if body.id is not None:
+        data["id"] = body.id
+    chunks: list[bytes] = []
+    for output in data["outputs"]:
+        if _wants_binary(body, output["name"]):
+            raw = to_binary(output["datatype"], output.pop("data"))
+            output["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+    head = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    headers = {"X-Cache": cache_status}
+    if not chunks:
+        return Response(head, media_type="application/json", headers=headers)
+    headers[HEADER_LENGTH] = str(len(head))
+    return Response(head + b"".join(chunks), media_type="application/octet-stream", headers=headers)

@@ -13,7 +13,7 @@ from typing import ClassVar, Final, Literal
 
 from pydantic import Field, field_validator
 
-from workloads.common.settings import WorkloadSettings
+from workloads.common.settings import RedisUrlSetting, WorkloadSettings
 from workloads.common.vocab import SERVE_ENV_PREFIX
 
 MODEL_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -29,7 +29,7 @@ class ServeSettings(WorkloadSettings):
     """Where the model export lives: s3://BUCKET/PREFIX (endpoint from AWS_ENDPOINT_URL) or a local folder."""
     model_name: str | None = None
     """Name clients use in URLs and the OpenAI `model` field. Defaults to the last segment of --model-uri."""
-    redis_url: str | None = None
+    redis_url: RedisUrlSetting | None = None
     """redis:// or rediss:// URL of the response cache. Defaults to no cache."""
     cache_ttl: int = Field(3600, ge=1, le=30 * 24 * 3600)
     """Seconds a cached response lives. Defaults to 3600."""
@@ -83,13 +83,6 @@ class ServeSettings(WorkloadSettings):
             raise ValueError("use s3://BUCKET/PREFIX or a local folder path")
         elif not value.strip():
             raise ValueError("must not be empty")
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _check_redis(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("use a redis://HOST:PORT/DB or rediss:// URL")
         return value
 
     @field_validator("api_key_env")

@@ -97,7 +97,13 @@ def check_model_name(state: ServeState, name: str, *, param: str | None = None) 
 
 def submit(state: ServeState, engine: BatchEngine, payloads: Sequence[object],
            events: asyncio.Queue[tuple[int, object, bool]] | None = None) -> list[WorkItem]:
-    """Queue payloads, turning a full queue into 429 and a draining engine into 503."""
+    """Queue payloads, turning a full queue into 429 and a draining engine into 503.
+
+    A request holding more payloads than the whole queue can never be queued, so it is a 400, not a retryable 429.
+    """
+    if len(payloads) > engine.max_queue:
+        raise ApiError(400, f"the request asks for {len(payloads)} sequences (prompts or rows times n or best_of) "
+                            f"but this server queues at most {engine.max_queue}; split it into smaller requests")
     try:
         return engine.submit(payloads, timeout_s=state.settings.request_timeout_s, events=events)
     except QueueFullError as exc:

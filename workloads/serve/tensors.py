@@ -4,11 +4,15 @@ Elements are checked against the declared datatype before any conversion, so a s
 tensor or 300 in a UINT8 tensor is a 400 naming the tensor, never a numpy exception (500).
 Non-finite floats in outputs use the proto3 JSON spellings ("NaN", "Infinity", "-Infinity"),
 because JSON has no literal for them.
+
+Binary tensor data (Triton's extension, docs/protocol/extension_binary_data.md): little-endian, row-major, no
+padding; BOOL one byte per element (0 or 1); BYTES each element as a 4-byte little-endian length and its bytes.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import numpy as np
@@ -49,9 +53,76 @@ def _check_elements(flat: list[Any], datatype: str, where: str) -> None:
         raise InvalidInputError(f"{datatype} elements must be {expected}", param=where)
 
 
+def binary_size(parameters: dict[str, Any] | None, where: str) -> int | None:
+    """The `binary_data_size` parameter: None when absent, 400 unless a non-negative integer."""
+    size = (parameters or {}).get("binary_data_size")
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidInputError(f"must be a byte count >= 0 (got {size!r})", param=f"{where}.binary_data_size")
+    return size
+
+
+def _bytes_elements(raw: bytes, where: str) -> list[str]:
+    elements: list[str] = []
+    offset = 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInputError("BYTES data ends inside an element's 4-byte length", param=where)
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise InvalidInputError(f"BYTES element {len(elements)} says {size} bytes but the data ends first",
+                                    param=where)
+        try:
+            elements.append(raw[offset : offset + size].decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"BYTES element {len(elements)} is not UTF-8 text ({exc.reason})",
+                                    param=where) from exc
+        offset += size
+    return elements
+
+
+def from_binary(tensor: InferTensor, raw: bytes, index: int) -> np.ndarray:
+    """An input sent as binary data, as an array of its datatype and shape."""
+    where = f"inputs[{index}]"
+    count = math.prod(tensor.shape)
+    if tensor.datatype == "BYTES":
+        flat: list[Any] = _bytes_elements(raw, where)
+        if len(flat) != count:
+            raise InvalidInputError(f"has {len(flat)} BYTES elements but shape {tensor.shape} needs {count}",
+                                    param=where)
+        return np.array(flat, dtype=object).reshape(tensor.shape)
+    dtype = numpy_dtype(tensor.datatype).newbyteorder("<")
+    if len(raw) != count * dtype.itemsize:
+        raise InvalidInputError(f"has {len(raw)} bytes of binary data but shape {tensor.shape} of "
+                                f"{tensor.datatype} needs {count * dtype.itemsize}", param=where)
+    if tensor.datatype == "BOOL":
+        values = np.frombuffer(raw, dtype=np.uint8)
+        if (values > 1).any():
+            raise InvalidInputError("BOOL elements must be bytes 0 or 1", param=where)
+        return values.astype(bool).reshape(tensor.shape)
+    array = np.frombuffer(raw, dtype=dtype).astype(numpy_dtype(tensor.datatype)).reshape(tensor.shape)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInputError(f"values must be finite and within {tensor.datatype} range", param=where)
+    return array
+
+
+def to_binary(datatype: str, data: list[Any]) -> bytes:
+    """An output tensor's JSON elements as binary data."""
+    if datatype == "BYTES":
+        encoded = [str(x).encode("utf-8") for x in data]
+        return b"".join(struct.pack("<I", len(e)) + e for e in encoded)
+    # np.array parses the "NaN"/"Infinity" spellings back into floats.
+    return np.array(data, dtype=numpy_dtype(datatype)).astype(numpy_dtype(datatype).newbyteorder("<")).tobytes()
+
+
 def to_array(tensor: InferTensor, index: int) -> np.ndarray:
     """The input's elements as an array of its datatype and shape."""
     where = f"inputs[{index}].data"
+    if tensor.data is None:
+        raise InvalidInputError("is required unless parameters.binary_data_size sends the tensor as binary data",
+                                param=where)
     flat = _flatten(tensor.data)
     count = math.prod(tensor.shape)
     if len(flat) != count:

@@ -35,6 +35,12 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "GPUTemperatureHigh": ("> 85", "> 95"),
     "TrainingStalled": ("[30m]", "[60m]"),
     "TrainingCheckpointStale": ("[30m]", "[60m]"),
+    "LLMTimeToFirstTokenHigh": (") > 2", ") > 5"),
+    "LLMTimePerOutputTokenHigh": (") > 0.2", ") > 0.5"),
+    "LLMRequestsWaiting": ("> 20", "> 50"),
+    "LLMKVCacheFull": ("> 0.95", "> 0.99"),
+    "LLMGatewayUpstreamErrors": ("> 0.01", "> 0.05"),
+    "LLMGatewayCacheErrors": ("> 0.1", "> 1"),
 }
 
 

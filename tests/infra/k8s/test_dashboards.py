@@ -46,7 +46,8 @@ _KEYWORDS = frozenset({"and", "or", "unless", "offset", "bool", "by", "without",
                        "group_right", "atan2", "inf", "nan"})
 
 
-def _histograms() -> set[str]:
+def histograms() -> set[str]:
+    """The metric names workloads/common/metrics.py declares as histograms."""
     # A histogram's docstring in workloads/common/metrics.py starts with "Histogram:".
     tree = ast.parse(Path(metrics.__file__).read_text())
     out, body = set(), tree.body
@@ -60,7 +61,7 @@ def _histograms() -> set[str]:
 
 def exported_metric_names() -> frozenset[str]:
     """Every metric name a dashboard or rule may query."""
-    ours = set(metrics.ALL) | {f"{h}{suffix}" for h in _histograms() for suffix in ("_bucket", "_sum", "_count")}
+    ours = set(metrics.ALL) | {f"{h}{suffix}" for h in histograms() for suffix in ("_bucket", "_sum", "_count")}
     return frozenset(ours | DCGM_DEFAULT_COUNTERS | KUBE_STATE_METRICS | NODE_EXPORTER)
 
 
@@ -96,9 +97,9 @@ def _panels(board: dict[str, Any]) -> list[dict[str, Any]]:
 DASHBOARDS = sorted(DASHBOARDS_DIR.glob("*.json"))
 
 
-def test_gpu_training_and_inference_dashboards_exist() -> None:
-    assert {p.stem for p in DASHBOARDS} == {"gpu", "training", "inference"}
-    assert set(load_dashboards()) == {"gpu", "training", "inference"}
+def test_gpu_training_inference_and_llm_dashboards_exist() -> None:
+    assert {p.stem for p in DASHBOARDS} == {"gpu", "training", "inference", "llm"}
+    assert set(load_dashboards()) == {"gpu", "training", "inference", "llm"}
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=[p.stem for p in DASHBOARDS])
@@ -139,7 +140,7 @@ def test_every_exported_metric_of_ours_is_on_a_dashboard() -> None:
         for panel in _panels(json.loads(path.read_text())):
             for target in panel["targets"]:
                 queried |= metric_names(target["expr"])
-    histograms = _histograms()
+    families = histograms()
     shown = {name for name in metrics.ALL if name in queried or (
-        name in histograms and any(f"{name}{s}" in queried for s in ("_bucket", "_sum", "_count")))}
+        name in families and any(f"{name}{s}" in queried for s in ("_bucket", "_sum", "_count")))}
     assert shown == set(metrics.ALL), f"not on any dashboard: {sorted(set(metrics.ALL) - shown)}"

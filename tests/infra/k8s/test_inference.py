@@ -3,7 +3,6 @@ entry."""
 
 from typing import Any
 
-import kubernetes_validate
 import pulumi
 import pytest
 
@@ -11,6 +10,7 @@ from infra.config.workloads import InferenceServiceConfig
 from infra.k8s.inference import InferenceService
 from infra.review.engine import render_program
 from infra.review.graph import Graph
+from tests.support.graph import assert_kind_validates
 from workloads.serve.settings import ServeSettings, env_name
 
 GATEWAY = "cluster.local/ns/istio-ingress/sa/istio-ingressgateway"
@@ -170,7 +170,4 @@ def test_tf_serving_runtime_syncs_the_export_and_serves_rest() -> None:
 
 @pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret"])
 def test_core_kinds_validate_against_the_kubernetes_schema(graph: Graph, kind: str) -> None:
-    found = [r.inputs for r in graph.kubernetes_objects() if r.inputs.get("kind") == kind]
-    assert found, f"no {kind} rendered"
-    for obj in found:
-        kubernetes_validate.validate(obj, "1.35", strict=True)
+    assert_kind_validates(graph, kind)

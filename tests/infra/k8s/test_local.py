@@ -2,12 +2,12 @@
 
 from typing import Any
 
-import kubernetes_validate
 import pytest
 
 from infra.k8s.local import LocalServices
 from infra.review.engine import render_program
 from infra.review.graph import Graph
+from tests.support.graph import assert_kind_validates
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,4 @@ def test_redis_requires_a_password_and_keeps_no_data(graph: Graph) -> None:
 
 @pytest.mark.parametrize("kind", ["Deployment", "Service", "Secret", "Job", "PersistentVolumeClaim"])
 def test_objects_validate_against_the_kubernetes_schema(graph: Graph, kind: str) -> None:
-    found = [r.inputs for r in graph.kubernetes_objects() if r.inputs.get("kind") == kind]
-    assert found
-    for obj in found:
-        kubernetes_validate.validate(obj, "1.35", strict=True)
+    assert_kind_validates(graph, kind)

@@ -148,8 +148,8 @@ def test_mesh_can_be_turned_off() -> None:
     assert_count(graph, PEER_AUTHN, 0)
     assert "istio-injection" not in _namespace_labels(graph, "inference")
     # Prometheus then scrapes serving pods in plain http, without a certificate sidecar.
-    monitor = graph.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor").inputs
-    assert "scheme" not in monitor["spec"]["endpoints"][0]
+    for monitor in graph.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor"):
+        assert "scheme" not in monitor.inputs["spec"]["endpoints"][0], monitor.name
 
 
 def test_local_stack_has_no_mesh_unless_asked(stack_graph: Callable[[str], Graph]) -> None:

@@ -132,8 +132,9 @@ def test_every_rule_file_becomes_a_prometheus_rule_verbatim(prod: Graph) -> None
 
 def test_dashboards_are_config_maps_labelled_for_the_grafana_sidecar(prod: Graph) -> None:
     maps = {m["metadata"]["name"]: m for m in _dashboards(prod)}
-    assert set(maps) == {"modelplane-dashboard-gpu", "modelplane-dashboard-training", "modelplane-dashboard-inference"}
-    for stem in ("gpu", "training", "inference"):
+    stems = ("gpu", "training", "inference", "llm")
+    assert set(maps) == {f"modelplane-dashboard-{stem}" for stem in stems}
+    for stem in stems:
         config_map = maps[f"modelplane-dashboard-{stem}"]
         assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
         assert config_map["data"] == {f"modelplane-{stem}.json": (DASHBOARDS_DIR / f"{stem}.json").read_text()}
@@ -181,10 +182,19 @@ def test_prometheus_adapter_serves_the_hpa_queue_depth_per_pod(prod: Graph) -> N
     assert adapter["values"]["prometheus"] == {"url": "http://kube-prometheus-stack-prometheus.monitoring.svc", "port": 9090}
     assert adapter["values"]["rules"]["default"] is False
     rules = {rule["name"]["as"]: rule for rule in adapter["values"]["rules"]["custom"]}
-    assert set(rules) == {metrics.INFERENCE_QUEUE_DEPTH, metrics.INFERENCE_IN_FLIGHT}
+    assert set(rules) == {metrics.INFERENCE_QUEUE_DEPTH, metrics.INFERENCE_IN_FLIGHT, "vllm_num_requests_waiting"}
     queue = rules["modelplane_inference_queue_depth"]
     assert queue["resources"] == {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
     assert queue["seriesQuery"] == 'modelplane_inference_queue_depth{namespace!="",pod!=""}'
+
+
+def test_prometheus_adapter_serves_vllm_waiting_requests_without_the_colon(prod: Graph) -> None:
+    rules = {rule["name"]["as"]: rule for rule in _release(prod, "prometheus-adapter")["values"]["rules"]["custom"]}
+    waiting = rules["vllm_num_requests_waiting"]
+    assert waiting["name"]["matches"] == "^vllm:num_requests_waiting$"
+    assert waiting["seriesQuery"] == 'vllm:num_requests_waiting{namespace!="",pod!=""}'
+    assert waiting["resources"] == {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
+    assert ":" not in waiting["name"]["as"]
 
 
 def test_local_stack_has_no_monitoring_unless_asked(stack_graph: Callable[[str], Graph]) -> None:
@@ -196,4 +206,4 @@ def test_local_stack_has_no_monitoring_unless_asked(stack_graph: Callable[[str],
         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}
     assert_count(graph, STORAGE_CLASS, 0)
     assert "podMetadata" not in spec
-    assert "scheme" not in graph.one(SERVICE_MONITOR).inputs["spec"]["endpoints"][0]
+    assert "scheme" not in graph.one(SERVICE_MONITOR, "observability-serving-monitor").inputs["spec"]["endpoints"][0]

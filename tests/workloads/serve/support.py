@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 
 from tests.support.liveserver import LiveServer, live_server, metric
@@ -16,7 +17,7 @@ from workloads.lm.export import save_export
 from workloads.lm.model import GPT
 from workloads.lm.presets import PRESETS
 from workloads.lm.tokenizer import ByteTokenizer
-from workloads.serve.backends import Backend, BatchSink
+from workloads.serve.backends import Backend, BatchSink, ModelInfo, TensorBackend, TensorSpec
 from workloads.serve.generation import allowed_tokens
 from workloads.serve.loader import Loader, load_backend
 from workloads.serve.settings import ServeSettings
@@ -72,6 +73,34 @@ def reference_greedy(model: GPT, prompt: str, max_tokens: int, stop: tuple[str, 
     return tokenizer.decode(generated), "length"
 
 
+WEIGHTS = np.arange(6, dtype=np.float32).reshape(3, 2) / 10
+"""The affine stand-in model's weights."""
+BIAS = np.array([0.5, -0.5], dtype=np.float32)
+"""Its bias."""
+
+
+class AffinePredictor:
+    """A stand-in tensor model: y = x @ W + b, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Rows in, rows out."""
+        self.calls.append(inputs.shape[0])
+        return inputs @ WEIGHTS + BIAS
+
+
+def affine_loader(predictor: AffinePredictor) -> Loader:
+    """A loader serving `predictor` as a tensor model: FP32 `x` [-1, 3] -> FP32 `y` [-1, 2]."""
+    def load(settings: ServeSettings) -> Backend:
+        info = ModelInfo(name=settings.served_name, version="affine-1", platform="numpy",
+                         inputs=(TensorSpec("x", "FP32", (-1, 3)),), outputs=(TensorSpec("y", "FP32", (-1, 2)),))
+        return TensorBackend(predictor, info)
+
+    return load
+
+
 class _GatedBackend:
     """A backend whose batches start only once its gate is open (warm-up is not held)."""
 
@@ -121,5 +150,5 @@ def wait_until_submitted(server: LiveServer, count: int, timeout: float = 60.0) 
         time.sleep(0.02)
 
 
-__all__ = ["CORPUS", "Gate", "LiveServer", "live_server", "metric", "reference_greedy", "train_tiny",
-           "wait_until_submitted", "write_tiny_export"]
+__all__ = ["BIAS", "CORPUS", "WEIGHTS", "AffinePredictor", "Gate", "LiveServer", "affine_loader", "live_server",
+           "metric", "reference_greedy", "train_tiny", "wait_until_submitted", "write_tiny_export"]

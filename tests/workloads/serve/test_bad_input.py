@@ -84,7 +84,7 @@ def test_chunked_body_over_the_limit_is_413(server: LiveServer, client: httpx.Cl
 @pytest.mark.parametrize(
     ("fields", "param", "fragment"),
     [
-        ({"n": 2}, "n", "only n=1 is supported"),
+        ({"n": 0}, "n", "greater than or equal to 1"),
         ({"temperature": "hot"}, "temperature", "valid number"),
         ({"temperature": 3}, "temperature", "less than or equal to 2"),
         ({"max_tokens": 0}, "max_tokens", "greater than or equal to 1"),
@@ -93,31 +93,103 @@ def test_chunked_body_over_the_limit_is_413(server: LiveServer, client: httpx.Cl
         ({"stop": 5}, "stop", "must be a string or a list of strings"),
         ({"prompt": ""}, "prompt", "must not be empty"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4 stop sequences"),
-        ({"logprobs": 3}, "logprobs", "Extra inputs are not permitted"),
+        ({"logprobs": 21}, "logprobs", "less than or equal to 20"),
+        ({"suffix": "end"}, "suffix", "a non-empty suffix) is not supported"),
+        ({"best_of": 1, "n": 2}, "best_of", "must be at least n (got best_of=1, n=2)"),
+        ({"best_of": 3, "stream": True}, "best_of", "best_of > n cannot stream"),
+        ({"logprobs": 2, "stream": True}, "logprobs", "not streamed"),
+        ({"logprobs": 2, "echo": True}, "echo", "drop echo or logprobs"),
+        ({"logit_bias": {"a": 1}}, "logit_bias", "token ids written as decimal strings"),
+        ({"logit_bias": {"5": 101}}, "logit_bias", "biases must be in [-100, 100]"),
+        ({"presence_penalty": 3}, "presence_penalty", "less than or equal to 2"),
+        ({"tools": []}, "tools", "Extra inputs are not permitted"),
         ({"stream_options": {"include_usage": "maybe"}}, "stream_options.include_usage", "valid boolean"),
     ],
 )
-def test_schema_errors_are_422_naming_the_field(server: LiveServer, client: httpx.Client, fields: dict[str, Any],
+def test_schema_errors_are_400_naming_the_field(server: LiveServer, client: httpx.Client, fields: dict[str, Any],
                                                 param: str, fragment: str) -> None:
     response = client.post("/v1/completions", json=_completion(server, **fields))
-    assert response.status_code == 422
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
     error = _openai_error(response)
     assert error["param"] == param
     assert error["message"].startswith(f"{param}")
     assert fragment in error["message"]
 
 
-def test_missing_field_is_422_naming_it(server: LiveServer, client: httpx.Client) -> None:
+def test_missing_field_is_400_naming_it(server: LiveServer, client: httpx.Client) -> None:
     response = client.post("/v1/completions", json={"model": server.name})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert _openai_error(response)["message"] == "prompt: Field required"
 
 
 @pytest.mark.parametrize("body", [b"{bad json", b"", b"[1, 2", "\u00ff".encode("latin-1")])
-def test_malformed_json_is_422(client: httpx.Client, body: bytes) -> None:
+def test_malformed_json_is_400(client: httpx.Client, body: bytes) -> None:
     response = client.post("/v1/completions", content=body, headers={"content-type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert _openai_error(response)["message"]
+
+
+def test_null_optional_fields_mean_their_defaults(server: LiveServer, client: httpx.Client) -> None:
+    nulls = {field: None for field in ("max_tokens", "top_p", "n", "stream", "stream_options", "stop", "seed",
+                                       "presence_penalty", "frequency_penalty", "logit_bias", "user", "best_of",
+                                       "logprobs", "echo", "suffix")}
+    response = client.post("/v1/completions", json=_completion(server, **nulls))
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] == 16
+
+
+def test_null_optional_chat_fields_mean_their_defaults(server: LiveServer, client: httpx.Client) -> None:
+    nulls = {field: None for field in ("max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stream",
+                                       "stream_options", "stop", "seed", "presence_penalty", "frequency_penalty",
+                                       "logit_bias", "user", "logprobs", "top_logprobs")}
+    message = {"role": "user", "content": "the", "name": None}
+    response = client.post("/v1/chat/completions", json={"model": server.name, "messages": [message], **nulls})
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] <= 16
+
+
+def test_logit_bias_outside_the_vocabulary_is_400(server: LiveServer, client: httpx.Client) -> None:
+    response = client.post("/v1/completions", json=_completion(server, logit_bias={"320": 5}))
+    assert response.status_code == 400
+    error = _openai_error(response)
+    assert (error["param"], error["message"]) == (
+        "logit_bias", "logit_bias: token id 320 is out of range; this model's ids are 0..319")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"model": "tiny-lm", "prompt": "a\\ud800"}', None),
+        (b'{"model": "tiny-lm", "prompt": "\\udc00x"}', "prompt: holds a lone UTF-16 surrogate"),
+        (b'{"model": "tiny-lm", "prompt": ["ok", "\\ud83d"]}', "prompt[1]: holds a lone UTF-16 surrogate"),
+        (b'{"model": "tiny-lm", "\\ud800": 1}', "(a key): holds a lone UTF-16 surrogate"),
+        (b'{"model": "tiny-lm", "prompt": "caf\xe9"}', "body: not UTF-8 text (byte 0xe9 at offset 35)"),
+    ],
+)
+def test_surrogates_and_undecodable_bytes_are_400(client: httpx.Client, body: bytes, fragment: str | None) -> None:
+    for path in ("/v1/completions", "/v1/chat/completions", "/v2/models/tiny-lm/infer"):
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (path, response.text)
+        if fragment is not None and path.startswith("/v1/"):
+            assert fragment in _openai_error(response)["message"]
+
+
+def test_a_valid_surrogate_pair_is_text(server: LiveServer, client: httpx.Client) -> None:
+    body = b'{"model": "tiny-lm", "prompt": "\\ud83d\\ude00", "max_tokens": 2, "temperature": 0}'
+    response = client.post("/v1/completions", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+
+
+def test_more_sequences_than_the_queue_holds_is_400_not_429(model_uri: str) -> None:
+    with live_server(model_uri, max_queue=4) as server, server.client() as client:
+        completions = client.post("/v1/completions", json={"model": server.name, "prompt": ["a", "b"], "n": 3})
+        rows = client.post(f"/v2/models/{server.name}/infer", json={"inputs": [
+            {"name": "text_input", "shape": [5], "datatype": "BYTES", "data": ["a"] * 5}]})
+    assert completions.status_code == 400
+    assert "asks for 6 sequences" in _openai_error(completions)["message"]
+    assert rows.status_code == 400
+    assert "queues at most 4" in rows.json()["error"]
 
 
 def test_max_tokens_over_the_cap_is_400(server: LiveServer, client: httpx.Client) -> None:
@@ -163,9 +235,11 @@ def _text_input(**overrides: Any) -> dict[str, Any]:
         ({"inputs": [_text_input(data=[5])]}, 400, "inputs[0].data: BYTES elements must be strings"),
         ({"inputs": [_text_input(name="pixels")]}, 400, "expected exactly one input named 'text_input'"),
         ({"inputs": [_text_input(), _text_input()]}, 400, "inputs[1].name: duplicate input name"),
-        ({"inputs": [_text_input(datatype="FP128")]}, 422, "inputs[0].datatype"),
-        ({"inputs": [_text_input(shape=[-1])]}, 422, "inputs[0].shape: dimensions must be >= 0"),
-        ({"inputs": []}, 422, "inputs: List should have at least 1 item"),
+        ({"inputs": [_text_input(datatype="FP128")]}, 400, "inputs[0].datatype"),
+        ({"inputs": [_text_input(shape=[-1])]}, 400, "inputs[0].shape: dimensions must be >= 0"),
+        ({"inputs": []}, 400, "inputs: List should have at least 1 item"),
+        ({"inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES"}]}, 400,
+         "inputs[0].data: is required unless parameters.binary_data_size"),
         ({"inputs": [_text_input()], "outputs": [{"name": "logits"}]}, 400, "outputs[0].name: unknown output"),
         ({"inputs": [_text_input()], "parameters": {"max_tokens": 33}}, 400,
          "parameters.max_tokens: must be at most 32"),
@@ -186,4 +260,4 @@ def test_no_5xx_was_recorded(server: LiveServer) -> None:
     errors = {k: v for k, v in samples.items()
               if k.startswith(f"{names.INFERENCE_REQUESTS_TOTAL}{{") and 'status="5' in k and "/health/" not in k}
     assert errors == {}
-    assert metric(samples, f'{names.INFERENCE_REQUESTS_TOTAL}{{route="/v1/completions",status="422"}}') > 0
+    assert metric(samples, f'{names.INFERENCE_REQUESTS_TOTAL}{{route="/v1/completions",status="400"}}') > 0

@@ -17,7 +17,8 @@ def _greedy(name: str, prompt: str = "the quick", **extra: object) -> dict[str, 
     return {"model": name, "prompt": prompt, "max_tokens": 12, "temperature": 0, **extra}
 
 
-def test_cache_hit_returns_the_same_body_and_counts_a_hit(model_uri: str, redis: RedisServer) -> None:
+def test_cache_hit_returns_the_same_choices_with_a_fresh_id_and_counts_a_hit(model_uri: str,
+                                                                              redis: RedisServer) -> None:
     with live_server(model_uri, redis_url=redis.url) as server, server.client() as client:
         first = client.post("/v1/completions", json=_greedy(server.name))
         # Same request with the defaults spelled out: the canonical form makes it the same key.
@@ -25,7 +26,10 @@ def test_cache_hit_returns_the_same_body_and_counts_a_hit(model_uri: str, redis:
         samples = server.metrics()
     assert (first.status_code, second.status_code) == (200, 200)
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
-    assert second.content == first.content
+    fields = ("object", "model", "system_fingerprint", "choices", "usage")
+    assert {k: second.json()[k] for k in fields} == {k: first.json()[k] for k in fields}
+    assert second.json()["id"] != first.json()["id"], "a hit must not replay the stored id"
+    assert second.json()["created"] >= first.json()["created"]
     assert metric(samples, names.INFERENCE_CACHE_HITS_TOTAL) == 1
     assert metric(samples, names.INFERENCE_CACHE_MISSES_TOTAL) == 1
     assert metric(samples, f"{names.INFERENCE_BATCH_SIZE}_count") == 1, "the hit ran no model"

@@ -65,27 +65,33 @@ async def _until_submitted(client: httpx.AsyncClient, count: int) -> None:
             await asyncio.sleep(0.01)
 
 
-def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tiny_export: tuple[Path, GPT], tmp_path: Path) -> None:
+def _start(export: Path, log: Path, drain_timeout_s: int) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m workloads.serve` with batches of one, once it is ready; returns the process and its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
     env = {**os.environ, "MODELPLANE_SERVE_TORCH_THREADS": "1", "MODELPLANE_SERVE_MAX_BATCH_SIZE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workloads.serve", "--model-uri", str(tiny_export[0]), "--host", "127.0.0.1",
-         "--port", str(port), "--drain-timeout-s", "30"],
+        [sys.executable, "-m", "workloads.serve", "--model-uri", str(export), "--host", "127.0.0.1",
+         "--port", str(port), "--drain-timeout-s", str(drain_timeout_s)],
         env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(log.read_text())
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.1)
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tiny_export: tuple[Path, GPT], tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    proc, url = _start(tiny_export[0], log, 30)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)  # not listening yet
-                continue
-            time.sleep(0.1)
         responses, streamed, after, lag = asyncio.run(_in_flight_then_sigterm(url, proc))
         code = proc.wait(timeout=60)
     finally:
@@ -100,3 +106,30 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_zero(tiny_export: tupl
     assert after in {"503", "ConnectError"}, "after SIGTERM the server is not ready for new work"
     assert code == 0, log.read_text()
     assert '"event": "draining"' in log.read_text()
+
+
+async def _sigterm_with_requests_in_flight(url: str, proc: subprocess.Popen[bytes]) -> list[httpx.Response]:
+    body = {"model": "tiny-lm", "prompt": "the", "max_tokens": 250, "temperature": 0}
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        tasks = [asyncio.create_task(client.post("/v1/completions", json=body)) for _ in range(8)]
+        await _until_submitted(client, 8)
+        proc.send_signal(signal.SIGTERM)
+        return list(await asyncio.gather(*tasks))
+
+
+def test_a_drain_that_runs_out_of_time_answers_json_503(tiny_export: tuple[Path, GPT], tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    proc, url = _start(tiny_export[0], log, 0)
+    try:
+        responses = asyncio.run(_sigterm_with_requests_in_flight(url, proc))
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # With batches of one, requests still wait behind 250-token generations when the zero-second drain ends.
+    assert [r.status_code for r in responses].count(503) >= 4, log.read_text()
+    for response in responses:
+        assert response.status_code in {200, 503}
+        if response.status_code == 503:
+            assert response.headers["content-type"] == "application/json"
+            assert "shut down before this request finished" in response.json()["error"]["message"]

@@ -8,35 +8,20 @@ from typing import Any
 import numpy as np
 
 from tests.support.servers import RedisServer
-from tests.workloads.serve.support import Gate, LiveServer, live_server, metric, reference_greedy, wait_until_submitted
+from tests.workloads.serve.support import (
+    BIAS,
+    WEIGHTS,
+    AffinePredictor,
+    Gate,
+    LiveServer,
+    affine_loader,
+    live_server,
+    metric,
+    reference_greedy,
+    wait_until_submitted,
+)
 from workloads.common import metrics as names
 from workloads.lm.model import GPT
-from workloads.serve.backends import Backend, ModelInfo, TensorBackend, TensorSpec
-from workloads.serve.settings import ServeSettings
-
-WEIGHTS = np.arange(6, dtype=np.float32).reshape(3, 2) / 10
-BIAS = np.array([0.5, -0.5], dtype=np.float32)
-
-
-class AffinePredictor:
-    """A stand-in tensor model: y = x @ W + b, counting its calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Rows in, rows out."""
-        self.calls.append(inputs.shape[0])
-        return inputs @ WEIGHTS + BIAS
-
-
-def _affine_loader(predictor: AffinePredictor) -> Any:
-    def load(settings: ServeSettings) -> Backend:
-        info = ModelInfo(name=settings.served_name, version="affine-1", platform="numpy",
-                         inputs=(TensorSpec("x", "FP32", (-1, 3)),), outputs=(TensorSpec("y", "FP32", (-1, 2)),))
-        return TensorBackend(predictor, info)
-
-    return load
 
 
 def _rows(values: list[list[float]], **overrides: Any) -> dict[str, Any]:
@@ -89,7 +74,7 @@ def test_tensor_backend_batches_rows_from_concurrent_requests(model_uri: str) ->
     predictor = AffinePredictor()
     requests = [[[float(i), 1.0, 2.0]] * (1 + i % 3) for i in range(8)]
     gate = Gate()
-    with live_server(model_uri, model_name="affine", loader=gate.loader(_affine_loader(predictor)), max_batch_size=8,
+    with live_server(model_uri, model_name="affine", loader=gate.loader(affine_loader(predictor)), max_batch_size=8,
                      max_wait_ms=100) as server:
         results = asyncio.run(_concurrent_rows(server, requests, gate))
         samples = server.metrics()
@@ -104,7 +89,7 @@ def test_tensor_backend_batches_rows_from_concurrent_requests(model_uri: str) ->
 
 
 def test_tensor_backend_metadata_and_input_checks(model_uri: str) -> None:
-    with live_server(model_uri, model_name="affine", loader=_affine_loader(AffinePredictor())) as server, \
+    with live_server(model_uri, model_name="affine", loader=affine_loader(AffinePredictor())) as server, \
             server.client() as client:
         metadata = client.get("/v2/models/affine").json()
         server_metadata = client.get("/v2").json()
@@ -116,7 +101,7 @@ def test_tensor_backend_metadata_and_input_checks(model_uri: str) -> None:
     assert metadata == {"name": "affine", "versions": ["affine-1"], "platform": "numpy",
                         "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}],
                         "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]}
-    assert server_metadata == {"name": "modelplane-serve", "version": "1", "extensions": []}
+    assert server_metadata == {"name": "modelplane-serve", "version": "1", "extensions": ["binary_tensor_data"]}
     assert wrong_type.status_code == 400
     assert "inputs[0].datatype: input 'x' must be FP32" in wrong_type.json()["error"]
     assert wrong_width.status_code == 400

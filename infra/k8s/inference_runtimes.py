@@ -1,0 +1,230 @@
+"""The containers of each inference runtime, as manifest dicts for `InferenceService` (infra/k8s/inference.py).
+
+- `modelplane-serve`: our FastAPI server (`python -m workloads.serve`: OpenAI completions and KServe v2).
+- `tf-serving`: the official TensorFlow Serving image, fed by an init container syncing the export from S3.
+- `vllm`: the official vLLM OpenAI-compatible server (`vllm serve`, the image's entrypoint), with our caching
+  gateway (`python -m workloads.gateway`) in front, in pods of its own.
+
+vLLM's weights come from S3 in one of two ways (`vllm.weights`):
+- `runai-streamer` (the default with GPUs): `--load-format runai_streamer` with the s3:// folder as the model.
+  vLLM's Run:ai loader streams the safetensors concurrently straight from S3 into GPU memory, so a 100 GB
+  model needs no node disk and no second copy, and loads at S3 throughput
+  (docs/models/extensions/runai_model_streamer.md; vllm/model_executor/model_loader/runai_streamer_loader.py
+  at 0.31.0 maps AWS_ENDPOINT_URL to the streamer's S3 endpoint, so MinIO works too). The CUDA image ships the
+  streamer (docker/Dockerfile `vllm-openai-base` installs runai-model-streamer[s3,gcs]).
+- `s3-sync` (the default without GPUs): vLLM's CPU image has no streamer, so an init container copies the
+  folder to a pod volume first, as for TF Serving.
+Either way the pod reads S3 as the servers' ServiceAccount, whose role `WorkloadIdentity` grants read on the
+models bucket (infra/program.py), with no keys in the pod.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import pulumi
+
+from infra import versions
+from infra.config.base import MEMORY_QUANTITY
+from infra.config.workloads import InferenceServiceConfig
+from infra.k8s.podspec import container_resources, container_security_context, cpu_threads, env_list
+from workloads.gateway.settings import env_name as gateway_env
+from workloads.serve.settings import env_name
+
+PORTS: Final = {"modelplane-serve": 8080, "tf-serving": 8501, "vllm": 8000}
+"""Container HTTP port per runtime (vLLM's default --port is 8000)."""
+GATEWAY_PORT: Final = 8080
+"""The caching gateway's HTTP port."""
+BATCHING_SETTINGS: Final = ("max_batch_size", "max_queue", "max_tokens_cap")
+"""Fields of an `inference.services` entry passed as-is to the server's settings of the same name."""
+MODELS_DIR: Final = "/models"
+"""Where synced models live in the pod."""
+SHM_SIZE: Final = "2Gi"
+"""Cap of vLLM's memory-backed /dev/shm: its engine and worker processes, and NCCL between tensor-parallel ranks,
+exchange data through it (vLLM's docs run the image with --ipc=host or --shm-size); it counts against the pod's
+memory limit."""
+VLLM_FLAGS: Final = {
+    "served_model_name": "--served-model-name", "port": "--port", "dtype": "--dtype",
+    "max_model_len": "--max-model-len", "tensor_parallel_size": "--tensor-parallel-size",
+    "gpu_memory_utilization": "--gpu-memory-utilization", "load_format": "--load-format",
+    "prefix_caching": "--enable-prefix-caching",
+}
+"""The `vllm serve` flags we set (vllm/engine/arg_utils.py EngineArgs.add_cli_args and
+vllm/entrypoints/launchers/cli_args.py make_arg_parser, 0.31.0; tests/workloads/test_vllm_flags.py parses the
+rendered arguments with that parser)."""
+RUNAI_LOAD_FORMAT: Final = "runai_streamer"
+"""vLLM's --load-format of the Run:ai model streamer (vllm/model_executor/model_loader/__init__.py, 0.31.0)."""
+VLLM_ENV: Final = {
+    # The image runs as our non-root user on a read-only root filesystem: caches go to the /tmp volume.
+    "HOME": "/tmp",
+    # No usage reports from the cluster to vLLM's collector (vllm/envs.py VLLM_NO_USAGE_STATS, VLLM_DO_NOT_TRACK).
+    "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1",
+}
+"""Plain env of every vLLM container."""
+CPU_KV_CACHE_VAR: Final = "VLLM_CPU_KVCACHE_SPACE"
+"""GiB of KV cache of vLLM's CPU backend (vllm/envs.py; 4 when unset, more than a small pod holds)."""
+CPU_KV_CACHE_SHARE: Final = 4
+"""A CPU vLLM pod gives 1/4 of its memory limit (at least 1 GiB) to the KV cache; weights and activations take the
+rest."""
+GATEWAY_RESOURCES: Final = ("1", "1Gi")
+"""CPU and memory of a gateway pod: it proxies and hashes, the model runs elsewhere."""
+API_KEYS_DIR: Final = "/etc/modelplane/api-keys"
+"""Where the gateway pod mounts the API-keys Secret."""
+API_KEY_SECRET_KEY: Final = "api-key"
+"""The Secret key holding API keys (one per line for the gateway), generated or given by vllm.apiKeysSecret."""
+GATEWAY_HEALTH_PATH: Final = "/health"
+"""The gateway's liveness and readiness route (200 while the process serves)."""
+
+
+def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[str], env: dict[str, str],
+               env_from: list[dict[str, Any]], secret_env: list[dict[str, Any]],
+               ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The runtime's (container, init containers, volumes)."""
+    port = PORTS[svc.runtime]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, {"name": "models", "emptyDir": {}}]
+    base = {
+        "image": image,
+        "envFrom": env_from,
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "resources": container_resources(svc.cpu, svc.memory, svc.gpus),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": MODELS_DIR}],
+    }
+    if svc.runtime == "modelplane-serve":
+        return _serve(svc, base, model_uri, env, secret_env), [], volumes
+    if svc.runtime == "vllm":
+        return _vllm(svc, base, model_uri, env, env_from, volumes)
+    volumes.append({"name": "monitoring", "configMap": {"name": f"{svc.name}-tf-serving-monitoring"}})
+    container = {
+        **base,
+        "name": "tf-serving",
+        "args": [f"--model_name={svc.name}", f"--model_base_path={MODELS_DIR}/{svc.name}",
+                 f"--rest_api_port={port}", "--monitoring_config_file=/etc/tf-serving/monitoring.config"],
+        "volumeMounts": [*base["volumeMounts"], {"name": "monitoring", "mountPath": "/etc/tf-serving"}],
+        "readinessProbe": {"httpGet": {"path": f"/v1/models/{svc.name}", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
+    }
+    return container, [_sync(model_uri, f"{MODELS_DIR}/{svc.name}", env, env_from)], volumes
+
+
+def _serve(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.Input[str], env: dict[str, str],
+           secret_env: list[dict[str, Any]]) -> dict[str, Any]:
+    settings: dict[str, pulumi.Input[str]] = {
+        **env,
+        env_name("model_uri"): model_uri,
+        env_name("model_name"): svc.name,
+        env_name("port"): str(PORTS[svc.runtime]),
+        env_name("download_dir"): MODELS_DIR,
+        env_name("torch_threads"): str(cpu_threads(svc.cpu)),
+        **{env_name(field): str(getattr(svc, field)) for field in BATCHING_SETTINGS},
+    }
+    return {
+        **base,
+        "name": "server",
+        "command": ["python", "-m", "workloads.serve"],
+        "env": [*env_list(settings), *secret_env],
+        # Loading + warm-up can take minutes for big models: startup allows 10, then readiness takes over.
+        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 10,
+                         "failureThreshold": 60},
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5,
+                           "failureThreshold": 2},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
+                          "failureThreshold": 3},
+    }
+
+
+def _sync(model_uri: pulumi.Input[str], target: str, env: dict[str, str],
+          env_from: list[dict[str, Any]]) -> dict[str, Any]:
+    """An init container copying the S3 folder `model_uri` to `target`, with the pod's S3 env (`env`, `env_from`:
+    the local stack's MinIO endpoint and keys; none on AWS, where the pod's role signs)."""
+    sync: dict[str, Any] = {
+        "name": "fetch-model",
+        "image": versions.AWS_CLI_IMAGE,
+        "command": ["aws", "s3", "sync", "--only-show-errors"],
+        "args": [model_uri, target],
+        "env": env_list({**env, "HOME": "/tmp"}),
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": MODELS_DIR}],
+    }
+    if env_from:
+        sync["envFrom"] = env_from
+    return sync
+
+
+def _vllm(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.Input[str], env: dict[str, str],
+          env_from: list[dict[str, Any]], volumes: list[dict[str, Any]],
+          ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    vllm, flags = svc.vllm, VLLM_FLAGS
+    streamed = vllm.loading(svc.gpus) == "runai-streamer"
+    args: list[pulumi.Input[str]] = [
+        model_uri if streamed else f"{MODELS_DIR}/{svc.name}",
+        flags["served_model_name"], vllm.served_model_name or svc.name,
+        flags["port"], str(PORTS["vllm"]), flags["dtype"], vllm.dtype, flags["prefix_caching"],
+    ]
+    if streamed:
+        args += [flags["load_format"], RUNAI_LOAD_FORMAT]
+    if vllm.max_model_len:
+        args += [flags["max_model_len"], str(vllm.max_model_len)]
+    if svc.gpus:
+        args += [flags["tensor_parallel_size"], str(svc.gpus),
+                 flags["gpu_memory_utilization"], str(vllm.gpu_memory_utilization)]
+    mounts = base["volumeMounts"] if not streamed else [m for m in base["volumeMounts"] if m["name"] != "models"]
+    volumes = [*(volumes if not streamed else [v for v in volumes if v["name"] != "models"]),
+               {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}]
+    health = {"httpGet": {"path": "/health", "port": "http"}}
+    container = {
+        **base,
+        "name": "vllm",
+        "args": args,
+        "env": env_list({**env, **VLLM_ENV, **({} if svc.gpus else {CPU_KV_CACHE_VAR: str(_cpu_kv_gib(svc.memory))})}),
+        "volumeMounts": [*mounts, {"name": "shm", "mountPath": "/dev/shm"}],
+        # Streaming or syncing the weights, then CUDA graph capture, can take many minutes for a large model:
+        # the startup probe allows vllm.startupMinutes before liveness can restart the pod.
+        "startupProbe": {**health, "periodSeconds": 10, "failureThreshold": vllm.startup_minutes * 6},
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
+    }
+    return container, [] if streamed else [_sync(model_uri, f"{MODELS_DIR}/{svc.name}", env, env_from)], volumes
+
+
+def _cpu_kv_gib(memory: str) -> int:
+    """CPU_KV_CACHE_SHARE of a memory quantity (validated by the config: digits and Ki, Mi, Gi or Ti), in GiB."""
+    match = MEMORY_QUANTITY.match(memory)
+    assert match, memory
+    unit_bytes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[match.group(1)]
+    return max(1, int(memory[: -len(match.group(1))]) * unit_bytes // CPU_KV_CACHE_SHARE // 2**30)
+
+
+def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], secret_env: list[dict[str, Any]],
+                      api_keys_secret: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The caching gateway's (container, volumes): our serve image proxying to `upstream` (the vLLM Service),
+    its cache keys versioned by `model_uri`, its clients' keys read from the Secret `api_keys_secret` (None: open)."""
+    cpu, memory = GATEWAY_RESOURCES
+    settings: dict[str, pulumi.Input[str]] = {
+        gateway_env("upstream"): upstream, gateway_env("port"): str(GATEWAY_PORT),
+        # New weights under the same name must never be answered from the old ones' cache.
+        gateway_env("cache_version"): model_uri,
+    }
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if api_keys_secret:
+        settings[gateway_env("api_keys_file")] = f"{API_KEYS_DIR}/{API_KEY_SECRET_KEY}"
+        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+        volumes.append({"name": "api-keys", "secret": {"secretName": api_keys_secret}})
+    else:
+        settings[gateway_env("allow_anonymous")] = "true"
+    health = {"httpGet": {"path": GATEWAY_HEALTH_PATH, "port": "http"}}
+    return {
+        "name": "gateway",
+        "image": image,
+        "command": ["python", "-m", "workloads.gateway"],
+        "env": [*env_list(settings), *secret_env],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
+        "resources": container_resources(cpu, memory, 0),
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 3},
+    }, volumes
+

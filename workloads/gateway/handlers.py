@@ -1,0 +1,158 @@
+"""The proxied OpenAI routes: admission, body checks, the response cache, and streaming relayed as it arrives.
+
+Order per request: API key (401), rate limit (429), body size (413), body text (400: not UTF-8, not JSON, a lone
+surrogate, not an object), then the cache (deterministic, non-streamed requests only), then the upstream.
+The upstream gets the client's bytes unchanged; the gateway parses them only to check them and to key the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+
+from workloads.gateway.auth import ApiKeys, RateLimiter
+from workloads.gateway.upstream import PASSED_RESPONSE_HEADERS, Upstream
+from workloads.serve.backends import InvalidInputError
+from workloads.serve.bodies import parse_json
+from workloads.serve.cache import ResponseCache, cache_key
+from workloads.serve.errors import ApiError
+
+CACHE_HEADER: Final = "x-modelplane-cache"
+"""Response header on cacheable requests: `hit` (served from Redis, upstream not called) or `miss`."""
+CACHE_VERSION_PREFIX: Final = "gateway:"
+"""Prefixes --cache-version in keys, so gateway entries never collide with the server's own in a shared Redis."""
+
+
+@dataclass
+class Gateway:
+    """What the route handlers share: settings-derived limits and the gateway's clients."""
+
+    keys: ApiKeys
+    """The accepted API keys."""
+    limiter: RateLimiter
+    """The per-key token buckets."""
+    upstream: Upstream
+    """The runtime's client."""
+    cache: ResponseCache | None
+    """The Redis response cache; None without --redis-url."""
+    cache_version: str
+    """--cache-version, part of every cache key."""
+    max_body_bytes: int
+    """--max-body-bytes."""
+    _pending: set[asyncio.Task[None]] = field(default_factory=set)
+    """Cache writes still running; held so the event loop does not drop them (it keeps only weak references)."""
+
+    @property
+    def pending_cache_writes(self) -> int:
+        """Cache writes started and not yet finished."""
+        return len(self._pending)
+
+    def admit(self, request: Request) -> None:
+        """Check the API key, then take a rate-limit token; raises `ApiError` 401 or 429."""
+        self.limiter.check(self.keys.identify(request.headers.get("authorization")))
+
+    async def read_body(self, request: Request) -> bytes:
+        """The request body, or `ApiError(413)` past --max-body-bytes (checked while reading, not only declared)."""
+        declared = request.headers.get("content-length", "")
+        limit = self.max_body_bytes
+        too_large = ApiError(413, f"request body is larger than the gateway's limit of {limit} bytes", param="body")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def generate(self, request: Request, route: str) -> Response:
+        """Proxy one completion or chat completion request to the upstream, through the cache when deterministic."""
+        self.admit(request)
+        raw = await self.read_body(request)
+        body = _checked_body(raw)
+        if body.get("stream") is True:
+            return await self._stream(raw, route)
+        key = None
+        if self.cache is not None and is_deterministic(body):
+            model = body.get("model")
+            key = cache_key(model if isinstance(model, str) else "", CACHE_VERSION_PREFIX + self.cache_version,
+                            route, body)
+            cached = await self.cache.get(key)
+            replay = _replay(cached) if cached is not None else None
+            if replay is not None:
+                return Response(replay, media_type="application/json", headers={CACHE_HEADER: "hit"})
+        response = await self.upstream.send("POST", route, raw)
+        headers = _passed_headers(response.headers)
+        if key is not None and self.cache is not None:
+            headers[CACHE_HEADER] = "miss"
+            if response.status_code == 200:
+                # Stored after answering: the client does not wait for Redis (put never raises; it fails open).
+                task = asyncio.create_task(self.cache.put(key, response.content))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+        return Response(response.content, status_code=response.status_code, headers=headers)
+
+    async def _stream(self, raw: bytes, route: str) -> Response:
+        response = await self.upstream.send("POST", route, raw, stream=True)
+        headers = _passed_headers(response.headers)
+        if response.status_code >= 400:  # read whole by `send`: an error is never streamed
+            return Response(response.content, status_code=response.status_code, headers=headers)
+        # Proxies (nginx) must not buffer the events either.
+        headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
+        return StreamingResponse(self.upstream.relay(response, route), headers=headers)
+
+    async def models(self, request: Request) -> Response:
+        """The upstream's model list, unchanged."""
+        self.admit(request)
+        response = await self.upstream.send("GET", "/v1/models")
+        return Response(response.content, status_code=response.status_code, headers=_passed_headers(response.headers))
+
+
+def _checked_body(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object; `ApiError(400)` naming the field for bad text, bad JSON or a non-object."""
+    try:
+        body = parse_json(raw)
+    except InvalidInputError as exc:
+        raise ApiError(400, f"{exc.param}: {exc}", param=exc.param) from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, f"body: must be a JSON object (got a JSON {type(body).__name__})", param="body")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(400, f"model: must be a string naming a model from /v1/models (got {json.dumps(model)[:80]})",
+                       param="model")
+    return body
+
+
+def is_deterministic(body: dict[str, Any]) -> bool:
+    """True when the answer is a function of the request: temperature 0 (greedy) or a fixed integer seed."""
+    seed, temperature = body.get("seed"), body.get("temperature")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return True
+    return isinstance(temperature, int | float) and not isinstance(temperature, bool) and temperature == 0
+
+
+def _replay(cached: bytes) -> bytes | None:
+    """A cached body with a fresh `id` (same prefix: `cmpl-`, `chatcmpl-`) and `created`; None if it is unreadable."""
+    try:
+        data = json.loads(cached)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    prefix = str(data.get("id", "cmpl")).split("-", 1)[0]
+    data["id"] = f"{prefix}-{uuid.uuid4().hex}"
+    data["created"] = int(time.time())
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _passed_headers(headers: Any) -> dict[str, str]:
+    return {name: headers[name] for name in PASSED_RESPONSE_HEADERS if name in headers}
