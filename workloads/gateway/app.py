@@ -9,14 +9,12 @@ passes them upstream unchanged, so there is no request model and no OpenAPI spec
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workloads.common.logs import log_event
 from workloads.gateway.auth import ApiKeys, RateLimiter
@@ -25,8 +23,8 @@ from workloads.gateway.metrics import GatewayMetrics
 from workloads.gateway.settings import GatewaySettings
 from workloads.gateway.upstream import Upstream
 from workloads.serve.cache import ResponseCache
-from workloads.serve.errors import error_content, install_error_handlers
-from workloads.serve.middleware import route_label, send_json
+from workloads.serve.errors import install_error_handlers
+from workloads.serve.middleware import GuardedResponse, route_label
 
 COMPLETIONS = "/v1/completions"
 CHAT_COMPLETIONS = "/v1/chat/completions"
@@ -34,7 +32,7 @@ MODELS = "/v1/models"
 
 
 class GatewayMiddleware:
-    """Counts and times every request to its last byte; an escaped exception is logged and counted as 500."""
+    """Counts and times every request to its last byte; a drain's cancel is a JSON 503, an escaped exception a JSON 500."""
 
     def __init__(self, app: ASGIApp, *, metrics: GatewayMetrics) -> None:
         self.app = app
@@ -45,23 +43,12 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
-        response: dict[str, Any] = {"status": 500, "started": False}
-
-        async def tracking_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                response["status"], response["started"] = message["status"], True
-            await send(message)
-
+        response = GuardedResponse(scope, send, "gateway")
         try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:  # any escaped exception is a bug: log it, answer JSON 500
-            log_event("unhandled_error", path=scope.get("path"), error=repr(exc), traceback=traceback.format_exc())
-            if not response["started"]:
-                content = error_content(scope.get("path", ""), 500, "internal gateway error; the gateway logged it")
-                await send_json(tracking_send, 500, content, [])
+            await response.run(lambda guarded_send: self.app(scope, receive, guarded_send))
         finally:
-            status = int(response["status"])
-            self.metrics.observe_request(route_label(scope, status), status, time.monotonic() - started)
+            self.metrics.observe_request(route_label(scope, response.status), response.status,
+                                         time.monotonic() - started)
 
 
 def create_app(settings: GatewaySettings, *, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:

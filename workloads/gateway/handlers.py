@@ -1,7 +1,8 @@
 """The proxied OpenAI routes: admission, body checks, the response cache, and streaming relayed as it arrives.
 
 Order per request: API key (401), rate limit (429), body size (413), body text (400: not UTF-8, not JSON, a lone
-surrogate, not an object), then the cache (deterministic, non-streamed requests only), then the upstream.
+surrogate, not an object), then the cache (deterministic, non-streamed requests only, kept per API key), then the
+upstream.
 The upstream gets the client's bytes unchanged; the gateway parses them only to check them and to key the cache.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Final
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from workloads.gateway.auth import ApiKeys, RateLimiter
 from workloads.gateway.upstream import PASSED_RESPONSE_HEADERS, Upstream
@@ -54,9 +56,11 @@ class Gateway:
         """Cache writes started and not yet finished."""
         return len(self._pending)
 
-    def admit(self, request: Request) -> None:
-        """Check the API key, then take a rate-limit token; raises `ApiError` 401 or 429."""
-        self.limiter.check(self.keys.identify(request.headers.get("authorization")))
+    def admit(self, request: Request) -> str:
+        """Check the API key, then take a rate-limit token; the caller's id, or `ApiError` 401 or 429."""
+        caller = self.keys.identify(request.headers.get("authorization"))
+        self.limiter.check(caller)
+        return caller
 
     async def read_body(self, request: Request) -> bytes:
         """The request body, or `ApiError(413)` past --max-body-bytes (checked while reading, not only declared)."""
@@ -76,7 +80,7 @@ class Gateway:
 
     async def generate(self, request: Request, route: str) -> Response:
         """Proxy one completion or chat completion request to the upstream, through the cache when deterministic."""
-        self.admit(request)
+        caller = self.admit(request)
         raw = await self.read_body(request)
         body = _checked_body(raw)
         if body.get("stream") is True:
@@ -84,8 +88,9 @@ class Gateway:
         key = None
         if self.cache is not None and is_deterministic(body):
             model = body.get("model")
-            key = cache_key(model if isinstance(model, str) else "", CACHE_VERSION_PREFIX + self.cache_version,
-                            route, body)
+            # Per caller: one API key's answers (and whether a prompt was asked at all) never reach another key.
+            key = cache_key(model if isinstance(model, str) else "",
+                            f"{CACHE_VERSION_PREFIX}{self.cache_version}:{caller}", route, body)
             cached = await self.cache.get(key)
             replay = _replay(cached) if cached is not None else None
             if replay is not None:
@@ -108,7 +113,10 @@ class Gateway:
             return Response(response.content, status_code=response.status_code, headers=headers)
         # Proxies (nginx) must not buffer the events either.
         headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
-        return StreamingResponse(self.upstream.relay(response, route), headers=headers)
+        # The background close also runs when the client leaves before the first chunk, when the relay's own
+        # `finally` never does; without it that pooled upstream connection would leak.
+        return StreamingResponse(self.upstream.relay(response, route), headers=headers,
+                                 background=BackgroundTask(response.aclose))
 
     async def models(self, request: Request) -> Response:
         """The upstream's model list, unchanged."""

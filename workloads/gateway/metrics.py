@@ -13,8 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from workloads.common import metrics as names
 from workloads.serve.metrics import LATENCY_BUCKETS
 
-UPSTREAM_ERROR_REASONS: Final = ("connect", "timeout", "protocol", "status")
-"""`reason` label values: no connection (503), no answer in time (504), a broken answer (502), an upstream 5xx."""
+UPSTREAM_ERROR_REASONS: Final = ("connect", "timeout", "protocol", "status", "saturated")
+"""`reason` label values: no connection (503), no answer in time (504), a broken answer (502), an upstream 5xx,
+and `saturated`: every pooled connection busy (503; the gateway's own limit, not the upstream's fault)."""
 
 
 class GatewayMetrics:

@@ -50,12 +50,17 @@ class Upstream:
               headers: dict[str, str] | None = None) -> ApiError:
         self._metrics.upstream_errors.labels(reason=reason).inc()
         log_event("upstream_error", reason=reason, status=status, error=repr(exc) if exc else message)
-        code = {"connect": "upstream_unavailable", "timeout": "upstream_timeout"}.get(reason, "upstream_error")
+        code = {"connect": "upstream_unavailable", "timeout": "upstream_timeout",
+                "saturated": "gateway_saturated"}.get(reason, "upstream_error")
         return ApiError(status, message, code=code, headers=headers)
 
     def _transport_error(self, exc: httpx.TransportError) -> ApiError:
         name = exc.__class__.__name__
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        if isinstance(exc, httpx.PoolTimeout):
+            # A busy but healthy upstream: every one of --max-connections is in use. Not an upstream failure.
+            return self._fail("saturated", 503, f"the gateway has no free connection to {self.base_url} "
+                              "(--max-connections in use); retry shortly", exc, {"Retry-After": RETRY_AFTER_S})
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return self._fail("connect", 503, f"upstream {self.base_url} is unreachable ({name}); retry shortly",
                               exc, {"Retry-After": RETRY_AFTER_S})
         if isinstance(exc, httpx.TimeoutException):

@@ -56,7 +56,7 @@ def parse_json(raw: bytes) -> Any:
                                 "send JSON encoded as UTF-8", param="body") from exc
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, and an integer past Python's 4300-digit conversion limit
         raise InvalidInputError(f"invalid JSON ({exc})", param="body") from exc
     except RecursionError as exc:
         raise InvalidInputError("invalid JSON (nested too deeply)", param="body") from exc

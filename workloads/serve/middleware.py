@@ -16,6 +16,7 @@ import asyncio
 import json
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -72,6 +73,43 @@ async def send_json(send: Send, status: int, content: dict[str, Any], headers: l
     await send({"type": "http.response.body", "body": body})
 
 
+class GuardedResponse:
+    """One HTTP request's response as it is sent: its status, and JSON answers for a drain's cancel and for bugs."""
+
+    def __init__(self, scope: Scope, send: Send, component: str) -> None:
+        self.status = 500
+        """The status sent, or 500 until a response starts."""
+        self.started = False
+        """Whether the response has started (after that, nothing else can be answered)."""
+        self._scope = scope
+        self._send = send
+        self._component = component
+
+    async def send(self, message: Message) -> None:
+        """The ASGI send to hand the app: records the status, then sends."""
+        if message["type"] == "http.response.start":
+            self.status, self.started = message["status"], True
+        await self._send(message)
+
+    async def run(self, call: Callable[[Send], Awaitable[None]]) -> None:
+        """Run `call(self.send)`; a cancel gets a JSON 503 (then re-raises), an escaped exception a JSON 500."""
+        path = self._scope.get("path", "")
+        try:
+            await call(self.send)
+        except asyncio.CancelledError:
+            # Uvicorn cancels what is still running when the drain times out; answer before it closes the connection.
+            if not self.started:
+                content = error_content(path, 503, f"the {self._component} shut down before this request finished; "
+                                        "retry on another replica")
+                await send_json(self.send, 503, content, [(b"retry-after", b"1"), (b"connection", b"close")])
+            raise
+        except Exception as exc:  # any escaped exception is a bug: log it, answer JSON 500
+            log_event("unhandled_error", path=path, error=repr(exc), traceback=traceback.format_exc())
+            if not self.started:
+                content = error_content(path, 500, f"internal {self._component} error; the {self._component} logged it")
+                await send_json(self.send, 500, content, [])
+
+
 class ServeMiddleware:
     """Counts and times every request, tracks in-flight POSTs, enforces `max_body_bytes`, catches bugs."""
 
@@ -85,35 +123,17 @@ class ServeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
-        response: dict[str, Any] = {"status": 500, "started": False}
-
-        async def tracking_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                response["status"], response["started"] = message["status"], True
-            await send(message)
-
+        response = GuardedResponse(scope, send, "server")
         inference = scope["method"] in _BODY_METHODS
         if inference:
             self.metrics.in_flight.inc()
         try:
-            await self._dispatch(scope, receive, tracking_send)
-        except asyncio.CancelledError:
-            # Uvicorn cancels what is still running when the drain times out; answer before it closes the connection.
-            if not response["started"]:
-                content = error_content(scope.get("path", ""), 503, "the server shut down before this request "
-                                        "finished; retry on another replica")
-                await send_json(tracking_send, 503, content, [(b"retry-after", b"1"), (b"connection", b"close")])
-            raise
-        except Exception as exc:  # any escaped exception is a bug: log it, answer JSON 500
-            log_event("unhandled_error", path=scope.get("path"), error=repr(exc), traceback=traceback.format_exc())
-            if not response["started"]:
-                content = error_content(scope.get("path", ""), 500, "internal server error; the server logged it")
-                await send_json(tracking_send, 500, content, [])
+            await response.run(lambda guarded_send: self._dispatch(scope, receive, guarded_send))
         finally:
             if inference:
                 self.metrics.in_flight.dec()
-            status = int(response["status"])
-            self.metrics.observe_request(route_label(scope, status), status, time.monotonic() - started)
+            self.metrics.observe_request(route_label(scope, response.status), response.status,
+                                         time.monotonic() - started)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in _BODY_METHODS:

@@ -5,7 +5,8 @@ Unknown request fields are rejected (400 naming the field) rather than silently 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -15,6 +16,8 @@ V2Datatype = Literal[
 """The v2 datatypes the server accepts."""
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+MAX_DIMENSION: Final = 2**31 - 1
+"""Largest tensor dimension, and largest element count, a v2 request may declare."""
 
 
 class InferTensor(BaseModel):
@@ -38,6 +41,9 @@ class InferTensor(BaseModel):
     def _non_negative(cls, value: list[int]) -> list[int]:
         if any(d < 0 for d in value):
             raise ValueError("dimensions must be >= 0")
+        # Bounded even when another dimension is 0: numpy refuses a shape past its index range however few elements.
+        if any(d > MAX_DIMENSION for d in value) or math.prod(d for d in value if d) > MAX_DIMENSION:
+            raise ValueError(f"dimensions and the product of the non-zero ones must be <= {MAX_DIMENSION}")
         return value
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
 
+from tests.support.servers import RedisServer
 from tests.support.vllm import VllmServer
 from tests.workloads.gateway.support import API_KEY, live_gateway
 from workloads.common import metrics as names
 from workloads.gateway.auth import ANONYMOUS, ApiKeys, RateLimiter
+from workloads.gateway.handlers import CACHE_HEADER
 from workloads.serve.errors import ApiError
 
 SECOND_KEY = "sk-second-caller"
@@ -84,3 +88,17 @@ def test_anonymous_callers_share_one_identity_only_when_allowed() -> None:
             keys.identify(header)
     assert keys.identify(f"Bearer {API_KEY}") == keys.identify(f"bearer  {API_KEY} ")
     assert API_KEY not in keys.identify(f"Bearer {API_KEY}")
+
+
+def test_cached_answers_are_kept_per_api_key(vllm: VllmServer, redis: RedisServer,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_MORE_KEYS", SECOND_KEY)
+    with live_gateway(vllm.base_url, redis_url=redis.url, api_keys_env="GATEWAY_TEST_MORE_KEYS") as gateway:
+        kwargs: dict[str, Any] = {"model": vllm.model, "prompt": "per key", "max_tokens": 4, "temperature": 0}
+        sources = []
+        for key in (API_KEY, SECOND_KEY, API_KEY):
+            answer = gateway.openai(api_key=key).completions.with_raw_response.create(**kwargs)
+            sources.append(answer.headers[CACHE_HEADER])
+            gateway.cache_written()
+    # The second key asks what the first asked: it must not learn that, nor get the first key's answer.
+    assert sources == ["miss", "miss", "hit"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,11 +12,15 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.support.servers import RedisServer
 from tests.support.vllm import VllmServer
-from tests.workloads.gateway.support import API_KEY, live_gateway, tcp_proxy
+from tests.workloads.gateway.support import API_KEY, live_gateway, serve_in_thread, tcp_proxy
 from workloads.common import metrics as names
+from workloads.demo.devservers import free_port
+from workloads.gateway.app import create_app
+from workloads.gateway.settings import GatewaySettings
 
 
 async def _load(url: str, model: str, total: int, concurrency: int, kill_after: int, kill: Any) -> list[str]:
@@ -95,3 +100,43 @@ def test_an_upstream_that_never_answers_gives_json_504_within_the_read_timeout()
             elapsed = time.monotonic() - started
     assert response.status_code == 504 and elapsed < 5
     assert response.json()["error"]["code"] == "upstream_timeout"
+
+
+def test_a_drain_that_runs_out_of_time_answers_json_503() -> None:
+    # uvicorn cancels what still runs when its graceful-shutdown timeout (1 s here) expires; the request held by a
+    # silent upstream must get a JSON 503 the client can retry elsewhere, not uvicorn's plain-text 500.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        silent.settimeout(30)
+        port = free_port()
+        app = create_app(GatewaySettings(upstream=f"http://127.0.0.1:{silent.getsockname()[1]}", allow_anonymous=True,
+                                         host="127.0.0.1", port=port, rate_limit_rps=0, read_timeout_s=120))
+        answers: list[httpx.Response] = []
+        with serve_in_thread(app, port) as server:
+            client = threading.Thread(target=lambda: answers.append(httpx.post(
+                f"http://127.0.0.1:{port}/v1/completions", json={"model": "m", "prompt": "x"}, timeout=60)))
+            client.start()
+            held, _ = silent.accept()  # the request has reached the upstream and waits for its answer
+            with held:
+                server.should_exit = True
+                client.join(60)
+    assert [a.status_code for a in answers] == [503]
+    assert answers[0].headers["retry-after"] == "1"
+    assert "shut down before this request finished" in answers[0].json()["error"]["message"]
+
+
+def test_a_full_connection_pool_is_503_saturated_not_an_upstream_failure() -> None:
+    def no_free_connection(request: httpx.Request) -> httpx.Response:
+        raise httpx.PoolTimeout("no free connection in the pool", request=request)
+
+    app = create_app(GatewaySettings(upstream="http://runtime:8000", allow_anonymous=True, rate_limit_rps=0),
+                     transport=httpx.MockTransport(no_free_connection))
+    with TestClient(app) as client:
+        response = client.post("/v1/completions", json={"model": "m", "prompt": "x"})
+        exported = client.get("/metrics").text
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "gateway_saturated"
+    # Counted apart, so the upstream-error alert (which leaves `saturated` out) does not page for a busy runtime.
+    assert f'{names.GATEWAY_UPSTREAM_ERRORS_TOTAL}{{reason="saturated"}} 1.0' in exported
+    assert f'{names.GATEWAY_UPSTREAM_ERRORS_TOTAL}{{reason="connect"}} 0.0' in exported

@@ -10,6 +10,8 @@ import pytest
 
 from tests.workloads.serve.support import LiveServer, live_server, metric
 from workloads.common import metrics as names
+from workloads.serve.backends import InvalidInputError
+from workloads.serve.bodies import parse_json
 
 API_KEY = "test-key-0123456789"
 
@@ -130,6 +132,13 @@ def test_malformed_json_is_400(client: httpx.Client, body: bytes) -> None:
     assert _openai_error(response)["message"]
 
 
+def test_an_integer_past_pythons_digit_limit_is_invalid_json() -> None:
+    # json.loads raises a plain ValueError there, not a JSONDecodeError; both servers' body check must map it to 400.
+    with pytest.raises(InvalidInputError, match="invalid JSON") as raised:
+        parse_json(b'{"model": "m", "prompt": "a", "seed": ' + b"1" * 5000 + b"}")
+    assert raised.value.param == "body"
+
+
 def test_null_optional_fields_mean_their_defaults(server: LiveServer, client: httpx.Client) -> None:
     nulls = {field: None for field in ("max_tokens", "top_p", "n", "stream", "stream_options", "stop", "seed",
                                        "presence_penalty", "frequency_penalty", "logit_bias", "user", "best_of",
@@ -237,6 +246,9 @@ def _text_input(**overrides: Any) -> dict[str, Any]:
         ({"inputs": [_text_input(), _text_input()]}, 400, "inputs[1].name: duplicate input name"),
         ({"inputs": [_text_input(datatype="FP128")]}, 400, "inputs[0].datatype"),
         ({"inputs": [_text_input(shape=[-1])]}, 400, "inputs[0].shape: dimensions must be >= 0"),
+        # No elements, but a shape numpy cannot even index: refused before any array is built.
+        ({"inputs": [_text_input(shape=[0, 2**70], data=[])]}, 400, "inputs[0].shape: dimensions and the product"),
+        ({"inputs": [_text_input(shape=[2**40, 2**40, 0], data=[])]}, 400, "inputs[0].shape: dimensions and"),
         ({"inputs": []}, 400, "inputs: List should have at least 1 item"),
         ({"inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES"}]}, 400,
          "inputs[0].data: is required unless parameters.binary_data_size"),
