@@ -7,11 +7,12 @@ from), and a model from elsewhere states `attentionHeads` and `parameters` from 
 
 from __future__ import annotations
 
-from typing import Literal
+import itertools
+from typing import Final, Literal
 
 from pydantic import Field
 
-from infra.config.base import Section, not_one_of
+from infra.config.base import MEMORY_QUANTITY, Section, not_one_of
 from infra.config.gpu import GpuPoolConfig
 from infra.config.gpu_memory import smallest_gpu
 from workloads.lm.presets import PRESETS
@@ -23,6 +24,33 @@ WeightLoading = Literal["runai-streamer", "s3-sync"]
 _FOUR_BYTE_DTYPES = ("float", "float32")
 """Dtypes holding weights in 4 bytes; `auto` downcasts float32 checkpoints to 16 bits (vllm/config/model.py
 `_resolve_auto_dtype`), so every other choice holds them in 2."""
+SHM_GIB: Final = 2
+"""GiB cap of vLLM's memory-backed /dev/shm: its engine and worker processes, and NCCL between tensor-parallel ranks,
+exchange data through it (vLLM's docs run the image with --ipc=host or --shm-size); it counts against the pod's
+memory limit."""
+CPU_KV_CACHE_SHARE: Final = 4
+"""A CPU vLLM pod gives 1/4 of its memory limit, in whole GiB, to the KV cache (VLLM_CPU_KVCACHE_SPACE)."""
+CPU_KV_CACHE_MIN_GIB: Final = 1
+"""The least KV cache of a CPU pod: VLLM_CPU_KVCACHE_SPACE is whole GiB (vllm/platforms/cpu.py, 0.31.0), and 0
+leaves no cache at all."""
+CPU_WORKING_GIB: Final = 2
+"""GiB a CPU vLLM pod needs besides /dev/shm, KV cache and weights: its API server, engine core and worker are three
+Python processes with torch and vLLM loaded (1.6 GiB PSS together serving the `mini` export, vllm-cpu 0.31.0),
+plus activations."""
+_UNIT_BYTES: Final = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+"""Bytes per unit of MEMORY_QUANTITY."""
+
+
+def memory_bytes(memory: str) -> int:
+    """Bytes of a memory quantity the config validated (digits and Ki, Mi, Gi or Ti)."""
+    match = MEMORY_QUANTITY.match(memory)
+    assert match, memory
+    return int(memory[: -len(match.group(1))]) * _UNIT_BYTES[match.group(1)]
+
+
+def cpu_kv_cache_gib(memory_limit: int) -> int:
+    """VLLM_CPU_KVCACHE_SPACE of a CPU pod whose memory limit is `memory_limit` bytes."""
+    return memory_limit // CPU_KV_CACHE_SHARE // 2**30
 
 
 class VllmConfig(Section):
@@ -95,6 +123,25 @@ class VllmConfig(Section):
             problems.append(("vllm.weights", "runai-streamer needs the CUDA image: vLLM's CPU image (gpus 0) has "
                                              "no Run:ai streamer; use s3-sync, or set image to one that has it"))
         return problems
+
+    def memory_problems(self, gpus: int, memory: str) -> list[tuple[str, str]]:
+        """Without GPUs: the pod's `memory` holds /dev/shm, the KV cache, the weights and the processes."""
+        if gpus or not MEMORY_QUANTITY.match(memory):
+            return []
+        weights = self.weight_bytes() or 0
+
+        def short(limit: int) -> bool:
+            kv = cpu_kv_cache_gib(limit)
+            return kv < CPU_KV_CACHE_MIN_GIB or limit - (SHM_GIB + kv) * 2**30 - weights < CPU_WORKING_GIB * 2**30
+
+        if not short(memory_bytes(memory)):
+            return []
+        least = next(gib for gib in itertools.count(1) if not short(gib * 2**30))
+        return [("memory", f"is too small for vLLM on CPU (gpus 0), which keeps everything in the pod's memory: "
+                           f"{SHM_GIB} GiB of /dev/shm, a KV cache of 1/{CPU_KV_CACHE_SHARE} of memory in whole GiB "
+                           f"(at least {CPU_KV_CACHE_MIN_GIB}), {weights / 2**30:.1f} GiB of weights and "
+                           f"{CPU_WORKING_GIB} GiB for its processes (got {memory}); set memory to at least "
+                           f"{least}Gi")]
 
     def fit_problems(self, gpus: int, pool: GpuPoolConfig) -> list[tuple[str, str]]:
         """The GPUs against `pool`: one node holds them, time slices are not split, the weights fit."""

@@ -229,7 +229,7 @@ class InferenceServiceConfig(Section):
             problems.append(("gpus", f"must be 0 with runtime tf-serving (got {self.gpus}): the pinned TF Serving image "
                                      "is the CPU build; use 0 or runtime modelplane-serve"))
         if self.runtime == "vllm":
-            problems += self.vllm.problems(self.gpus, self.image)
+            problems += self.vllm.problems(self.gpus, self.image) + self.vllm.memory_problems(self.gpus, self.memory)
         elif "vllm" in self.model_fields_set:
             problems.append(("vllm", f"applies to runtime vllm only (runtime {self.runtime}); remove it"))
         return problems

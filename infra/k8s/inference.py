@@ -19,12 +19,13 @@ from infra.config.workloads import InferenceServiceConfig
 from infra.k8s.inference_runtimes import (
     API_KEY_SECRET_KEY,
     GATEWAY_PORT,
+    LLM_REQUEST_TIMEOUT_S,
     PORTS,
     containers,
     gateway_container,
 )
 from infra.k8s.mesh import GATEWAY, principal
-from infra.k8s.observability import VLLM_WAITING_HPA_METRIC, scrape_endpoint
+from infra.k8s.observability import PROMETHEUS_PRINCIPAL, VLLM_WAITING_HPA_METRIC, scrape_endpoint
 from infra.k8s.podspec import manifest_block, pod_security_context, scheduling
 from workloads.common.metrics import INFERENCE_QUEUE_DEPTH
 from workloads.common.vocab import COMPONENT_LABEL, TRACK_LABEL
@@ -35,12 +36,15 @@ HOSTS: Final = ("*",)
 """Hosts the VirtualService answers for."""
 REQUEST_TIMEOUT: Final = "60s"
 """Route timeout at the mesh (also each retry's budget)."""
-LLM_REQUEST_TIMEOUT: Final = "600s"
-"""Route timeout of vLLM services: a long generation streams for minutes."""
+LLM_REQUEST_TIMEOUT: Final = f"{LLM_REQUEST_TIMEOUT_S}s"
+"""Route timeout of vLLM services (the gateway's read timeout too)."""
 TARGET_CPU_UTILIZATION: Final = 70
 """CPU utilisation % the HPA falls back on."""
 API_KEY_VAR: Final = "MODELPLANE_API_KEY"
 """The variable holding the generated API key; the server is told its name through `api_key_env`."""
+GATEWAY_SERVICE_ACCOUNT_SUFFIX: Final = "-gateway"
+"""A vLLM service's gateway runs as ServiceAccount `<name>-gateway`: the only identity the runtime admits, with no
+IAM role (it reads no S3), unlike the servers' shared account."""
 RUNTIME_COMPONENT: Final = "inference-runtime"
 """COMPONENT_LABEL of a vLLM runtime's Service: its own ServiceMonitor scrapes it, not the namespace-wide one."""
 _RETRIES: Final = {"attempts": 2, "retryOn": "connect-failure,refused-stream,reset-before-request"}
@@ -49,7 +53,7 @@ _RETRIES: Final = {"attempts": 2, "retryOn": "connect-failure,refused-stream,res
 
 class InferenceService(pulumi.ComponentResource):
     """Deployment(s), Service, HPA, PDB, VirtualService, DestinationRule, AuthorizationPolicy; with runtime vllm,
-    both for the gateway and for the runtime, plus the runtime's ServiceMonitor.
+    both for the gateway and for the runtime, plus the runtime's ServiceMonitor and the gateway's ServiceAccount.
 
     The namespace-wide ServiceMonitor of the Observability stack scrapes our servers and gateways.
     """
@@ -65,8 +69,9 @@ class InferenceService(pulumi.ComponentResource):
                  redis_url: pulumi.Input[str] | None = None, mesh: bool = True, queue_depth_autoscaling: bool = True,
                  gateway_image: str | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         """`svc` is the stack's entry; `image` the stable track's runtime image (pinned); `namespace` and
-        `service_account` where it runs with its IAM role; `model_uri` the S3 prefix of the model;
-        `allowed_principals` the mTLS principals the AuthorizationPolicy admits (gateway, Prometheus);
+        `service_account` where the runtime runs with its IAM role (a vLLM gateway has an account of its own);
+        `model_uri` the S3 prefix of the model; `allowed_principals` the mTLS principals the AuthorizationPolicy of
+        the Service clients call admits (ingress gateway, Prometheus);
         `env` plain env for the runtime (the local stack's MinIO endpoint); `secret_env_from` Secrets whose keys
         become env vars; `redis_url` the stack's cache (used when `svc.cache`); `mesh` whether to create the
         Istio routes; `queue_depth_autoscaling` whether the observability stack is there: the HPA can use its
@@ -109,8 +114,9 @@ class InferenceService(pulumi.ComponentResource):
             gateway, gateway_volumes = gateway_container(
                 gateway_image or image, f"http://{runtime_host}:80", model_uri,
                 self._secret_env(name, namespace, labels, cache_url, gateway_env, api_key=False), keys)
+            gateway_account = self._gateway_account(name, namespace, labels)
             self._deployment(name, namespace, "stable", svc.min_replicas, labels,
-                             _pod(service_account, [gateway], gateway_volumes, []), {})
+                             _pod(gateway_account, [gateway], gateway_volumes, []), {})
             self._service(name, namespace, labels)
             self._autoscaling(name, namespace, svc, labels, None)
             if queue_depth_autoscaling:
@@ -118,9 +124,18 @@ class InferenceService(pulumi.ComponentResource):
         if mesh:
             self._mesh(name, namespace, svc, labels, allowed_principals)
             if vllm:
-                self._runtime_mesh(runtime, namespace, svc, runtime_labels,
-                                   [*allowed_principals, principal(namespace, service_account)])
+                # Only this service's gateway may call vLLM (the API keys and rate limits are there), and
+                # Prometheus its /metrics when it scrapes.
+                self._runtime_mesh(runtime, namespace, svc, runtime_labels, principal(namespace, gateway_account),
+                                   queue_depth_autoscaling)
         self.register_outputs({"service_host": self.service_host})
+
+    def _gateway_account(self, name: str, namespace: str, labels: dict[str, str]) -> str:
+        """The gateway's own ServiceAccount: no IAM role, and no API token, as it never calls Kubernetes."""
+        account = f"{name}{GATEWAY_SERVICE_ACCOUNT_SUFFIX}"
+        k8s.core.v1.ServiceAccount(f"{name}-gateway-sa", metadata=_meta(account, namespace, labels),
+                                   automount_service_account_token=False, opts=pulumi.ResourceOptions(parent=self))
+        return account
 
     def _api_key(self, name: str, namespace: str, labels: dict[str, str]) -> str:
         key = random.RandomPassword(f"{name}-api-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self))
@@ -230,8 +245,9 @@ class InferenceService(pulumi.ComponentResource):
         self._authorization(name, namespace, labels, allowed_principals, GATEWAY_PORT if vllm else PORTS[svc.runtime])
 
     def _runtime_mesh(self, runtime: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str],
-                      allowed_principals: Sequence[str]) -> None:
-        """The gateway's calls to the vLLM runtime: a mesh route splitting stable and canary, their subsets."""
+                      gateway_principal: str, scraped: bool) -> None:
+        """The gateway's calls to the vLLM runtime: a mesh route splitting stable and canary, their subsets, and
+        the policy admitting `gateway_principal`, and with `scraped` Prometheus on /metrics."""
         host = f"{runtime}.{namespace}.svc.cluster.local"
         k8s.apiextensions.CustomResource(
             f"{runtime}-vs", api_version="networking.istio.io/v1", kind="VirtualService",
@@ -242,7 +258,12 @@ class InferenceService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._destination_rule(runtime, namespace, labels, host, _subsets(svc))
-        self._authorization(runtime, namespace, labels, allowed_principals, PORTS["vllm"])
+        port = [str(PORTS["vllm"])]
+        rules = [{"from": [{"source": {"principals": [gateway_principal]}}], "to": [{"operation": {"ports": port}}]}]
+        if scraped:
+            rules.append({"from": [{"source": {"principals": [PROMETHEUS_PRINCIPAL]}}],
+                          "to": [{"operation": {"ports": port, "methods": ["GET"], "paths": ["/metrics"]}}]})
+        self._policy(runtime, namespace, labels, rules)
 
     def _destination_rule(self, app: str, namespace: str, labels: dict[str, str], host: str,
                           subsets: list[dict[str, Any]]) -> None:
@@ -261,12 +282,15 @@ class InferenceService(pulumi.ComponentResource):
 
     def _authorization(self, app: str, namespace: str, labels: dict[str, str], principals: Sequence[str],
                        port: int) -> None:
+        self._policy(app, namespace, labels, [{"from": [{"source": {"principals": sorted(set(principals))}}],
+                                               "to": [{"operation": {"ports": [str(port)]}}]}])
+
+    def _policy(self, app: str, namespace: str, labels: dict[str, str], rules: list[dict[str, Any]]) -> None:
+        """An ALLOW AuthorizationPolicy on `app`'s pods: only what `rules` match reaches them."""
         k8s.apiextensions.CustomResource(
             f"{app}-authz", api_version="security.istio.io/v1", kind="AuthorizationPolicy",
             metadata=_meta(app, namespace, labels),
-            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": app}}, "action": "ALLOW",
-                  "rules": [{"from": [{"source": {"principals": sorted(set(principals))}}],
-                             "to": [{"operation": {"ports": [str(port)]}}]}]},
+            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": app}}, "action": "ALLOW", "rules": rules},
             opts=pulumi.ResourceOptions(parent=self),
         )
 

@@ -25,9 +25,22 @@ from typing import Any, Final
 import pulumi
 
 from infra import versions
-from infra.config.base import MEMORY_QUANTITY
+from infra.config.vllm import SHM_GIB, cpu_kv_cache_gib, memory_bytes
 from infra.config.workloads import InferenceServiceConfig
 from infra.k8s.podspec import container_resources, container_security_context, cpu_threads, env_list
+from workloads.common.vocab import (
+    VLLM_CPU_KVCACHE_SPACE_VAR,
+    VLLM_DO_NOT_TRACK_VAR,
+    VLLM_DTYPE_FLAG,
+    VLLM_ENABLE_PREFIX_CACHING_FLAG,
+    VLLM_GPU_MEMORY_UTILIZATION_FLAG,
+    VLLM_LOAD_FORMAT_FLAG,
+    VLLM_MAX_MODEL_LEN_FLAG,
+    VLLM_NO_USAGE_STATS_VAR,
+    VLLM_PORT_FLAG,
+    VLLM_SERVED_MODEL_NAME_FLAG,
+    VLLM_TENSOR_PARALLEL_SIZE_FLAG,
+)
 from workloads.gateway.settings import env_name as gateway_env
 from workloads.serve.settings import env_name
 
@@ -39,33 +52,18 @@ BATCHING_SETTINGS: Final = ("max_batch_size", "max_queue", "max_tokens_cap")
 """Fields of an `inference.services` entry passed as-is to the server's settings of the same name."""
 MODELS_DIR: Final = "/models"
 """Where synced models live in the pod."""
-SHM_SIZE: Final = "2Gi"
-"""Cap of vLLM's memory-backed /dev/shm: its engine and worker processes, and NCCL between tensor-parallel ranks,
-exchange data through it (vLLM's docs run the image with --ipc=host or --shm-size); it counts against the pod's
-memory limit."""
-VLLM_FLAGS: Final = {
-    "served_model_name": "--served-model-name", "port": "--port", "dtype": "--dtype",
-    "max_model_len": "--max-model-len", "tensor_parallel_size": "--tensor-parallel-size",
-    "gpu_memory_utilization": "--gpu-memory-utilization", "load_format": "--load-format",
-    "prefix_caching": "--enable-prefix-caching",
-}
-"""The `vllm serve` flags we set (vllm/engine/arg_utils.py EngineArgs.add_cli_args and
-vllm/entrypoints/launchers/cli_args.py make_arg_parser, 0.31.0; tests/workloads/test_vllm_flags.py parses the
-rendered arguments with that parser)."""
+LLM_REQUEST_TIMEOUT_S: Final = 600
+"""Seconds a vLLM request may take, at the mesh routes and at the gateway's reads from vLLM: a long generation
+streams, or computes an unstreamed answer, for minutes."""
 RUNAI_LOAD_FORMAT: Final = "runai_streamer"
 """vLLM's --load-format of the Run:ai model streamer (vllm/model_executor/model_loader/__init__.py, 0.31.0)."""
 VLLM_ENV: Final = {
     # The image runs as our non-root user on a read-only root filesystem: caches go to the /tmp volume.
     "HOME": "/tmp",
-    # No usage reports from the cluster to vLLM's collector (vllm/envs.py VLLM_NO_USAGE_STATS, VLLM_DO_NOT_TRACK).
-    "VLLM_NO_USAGE_STATS": "1", "VLLM_DO_NOT_TRACK": "1",
+    # No usage reports from the cluster to vLLM's collector.
+    VLLM_NO_USAGE_STATS_VAR: "1", VLLM_DO_NOT_TRACK_VAR: "1",
 }
 """Plain env of every vLLM container."""
-CPU_KV_CACHE_VAR: Final = "VLLM_CPU_KVCACHE_SPACE"
-"""GiB of KV cache of vLLM's CPU backend (vllm/envs.py; 4 when unset, more than a small pod holds)."""
-CPU_KV_CACHE_SHARE: Final = 4
-"""A CPU vLLM pod gives 1/4 of its memory limit (at least 1 GiB) to the KV cache; weights and activations take the
-rest."""
 GATEWAY_RESOURCES: Final = ("1", "1Gi")
 """CPU and memory of a gateway pod: it proxies and hashes, the model runs elsewhere."""
 API_KEYS_DIR: Final = "/etc/modelplane/api-keys"
@@ -155,29 +153,31 @@ def _sync(model_uri: pulumi.Input[str], target: str, env: dict[str, str],
 def _vllm(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.Input[str], env: dict[str, str],
           env_from: list[dict[str, Any]], volumes: list[dict[str, Any]],
           ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    vllm, flags = svc.vllm, VLLM_FLAGS
+    vllm = svc.vllm
     streamed = vllm.loading(svc.gpus) == "runai-streamer"
     args: list[pulumi.Input[str]] = [
         model_uri if streamed else f"{MODELS_DIR}/{svc.name}",
-        flags["served_model_name"], vllm.served_model_name or svc.name,
-        flags["port"], str(PORTS["vllm"]), flags["dtype"], vllm.dtype, flags["prefix_caching"],
+        VLLM_SERVED_MODEL_NAME_FLAG, vllm.served_model_name or svc.name,
+        VLLM_PORT_FLAG, str(PORTS["vllm"]), VLLM_DTYPE_FLAG, vllm.dtype, VLLM_ENABLE_PREFIX_CACHING_FLAG,
     ]
     if streamed:
-        args += [flags["load_format"], RUNAI_LOAD_FORMAT]
+        args += [VLLM_LOAD_FORMAT_FLAG, RUNAI_LOAD_FORMAT]
     if vllm.max_model_len:
-        args += [flags["max_model_len"], str(vllm.max_model_len)]
+        args += [VLLM_MAX_MODEL_LEN_FLAG, str(vllm.max_model_len)]
     if svc.gpus:
-        args += [flags["tensor_parallel_size"], str(svc.gpus),
-                 flags["gpu_memory_utilization"], str(vllm.gpu_memory_utilization)]
+        args += [VLLM_TENSOR_PARALLEL_SIZE_FLAG, str(svc.gpus),
+                 VLLM_GPU_MEMORY_UTILIZATION_FLAG, str(vllm.gpu_memory_utilization)]
     mounts = base["volumeMounts"] if not streamed else [m for m in base["volumeMounts"] if m["name"] != "models"]
     volumes = [*(volumes if not streamed else [v for v in volumes if v["name"] != "models"]),
-               {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}]
+               {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{SHM_GIB}Gi"}}]
     health = {"httpGet": {"path": "/health", "port": "http"}}
     container = {
         **base,
         "name": "vllm",
         "args": args,
-        "env": env_list({**env, **VLLM_ENV, **({} if svc.gpus else {CPU_KV_CACHE_VAR: str(_cpu_kv_gib(svc.memory))})}),
+        # Without GPUs the KV cache is in the pod's memory: the config checked that this share of it leaves room.
+        "env": env_list({**env, **VLLM_ENV, **({} if svc.gpus else {
+            VLLM_CPU_KVCACHE_SPACE_VAR: str(cpu_kv_cache_gib(memory_bytes(svc.memory)))})}),
         "volumeMounts": [*mounts, {"name": "shm", "mountPath": "/dev/shm"}],
         # Streaming or syncing the weights, then CUDA graph capture, can take many minutes for a large model:
         # the startup probe allows vllm.startupMinutes before liveness can restart the pod.
@@ -186,14 +186,6 @@ def _vllm(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.I
         "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
     }
     return container, [] if streamed else [_sync(model_uri, f"{MODELS_DIR}/{svc.name}", env, env_from)], volumes
-
-
-def _cpu_kv_gib(memory: str) -> int:
-    """CPU_KV_CACHE_SHARE of a memory quantity (validated by the config: digits and Ki, Mi, Gi or Ti), in GiB."""
-    match = MEMORY_QUANTITY.match(memory)
-    assert match, memory
-    unit_bytes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}[match.group(1)]
-    return max(1, int(memory[: -len(match.group(1))]) * unit_bytes // CPU_KV_CACHE_SHARE // 2**30)
 
 
 def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], secret_env: list[dict[str, Any]],
@@ -205,6 +197,8 @@ def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], s
         gateway_env("upstream"): upstream, gateway_env("port"): str(GATEWAY_PORT),
         # New weights under the same name must never be answered from the old ones' cache.
         gateway_env("cache_version"): model_uri,
+        # vLLM may compute an unstreamed answer for as long as the mesh route allows.
+        gateway_env("read_timeout_s"): str(LLM_REQUEST_TIMEOUT_S),
     }
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]

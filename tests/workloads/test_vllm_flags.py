@@ -17,6 +17,7 @@ from infra.config.workloads import InferenceServiceConfig
 from infra.k8s.inference import InferenceService
 from infra.review.engine import render_program
 from tests.support.vllm import VLLM_PYTHON
+from workloads.common import vocab
 
 _PARSE = """
 import json, sys
@@ -31,6 +32,16 @@ for args in json.loads(sys.stdin.read()):
                                              "max_model_len", "tensor_parallel_size", "gpu_memory_utilization",
                                              "enable_prefix_caching")})
 print(json.dumps(out))
+"""
+_KNOWN = """
+import json, sys
+import vllm.envs
+from vllm.entrypoints.launchers.cli_args import make_arg_parser
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+names = json.loads(sys.stdin.read())
+flags = make_arg_parser(FlexibleArgumentParser())._option_string_actions
+print(json.dumps({"unknown_flags": [f for f in names["flags"] if f not in flags],
+                  "unknown_vars": [v for v in names["vars"] if v not in vllm.envs.environment_variables]}))
 """
 GPU = {"name": "chat", "runtime": "vllm", "model": "lm-small", "gpus": 2, "gpuPool": "infer", "memory": "64Gi",
        "vllm": {"preset": "7b", "maxModelLen": 2048, "dtype": "bfloat16", "gpuMemoryUtilization": 0.85}}
@@ -67,3 +78,14 @@ def test_vllms_parser_rejects_a_flag_it_does_not_have() -> None:
     # The control: the parser run above does refuse what vLLM 0.31.0 lacks.
     with pytest.raises(AssertionError, match="unrecognized arguments: --tensor-parallel-degree"):
         _parse([["/models/x", "--tensor-parallel-degree", "2"]])
+
+
+def test_every_vllm_name_we_declare_is_vllms_own() -> None:
+    # workloads/common/vocab.py declares the flags and variables once, for the platform and the dev server alike.
+    names = {"flags": [v for k, v in vars(vocab).items() if k.startswith("VLLM_") and k.endswith("_FLAG")],
+             "vars": [v for k, v in vars(vocab).items() if k.startswith("VLLM_") and k.endswith("_VAR")]}
+    assert len(names["flags"]) >= 12 and len(names["vars"]) >= 4, names
+    result = subprocess.run([str(VLLM_PYTHON), "-c", _KNOWN], input=json.dumps(names), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"unknown_flags": [], "unknown_vars": []}

@@ -21,6 +21,20 @@ from typing import Final
 
 import httpx
 
+from workloads.common.vocab import (
+    VLLM_CPU_KVCACHE_SPACE_VAR,
+    VLLM_DISABLE_UVICORN_ACCESS_LOG_FLAG,
+    VLLM_DO_NOT_TRACK_VAR,
+    VLLM_ENFORCE_EAGER_FLAG,
+    VLLM_HOST_FLAG,
+    VLLM_LOGGING_LEVEL_VAR,
+    VLLM_MAX_MODEL_LEN_FLAG,
+    VLLM_MODEL_FLAG,
+    VLLM_NO_USAGE_STATS_VAR,
+    VLLM_PORT_FLAG,
+    VLLM_SERVED_MODEL_NAME_FLAG,
+)
+
 REPO: Final = Path(__file__).resolve().parents[2]
 """The repository root (the venvs live there)."""
 
@@ -149,11 +163,11 @@ VLLM_ENV: Final = {
     # Nothing is fetched at run time: the model and its tokenizer are local files.
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "VLLM_DO_NOT_TRACK": "1",
+    VLLM_NO_USAGE_STATS_VAR: "1",
+    VLLM_DO_NOT_TRACK_VAR: "1",
     # GiB of KV cache on CPU (default 4): a 4-layer, 128-wide model needs a few MiB.
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "VLLM_LOGGING_LEVEL": "WARNING",
+    VLLM_CPU_KVCACHE_SPACE_VAR: "1",
+    VLLM_LOGGING_LEVEL_VAR: "WARNING",
 }
 """Environment added to the caller's for the vLLM server."""
 
@@ -213,9 +227,10 @@ def vllm_server(model_dir: Path, log: Path, *, port: int | None = None, served_m
     if not VLLM_PYTHON.exists():
         raise RuntimeError(f"{VLLM_PYTHON} not found: {VLLM_SETUP_HINT}")
     port = port or free_port()
-    args = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-            "--served-model-name", served_model, "--host", "127.0.0.1", "--port", str(port),
-            "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager", "--disable-uvicorn-access-log", *extra_args]
+    args = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", VLLM_MODEL_FLAG, str(model_dir),
+            VLLM_SERVED_MODEL_NAME_FLAG, served_model, VLLM_HOST_FLAG, "127.0.0.1", VLLM_PORT_FLAG, str(port),
+            VLLM_MAX_MODEL_LEN_FLAG, str(MAX_MODEL_LEN), VLLM_ENFORCE_EAGER_FLAG, VLLM_DISABLE_UVICORN_ACCESS_LOG_FLAG,
+            *extra_args]
     with log.open("wb") as out:
         # Its own session, so teardown can signal the API server and its engine-core child together.
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV},

@@ -115,3 +115,34 @@ def test_an_unknown_dtype_lists_vllms_choices() -> None:
 def test_model_path_must_be_a_folder_in_the_models_bucket() -> None:
     assert any(i.startswith("modelplane:inference.services[0].vllm.modelPath: String should match pattern")
                for i in _issues(vllm={"preset": "small", "modelPath": "s3://other-bucket/llama"}))
+
+
+CPU = {"gpus": 0, "gpuPool": None, "cpu": "2", "vllm": {"preset": "mini"}}
+"""A CPU vLLM service (the `mini` preset's weights are 1.7 MiB at 16 bits)."""
+
+
+@pytest.mark.parametrize("memory", ["512Mi", "4Gi", "5Gi"])
+def test_a_cpu_service_needs_memory_for_shm_kv_cache_and_its_processes(memory: str) -> None:
+    # 5Gi: 2 GiB of /dev/shm and a 1 GiB KV cache leave 2 GiB less the weights for vLLM's three processes.
+    assert (f"modelplane:inference.services[0].memory: is too small for vLLM on CPU (gpus 0), which keeps everything "
+            "in the pod's memory: 2 GiB of /dev/shm, a KV cache of 1/4 of memory in whole GiB (at least 1), 0.0 GiB of "
+            f"weights and 2 GiB for its processes (got {memory}); set memory to at least 6Gi") \
+        in _issues(**CPU, memory=memory)
+
+
+def test_the_weights_count_against_a_cpu_services_memory() -> None:
+    # 7 GB of parameters at 16 bits: 13 GiB of weights on top of shm, a 5 GiB KV cache and the processes.
+    issues = _issues(**{**CPU, "vllm": {"attentionHeads": 32, "parameters": 7_000_000_000}}, memory="16Gi")
+    assert any(i.startswith("modelplane:inference.services[0].memory: is too small for vLLM on CPU") and
+               i.endswith("13.0 GiB of weights and 2 GiB for its processes (got 16Gi); set memory to at least 23Gi")
+               for i in issues), issues
+
+
+def test_a_cpu_service_with_room_for_all_of_it_is_valid() -> None:
+    (svc,) = parse_config("dev", _raw(**CPU, memory="6Gi")).inference.services
+    assert (svc.gpus, svc.memory) == (0, "6Gi")
+
+
+def test_a_gpu_service_keeps_its_kv_cache_on_the_gpus() -> None:
+    (svc,) = parse_config("dev", _raw(memory="4Gi")).inference.services
+    assert (svc.gpus, svc.memory) == (1, "4Gi")

@@ -166,14 +166,46 @@ def test_ingress_routes_v1_to_the_gateway_and_the_mesh_splits_the_runtime_canary
     assert graph.one(DEPLOYMENT, "chat-vllm-canary").inputs["spec"]["replicas"] == 1
 
 
+def test_gateway_reads_from_vllm_as_long_as_the_mesh_routes_allow() -> None:
+    # A non-streamed completion is silent until it is done: the gateway must not cut it before the routes do.
+    graph = _render(cache=False, apiKey=False)
+    (container,) = _pod(graph, "chat-stable")["containers"]
+    settings = GatewaySettings.parse([], {e["name"]: e["value"] for e in container["env"]})
+    timeouts = {route["timeout"] for vs in ("chat-vs", "chat-vllm-vs") for route in graph.one(VS, vs).inputs["spec"]["http"]}
+    assert timeouts == {f"{settings.read_timeout_s:.0f}s"} == {"600s"}
+
+
 def test_only_the_gateway_and_prometheus_reach_the_runtime(graph: Graph) -> None:
     runtime = graph.one(AUTHZ, "chat-vllm-authz").inputs["spec"]
     assert runtime["selector"] == {"matchLabels": {"app.kubernetes.io/name": "chat-vllm"}}
-    principals = runtime["rules"][0]["from"][0]["source"]["principals"]
-    assert "cluster.local/ns/inference/sa/model-server" in principals and PROMETHEUS in principals
-    assert runtime["rules"][0]["to"] == [{"operation": {"ports": ["8000"]}}]
+    # Not the servers' shared account (other model servers), not the ingress gateway (it reaches our gateway only).
+    assert runtime["rules"] == [
+        {"from": [{"source": {"principals": ["cluster.local/ns/inference/sa/chat-gateway"]}}],
+         "to": [{"operation": {"ports": ["8000"]}}]},
+        {"from": [{"source": {"principals": [PROMETHEUS]}}],
+         "to": [{"operation": {"ports": ["8000"], "methods": ["GET"], "paths": ["/metrics"]}}]}]
     gateway = graph.one(AUTHZ, "chat-authz").inputs["spec"]
-    assert gateway["rules"][0]["to"] == [{"operation": {"ports": ["8080"]}}]
+    assert gateway["rules"] == [{"from": [{"source": {"principals": [INGRESS, PROMETHEUS]}}],
+                                 "to": [{"operation": {"ports": ["8080"]}}]}]
+
+
+def test_without_the_observability_stack_only_the_gateway_reaches_the_runtime() -> None:
+    graph = _render(queue_depth_autoscaling=False)
+    principals = [rule["from"][0]["source"]["principals"]
+                  for rule in graph.one(AUTHZ, "chat-vllm-authz").inputs["spec"]["rules"]]
+    assert principals == [["cluster.local/ns/inference/sa/chat-gateway"]]
+
+
+def test_the_gateway_runs_as_its_own_account_without_a_role_or_a_token(graph: Graph) -> None:
+    assert _pod(graph, "chat-stable")["serviceAccountName"] == "chat-gateway"
+    assert _pod(graph, "chat-vllm-stable")["serviceAccountName"] == "model-server"
+    (account,) = graph.of_type("kubernetes:core/v1:ServiceAccount")
+    assert account.inputs["metadata"]["name"] == "chat-gateway"
+    assert account.inputs["metadata"]["namespace"] == "inference"
+    # No IRSA annotation and no EKS Pod Identity association: the gateway cannot read the models bucket.
+    assert "annotations" not in account.inputs["metadata"]
+    assert not [r for r in graph.resources if r.type.startswith("aws:")]
+    assert account.inputs["automountServiceAccountToken"] is False
 
 
 def test_both_tiers_keep_a_pdb(graph: Graph) -> None:
@@ -197,6 +229,16 @@ def test_without_gpus_the_cpu_runtime_syncs_the_model_and_sizes_its_kv_cache() -
     assert "nodeSelector" not in pod
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret"])
+def test_the_smallest_cpu_memory_the_config_admits_gets_the_minimum_kv_cache() -> None:
+    # tests/infra/config/test_vllm.py: 6Gi is the least a CPU `mini` service may have; a quarter of it is 1 GiB.
+    graph = _render(image=versions.VLLM_CPU_IMAGE, gpus=0, gpuPool=None, cpu="2", memory="6Gi",
+                    vllm={"preset": "mini"})
+    (container,) = _pod(graph, "chat-vllm-stable")["containers"]
+    assert {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"} in container["env"]
+    assert container["resources"]["limits"]["memory"] == "6Gi"
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret",
+                                  "ServiceAccount"])
 def test_core_kinds_validate_against_the_kubernetes_schema(graph: Graph, kind: str) -> None:
     assert_kind_validates(graph, kind)
