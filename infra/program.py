@@ -12,6 +12,7 @@ from infra import versions
 from infra.aws.cache import Cache
 from infra.aws.cluster import Cluster
 from infra.aws.identity import WorkloadIdentity
+from infra.aws.logging import LogSearchDomain, LogStore, domain_arn, grant_search_write
 from infra.aws.network import Network
 from infra.aws.storage import ModelStore
 from infra.aws.tags import merge_tags, tag_transform
@@ -19,8 +20,13 @@ from infra.config.parse import PlatformConfig
 from infra.k8s.gpu import GpuNodePools
 from infra.k8s.inference import InferenceService
 from infra.k8s.local import SYSTEM_NAMESPACE, LocalServices
-from infra.k8s.mesh import GATEWAY_PRINCIPAL, Mesh, namespace_labels
+from infra.k8s.logging import FALLBACK_GROUP, CloudWatchSink, LogShipper
+from infra.k8s.logging import NAMESPACE as LOGGING_NAMESPACE
+from infra.k8s.logging import SERVICE_ACCOUNT as LOG_SHIPPER_ACCOUNT
+from infra.k8s.mesh import GATEWAY_PRINCIPAL, INGRESS_NAMESPACE, Mesh, namespace_labels
+from infra.k8s.mesh import SYSTEM_NAMESPACE as MESH_NAMESPACE
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, WORKLOAD_NAMESPACES, Namespaces
+from infra.k8s.observability import NAMESPACE as MONITORING_NAMESPACE
 from infra.k8s.observability import PROMETHEUS_PRINCIPAL, Observability
 from infra.k8s.training import TrainingJob
 from infra.k8s.training_operator import TrainingOperator
@@ -46,6 +52,8 @@ def build(config: PlatformConfig) -> None:
     if config.addons.training_operator:
         # No modelplane.io/pool=system nodes here: the portable overlay leaves scheduling to the cluster.
         TrainingOperator("training-operator", system_pool=False, opts=on_cluster)
+    if config.logging.enabled:
+        LogShipper("logging", namespaces=_logged_namespaces(config), sink=None, opts=on_cluster)
     _workloads(config, provider, WorkloadWiring(
         buckets={role: role for role in BUCKET_ROLES}, env=services.s3_env,
         secret_env_from=[services.s3_secret_name], redis_url=services.redis_url,
@@ -113,11 +121,47 @@ def _build_aws(config: PlatformConfig) -> None:
     pulumi.export("cluster_name", cluster.cluster_name)
     pulumi.export("cluster_endpoint", cluster.cluster_endpoint)
     _gpu_platform(config, cluster_name, cluster, _platform_services(config, cluster.provider))
+    if config.logging.enabled:
+        _aws_logging(config, network, cluster)
     for role, bucket in store.bucket_names.items():
         pulumi.export(f"{role}_bucket", bucket)
     _workloads(config, cluster.provider, WorkloadWiring(
         buckets={str(role): name for role, name in store.bucket_names.items()}, redis_url=cache.redis_url if cache else None,
     ))
+
+
+def _logged_namespaces(config: PlatformConfig) -> list[str]:
+    """The namespaces whose containers Fluent Bit ships: the workloads' and the platform services' own."""
+    names = [*WORKLOAD_NAMESPACES, "kube-system"] + ([] if config.is_aws else [SYSTEM_NAMESPACE])
+    names += [MESH_NAMESPACE, INGRESS_NAMESPACE] if config.mesh.enabled else []
+    return names + ([MONITORING_NAMESPACE] if config.observability.enabled else [])
+
+
+def _aws_logging(config: PlatformConfig, network: Network, cluster: Cluster) -> None:
+    """CloudWatch log groups per namespace, the optional OpenSearch domain, and Fluent Bit with its identity."""
+    assert config.region  # guaranteed by parse_config for target aws
+    logging, search = config.logging, config.logging.open_search
+    namespaces = _logged_namespaces(config)
+    prefix = f"/modelplane/{config.stack}"
+    store = LogStore("logs", logging, prefix=prefix, namespaces=[*namespaces, FALLBACK_GROUP], region=config.region,
+                     protect=config.deletion_protection)
+    grants = [store.grant_write()]
+    domain_name = f"modelplane-{config.stack}-logs"
+    if search.enabled:
+        grants.append(grant_search_write(domain_arn(domain_name, config.region)))
+    identity = WorkloadIdentity("log-shipper", cluster_name=cluster.cluster_name, namespace=LOGGING_NAMESPACE,
+                                service_account=LOG_SHIPPER_ACCOUNT, grants=grants)
+    host = None
+    if search.enabled:
+        domain = LogSearchDomain(
+            "log-search", search, domain_name=domain_name, region=config.region, vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids, allowed_security_group_ids=[cluster.cluster_security_group_id],
+            kms_key_arn=store.kms_key_arn, master_user_arn=identity.role_arn, protect=config.deletion_protection)
+        host = domain.endpoint
+        pulumi.export("log_search_endpoint", domain.endpoint)
+    LogShipper("logging", namespaces=namespaces, sink=CloudWatchSink(prefix=prefix, region=config.region,
+                                                                    opensearch_host=host),
+               opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[identity]))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -87,3 +87,14 @@ MINIO_IMAGE: Final = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
 """MinIO for the local stack. Docker Hub's minio/* images are gone; quay.io keeps the last releases (minio/minio#21647)."""
 REDIS_IMAGE: Final = "redis:8.2.10-alpine"
 """Redis for the local stack (runs as uid 999)."""
+
+# Logging (issue 15).
+FLUENT_BIT_REPO: Final = "https://fluent.github.io/helm-charts"
+"""The Fluent project's Helm repository (github.com/fluent/helm-charts, published from charts/*)."""
+FLUENT_BIT_CHART_VERSION: Final = "0.58.1"
+"""charts/fluent-bit/Chart.yaml of github.com/fluent/helm-charts at commit 22a564dc85600c67d97e01a5b4cdf3b829292529
+("feat(fluent-bit): Update image to v5.1.1", #752): appVersion 5.1.1, image cr.fluentbit.io/fluent/fluent-bit.
+The values keys we set are vendored from that commit's values.yaml in tests/infra/k8s/fluent_bit_values.yaml."""
+OPENSEARCH_ENGINE_VERSION: Final = "OpenSearch_3.3"
+"""Amazon OpenSearch Service engine of the optional log domain: the newest release AWS's "Features by engine version"
+page lists (multi-tier architecture, minimum 3.3), in the `OpenSearch_X.Y` form pulumi-aws's Domain takes."""

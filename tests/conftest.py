@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.servers import RedisServer, S3Server, redis_server, s3_server
 from tests.support.vllm import VllmServer, vllm_server, write_mini_export
+from workloads.demo.kafka import TansuBroker, tansu_broker
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +26,13 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server for one test."""
     with redis_server(tmp_path) as server:
         yield server
+
+
+@pytest.fixture()
+def kafka() -> Iterator[TansuBroker]:
+    """A fresh in-memory Kafka-protocol broker (Tansu) for one test; the test creates its topics."""
+    with tansu_broker() as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from infra.config.base import Section
 from infra.config.cluster import SYSTEM_POOL, ClusterConfig, NodePoolConfig
 from infra.config.errors import ConfigError, ConfigIssue
 from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
+from infra.config.logging import LoggingConfig
 from infra.config.network import NetworkConfig
 from infra.config.platform import MeshConfig, ObservabilityConfig
 from infra.config.storage import CacheConfig, StorageConfig
@@ -69,6 +70,8 @@ class PlatformConfig(Section):
     """Istio. Defaults to on for target aws, off for kubeconfig."""
     observability: ObservabilityConfig = ObservabilityConfig()
     """Prometheus, Alertmanager, Grafana. Defaults to on for target aws, off for kubeconfig."""
+    logging: LoggingConfig = LoggingConfig()
+    """Fluent Bit to CloudWatch Logs (and OpenSearch). Defaults to on for target aws, off for kubeconfig."""
     training: TrainingConfig = TrainingConfig()
     """Training jobs (PyTorchJob / TFJob). Defaults to none."""
     inference: InferenceConfig = InferenceConfig()
@@ -95,6 +98,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "addons": AddonsConfig,
     "mesh": MeshConfig,
     "observability": ObservabilityConfig,
+    "logging": LoggingConfig,
     "training": TrainingConfig,
     "inference": InferenceConfig,
 }
@@ -319,15 +323,16 @@ def _parse_gpu_platform(ours: dict[str, Any], production: bool, node_pool_names:
 
 def _parse_platform_services(ours: dict[str, Any], is_aws: bool, production: bool,
                              issues: list[ConfigIssue]) -> dict[str, Any]:
-    """`mesh` and `observability`, on every target; `enabled` left unset is on for aws, off for kubeconfig."""
+    """`mesh`, `observability` and `logging`, on every target; `enabled` left unset is on for aws, off for kubeconfig."""
     fields: dict[str, Any] = {}
-    for key, model in (("mesh", MeshConfig), ("observability", ObservabilityConfig)):
+    for key, model in (("mesh", MeshConfig), ("observability", ObservabilityConfig), ("logging", LoggingConfig)):
         parsed = _parse(key, model, ours.get(key, {}), issues)
-        if isinstance(parsed, (MeshConfig, ObservabilityConfig)):
+        if isinstance(parsed, (MeshConfig, ObservabilityConfig, LoggingConfig)):
             if parsed.enabled is None:
                 parsed = parsed.model_copy(update={"enabled": is_aws})
             fields[key] = parsed
-            _scoped(issues, key, parsed.checks(production))
+            _scoped(issues, key, parsed.checks(production, is_aws) if isinstance(parsed, LoggingConfig)
+                    else parsed.checks(production))
     return fields
 
 

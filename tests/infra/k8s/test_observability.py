@@ -132,7 +132,7 @@ def test_every_rule_file_becomes_a_prometheus_rule_verbatim(prod: Graph) -> None
 
 def test_dashboards_are_config_maps_labelled_for_the_grafana_sidecar(prod: Graph) -> None:
     maps = {m["metadata"]["name"]: m for m in _dashboards(prod)}
-    stems = ("gpu", "training", "inference", "llm")
+    stems = ("gpu", "training", "inference", "llm", "recommend")
     assert set(maps) == {f"modelplane-dashboard-{stem}" for stem in stems}
     for stem in stems:
         config_map = maps[f"modelplane-dashboard-{stem}"]

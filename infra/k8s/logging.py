@@ -1,0 +1,126 @@
+"""`LogShipper`: Fluent Bit as a DaemonSet from its pinned official chart (fluent/helm-charts `fluent-bit`).
+
+Fluent Bit tails the container logs of the platform's namespaces on every node, adds Kubernetes metadata with
+the `kubernetes` filter, and ships them:
+
+- on aws to CloudWatch Logs (`cloudwatch_logs`), one log group per namespace through `log_group_template`
+  (Fluent Bit manual, outputs/cloudwatch: a record_accessor template; `log_group_name` is the fallback when it
+  cannot be resolved), and optionally to an OpenSearch domain (`opensearch` output with SigV4 `AWS_Auth` over TLS);
+- on other targets to its own stdout, read with `kubectl logs`.
+
+On aws Fluent Bit signs with the IAM role EKS Pod Identity binds to SERVICE_ACCOUNT: its HTTP credentials provider
+reads AWS_CONTAINER_CREDENTIALS_FULL_URI (the agent at 169.254.170.23) and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
+(fluent/fluent-bit src/aws/flb_aws_credentials_http.c).
+
+Our workloads log one JSON object per line (workloads/common/logs.py). The container runtime wraps each line as a
+`log` string; `Merge_Log On` makes the kubernetes filter parse that string as JSON and lift its keys into the
+record (Fluent Bit manual, filters/kubernetes, "Merge_Log"), and `Keep_Log Off` drops the raw copy. The chart's
+config keys (`config.inputs`, `config.filters`, `config.outputs`, ...) are checked against its values.yaml at the
+pinned version (tests/infra/k8s/fluent_bit_values.yaml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import versions
+from infra.k8s.namespaces import Namespaces
+
+NAMESPACE: Final = "logging"
+"""Namespace of the Fluent Bit DaemonSet (privileged: it mounts the nodes' /var/log)."""
+RELEASE: Final = "fluent-bit"
+"""Helm release name."""
+SERVICE_ACCOUNT: Final = "fluent-bit"
+"""Fluent Bit's ServiceAccount, named so its workload identity binds to a stable name."""
+TAG_PREFIX: Final = "kube."
+"""Tag of tailed container logs; the kubernetes filter reads pod metadata from the rest of the tag."""
+FALLBACK_GROUP: Final = "unmatched"
+"""Log group suffix for records whose namespace the template cannot resolve (cloudwatch_logs `log_group_name`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloudWatchSink:
+    """Where the aws target ships: the log groups' prefix and region."""
+
+    prefix: str
+    """Log groups are `<prefix>/<namespace>` (LogStore in infra/aws/logging.py creates them)."""
+    region: str
+    """AWS region of the log groups and the domain."""
+    opensearch_host: pulumi.Input[str] | None = None
+    """The OpenSearch domain's endpoint, when logs also go there."""
+
+
+class LogShipper(pulumi.ComponentResource):
+    """Fluent Bit on every node (all taints tolerated), tailing the containers of `namespaces`."""
+
+    release: k8s.helm.v3.Release
+    """The Fluent Bit Helm release."""
+
+    def __init__(self, name: str, *, namespaces: Sequence[str], sink: CloudWatchSink | None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """`sink` None ships to stdout (the local stack)."""
+        super().__init__("modelplane:logging:LogShipper", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        namespace = Namespaces(f"{name}-namespace", {NAMESPACE: "privileged"}, opts=child).names[NAMESPACE]
+        self.release = k8s.helm.v3.Release(
+            f"{name}-fluent-bit", name=RELEASE, chart="fluent-bit", version=versions.FLUENT_BIT_CHART_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=versions.FLUENT_BIT_REPO),
+            namespace=namespace, values=fluent_bit_values(namespaces, sink), opts=child,
+        )
+        self.register_outputs({})
+
+
+def _section(kind: str, settings: Sequence[tuple[str, str]]) -> str:
+    return "\n".join([f"[{kind}]", *(f"    {key} {value}" for key, value in settings)]) + "\n"
+
+
+def _outputs(sink: CloudWatchSink | None, host: str | None) -> str:
+    match = f"{TAG_PREFIX}*"
+    if sink is None:
+        return _section("OUTPUT", [("Name", "stdout"), ("Match", match), ("Format", "json_lines")])
+    text = _section("OUTPUT", [
+        ("Name", "cloudwatch_logs"), ("Match", match), ("region", sink.region),
+        ("log_group_name", f"{sink.prefix}/{FALLBACK_GROUP}"),
+        ("log_group_template", f"{sink.prefix}/$kubernetes['namespace_name']"),
+        ("log_stream_prefix", "node-"),
+        ("log_stream_template", "$kubernetes['pod_name'].$kubernetes['container_name']"),
+        # The groups exist with retention and KMS (LogStore); the role may not create them.
+        ("auto_create_group", "Off"),
+    ])
+    if host is not None:
+        text += "\n" + _section("OUTPUT", [
+            ("Name", "opensearch"), ("Match", match), ("Host", host), ("Port", "443"), ("tls", "On"),
+            ("tls.verify", "On"), ("AWS_Auth", "On"), ("AWS_Region", sink.region), ("Logstash_Format", "On"),
+            ("Logstash_Prefix", "modelplane"), ("Suppress_Type_Name", "On"), ("Replace_Dots", "On"),
+        ])
+    return text
+
+
+def fluent_bit_values(namespaces: Sequence[str], sink: CloudWatchSink | None) -> pulumi.Output[dict[str, Any]]:
+    """The chart's values: tail `namespaces`' containers, merge JSON logs, ship to `sink` (None: stdout)."""
+    # Container log files are /var/log/containers/<pod>_<namespace>_<container>-<id>.log; tail takes a
+    # comma-separated list of patterns (Fluent Bit manual, inputs/tail, "Path").
+    paths = ",".join(f"/var/log/containers/*_{ns}_*.log" for ns in sorted(namespaces))
+    inputs = _section("INPUT", [
+        ("Name", "tail"), ("Path", paths), ("multiline.parser", "docker, cri"), ("Tag", f"{TAG_PREFIX}*"),
+        ("Mem_Buf_Limit", "5MB"), ("Skip_Long_Lines", "On"),
+    ])
+    filters = _section("FILTER", [
+        ("Name", "kubernetes"), ("Match", f"{TAG_PREFIX}*"), ("Kube_Tag_Prefix", f"{TAG_PREFIX}var.log.containers."),
+        ("Merge_Log", "On"), ("Keep_Log", "Off"), ("K8S-Logging.Parser", "On"), ("K8S-Logging.Exclude", "On"),
+    ])
+    host = sink.opensearch_host if sink else None
+    return pulumi.Output.from_input(host).apply(lambda resolved: {
+        "kind": "DaemonSet",
+        "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
+        "testFramework": {"enabled": False},
+        # GPU and system nodes are tainted; their pods' logs matter as much as any.
+        "tolerations": [{"operator": "Exists"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "config": {"inputs": inputs, "filters": filters, "outputs": _outputs(sink, resolved)},
+    })

@@ -1,0 +1,1 @@
+"""The real-time recommendation case: user events on Kafka, per-user features in Redis."""
