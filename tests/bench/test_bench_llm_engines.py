@@ -31,13 +31,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from tests.support.servers import free_port
 from tests.support.vllm import VllmServer
-from workloads.demo.devservers import REPO, log_tail, stop_process
+from workloads.demo.devservers import REPO, stop_process, wait_http_ok
 
 CONCURRENCY = (1, 8, 32)
 REQUESTS = {1: 16, 8: 48, 32: 128}
@@ -71,16 +70,7 @@ def our_server(model_dir: Path, model: str, log: Path) -> Iterator[str]:
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"our server exited with {proc.returncode}:\n{log_tail(log)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{base} not ready in 120 s:\n{log_tail(log)}")
-            time.sleep(0.2)
+        wait_http_ok(f"{base}/v2/health/ready", proc, 120, log)
         yield base
     finally:
         stop_process(proc, timeout=30)

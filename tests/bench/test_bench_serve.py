@@ -26,7 +26,6 @@ from typing import Any
 
 import aiohttp
 import boto3
-import httpx
 import pytest
 
 from tests.support.servers import S3Server, free_port, redis_server
@@ -34,7 +33,7 @@ from tests.workloads.files import upload_dir
 from tests.workloads.serve.support import write_tiny_export
 from workloads.common.metrics import INFERENCE_CACHE_HITS_TOTAL
 from workloads.common.uri import S3Uri
-from workloads.demo.devservers import stop_process
+from workloads.demo.devservers import stop_process, wait_http_ok
 
 CONCURRENCY = (1, 8, 32)
 REQUESTS_PER_WORKER = {1: 24, 8: 12, 32: 8}
@@ -64,16 +63,7 @@ def serve_process(s3: S3Server, model_uri: str, log: Path, *extra: str) -> Itera
                             env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{base} not ready in 120 s")
-            time.sleep(0.1)
+        wait_http_ok(f"{base}/v2/health/ready", proc, 120, log)
         yield base
     finally:
         stop_process(proc, timeout=30)

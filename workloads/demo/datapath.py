@@ -31,7 +31,7 @@ import boto3
 
 from workloads.common import metrics
 from workloads.common.uri import S3Uri
-from workloads.demo.devservers import REPO, free_port, redis_server, s3_server, stop_process, wait_for_port
+from workloads.demo.devservers import REPO, free_port, redis_server, s3_server, stop_process, wait_for_port, wait_http_ok
 from workloads.demo.llm import LlmStep, serve_with_vllm
 
 RULES_DIR = REPO / "infra" / "k8s" / "rules"
@@ -87,18 +87,6 @@ def _metric_value(text: str, name: str) -> float:
         if line.startswith(name) and not line.startswith("#"):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} before becoming ready")
-        with contextlib.suppress(OSError):
-            if _http("GET", url, timeout=2)[0] == 200:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not become ready within {timeout:.0f}s")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -188,7 +176,7 @@ def run(steps: int, workdir: Path, story: Story) -> DemoResult:
             ], env=env, stdout=subprocess.DEVNULL, stderr=(workdir / "serve.log").open("wb"))
             stack.callback(_stop, server)
             base = f"http://127.0.0.1:{port}"
-            _wait_ready(f"{base}/v2/health/ready", server, timeout=120)
+            wait_http_ok(f"{base}/v2/health/ready", server, 120, workdir / "serve.log", poll_s=0.5)
             story.say(f"ready at {base}")
 
         with story.chapter("Two identical completions: the second comes from the Redis cache"):

@@ -206,17 +206,21 @@ def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     proc.wait()
 
 
-def _wait_healthy(server: VllmServer, timeout: float) -> None:
+def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path | None = None,
+                 poll_s: float = 0.2) -> None:
+    """Block until GET `url` answers 200; a clear error (with the log's tail) if `proc` exits or time runs out."""
+    def tail() -> str:
+        return f":\n{log_tail(log)}" if log is not None else ""
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"vLLM exited with code {server.proc.returncode} before /health answered:\n"
-                               f"{log_tail(server.log)}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before {url} answered{tail()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.base_url}/health", timeout=2.0).status_code == 200:
+            if httpx.get(url, timeout=2.0).status_code == 200:
                 return
-        time.sleep(0.5)
-    raise TimeoutError(f"vLLM did not answer {server.base_url}/health within {timeout}s:\n{log_tail(server.log)}")
+        time.sleep(poll_s)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f}s{tail()}")
 
 
 @contextlib.contextmanager
@@ -237,7 +241,7 @@ def vllm_server(model_dir: Path, log: Path, *, port: int | None = None, served_m
                                 start_new_session=True)
     server = VllmServer(base_url=f"http://127.0.0.1:{port}", model=served_model, model_dir=model_dir, log=log, proc=proc)
     try:
-        _wait_healthy(server, VLLM_STARTUP_TIMEOUT_S)
+        wait_http_ok(f"{server.base_url}/health", server.proc, VLLM_STARTUP_TIMEOUT_S, server.log, poll_s=0.5)
         yield server
     finally:
         _stop_group(proc)
