@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import versions
+from infra.aws.cache import REDIS_PORT as CACHE_REDIS_PORT
 from infra.aws.cache import Cache
 from infra.aws.cluster import Cluster
 from infra.aws.identity import WorkloadIdentity
 from infra.aws.logging import LogSearchDomain, LogStore, domain_arn, grant_search_write
 from infra.aws.network import Network
 from infra.aws.storage import ModelStore
+from infra.aws.streaming import SASL_IAM_PORT, Streaming
 from infra.aws.tags import merge_tags, tag_transform
 from infra.config.parse import PlatformConfig
 from infra.k8s.gpu import GpuNodePools
 from infra.k8s.inference import InferenceService
+from infra.k8s.local import REDIS_PORT as LOCAL_REDIS_PORT
 from infra.k8s.local import SYSTEM_NAMESPACE, LocalServices
 from infra.k8s.logging import FALLBACK_GROUP, CloudWatchSink, LogShipper
 from infra.k8s.logging import NAMESPACE as LOGGING_NAMESPACE
@@ -28,6 +32,11 @@ from infra.k8s.mesh import SYSTEM_NAMESPACE as MESH_NAMESPACE
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, WORKLOAD_NAMESPACES, Namespaces
 from infra.k8s.observability import NAMESPACE as MONITORING_NAMESPACE
 from infra.k8s.observability import PROMETHEUS_PRINCIPAL, Observability
+from infra.k8s.recommend import NAMESPACE as RECOMMEND_NAMESPACE
+from infra.k8s.recommend import SERVICE_ACCOUNT as RECOMMEND_ACCOUNT
+from infra.k8s.recommend import StreamProcessor
+from infra.k8s.streaming import PORT as LOCAL_KAFKA_PORT
+from infra.k8s.streaming import TOPICS_NAMESPACE, TOPICS_SERVICE_ACCOUNT, KafkaTopics, LocalKafka
 from infra.k8s.training import TrainingJob
 from infra.k8s.training_operator import TrainingOperator
 from workloads.common.vocab import BUCKET_ROLES
@@ -54,9 +63,13 @@ def build(config: PlatformConfig) -> None:
         TrainingOperator("training-operator", system_pool=False, opts=on_cluster)
     if config.logging.enabled:
         LogShipper("logging", namespaces=_logged_namespaces(config), sink=None, opts=on_cluster)
+    kafka = None
+    if config.streaming.enabled:
+        local_kafka = LocalKafka("kafka", config.streaming, opts=on_cluster)
+        kafka = KafkaWiring(bootstrap_servers=local_kafka.bootstrap_servers, auth="none", port=LOCAL_KAFKA_PORT)
     _workloads(config, provider, WorkloadWiring(
         buckets={role: role for role in BUCKET_ROLES}, env=services.s3_env,
-        secret_env_from=[services.s3_secret_name], redis_url=services.redis_url,
+        secret_env_from=[services.s3_secret_name], redis_url=services.redis_url, kafka=kafka,
     ))
 
 
@@ -114,6 +127,27 @@ def _build_aws(config: PlatformConfig) -> None:
         )
         server_grants.append(cache.grant_read_auth_token())
         pulumi.export("cache_primary_endpoint", cache.primary_endpoint)
+    streaming = None
+    kafka_identities: dict[str, pulumi.Resource] = {}
+    if config.streaming.enabled:
+        streaming = Streaming(
+            "streaming", config.streaming, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+            allowed_security_group_ids=[cluster.cluster_security_group_id], protect=config.deletion_protection,
+        )
+        pulumi.export("kafka_bootstrap_brokers", streaming.bootstrap_brokers)
+        if config.streaming.topics:
+            kafka_identities["kafka-topics"] = WorkloadIdentity(
+                "kafka-topics", cluster_name=cluster.cluster_name, namespace=TOPICS_NAMESPACE,
+                service_account=TOPICS_SERVICE_ACCOUNT,
+                grants=[streaming.grant_manage_topics([t.name for t in config.streaming.topics])])
+    if streaming and config.recommend.enabled:
+        recommend = config.recommend
+        processor_grants = [streaming.grant_consume([recommend.topic], [recommend.group_id])]
+        if recommend.dead_letter_topic:
+            processor_grants.append(streaming.grant_produce([recommend.dead_letter_topic]))
+        kafka_identities["recommend-processor"] = WorkloadIdentity(
+            "recommend-processor", cluster_name=cluster.cluster_name, namespace=RECOMMEND_NAMESPACE,
+            service_account=RECOMMEND_ACCOUNT, grants=processor_grants)
     server_ns, server_sa = SERVER_SERVICE_ACCOUNT
     WorkloadIdentity("server", cluster_name=cluster.cluster_name, namespace=server_ns, service_account=server_sa,
                      grants=server_grants)
@@ -127,6 +161,9 @@ def _build_aws(config: PlatformConfig) -> None:
         pulumi.export(f"{role}_bucket", bucket)
     _workloads(config, cluster.provider, WorkloadWiring(
         buckets={str(role): name for role, name in store.bucket_names.items()}, redis_url=cache.redis_url if cache else None,
+        kafka=KafkaWiring(bootstrap_servers=streaming.bootstrap_brokers, auth="iam", region=config.region,
+                          port=SASL_IAM_PORT, identities=kafka_identities)
+        if streaming else None,
     ))
 
 
@@ -160,8 +197,26 @@ def _aws_logging(config: PlatformConfig, network: Network, cluster: Cluster) -> 
         host = domain.endpoint
         pulumi.export("log_search_endpoint", domain.endpoint)
     LogShipper("logging", namespaces=namespaces, sink=CloudWatchSink(prefix=prefix, region=config.region,
+                                                                    retention_days=logging.retention_days,
                                                                     opensearch_host=host),
                opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[identity]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaWiring:
+    """How workloads reach the stack's Kafka."""
+
+    bootstrap_servers: pulumi.Input[str]
+    """HOST:PORT[,HOST:PORT...] of the brokers' client listener."""
+    auth: Literal["none", "iam"]
+    """Client authentication: none (the in-cluster broker) or SASL/IAM over TLS (MSK)."""
+    region: str | None = None
+    """AWS region the IAM auth signs for; set with auth iam."""
+    port: int
+    """The brokers' client port (the processor's NetworkPolicy egress)."""
+    identities: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+    """The WorkloadIdentity of each Kafka workload by name (aws): its pods wait for it, since a pod admitted before
+    its Pod Identity association never gets credentials."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +231,8 @@ class WorkloadWiring:
     """Secrets exposed as env (the local stack's MinIO keys)."""
     redis_url: pulumi.Input[str] | None = None
     """Response-cache URL with its password, when the stack has a cache."""
+    kafka: KafkaWiring | None = None
+    """The stack's Kafka, when streaming is enabled."""
 
 
 def _s3(buckets: Mapping[str, pulumi.Input[str]], role: str, path: str) -> pulumi.Output[str]:
@@ -183,12 +240,14 @@ def _s3(buckets: Mapping[str, pulumi.Input[str]], role: str, path: str) -> pulum
 
 
 def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadWiring) -> None:
-    """The stack's TrainingJobs and InferenceServices, pointed at its buckets and cache."""
+    """The stack's TrainingJobs, InferenceServices and recommendation processor, pointed at its buckets, cache and
+    Kafka."""
     on_cluster = pulumi.ResourceOptions(provider=provider)
-    registry, tag = versions.MODELPLANE_IMAGE_REGISTRY, versions.MODELPLANE_IMAGE_TAG
+    recommend_image = versions.modelplane_image("recommend")
     trainer_ns, trainer_sa = TRAINER_SERVICE_ACCOUNT
     for job in config.training.jobs:
-        image = job.image or f"{registry}/{'trainer-torch' if job.framework == 'pytorch' else 'trainer-tf'}:{tag}"
+        trainer = "recommend" if job.task == "recommender" else "trainer-torch" if job.framework == "pytorch" else "trainer-tf"
+        image = job.image or versions.modelplane_image(trainer)
         TrainingJob(
             job.name, job, image=image, namespace=trainer_ns, service_account=trainer_sa,
             data_uri=_s3(wiring.buckets, "datasets", job.dataset),
@@ -200,9 +259,9 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
     principals = [GATEWAY_PRINCIPAL]
     if config.observability.enabled:
         principals.append(PROMETHEUS_PRINCIPAL)
-    serve = f"{registry}/serve:{tag}"
+    serve = versions.modelplane_image("serve")
     for svc in config.inference.services:
-        runtimes = {"tf-serving": versions.TF_SERVING_IMAGE,
+        runtimes = {"tf-serving": versions.TF_SERVING_IMAGE, "recommend": recommend_image,
                     "vllm": versions.VLLM_IMAGE if svc.gpus else versions.VLLM_CPU_IMAGE}
         image = svc.image or runtimes.get(svc.runtime, serve)
         InferenceService(
@@ -212,6 +271,30 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
             # The HPA's queue-depth metric comes from prometheus-adapter, part of the observability stack.
             mesh=bool(config.mesh.enabled), queue_depth_autoscaling=bool(config.observability.enabled), opts=on_cluster,
         )
+    if wiring.kafka and config.streaming.topics:
+        KafkaTopics("kafka-topics", config.streaming.topics, bootstrap_servers=wiring.kafka.bootstrap_servers,
+                    auth=wiring.kafka.auth, region=wiring.kafka.region, namespace=TOPICS_NAMESPACE,
+                    service_account=TOPICS_SERVICE_ACCOUNT, image=recommend_image,
+                    opts=_after_identity(provider, wiring.kafka, "kafka-topics"))
+    if config.recommend.enabled:
+        kafka, recommend = wiring.kafka, config.recommend
+        assert kafka and wiring.redis_url is not None  # parse_config requires streaming and a Redis
+        StreamProcessor(
+            "recommend-processor", recommend, image=recommend.image or recommend_image,
+            bootstrap_servers=kafka.bootstrap_servers, kafka_ports=[kafka.port],
+            kafka_settings={"kafka_auth": kafka.auth, **({"kafka_region": kafka.region} if kafka.region else {})},
+            redis_url=wiring.redis_url, redis_port=CACHE_REDIS_PORT if config.is_aws else LOCAL_REDIS_PORT,
+            aws_credentials=kafka.auth == "iam", mesh=bool(config.mesh.enabled),
+            # The lag HPA's metric and the scrape target need the observability stack (adapter, operator CRDs).
+            monitoring=bool(config.observability.enabled),
+            opts=_after_identity(provider, kafka, "recommend-processor"),
+        )
+
+
+def _after_identity(provider: k8s.Provider, kafka: KafkaWiring, name: str) -> pulumi.ResourceOptions:
+    """Options for the Kafka workload `name`: after its WorkloadIdentity, when it has one (aws)."""
+    identity = kafka.identities.get(name)
+    return pulumi.ResourceOptions(provider=provider, depends_on=[identity] if identity else None)
 
 
 def _gpu_platform(config: PlatformConfig, cluster_name: str, cluster: Cluster,

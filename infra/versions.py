@@ -39,6 +39,11 @@ MODELPLANE_IMAGE_REGISTRY: Final = "ghcr.io/modelplane"
 MODELPLANE_IMAGE_TAG: Final = "0.1.0"
 """The release tag of our images; CI builds and pushes this tag from images/*."""
 
+
+def modelplane_image(name: str) -> str:
+    """The reference of our image built from `images/<name>/` at the release tag."""
+    return f"{MODELPLANE_IMAGE_REGISTRY}/{name}:{MODELPLANE_IMAGE_TAG}"
+
 # GPU platform (issue 3): each value cites the upstream file it was read from.
 KARPENTER_VERSION: Final = "1.14.1"
 """Karpenter controller and CRD charts (github.com/aws/karpenter-provider-aws charts/karpenter/Chart.yaml at the
@@ -98,3 +103,20 @@ The values keys we set are vendored from that commit's values.yaml in tests/infr
 OPENSEARCH_ENGINE_VERSION: Final = "OpenSearch_3.3"
 """Amazon OpenSearch Service engine of the optional log domain: the newest release AWS's "Features by engine version"
 page lists (multi-tier architecture, minimum 3.3), in the `OpenSearch_X.Y` form pulumi-aws's Domain takes."""
+MSK_KAFKA_VERSION: Final = "3.8.x"
+"""Apache Kafka on the Amazon MSK cluster: the version MSK's "Supported Apache Kafka versions" page
+(docs.aws.amazon.com/msk/latest/developerguide/supported-kafka-versions.html) marks Recommended, with no end of
+support date; `3.8.x` is the form MSK's CreateCluster takes (patches are applied by MSK)."""
+STRIMZI_CHART: Final = "oci://quay.io/strimzi-helm/strimzi-kafka-operator"
+"""Strimzi's cluster-operator chart (OCI), the in-cluster broker of kubeconfig stacks: the install reference of
+helm-charts/helm3/strimzi-kafka-operator/README.md in github.com/strimzi/strimzi-kafka-operator."""
+STRIMZI_VERSION: Final = "1.2.0"
+"""Strimzi release 1.2.0 (tag 1.2.0, commit 6c7b43c4af0db547c10463ba09d1dfa6f5e156a0): `make release` packages the
+chart as this version (Makefile `helm_pkg`); its values.yaml sets defaultImageTag 1.2.0. Its CRDs serve only
+kafka.strimzi.io/v1 (CHANGELOG 1.0.0: v1beta2 removed). The CRDs and values.yaml we render against are vendored
+in tests/conformance/strimzi/1.2.0/."""
+STRIMZI_KAFKA_VERSION: Final = "4.3.1"
+"""Apache Kafka the Strimzi broker runs: kafka-versions.yaml at Strimzi 1.2.0 marks 4.3.1 `default: true`."""
+STRIMZI_KAFKA_METADATA_VERSION: Final = "4.3-IV0"
+"""KRaft metadata version of Kafka 4.3.1 (kafka-versions.yaml `metadata`), as examples/kafka/kafka-single-node.yaml
+sets it."""

@@ -30,7 +30,13 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture()
 def kafka() -> Iterator[TansuBroker]:
-    """A fresh in-memory Kafka-protocol broker (Tansu) for one test; the test creates its topics."""
+    """A fresh in-memory Kafka-protocol broker (Tansu) for one test; the test creates its topics.
+
+    Tansu 0.6.0 quirks: with librdkafka's default max.poll.interval.ms a group join takes ~23 s (set it to
+    <= 30000, then ~3 s); it answers no CreatePartitions or (legacy) AlterConfigs, only IncrementalAlterConfigs;
+    DescribeConfigs returns only the configs a topic was created or altered with; aiokafka's idempotent
+    producer fails on it (confluent-kafka's works).
+    """
     with tansu_broker() as broker:
         yield broker
 

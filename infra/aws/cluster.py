@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.aws.iam import managed_policy_arn, service_trust_policy
+from infra.aws.logging import logs_kms_key
 from infra.config.cluster import ClusterConfig, NodePoolConfig
 from workloads.common.vocab import POOL_LABEL
 
@@ -60,9 +61,17 @@ class Cluster(pulumi.ComponentResource):
                           enable_key_rotation=True, deletion_window_in_days=config.kms_deletion_window_days, opts=child)
         aws.kms.Alias(f"{name}-secrets", name=f"alias/{cluster_name}-eks-secrets", target_key_id=key.key_id,
                       opts=child)
-        # EKS writes to this exact name; creating it first puts retention under our control.
-        log_group = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=f"/aws/eks/{cluster_name}/cluster",
-                                            retention_in_days=config.log_retention_days, opts=child)
+        # EKS writes to this exact name; creating it first puts retention and encryption under our control.
+        log_group_name = f"/aws/eks/{cluster_name}/cluster"
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        logs_key = logs_kms_key(f"{name}-logs", description=f"EKS control-plane logs of {cluster_name}",
+                                log_group_pattern=log_group_name, region=region,
+                                deletion_window_days=config.kms_deletion_window_days, opts=child)
+        aws.kms.Alias(f"{name}-logs", name=f"alias/{cluster_name}-eks-logs", target_key_id=logs_key.key_id,
+                      opts=child)
+        log_group = aws.cloudwatch.LogGroup(f"{name}-control-plane", name=log_group_name,
+                                            retention_in_days=config.log_retention_days, kms_key_id=logs_key.arn,
+                                            opts=child)
         role = aws.iam.Role(f"{name}-control-plane", assume_role_policy=service_trust_policy(
             "eks.amazonaws.com", actions=("sts:AssumeRole", "sts:TagSession")), opts=child)
         attachment = aws.iam.RolePolicyAttachment(f"{name}-control-plane", role=role.name,

@@ -3,7 +3,9 @@
 Both are written to by Fluent Bit only (infra/k8s/logging.py), through the `grant_write` of each, handed to its
 `WorkloadIdentity`. The key policy follows "Encrypt log data in CloudWatch Logs using AWS KMS" (CloudWatch Logs
 User Guide, encrypt-log-data-kms): CloudWatch Logs uses the key as the service principal `logs.<region>.amazonaws.com`,
-limited by the `kms:EncryptionContext:aws:logs:arn` condition to our log groups.
+limited by the `kms:EncryptionContext:aws:logs:arn` condition to our log groups. `logs_kms_key` declares that key
+once for every log group of the platform: these, the EKS control plane's (infra/aws/cluster.py) and the VPC flow
+logs' (infra/aws/network.py).
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ KMS_ACCOUNT_ACTIONS: Final = (
 """What the account's IAM principals may do with the key: administer it (the KMS guide's key-administrator actions,
 spelled out rather than `kms:*`) and use it, e.g. OpenSearch's grant for encryption at rest (kms:CreateGrant)."""
 OPENSEARCH_WRITE_ACTIONS: Final = ("es:ESHttpPost", "es:ESHttpPut")
-"""HTTP methods Fluent Bit's opensearch output signs: POST /_bulk and index creation."""
+"""HTTP methods Fluent Bit's opensearch output signs (POST /_bulk, index creation), which the index lifecycle Job
+also uses (PUT the ISM policy, POST its add and change_policy)."""
+ISM_POLICIES_PATH: Final = "_plugins/_ism/policies/*"
+"""The only paths the role may GET: the index lifecycle Job reads the ISM policy's sequence numbers there."""
 HTTPS_PORT: Final = 443
 """The domain's only port (enforce_https)."""
 TLS_POLICY: Final = "Policy-Min-TLS-1-2-PFS-2023-10"
@@ -43,34 +48,30 @@ TLS_POLICY: Final = "Policy-Min-TLS-1-2-PFS-2023-10"
 
 
 class LogStore(pulumi.ComponentResource):
-    """One CloudWatch log group per namespace, with retention and (optionally) a KMS key of its own."""
+    """One CloudWatch log group per namespace, with retention and a KMS key of its own."""
 
     group_names: dict[str, pulumi.Output[str]]
     """Log group name by namespace."""
-    kms_key_arn: pulumi.Output[str] | None
-    """The key encrypting the groups (and the OpenSearch domain), when `kms` is on."""
+    kms_key_arn: pulumi.Output[str]
+    """The key encrypting the groups (and the OpenSearch domain)."""
 
     def __init__(self, name: str, config: LoggingConfig, *, prefix: str, namespaces: Sequence[str], region: str,
                  protect: bool, opts: pulumi.ResourceOptions | None = None) -> None:
         """Groups are named `<prefix>/<namespace>`; `protect` sets Pulumi `protect` on them and the key."""
         super().__init__("modelplane:logging:LogStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, protect=protect)
-        self.kms_key_arn = None
-        key = None
-        if config.kms:
-            account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-            key = aws.kms.Key(f"{name}-kms", description=f"modelplane logs under {prefix}", enable_key_rotation=True,
-                              deletion_window_in_days=config.kms_deletion_window_days,
-                              policy=account.apply(lambda acct: _key_policy(acct, region, prefix)), opts=child)
-            aws.kms.Alias(f"{name}-kms", name=pulumi.Output.concat("alias/", pulumi.get_stack(), "-logs"),
-                          target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=self))
-            self.kms_key_arn = key.arn
+        key = logs_kms_key(f"{name}-kms", description=f"modelplane logs under {prefix}",
+                           log_group_pattern=f"{prefix}/*", region=region,
+                           deletion_window_days=config.kms_deletion_window_days, opts=child)
+        aws.kms.Alias(f"{name}-kms", name=pulumi.Output.concat("alias/", pulumi.get_stack(), "-logs"),
+                      target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=self))
+        self.kms_key_arn = key.arn
         self._arns: list[pulumi.Output[str]] = []
         self.group_names = {}
         for namespace in namespaces:
             group = aws.cloudwatch.LogGroup(f"{name}-{namespace}", name=f"{prefix}/{namespace}",
                                             retention_in_days=config.retention_days,
-                                            kms_key_id=key.arn if key else None, opts=child)
+                                            kms_key_id=key.arn, opts=child)
             self.group_names[namespace] = group.name
             self._arns.append(group.arn)
         self.register_outputs({"group_names": self.group_names})
@@ -82,13 +83,25 @@ class LogStore(pulumi.ComponentResource):
             "Resource": sorted({*arns, *(f"{arn}:*" for arn in arns)})}),))
 
 
-def _key_policy(account: str, region: str, prefix: str) -> str:
+def logs_kms_key(name: str, *, description: str, log_group_pattern: str, region: pulumi.Input[str],
+                 deletion_window_days: int | None, opts: pulumi.ResourceOptions) -> aws.kms.Key:
+    """A rotating customer key that CloudWatch Logs in `region` may use only for log groups whose name matches
+    `log_group_pattern` (ArnLike, e.g. `/modelplane/prod/*`); every log group of the platform is encrypted with one.
+    `deletion_window_days` None keeps KMS's default (30, the longest)."""
+    account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=opts.parent)).account_id
+    policy = pulumi.Output.all(account, region).apply(lambda values: _key_policy(values[0], values[1],
+                                                                                 log_group_pattern))
+    return aws.kms.Key(name, description=description, enable_key_rotation=True,
+                       deletion_window_in_days=deletion_window_days, policy=policy, opts=opts)
+
+
+def _key_policy(account: str, region: str, log_group_pattern: str) -> str:
     root = {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
             "Action": list(KMS_ACCOUNT_ACTIONS), "Resource": "*"}
     logs = {"Sid": "CloudWatchLogsEncrypts", "Effect": "Allow",
             "Principal": {"Service": f"logs.{region}.amazonaws.com"}, "Action": list(KMS_LOGS_ACTIONS), "Resource": "*",
             "Condition": {"ArnLike": {
-                "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account}:log-group:{prefix}/*"}}}
+                "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account}:log-group:{log_group_pattern}"}}}
     return json.dumps({"Version": "2012-10-17", "Statement": [root, logs]}, sort_keys=True)
 
 
@@ -99,9 +112,14 @@ def domain_arn(domain_name: str, region: str) -> pulumi.Output[str]:
 
 
 def grant_search_write(arn: pulumi.Input[str]) -> Grant:
-    """Sign bulk writes to the domain at `arn`."""
-    return Grant(statements=(pulumi.Output.from_input(arn).apply(lambda value: {
-        "Effect": "Allow", "Action": list(OPENSEARCH_WRITE_ACTIONS), "Resource": f"{value}/*"}),))
+    """Sign bulk writes to the domain at `arn`, and reads of its ISM policies (for the index lifecycle Job)."""
+    domain = pulumi.Output.from_input(arn)
+    return Grant(statements=(
+        domain.apply(lambda value: {"Effect": "Allow", "Action": list(OPENSEARCH_WRITE_ACTIONS),
+                                    "Resource": f"{value}/*"}),
+        domain.apply(lambda value: {"Effect": "Allow", "Action": ["es:ESHttpGet"],
+                                    "Resource": f"{value}/{ISM_POLICIES_PATH}"}),
+    ))
 
 
 class LogSearchDomain(pulumi.ComponentResource):
@@ -112,7 +130,7 @@ class LogSearchDomain(pulumi.ComponentResource):
 
     def __init__(self, name: str, config: OpenSearchConfig, *, domain_name: str, region: str,
                  vpc_id: pulumi.Input[str], subnet_ids: Sequence[pulumi.Input[str]],
-                 allowed_security_group_ids: Sequence[pulumi.Input[str]], kms_key_arn: pulumi.Input[str] | None,
+                 allowed_security_group_ids: Sequence[pulumi.Input[str]], kms_key_arn: pulumi.Input[str],
                  master_user_arn: pulumi.Input[str], protect: bool,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """The domain lives in `subnet_ids` (one per zone it spans) and admits 443 from `allowed_security_group_ids`;

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from infra.aws.iam import service_trust_policy
 from infra.aws.karpenter import DISCOVERY_TAG
+from infra.aws.logging import logs_kms_key
 from infra.config.network import FlowLogsConfig, NetworkConfig
 from workloads.common.vocab import SUBNET_ROLE_TAG
 
@@ -87,7 +88,7 @@ class Network(pulumi.ComponentResource):
         if config.interface_endpoints:
             self._interface_endpoints(name, vpc, config.interface_endpoints, region)
         if config.flow_logs.enabled:
-            self._flow_logs(name, vpc, config.flow_logs)
+            self._flow_logs(name, vpc, config.flow_logs, region=region, cluster_name=cluster_name)
         self.register_outputs({
             "vpc_id": self.vpc_id,
             "public_subnet_ids": self.public_subnet_ids,
@@ -134,9 +135,18 @@ class Network(pulumi.ComponentResource):
                 tags={"Name": f"{name}-{service}"}, opts=child,
             )
 
-    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, flow_logs: FlowLogsConfig) -> None:
+    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, flow_logs: FlowLogsConfig, *, region: str,
+                   cluster_name: str) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", retention_in_days=flow_logs.retention_days,
+        # The group keeps Pulumi's auto-name (a fixed one would replace the existing group, losing its history), so
+        # the key admits CloudWatch Logs for that name's form: the logical name, '-', 7 random hex characters.
+        group_logical = f"{name}-flow-logs"
+        key = logs_kms_key(f"{name}-flow-logs", description=f"VPC flow logs of {cluster_name}",
+                           log_group_pattern=f"{group_logical}-*", region=region, deletion_window_days=None,
+                           opts=child)
+        aws.kms.Alias(f"{name}-flow-logs", name=f"alias/{cluster_name}-flow-logs", target_key_id=key.key_id,
+                      opts=child)
+        group = aws.cloudwatch.LogGroup(group_logical, retention_in_days=flow_logs.retention_days, kms_key_id=key.arn,
                                         opts=child)
         role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com"),
                             opts=child)

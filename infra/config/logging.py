@@ -62,15 +62,14 @@ class LoggingConfig(Section):
     """Run the log pipeline. Unset: true on aws stacks, false on kubeconfig (local) stacks (resolved by the parser)."""
     retention_days: int = 30
     """Days CloudWatch keeps each namespace's logs. Defaults to 30. Valid: CLOUDWATCH_RETENTION_DAYS."""
-    kms: bool = True
-    """Encrypt the log groups (and the OpenSearch domain) with a KMS key of their own. Defaults to true."""
     kms_deletion_window_days: int = Field(default=30, ge=7, le=30)
     """Waiting period before the logs' KMS key is deleted. Defaults to 30. Valid: 7 to 30."""
     open_search: OpenSearchConfig = OpenSearchConfig()
     """The optional OpenSearch domain (aws only). Defaults to off."""
 
     def checks(self, production: bool, is_aws: bool) -> list[tuple[str, str]]:
-        """A retention CloudWatch accepts; OpenSearch only on aws; production logs encrypted."""
+        """A retention CloudWatch accepts; OpenSearch only on aws. Logs are always KMS-encrypted (policy
+        log-group-kms is mandatory), so there is no switch to turn that off."""
         problems = []
         if self.retention_days not in CLOUDWATCH_RETENTION_DAYS:
             problems.append(("retentionDays", "CloudWatch Logs " + not_one_of(
@@ -78,7 +77,5 @@ class LoggingConfig(Section):
         if self.open_search.enabled and not is_aws:
             problems.append(("openSearch.enabled", "has no effect with target 'kubeconfig' (no AWS; logs go to "
                                                    "stdout); remove it"))
-        if production and self.enabled and not self.kms:
-            problems.append(("kms", "must be true in a production stack (got false); logs may carry user data"))
         problems += [(f"openSearch.{key}", message) for key, message in self.open_search.checks(production)]
         return problems

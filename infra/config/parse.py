@@ -13,20 +13,21 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from infra.config.base import Section
 from infra.config.cluster import SYSTEM_POOL, ClusterConfig, NodePoolConfig
 from infra.config.errors import ConfigError, ConfigIssue
 from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
+from infra.config.issues import NAMESPACE, pydantic_issues
 from infra.config.logging import LoggingConfig
 from infra.config.network import NetworkConfig
 from infra.config.platform import MeshConfig, ObservabilityConfig
+from infra.config.recommend import RecommendConfig
 from infra.config.storage import CacheConfig, StorageConfig
+from infra.config.streaming import StreamingConfig
 from infra.config.workloads import InferenceConfig, TrainingConfig
 
-NAMESPACE = "modelplane"
-"""The Pulumi config namespace of every platform key (`modelplane:<key>`)."""
 RESERVED_TAGS = frozenset({"environment", "managed-by", "project"})
 """Tag keys the platform sets itself; stack `tags` may not override them."""
 REQUIRED_TAGS = ("owner", "cost-center")
@@ -72,10 +73,14 @@ class PlatformConfig(Section):
     """Prometheus, Alertmanager, Grafana. Defaults to on for target aws, off for kubeconfig."""
     logging: LoggingConfig = LoggingConfig()
     """Fluent Bit to CloudWatch Logs (and OpenSearch). Defaults to on for target aws, off for kubeconfig."""
+    streaming: StreamingConfig = StreamingConfig()
+    """Kafka (MSK on aws, in-cluster on kubeconfig) and its topics. Defaults to on for target aws, off for kubeconfig."""
     training: TrainingConfig = TrainingConfig()
     """Training jobs (PyTorchJob / TFJob). Defaults to none."""
     inference: InferenceConfig = InferenceConfig()
     """Inference services. Defaults to none."""
+    recommend: RecommendConfig = RecommendConfig()
+    """The recommendation stream processor (needs streaming and a Redis). Defaults to off."""
     tags: dict[str, str] = {}
     """Tags on every taggable AWS resource; must include owner and cost-center."""
 
@@ -99,8 +104,10 @@ _SECTIONS: dict[str, type[Section]] = {
     "mesh": MeshConfig,
     "observability": ObservabilityConfig,
     "logging": LoggingConfig,
+    "streaming": StreamingConfig,
     "training": TrainingConfig,
     "inference": InferenceConfig,
+    "recommend": RecommendConfig,
 }
 _AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter")
 _KUBECONFIG_ADDONS = ("trainingOperator",)
@@ -124,51 +131,13 @@ _KNOWN_KEYS = sorted({*_SECTIONS, *_SCALARS})
 M = TypeVar("M", bound=Section)
 
 
-def _path(section: str, loc: tuple[int | str, ...]) -> str:
-    out = f"{NAMESPACE}:{section}"
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
-def _pydantic_issues(
-    section: str, model: type[Section], exc: ValidationError, prefix: tuple[int | str, ...]
-) -> list[ConfigIssue]:
-    issues = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        if err["type"] == "extra_forbidden":
-            issues.append(ConfigIssue(_path(section, prefix + loc), _unknown_key_message(model, loc)))
-            continue
-        got = err.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        issues.append(ConfigIssue(_path(section, prefix + loc), f"{err['msg']}{shown}"))
-    return issues
-
-
-def _unknown_key_message(model: type[Section], loc: tuple[int | str, ...]) -> str:
-    # Walk the model tree along loc to find which keys were allowed where the unknown one sat.
-    current: type[BaseModel] | None = model
-    for part in loc[:-1]:
-        if current is None or isinstance(part, int):
-            continue
-        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
-        annotation = field.annotation if field else None
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    allowed = sorted(f.alias or n for n, f in current.model_fields.items()) if current else []
-    key = str(loc[-1])
-    hint = difflib.get_close_matches(key, allowed, n=1)
-    suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-    return f"unknown key {key!r}{suggestion} Allowed keys: {', '.join(allowed)}"
-
-
 def _parse(
     section: str, model: type[M], value: Any, issues: list[ConfigIssue], loc: tuple[int | str, ...] = ()
 ) -> M | None:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        issues.extend(_pydantic_issues(section, model, exc, loc))
+        issues.extend(pydantic_issues(section, model, exc, loc))
         return None
 
 
@@ -220,9 +189,21 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
     if target in ("aws", "kubeconfig"):
         fields.update(_parse_platform_services(ours, target == "aws", production, issues))
 
+    streaming, network = fields.get("streaming"), fields.get("network")
+    if streaming and network and streaming.enabled and streaming.zones > len(network.availability_zones):
+        issues.append(ConfigIssue(f"{NAMESPACE}:streaming.zones", f"must not exceed network.availabilityZones "
+                                  f"({len(network.availability_zones)}) (got {streaming.zones}); lower it or add a zone"))
+
     if target in ("aws", "kubeconfig"):
         gpu_pools = {p.name: p for p in fields.get("gpu_pools", [])}
         fields.update(_parse_workloads(ours, gpu_pools, issues))
+        redis = target == "kubeconfig" or fields.get("cache", CacheConfig()).enabled  # kubeconfig: in-cluster Redis
+        for i, svc in enumerate(fields["inference"].services if "inference" in fields else []):
+            _scoped(issues, f"inference.services[{i}]", svc.stack_problems(has_cache=redis))
+        recommend = _parse("recommend", RecommendConfig, ours.get("recommend", {}), issues)
+        if recommend is not None:
+            fields["recommend"] = recommend
+            _scoped(issues, "recommend", recommend.checks(fields.get("streaming"), has_cache=redis))
 
     if "tags" in ours and isinstance(ours["tags"], dict):
         _check_tags(ours["tags"], issues)
@@ -323,15 +304,17 @@ def _parse_gpu_platform(ours: dict[str, Any], production: bool, node_pool_names:
 
 def _parse_platform_services(ours: dict[str, Any], is_aws: bool, production: bool,
                              issues: list[ConfigIssue]) -> dict[str, Any]:
-    """`mesh`, `observability` and `logging`, on every target; `enabled` left unset is on for aws, off for kubeconfig."""
+    """`mesh`, `observability`, `logging` and `streaming`, on every target; `enabled` left unset is on for aws, off
+    for kubeconfig."""
     fields: dict[str, Any] = {}
-    for key, model in (("mesh", MeshConfig), ("observability", ObservabilityConfig), ("logging", LoggingConfig)):
+    for key, model in (("mesh", MeshConfig), ("observability", ObservabilityConfig), ("logging", LoggingConfig),
+                       ("streaming", StreamingConfig)):
         parsed = _parse(key, model, ours.get(key, {}), issues)
-        if isinstance(parsed, (MeshConfig, ObservabilityConfig, LoggingConfig)):
+        if isinstance(parsed, (MeshConfig, ObservabilityConfig, LoggingConfig, StreamingConfig)):
             if parsed.enabled is None:
                 parsed = parsed.model_copy(update={"enabled": is_aws})
             fields[key] = parsed
-            _scoped(issues, key, parsed.checks(production, is_aws) if isinstance(parsed, LoggingConfig)
+            _scoped(issues, key, parsed.checks(production, is_aws) if isinstance(parsed, (LoggingConfig, StreamingConfig))
                     else parsed.checks(production))
     return fields
 

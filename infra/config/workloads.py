@@ -53,8 +53,12 @@ class TrainingJobConfig(Section):
     """Job name (lowercase letters, digits, dashes); also its checkpoint and export prefix."""
     framework: Literal["pytorch", "tensorflow"]
     """pytorch (PyTorchJob + torchrun) or tensorflow (TFJob + MultiWorkerMirroredStrategy)."""
+    task: Literal["lm", "recommender"] = "lm"
+    """What trains: lm (the language-model trainer) or recommender (`python -m workloads.recommend.train`, PyTorch,
+    one replica). Defaults to lm. Valid values: lm, recommender."""
     image: str | None = None
-    """Trainer image. Defaults to our trainer-torch / trainer-tf image at the pinned release tag."""
+    """Trainer image. Defaults to our trainer-torch / trainer-tf image (task recommender: the recommend image) at the
+    pinned release tag."""
     replicas: int = Field(default=1, ge=1, le=256)
     """Replicas: one leader plus workers. Defaults to 1."""
     gpus_per_replica: int = Field(default=0, ge=0, le=16)
@@ -92,15 +96,36 @@ class TrainingJobConfig(Section):
         problems = _resource_checks(self.cpu, self.memory, "gpusPerReplica", self.gpus_per_replica, self.gpu_pool)
         problems += _image_checks("image", self.image)
         problems += memory_problems("shmSize", self.shm_size, "8Gi")
-        problems += self._trainer_field_checks()
-        owners = {TrainSettings.flag_name(field): to_camel(field) for field in _TRAINER_FIELDS}
+        problems += self._trainer_field_checks() + self._task_checks()
+        owners = {TrainSettings.flag_name(field): to_camel(field) for field in _TRAINER_FIELDS} if self.lm else {}
         for i, arg in enumerate(self.args):
             flag = arg.split("=", 1)[0]
             if flag in PLATFORM_TRAINER_FLAGS:
                 problems.append((f"args[{i}]", f"{flag} is set by the platform; remove it"))
-            elif flag in owners and self.framework == "pytorch":
+            elif flag in owners:
                 problems.append((f"args[{i}]", f"{flag} has its own field; set {owners[flag]}: {self._next(i)} "
                                                "instead of passing it in args"))
+        return problems
+
+    @property
+    def lm(self) -> bool:
+        """True when the job runs the LM trainer (task lm with PyTorch), whose settings the trainer fields are."""
+        return self.task == "lm" and self.framework == "pytorch"
+
+    def _task_checks(self) -> list[tuple[str, str]]:
+        """task recommender: the recommender trainer is one PyTorch process on CPU."""
+        if self.task != "recommender":
+            return []
+        problems: list[tuple[str, str]] = []
+        if self.framework != "pytorch":
+            problems.append(("framework", f"must be pytorch with task recommender (got {self.framework!r}): the "
+                                          "recommender trains with PyTorch; set framework: pytorch"))
+        if self.replicas != 1:
+            problems.append(("replicas", f"must be 1 with task recommender (got {self.replicas}): its trainer is one "
+                                         "process; set replicas: 1"))
+        if self.gpus_per_replica:
+            problems.append(("gpusPerReplica", f"must be 0 with task recommender (got {self.gpus_per_replica}): its "
+                                               "trainer runs on CPU; remove gpusPerReplica and gpuPool"))
         return problems
 
     def _next(self, i: int) -> str:
@@ -111,9 +136,10 @@ class TrainingJobConfig(Section):
 
     def _trainer_field_checks(self) -> list[tuple[str, str]]:
         """Every problem of the trainer fields (an unknown model still lets seqLen be checked against all presets)."""
-        if self.framework != "pytorch":
-            return [(to_camel(field), f"applies to the PyTorch trainer only (framework {self.framework}, got "
-                                      f"{getattr(self, field)!r}); remove it")
+        if not self.lm:
+            trainer, why = (("PyTorch trainer", f"framework {self.framework}") if self.framework != "pytorch"
+                            else ("LM trainer", f"task {self.task}"))
+            return [(to_camel(field), f"applies to the {trainer} only ({why}, got {getattr(self, field)!r}); remove it")
                     for field in _TRAINER_FIELDS if getattr(self, field) is not None]
         problems: list[tuple[str, str]] = []
         model = self.trainer_setting("model")
@@ -134,16 +160,16 @@ class TrainingJobConfig(Section):
         return value if value is not None else TrainSettings.model_fields[field].default
 
     def trainer_flags(self) -> list[str]:
-        """The trainer flags of the fields set here, in field order (none for TensorFlow jobs)."""
+        """The trainer flags of the fields set here, in field order (none for TensorFlow or recommender jobs)."""
         flags: list[str] = []
         for field in _TRAINER_FIELDS:
-            if self.framework == "pytorch" and getattr(self, field) is not None:
+            if self.lm and getattr(self, field) is not None:
                 flags += [TrainSettings.flag_name(field), str(getattr(self, field))]
         return flags
 
     def fit_problems(self, pool: GpuPoolConfig) -> list[tuple[str, str]]:
-        """The job's per-GPU memory estimate against the smallest GPU `pool` admits (PyTorch GPU jobs only)."""
-        if self.framework != "pytorch" or not self.gpus_per_replica or self._trainer_field_checks():
+        """The job's per-GPU memory estimate against the smallest GPU `pool` admits (PyTorch LM GPU jobs only)."""
+        if not self.lm or not self.gpus_per_replica or self._trainer_field_checks():
             return []
         smallest = smallest_gpu(pool)
         if smallest is None:
@@ -178,14 +204,15 @@ class InferenceServiceConfig(Section):
 
     name: str = Field(pattern=_NAME)
     """Service name; also the model name clients use."""
-    runtime: Literal["modelplane-serve", "tf-serving", "vllm"] = "modelplane-serve"
-    """modelplane-serve (ours), tf-serving (official TF Serving) or vllm (official vLLM behind our caching gateway).
+    runtime: Literal["modelplane-serve", "tf-serving", "vllm", "recommend"] = "modelplane-serve"
+    """modelplane-serve (ours), tf-serving (official TF Serving), vllm (official vLLM behind our caching gateway) or
+    recommend (our recommendation service behind the gateway, on CPU, reading live features from the stack's Redis).
     Defaults to modelplane-serve."""
     model: str = Field(pattern=_NAME)
     """The model to serve: the training job name whose export lives under models/<model>/."""
     image: str | None = None
-    """Server image. Defaults to our serve image, the pinned TF Serving image for tf-serving, or the pinned vLLM
-    image for vllm (its CUDA build with GPUs, its CPU build without)."""
+    """Server image. Defaults to our serve image, the pinned TF Serving image for tf-serving, the pinned vLLM
+    image for vllm (its CUDA build with GPUs, its CPU build without), or our recommend image for recommend."""
     min_replicas: int = Field(default=2, ge=1, le=1000)
     """HPA floor. Defaults to 2."""
     max_replicas: int = Field(default=10, ge=1, le=1000)
@@ -205,7 +232,8 @@ class InferenceServiceConfig(Section):
     api_key: bool = True
     """Require a generated API key. Defaults to true."""
     cache: bool = True
-    """Use the stack's Redis response cache. Defaults to true."""
+    """Use the stack's Redis response cache (runtimes modelplane-serve and vllm; recommend never caches, as a
+    recommendation changes with every feature update). Defaults to true."""
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     """Dynamic batching limit. Defaults to 16."""
     max_queue: int = Field(default=256, ge=1)
@@ -228,11 +256,31 @@ class InferenceServiceConfig(Section):
         if self.runtime == "tf-serving" and self.gpus:
             problems.append(("gpus", f"must be 0 with runtime tf-serving (got {self.gpus}): the pinned TF Serving image "
                                      "is the CPU build; use 0 or runtime modelplane-serve"))
+        if self.runtime == "recommend":
+            problems += self._recommend_checks()
         if self.runtime == "vllm":
             problems += self.vllm.problems(self.gpus, self.image) + self.vllm.memory_problems(self.gpus, self.memory)
         elif "vllm" in self.model_fields_set:
             problems.append(("vllm", f"applies to runtime vllm only (runtime {self.runtime}); remove it"))
         return problems
+
+    def _recommend_checks(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if self.gpus:
+            problems.append(("gpus", f"must be 0 with runtime recommend (got {self.gpus}): the recommendation service "
+                                     "scores on CPU; set gpus: 0"))
+        if self.cache and "cache" in self.model_fields_set:
+            problems.append(("cache", "must be false with runtime recommend (got true): a recommendation changes with "
+                                      "every feature update, so the gateway never caches it; remove cache"))
+        return problems
+
+    def stack_problems(self, *, has_cache: bool) -> list[tuple[str, str]]:
+        """What the entry needs of the rest of the stack: runtime recommend reads features from the stack's Redis."""
+        if self.runtime == "recommend" and not has_cache:
+            return [("runtime", "recommend needs the stack's Redis, where the stream processor keeps the live "
+                                "features, and this stack has none (cache.enabled: false); set "
+                                "modelplane:cache.enabled: true")]
+        return []
 
     def model_prefix(self) -> str:
         """The model's folder under the models bucket."""

@@ -1,9 +1,10 @@
 """`InferenceService`: a model server behind Istio with autoscaling, disruption budget and canary routing.
 
-The runtimes' containers are built in infra/k8s/inference_runtimes.py. With `runtime: vllm` there are two
-tiers: the caching gateway (our serve image) is the service clients reach through the ingress, and it calls
-the vLLM runtime's own Service; the canary split happens on that in-mesh hop, so a new vLLM image takes its
-share of traffic behind the one cache.
+The runtimes' containers are built in infra/k8s/inference_runtimes.py. With `runtime: vllm` or `recommend` there
+are two tiers: the caching gateway (our serve image) is the service clients reach through the ingress, and it
+calls the runtime's own Service; the canary split happens on that in-mesh hop, so a new runtime image takes its
+share of traffic behind the one gateway. A recommendation depends on features that change with every event, so
+the gateway of a `recommend` service has no response cache, and the service reads the stack's Redis itself.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import pulumi_random as random
 from infra.config.workloads import InferenceServiceConfig
 from infra.k8s.inference_runtimes import (
     API_KEY_SECRET_KEY,
+    GATED_RUNTIMES,
     GATEWAY_PORT,
     LLM_REQUEST_TIMEOUT_S,
     PORTS,
+    REQUEST_TIMEOUT_S,
     containers,
     gateway_container,
 )
@@ -28,13 +31,14 @@ from infra.k8s.mesh import GATEWAY, principal
 from infra.k8s.observability import PROMETHEUS_PRINCIPAL, VLLM_WAITING_HPA_METRIC, scrape_endpoint
 from infra.k8s.podspec import manifest_block, pod_security_context, scheduling
 from workloads.common.metrics import INFERENCE_QUEUE_DEPTH
-from workloads.common.vocab import COMPONENT_LABEL, TRACK_LABEL
+from workloads.common.vocab import COMPONENT_LABEL, RECOMMENDATIONS_ROUTE, TRACK_LABEL
 from workloads.gateway.settings import env_name as gateway_env
+from workloads.recommend.model_settings import ServiceSettings
 from workloads.serve.settings import env_name
 
 HOSTS: Final = ("*",)
 """Hosts the VirtualService answers for."""
-REQUEST_TIMEOUT: Final = "60s"
+REQUEST_TIMEOUT: Final = f"{REQUEST_TIMEOUT_S}s"
 """Route timeout at the mesh (also each retry's budget)."""
 LLM_REQUEST_TIMEOUT: Final = f"{LLM_REQUEST_TIMEOUT_S}s"
 """Route timeout of vLLM services (the gateway's read timeout too)."""
@@ -43,19 +47,22 @@ TARGET_CPU_UTILIZATION: Final = 70
 API_KEY_VAR: Final = "MODELPLANE_API_KEY"
 """The variable holding the generated API key; the server is told its name through `api_key_env`."""
 GATEWAY_SERVICE_ACCOUNT_SUFFIX: Final = "-gateway"
-"""A vLLM service's gateway runs as ServiceAccount `<name>-gateway`: the only identity the runtime admits, with no
-IAM role (it reads no S3), unlike the servers' shared account."""
+"""A vLLM or recommend service's gateway runs as ServiceAccount `<name>-gateway`: the only identity the runtime
+admits, with no IAM role (it reads no S3), unlike the servers' shared account."""
 RUNTIME_COMPONENT: Final = "inference-runtime"
-"""COMPONENT_LABEL of a vLLM runtime's Service: its own ServiceMonitor scrapes it, not the namespace-wide one."""
+"""COMPONENT_LABEL of a vLLM runtime's Service: its own ServiceMonitor scrapes it, not the namespace-wide one (which
+scrapes our own runtimes, recommend's included)."""
 _RETRIES: Final = {"attempts": 2, "retryOn": "connect-failure,refused-stream,reset-before-request"}
 """Only failures before a response: retrying a generation that started would double the cost."""
 
 
 class InferenceService(pulumi.ComponentResource):
-    """Deployment(s), Service, HPA, PDB, VirtualService, DestinationRule, AuthorizationPolicy; with runtime vllm,
-    both for the gateway and for the runtime, plus the runtime's ServiceMonitor and the gateway's ServiceAccount.
+    """Deployment(s), Service, HPA, PDB, VirtualService, DestinationRule, AuthorizationPolicy; with runtime vllm or
+    recommend, both for the gateway and for the runtime, plus the gateway's ServiceAccount (and vLLM's
+    ServiceMonitor).
 
-    The namespace-wide ServiceMonitor of the Observability stack scrapes our servers and gateways.
+    The namespace-wide ServiceMonitor of the Observability stack scrapes our servers, gateways and recommendation
+    services.
     """
 
     service_host: str
@@ -73,17 +80,21 @@ class InferenceService(pulumi.ComponentResource):
         `model_uri` the S3 prefix of the model; `allowed_principals` the mTLS principals the AuthorizationPolicy of
         the Service clients call admits (ingress gateway, Prometheus);
         `env` plain env for the runtime (the local stack's MinIO endpoint); `secret_env_from` Secrets whose keys
-        become env vars; `redis_url` the stack's cache (used when `svc.cache`); `mesh` whether to create the
+        become env vars; `redis_url` the stack's Redis (the response cache when `svc.cache`; required by runtime
+        recommend, which reads the live features there); `mesh` whether to create the
         Istio routes; `queue_depth_autoscaling` whether the observability stack is there: the HPA can use its
         custom metrics (prometheus-adapter) and ServiceMonitors can be created (the operator's CRD);
-        `gateway_image` our serve image, which runs the caching gateway (runtime vllm)."""
+        `gateway_image` our serve image, which runs the caching gateway (runtimes vllm and recommend)."""
+        ours, vllm, recommend = (svc.runtime == runtime for runtime in ("modelplane-serve", "vllm", "recommend"))
+        if recommend and redis_url is None:
+            raise ValueError(f"inference service {name!r}: runtime recommend needs redis_url (the live features)")
         super().__init__("modelplane:inference:InferenceService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.service_host = f"{name}.{namespace}.svc.cluster.local"
         labels = _labels(name)
-        ours, vllm = svc.runtime == "modelplane-serve", svc.runtime == "vllm"
+        gated = svc.runtime in GATED_RUNTIMES
         cache_url = redis_url if (ours or vllm) and svc.cache else None
-        self.api_key_secret = self._api_key(name, namespace, labels) if (ours or vllm) and svc.api_key else None
+        self.api_key_secret = self._api_key(name, namespace, labels) if (ours or gated) and svc.api_key else None
         if svc.runtime == "tf-serving":
             # TF Serving exports Prometheus metrics only when a monitoring config enables them.
             k8s.core.v1.ConfigMap(
@@ -91,9 +102,14 @@ class InferenceService(pulumi.ComponentResource):
                 data={"monitoring.config": 'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n'},
                 opts=child,
             )
-        runtime = f"{name}-vllm" if vllm else name
+        runtime = f"{name}{GATED_RUNTIMES[svc.runtime]}" if gated else name
         runtime_labels = _labels(runtime)
-        secret_env = self._secret_env(name, namespace, labels, cache_url, env_name, api_key=True) if ours else []
+        secret_env: list[dict[str, Any]] = []
+        if ours:
+            secret_env = self._secret_env(name, namespace, labels, cache_url, env_name, api_key=True)
+        elif recommend:
+            # The features' Redis URL (with its password on AWS) by reference, as our server gets its cache's.
+            secret_env = self._secret_env(name, namespace, labels, redis_url, ServiceSettings.env_name, api_key=False)
         tracks = {"stable": image}
         if svc.canary_image:
             tracks["canary"] = svc.canary_image
@@ -106,25 +122,28 @@ class InferenceService(pulumi.ComponentResource):
                              scheduling(svc.gpu_pool, svc.gpus))
         service_labels = {**runtime_labels, COMPONENT_LABEL: RUNTIME_COMPONENT} if vllm else runtime_labels
         self._service(runtime, namespace, service_labels)
+        # The recommendation service has no queue: each request is a Redis read and one small product, so CPU is
+        # what saturates first and tracks its request rate; it scales on the CPU fallback alone.
         metric = {"modelplane-serve": INFERENCE_QUEUE_DEPTH, "vllm": VLLM_WAITING_HPA_METRIC}.get(svc.runtime)
         self._autoscaling(runtime, namespace, svc, runtime_labels, metric if queue_depth_autoscaling else None)
-        if vllm:
+        if gated:
             runtime_host = f"{runtime}.{namespace}.svc.cluster.local"
             keys = svc.vllm.api_keys_secret or self.api_key_secret
             gateway, gateway_volumes = gateway_container(
                 gateway_image or image, f"http://{runtime_host}:80", model_uri,
-                self._secret_env(name, namespace, labels, cache_url, gateway_env, api_key=False), keys)
+                self._secret_env(name, namespace, labels, cache_url, gateway_env, api_key=False), keys,
+                LLM_REQUEST_TIMEOUT_S if vllm else REQUEST_TIMEOUT_S)
             gateway_account = self._gateway_account(name, namespace, labels)
             self._deployment(name, namespace, "stable", svc.min_replicas, labels,
                              _pod(gateway_account, [gateway], gateway_volumes, []), {})
             self._service(name, namespace, labels)
             self._autoscaling(name, namespace, svc, labels, None)
-            if queue_depth_autoscaling:
+            if vllm and queue_depth_autoscaling:
                 self._monitor(runtime, namespace, runtime_labels, mesh)
         if mesh:
             self._mesh(name, namespace, svc, labels, allowed_principals)
-            if vllm:
-                # Only this service's gateway may call vLLM (the API keys and rate limits are there), and
+            if gated:
+                # Only this service's gateway may call the runtime (the API keys and rate limits are there), and
                 # Prometheus its /metrics when it scrapes.
                 self._runtime_mesh(runtime, namespace, svc, runtime_labels, principal(namespace, gateway_account),
                                    queue_depth_autoscaling)
@@ -226,13 +245,18 @@ class InferenceService(pulumi.ComponentResource):
     def _mesh(self, name: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str],
               allowed_principals: Sequence[str]) -> None:
         """Ingress routes to the Service clients call, its DestinationRule and AuthorizationPolicy. With runtime
-        vllm that is the gateway: one track, as the canary split is on the gateway's calls to the runtime."""
+        vllm or recommend that is the gateway: one track, as the canary split is on the gateway's calls to the
+        runtime."""
         child = pulumi.ResourceOptions(parent=self)
-        vllm = svc.runtime == "vllm"
-        timeout = LLM_REQUEST_TIMEOUT if vllm else REQUEST_TIMEOUT
-        route = [{"destination": {"host": self.service_host, "port": {"number": 80}}}] if vllm \
+        gated = svc.runtime in GATED_RUNTIMES
+        timeout = _timeout(svc)
+        route = [{"destination": {"host": self.service_host, "port": {"number": 80}}}] if gated \
             else _split(self.service_host, svc)
-        http = [{"name": f"{name}-{prefix.strip('/')}", "match": [{"uri": {"prefix": prefix}}], "route": route,
+        # Every service shares host "*" on the one ingress gateway, and Istio orders merged routes by creation time,
+        # not by prefix length (istio/istio#10464): two services both matching /v1/ would shadow each other. So each
+        # service answers under its own /<name> prefix, which the route strips before the service sees the path.
+        http = [{"name": f"{name}-{prefix.strip('/').replace('/', '-')}",
+                 "match": [{"uri": {"prefix": f"/{name}{prefix}"}}], "rewrite": {"uri": prefix}, "route": route,
                  "timeout": timeout, "retries": {"attempts": 2, "perTryTimeout": timeout,
                                                  "retryOn": _RETRIES["retryOn"]}}
                 for prefix in _route_prefixes(svc)]
@@ -241,24 +265,25 @@ class InferenceService(pulumi.ComponentResource):
             metadata=_meta(name, namespace, labels),
             spec={"hosts": list(HOSTS), "gateways": [GATEWAY], "http": http}, opts=child,
         )
-        self._destination_rule(name, namespace, labels, self.service_host, [] if vllm else _subsets(svc))
-        self._authorization(name, namespace, labels, allowed_principals, GATEWAY_PORT if vllm else PORTS[svc.runtime])
+        self._destination_rule(name, namespace, labels, self.service_host, [] if gated else _subsets(svc))
+        self._authorization(name, namespace, labels, allowed_principals, GATEWAY_PORT if gated else PORTS[svc.runtime])
 
     def _runtime_mesh(self, runtime: str, namespace: str, svc: InferenceServiceConfig, labels: dict[str, str],
                       gateway_principal: str, scraped: bool) -> None:
-        """The gateway's calls to the vLLM runtime: a mesh route splitting stable and canary, their subsets, and
+        """The gateway's calls to the runtime: a mesh route splitting stable and canary, their subsets, and
         the policy admitting `gateway_principal`, and with `scraped` Prometheus on /metrics."""
         host = f"{runtime}.{namespace}.svc.cluster.local"
+        timeout = _timeout(svc)
         k8s.apiextensions.CustomResource(
             f"{runtime}-vs", api_version="networking.istio.io/v1", kind="VirtualService",
             metadata=_meta(runtime, namespace, labels),
             spec={"hosts": [host], "gateways": ["mesh"], "http": [{
-                "name": runtime, "route": _split(host, svc), "timeout": LLM_REQUEST_TIMEOUT,
-                "retries": {**_RETRIES, "perTryTimeout": LLM_REQUEST_TIMEOUT}}]},
+                "name": runtime, "route": _split(host, svc), "timeout": timeout,
+                "retries": {**_RETRIES, "perTryTimeout": timeout}}]},
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._destination_rule(runtime, namespace, labels, host, _subsets(svc))
-        port = [str(PORTS["vllm"])]
+        port = [str(PORTS[svc.runtime])]
         rules = [{"from": [{"source": {"principals": [gateway_principal]}}], "to": [{"operation": {"ports": port}}]}]
         if scraped:
             rules.append({"from": [{"source": {"principals": [PROMETHEUS_PRINCIPAL]}}],
@@ -332,5 +357,12 @@ def _subsets(svc: InferenceServiceConfig) -> list[dict[str, Any]]:
     return subsets
 
 
+def _timeout(svc: InferenceServiceConfig) -> str:
+    """The mesh routes' timeout: a vLLM generation may run for minutes."""
+    return LLM_REQUEST_TIMEOUT if svc.runtime == "vllm" else REQUEST_TIMEOUT
+
+
 def _route_prefixes(svc: InferenceServiceConfig) -> list[str]:
-    return {"modelplane-serve": ["/v1/", "/v2/"], "tf-serving": ["/v1/models/"], "vllm": ["/v1/"]}[svc.runtime]
+    """The runtime's API paths that the ingress exposes (under `/<service name>`); nothing else is reachable."""
+    return {"modelplane-serve": ["/v1/", "/v2/"], "tf-serving": ["/v1/models/"], "vllm": ["/v1/"],
+            "recommend": [RECOMMENDATIONS_ROUTE]}[svc.runtime]

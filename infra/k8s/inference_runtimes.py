@@ -4,6 +4,8 @@
 - `tf-serving`: the official TensorFlow Serving image, fed by an init container syncing the export from S3.
 - `vllm`: the official vLLM OpenAI-compatible server (`vllm serve`, the image's entrypoint), with our caching
   gateway (`python -m workloads.gateway`) in front, in pods of its own.
+- `recommend`: our recommendation service (`python -m workloads.recommend.service`) on CPU, scoring with the
+  recommender's export and the live features the stream processor keeps in Redis, behind the same gateway.
 
 vLLM's weights come from S3 in one of two ways (`vllm.weights`):
 - `runai-streamer` (the default with GPUs): `--load-format runai_streamer` with the s3:// folder as the model.
@@ -42,16 +44,22 @@ from workloads.common.vocab import (
     VLLM_TENSOR_PARALLEL_SIZE_FLAG,
 )
 from workloads.gateway.settings import env_name as gateway_env
+from workloads.recommend.model_settings import ServiceSettings
 from workloads.serve.settings import env_name
 
-PORTS: Final = {"modelplane-serve": 8080, "tf-serving": 8501, "vllm": 8000}
+PORTS: Final = {"modelplane-serve": 8080, "tf-serving": 8501, "vllm": 8000, "recommend": 8080}
 """Container HTTP port per runtime (vLLM's default --port is 8000)."""
+GATED_RUNTIMES: Final = {"vllm": "-vllm", "recommend": "-model"}
+"""Runtimes served behind the caching gateway, with the suffix of their own Deployment and Service (`<name><suffix>`);
+the gateway takes the service's name."""
 GATEWAY_PORT: Final = 8080
 """The caching gateway's HTTP port."""
 BATCHING_SETTINGS: Final = ("max_batch_size", "max_queue", "max_tokens_cap")
 """Fields of an `inference.services` entry passed as-is to the server's settings of the same name."""
 MODELS_DIR: Final = "/models"
 """Where synced models live in the pod."""
+REQUEST_TIMEOUT_S: Final = 60
+"""Seconds a request may take at the mesh routes (and at the gateway's reads) of every runtime but vLLM."""
 LLM_REQUEST_TIMEOUT_S: Final = 600
 """Seconds a vLLM request may take, at the mesh routes and at the gateway's reads from vLLM: a long generation
 streams, or computes an unstreamed answer, for minutes."""
@@ -72,6 +80,8 @@ API_KEY_SECRET_KEY: Final = "api-key"
 """The Secret key holding API keys (one per line for the gateway), generated or given by vllm.apiKeysSecret."""
 GATEWAY_HEALTH_PATH: Final = "/health"
 """The gateway's liveness and readiness route (200 while the process serves)."""
+RECOMMEND_HEALTH_PATH: Final = "/health"
+"""The recommendation service's liveness and readiness route."""
 
 
 def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[str], env: dict[str, str],
@@ -92,6 +102,8 @@ def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[
         return _serve(svc, base, model_uri, env, secret_env), [], volumes
     if svc.runtime == "vllm":
         return _vllm(svc, base, model_uri, env, env_from, volumes)
+    if svc.runtime == "recommend":
+        return _recommend(base, model_uri, env, secret_env), [], volumes
     volumes.append({"name": "monitoring", "configMap": {"name": f"{svc.name}-tf-serving-monitoring"}})
     container = {
         **base,
@@ -128,6 +140,26 @@ def _serve(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.
                            "failureThreshold": 2},
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
                           "failureThreshold": 3},
+    }
+
+
+def _recommend(base: dict[str, Any], model_uri: pulumi.Input[str], env: dict[str, str],
+               secret_env: list[dict[str, Any]]) -> dict[str, Any]:
+    """The recommendation service: the export from S3, the features' Redis URL from `secret_env` (a Secret)."""
+    var = ServiceSettings.env_name
+    settings: dict[str, pulumi.Input[str]] = {
+        **env, var("model_uri"): model_uri, var("port"): str(PORTS["recommend"]), var("download_dir"): MODELS_DIR,
+    }
+    health = {"httpGet": {"path": RECOMMEND_HEALTH_PATH, "port": "http"}}
+    return {
+        **base,
+        "name": "recommender",
+        "command": ["python", "-m", "workloads.recommend.service"],
+        "env": [*env_list(settings), *secret_env],
+        # The export is a few MB of embeddings: a minute covers the download and the load.
+        "startupProbe": {**health, "periodSeconds": 5, "failureThreshold": 12},
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 3},
     }
 
 
@@ -189,16 +221,17 @@ def _vllm(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.I
 
 
 def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], secret_env: list[dict[str, Any]],
-                      api_keys_secret: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The caching gateway's (container, volumes): our serve image proxying to `upstream` (the vLLM Service),
-    its cache keys versioned by `model_uri`, its clients' keys read from the Secret `api_keys_secret` (None: open)."""
+                      api_keys_secret: str | None, read_timeout_s: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The caching gateway's (container, volumes): our serve image proxying to `upstream` (the runtime's Service),
+    its cache keys versioned by `model_uri`, its clients' keys read from the Secret `api_keys_secret` (None: open),
+    waiting up to `read_timeout_s` (the mesh routes' timeout) for the runtime."""
     cpu, memory = GATEWAY_RESOURCES
     settings: dict[str, pulumi.Input[str]] = {
         gateway_env("upstream"): upstream, gateway_env("port"): str(GATEWAY_PORT),
         # New weights under the same name must never be answered from the old ones' cache.
         gateway_env("cache_version"): model_uri,
-        # vLLM may compute an unstreamed answer for as long as the mesh route allows.
-        gateway_env("read_timeout_s"): str(LLM_REQUEST_TIMEOUT_S),
+        # The runtime may compute an unstreamed answer for as long as the mesh route allows.
+        gateway_env("read_timeout_s"): str(read_timeout_s),
     }
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]

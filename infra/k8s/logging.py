@@ -12,6 +12,11 @@ On aws Fluent Bit signs with the IAM role EKS Pod Identity binds to SERVICE_ACCO
 reads AWS_CONTAINER_CREDENTIALS_FULL_URI (the agent at 169.254.170.23) and AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
 (fluent/fluent-bit src/aws/flb_aws_credentials_http.c).
 
+With OpenSearch, Fluent Bit writes one index per day named from workloads.logging.lifecycle's constants, and a Job
+(`python -m workloads.logging.ism`, running as the same ServiceAccount, whose role is the domain's master user) puts
+the Index State Management policy that deletes those indices after the retention. Pulumi waits for the Job to
+complete; a new retention changes its env, which replaces the Job, so it runs again.
+
 Our workloads log one JSON object per line (workloads/common/logs.py). The container runtime wraps each line as a
 `log` string; `Merge_Log On` makes the kubernetes filter parse that string as JSON and lift its keys into the
 record (Fluent Bit manual, filters/kubernetes, "Merge_Log"), and `Keep_Log Off` drops the raw copy. The chart's
@@ -30,6 +35,14 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.k8s.namespaces import Namespaces
+from infra.k8s.podspec import (
+    container_resources,
+    container_security_context,
+    env_list,
+    manifest_block,
+    pod_security_context,
+)
+from workloads.logging.lifecycle import INDEX_DATE_FORMAT, INDEX_PREFIX, INDEX_SEPARATOR, IndexLifecycleSettings
 
 NAMESPACE: Final = "logging"
 """Namespace of the Fluent Bit DaemonSet (privileged: it mounts the nodes' /var/log)."""
@@ -41,6 +54,16 @@ TAG_PREFIX: Final = "kube."
 """Tag of tailed container logs; the kubernetes filter reads pod metadata from the rest of the tag."""
 FALLBACK_GROUP: Final = "unmatched"
 """Log group suffix for records whose namespace the template cannot resolve (cloudwatch_logs `log_group_name`)."""
+LIFECYCLE_IMAGE: Final = versions.modelplane_image("serve")
+"""Image of the index lifecycle Job: the server image, which already carries botocore and httpx."""
+LIFECYCLE_BACKOFF_LIMIT: Final = 6
+"""Retries of the index lifecycle Job's pod (exponential back-off from 10 s, about 10 minutes in all)."""
+LIFECYCLE_DEADLINE_S: Final = 1200
+"""Longest the index lifecycle Job may run, retries included (activeDeadlineSeconds): its back-off alone takes about
+10 minutes, so 20 leaves room for the runs; past it the Job fails (DeadlineExceeded) instead of retrying on."""
+LIFECYCLE_TTL_S: Final = 86400
+"""A finished index lifecycle Job is deleted a day later (ttlSecondsAfterFinished), like the topics Job; a later
+`pulumi up --refresh` re-runs it, which is harmless (it only sets the ISM policy and attaches it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +74,8 @@ class CloudWatchSink:
     """Log groups are `<prefix>/<namespace>` (LogStore in infra/aws/logging.py creates them)."""
     region: str
     """AWS region of the log groups and the domain."""
+    retention_days: int
+    """Days logs are kept (modelplane:logging.retentionDays): the OpenSearch indices' lifecycle uses it."""
     opensearch_host: pulumi.Input[str] | None = None
     """The OpenSearch domain's endpoint, when logs also go there."""
 
@@ -72,7 +97,37 @@ class LogShipper(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=versions.FLUENT_BIT_REPO),
             namespace=namespace, values=fluent_bit_values(namespaces, sink), opts=child,
         )
+        if sink is not None and sink.opensearch_host is not None:
+            self._index_lifecycle(name, namespace, sink, sink.opensearch_host)
         self.register_outputs({})
+
+    def _index_lifecycle(self, name: str, namespace: pulumi.Input[str], sink: CloudWatchSink,
+                         host: pulumi.Input[str]) -> None:
+        env: dict[str, pulumi.Input[str]] = {
+            IndexLifecycleSettings.env_name("endpoint"): pulumi.Output.concat("https://", host),
+            IndexLifecycleSettings.env_name("region"): sink.region,
+            IndexLifecycleSettings.env_name("retention_days"): str(sink.retention_days),
+        }
+        # The chart creates the ServiceAccount the Job runs as, so the Job waits for the release.
+        k8s.batch.v1.Job(
+            f"{name}-index-lifecycle",
+            metadata={"namespace": namespace, "labels": {"app.kubernetes.io/name": "index-lifecycle"}},
+            spec=manifest_block({
+                "backoffLimit": LIFECYCLE_BACKOFF_LIMIT, "activeDeadlineSeconds": LIFECYCLE_DEADLINE_S,
+                "ttlSecondsAfterFinished": LIFECYCLE_TTL_S,
+                "template": {"spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT, "restartPolicy": "Never",
+                    "securityContext": pod_security_context(),
+                    "containers": [{
+                        "name": "index-lifecycle", "image": LIFECYCLE_IMAGE,
+                        "command": ["python3", "-m", "workloads.logging.ism"], "env": env_list(env),
+                        "securityContext": container_security_context(),
+                        "resources": container_resources("100m", "128Mi", 0),
+                    }],
+                }},
+            }),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+        )
 
 
 def _section(kind: str, settings: Sequence[tuple[str, str]]) -> str:
@@ -96,7 +151,9 @@ def _outputs(sink: CloudWatchSink | None, host: str | None) -> str:
         text += "\n" + _section("OUTPUT", [
             ("Name", "opensearch"), ("Match", match), ("Host", host), ("Port", "443"), ("tls", "On"),
             ("tls.verify", "On"), ("AWS_Auth", "On"), ("AWS_Region", sink.region), ("Logstash_Format", "On"),
-            ("Logstash_Prefix", "modelplane"), ("Suppress_Type_Name", "On"), ("Replace_Dots", "On"),
+            # One index per day, named as the index lifecycle policy's pattern expects.
+            ("Logstash_Prefix", INDEX_PREFIX), ("Logstash_Prefix_Separator", INDEX_SEPARATOR),
+            ("Logstash_DateFormat", INDEX_DATE_FORMAT), ("Suppress_Type_Name", "On"), ("Replace_Dots", "On"),
         ])
     return text
 

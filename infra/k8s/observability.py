@@ -11,7 +11,8 @@
   sidecar (`grafana_dashboard: "1"`, the chart's default sidecar label).
 - prometheus-adapter serves `modelplane_inference_queue_depth` and
   `modelplane_inference_in_flight_requests` per pod on custom.metrics.k8s.io for the inference HPA, and
-  vLLM's `vllm:num_requests_waiting` as `vllm_num_requests_waiting` for the vLLM runtime's HPA.
+  vLLM's `vllm:num_requests_waiting` as `vllm_num_requests_waiting` for the vLLM runtime's HPA; and on
+  external.metrics.k8s.io the recommendation processor's consumer lag summed per topic, for its HPA.
 
 Scraping meshed pods under STRICT mTLS: an Istio sidecar rejects plaintext, and the serving port
 carries both the API and /metrics, so making it PERMISSIVE would also open the API. Prometheus
@@ -52,6 +53,8 @@ PROMETHEUS_SERVICE_ACCOUNT: Final = "prometheus"
 """Prometheus's ServiceAccount, named explicitly so its mTLS principal is stable."""
 PROMETHEUS_PRINCIPAL: Final = principal(NAMESPACE, PROMETHEUS_SERVICE_ACCOUNT)
 """Prometheus's mTLS principal (allowed to scrape by the mesh and by meshed services)."""
+PROMETHEUS_POD_LABELS: Final = {"app.kubernetes.io/name": "prometheus"}
+"""Labels of the Prometheus pods, for NetworkPolicy peers (prometheus-operator pkg/prometheus/statefulset.go)."""
 PROMETHEUS_SERVICE: Final = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc"
 """Prometheus's in-cluster Service (the chart's `<release>-prometheus`), which serves on PROMETHEUS_PORT."""
 PROMETHEUS_PORT: Final = 9090
@@ -286,8 +289,15 @@ def _adapter_values() -> dict[str, Any]:
         "name": {"matches": f"^{metric}$", "as": name},
         "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
     } for metric, name in served.items()]
+    # The recommendation processor's lag, summed over a topic's partitions in the HPA's namespace, on
+    # external.metrics.k8s.io (docs/externalmetrics.md; the chart writes `rules.external` as `externalRules`).
+    lag = metrics.RECOMMEND_CONSUMER_LAG
+    external = [{"seriesQuery": f'{lag}{{namespace!="",topic!=""}}',
+                 "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
+                 "name": {"matches": f"^{lag}$", "as": lag},
+                 "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (topic)"}]
     return {
         "prometheus": {"url": PROMETHEUS_SERVICE, "port": PROMETHEUS_PORT},
         # The default rules republish every cAdvisor series; only the HPA's metrics are needed.
-        "rules": {"default": False, "custom": rules},
+        "rules": {"default": False, "custom": rules, "external": external},
     }

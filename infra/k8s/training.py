@@ -1,5 +1,8 @@
 """`TrainingJob`: a Kubeflow training-operator PyTorchJob or TFJob, declared from stack config.
 
+Jobs of task `lm` run the LM trainers; task `recommender` runs the recommender's trainer
+(`python -m workloads.recommend.train`) as a one-replica PyTorchJob with the same platform flags.
+
 The operator owns scale-out: for PyTorchJob it sets torchrun's PET_* rendezvous variables on
 every replica, for TFJob it writes TF_CONFIG. We never schedule ranks ourselves.
 """
@@ -114,6 +117,9 @@ class TrainingJob(pulumi.ComponentResource):
 
 
 def _command(job: TrainingJobConfig) -> list[str]:
+    if job.task == "recommender":
+        # One process (replicas 1): no rendezvous, so no torchrun.
+        return ["python", "-m", "workloads.recommend.train"]
     if job.framework == "pytorch":
         # torchrun reads PET_NNODES/PET_NODE_RANK/PET_MASTER_ADDR/PET_NPROC_PER_NODE set by the operator.
         return ["torchrun", "--module", "workloads.trainer_torch"]

@@ -98,6 +98,16 @@ def _specific(type_: str, name: str, inputs: dict[str, Any], region: str, physic
         return {"resources": [{"autoscalingGroups": [{"name": f"eks-{physical}"}]}]}
     if type_ == "aws:ec2/launchTemplate:LaunchTemplate":
         return {"latestVersion": 1}
+    if type_ == "aws:msk/configuration:Configuration":
+        return {"arn": f"arn:aws:kafka:{region}:{ACCOUNT_ID}:configuration/{physical}/{_digest(name, length=8)}",
+                "latestRevision": 1}
+    if type_ == "aws:msk/cluster:Cluster":
+        # MSK's forms: cluster/NAME/UUID-N, and one b-N host per broker on the SASL/IAM port.
+        cluster, uuid = str(inputs.get("clusterName") or physical), f"{_digest(name, type_, length=32)}-1"
+        hosts = [f"b-{i}.{cluster}.{_digest(name, length=6)}.c2.kafka.{region}.amazonaws.com:9098"
+                 for i in range(1, int(inputs.get("numberOfBrokerNodes") or 1) + 1)]
+        return {"arn": f"arn:aws:kafka:{region}:{ACCOUNT_ID}:cluster/{cluster}/{uuid}", "clusterUuid": uuid,
+                "bootstrapBrokersSaslIam": ",".join(hosts)}
     if type_ == "aws:opensearch/domain:Domain":
         domain = str(inputs.get("domainName") or physical)
         return {"arn": f"arn:aws:es:{region}:{ACCOUNT_ID}:domain/{domain}",

@@ -10,12 +10,26 @@ from typing import Final
 
 from pulumi_policy import Policy
 
-from policies.rules import cost, eks, elasticache, helm, iam, logging, mesh, network, reliability, s3, workloads
+from policies.rules import (
+    cost,
+    eks,
+    elasticache,
+    helm,
+    iam,
+    logging,
+    mesh,
+    network,
+    reliability,
+    s3,
+    streaming,
+    workloads,
+)
 
 ALL_POLICIES: Final[tuple[Policy, ...]] = (
     *s3.POLICIES,
     *eks.POLICIES,
     *elasticache.POLICIES,
+    *streaming.POLICIES,
     *logging.POLICIES,
     *iam.POLICIES,
     *network.POLICIES,

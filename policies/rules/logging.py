@@ -27,7 +27,7 @@ def _kms(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if not args.props.get("kmsKeyId"):
         report(f"CloudWatch log group '{args.name}' is encrypted only with CloudWatch's own key, so anyone with "
                f"logs:GetLogEvents reads it. Fix: set kms_key_id to a customer-managed key whose policy admits "
-               f"logs.<region>.amazonaws.com (LogStore in infra/aws/logging.py does this).", args.urn)
+               f"logs.<region>.amazonaws.com (logs_kms_key in infra/aws/logging.py makes one).", args.urn)
 
 
 def _private_encrypted(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -55,11 +55,10 @@ LOG_GROUP_RETENTION = ResourceValidationPolicy(
     validate=_retention, enforcement_level=EnforcementLevel.MANDATORY,
     url="https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/Working-with-log-groups-and-streams.html",
 )
-# Advisory until the EKS control-plane and VPC flow-log groups (infra/aws/cluster.py, network.py) get a key too.
 LOG_GROUP_KMS = ResourceValidationPolicy(
     name="log-group-kms",
     description="CloudWatch log groups are encrypted with a customer-managed KMS key.",
-    validate=_kms, enforcement_level=EnforcementLevel.ADVISORY,
+    validate=_kms, enforcement_level=EnforcementLevel.MANDATORY,
     url="https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
 )
 OPENSEARCH_PRIVATE_ENCRYPTED = ResourceValidationPolicy(

@@ -1,5 +1,5 @@
 """The local data path end to end: data → 2-process training → S3 → serving → cache → metrics → vLLM behind the
-gateway → alert rules."""
+gateway → real-time recommendation over Kafka → alert rules."""
 
 import shutil
 from pathlib import Path
@@ -11,6 +11,7 @@ from workloads.common.uri import S3Uri
 from workloads.demo import llm
 from workloads.demo.datapath import DemoResult, Story, run
 from workloads.demo.devservers import VLLM_PYTHON
+from workloads.demo.recommend import CLUSTERS, FOLLOWED, NEW_CLUSTER, NEW_EVENTS, STREAM_EVENTS
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,23 @@ def test_without_the_vllm_venv_only_that_step_is_skipped_saying_how_to_add_it(
     said: list[str] = []
     assert llm.serve_with_vllm(said.append, tmp_path, S3Uri.parse("s3://models/demo"), redis_port=1) is None
     assert len(said) == 1 and "make setup-vllm" in said[0], said
+
+
+def test_the_recommender_beats_popularity_and_follows_a_users_new_events_within_seconds(story: DemoResult) -> None:
+    step = story.recommend
+    assert step is not None
+    assert step.recall["model"] > step.recall["popularity"] + 0.1, step.recall
+    assert step.followed_in_s is not None and step.followed_in_s < 10, step
+    assert sum(1 for item in step.after if int(item.removeprefix("i")) % CLUSTERS == NEW_CLUSTER) >= FOLLOWED
+    assert step.before != step.after
+
+
+def test_the_processor_applied_every_event_and_caught_up(story: DemoResult) -> None:
+    step = story.recommend
+    assert step is not None
+    assert step.processor_metrics["events_applied"] == STREAM_EVENTS + NEW_EVENTS
+    assert step.processor_metrics["consumer_lag"] == 0
+    assert 0 < step.processor_metrics["freshness_mean_s"] < 5
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus package is not installed")

@@ -1,6 +1,7 @@
 """Logging rules: log groups expire and use a KMS key; OpenSearch domains are private and encrypted."""
 
 import pytest
+from pulumi_policy import EnforcementLevel
 
 from infra.review.policy import evaluate
 from policies.rules.logging import LOG_GROUP_KMS, LOG_GROUP_RETENTION, OPENSEARCH_PRIVATE_ENCRYPTED
@@ -54,9 +55,15 @@ def test_rules_ignore_other_resource_types() -> None:
 
 def test_real_prod_stack_passes_the_logging_rules(stack_graph) -> None:
     prod = stack_graph("prod")
-    found = [v for v in evaluate(prod, production=True)
-             if v.rule in {LOG_GROUP_RETENTION.name, OPENSEARCH_PRIVATE_ENCRYPTED.name}]
-    assert found == []
-    # Our namespace groups carry the logs key; only the EKS and flow-log groups (not ours) remain advisory.
-    kms = {v.urn.rsplit("::", 1)[1] for v in evaluate(prod, production=True) if v.rule == LOG_GROUP_KMS.name}
-    assert kms == {"cluster-control-plane", "network-flow-logs"}
+    rules = {LOG_GROUP_RETENTION.name, LOG_GROUP_KMS.name, OPENSEARCH_PRIVATE_ENCRYPTED.name}
+    assert [v for v in evaluate(prod, production=True) if v.rule in rules] == []
+    # Every log group of the stack is checked, the EKS control plane's and the flow logs' included.
+    assert {"cluster-control-plane", "network-flow-logs"} <= {r.name for r in prod.of_type(GROUP)}
+
+
+def test_kms_on_log_groups_is_mandatory_and_non_production_stacks_pass_it(stack_graph) -> None:
+    # Mandatory, so the config has no switch to turn the logs' key off (modelplane:logging.kms is an unknown key).
+    assert LOG_GROUP_KMS.enforcement_level == EnforcementLevel.MANDATORY
+    dev = stack_graph("dev")
+    assert [v for v in evaluate(dev) if v.rule == LOG_GROUP_KMS.name] == []
+    assert any("modelplane:logging:LogStore$" in r.urn for r in dev.of_type(GROUP))

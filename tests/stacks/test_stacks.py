@@ -92,7 +92,7 @@ def test_local_stack_runs_minio_redis_and_one_cpu_job_and_service(stack_graph: C
     local = stack_graph("local")
     deployments = {r.inputs["metadata"]["name"] for r in local.of_type("kubernetes:apps/v1:Deployment")}
     assert {"minio", "redis", "tiny-lm"} <= deployments
-    job = local.one("kubernetes:kubeflow.org/v1:PyTorchJob").inputs
+    job = local.one("kubernetes:kubeflow.org/v1:PyTorchJob", "tiny-lm-job").inputs
     container = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     assert {"secretRef": {"name": "s3-credentials"}} in container["envFrom"]

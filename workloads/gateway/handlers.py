@@ -4,6 +4,8 @@ Order per request: API key (401), rate limit (429), body size (413), body text (
 surrogate, not an object), then the cache (deterministic, non-streamed requests only, kept per API key), then the
 upstream.
 The upstream gets the client's bytes unchanged; the gateway parses them only to check them and to key the cache.
+Recommendations (`/v1/recommendations`, served by workloads.recommend.service) pass the same admission and body
+checks but never the cache (see `Gateway.recommend`).
 """
 
 from __future__ import annotations
@@ -117,6 +119,26 @@ class Gateway:
         # `finally` never does; without it that pooled upstream connection would leak.
         return StreamingResponse(self.upstream.relay(response, route), headers=headers,
                                  background=BackgroundTask(response.aclose))
+
+    async def recommend(self, request: Request) -> Response:
+        """Proxy one recommendation request (GET with its query, or POST with its JSON body), never cached.
+
+        The cache is bypassed rather than keyed by a feature version: a recommendation reads the user's live
+        features, which every event changes, so a version would have to be read from Redis before each call (a
+        round trip per request for hits that last until the user's next event) and a replayed answer would be
+        stale for a user who is active, the only user who asks. The service marks its answers `no-store` too.
+        """
+        self.admit(request)
+        path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+        if request.url.query:
+            path += "?" + request.url.query
+        raw = None
+        if request.method == "POST":
+            raw = await self.read_body(request)
+            _checked_body(raw)
+        response = await self.upstream.send(request.method, path, raw)
+        headers = _passed_headers(response.headers) | {"cache-control": "no-store"}
+        return Response(response.content, status_code=response.status_code, headers=headers)
 
     async def models(self, request: Request) -> Response:
         """The upstream's model list, unchanged."""

@@ -12,13 +12,15 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from workloads.common.logs import log_event
 from workloads.common.settings import SettingsError
 from workloads.recommend.events import Event, EventType
+from workloads.recommend.kafka import client_config
 from workloads.recommend.settings import LoadgenSettings
 
 TYPE_WEIGHTS: dict[EventType, float] = {"view": 0.7, "click": 0.25, "purchase": 0.05}
@@ -41,9 +43,14 @@ def synthetic_events(count: int, *, users: int, items: int, clusters: int, seed:
                     item_id=f"i{item}", type=rng.choices(kinds, weights)[0], ts=time.time())
 
 
-def make_producer(bootstrap_servers: str) -> Producer:
-    """An idempotent producer (acks=all, no duplicates on retry) that batches for throughput."""
-    return Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True, "linger.ms": 5})
+def make_producer(client: Mapping[str, Any] | str) -> Producer:
+    """An idempotent producer (acks=all, no duplicates on retry) that batches for throughput.
+
+    `client` is the connection's librdkafka config (`client_config(settings)`), or bare bootstrap servers
+    (tests, benchmarks and the demo talk plaintext to a local broker).
+    """
+    base = {"bootstrap.servers": client} if isinstance(client, str) else dict(client)
+    return Producer({**base, "enable.idempotence": True, "linger.ms": 5})
 
 
 def produce(producer: Producer, topic: str, events: Iterable[Event | tuple[bytes, bytes]], *, rate: float = 0.0,
@@ -92,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = synthetic_events(settings.events, users=settings.users, items=settings.items, clusters=settings.clusters,
                               seed=settings.seed)
     start = time.monotonic()
-    produce(make_producer(settings.bootstrap_servers), settings.topic, events, rate=settings.rate)
+    produce(make_producer(client_config(settings)), settings.topic, events, rate=settings.rate)
     seconds = time.monotonic() - start
     log_event("loadgen_done", topic=settings.topic, events=settings.events, seconds=round(seconds, 3),
               events_per_s=round(settings.events / seconds, 1))

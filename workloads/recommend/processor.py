@@ -30,6 +30,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from workloads.common.logs import log_event
 from workloads.common.metrics import (
+    FRESHNESS_BUCKETS,
     RECOMMEND_CONSUMER_LAG,
     RECOMMEND_ERRORS_TOTAL,
     RECOMMEND_EVENTS_TOTAL,
@@ -38,10 +39,8 @@ from workloads.common.metrics import (
 from workloads.common.settings import SettingsError
 from workloads.recommend.events import Event, InvalidEventError, parse_event
 from workloads.recommend.features import FeatureStore, PartitionBatch
+from workloads.recommend.kafka import client_config
 from workloads.recommend.settings import ProcessorSettings
-
-FRESHNESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-"""Freshness histogram buckets, seconds: the budget is 1 s at p99 (issue 15), so most resolution sits below it."""
 
 
 class ProcessorMetrics:
@@ -99,7 +98,7 @@ class Processor:
         self._pending: dict[tuple[str, int], int] = {}
         self._lag_series: set[tuple[str, str]] = set()
         self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap_servers,
+            **client_config(settings),
             "group.id": settings.group_id,
             # Offsets are committed by hand, only after the features are written.
             "enable.auto.commit": False,
@@ -110,7 +109,7 @@ class Processor:
             "stats_cb": self._on_stats,
             "error_cb": self._on_error,
         })
-        self._dead_letters = (Producer({"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True})
+        self._dead_letters = (Producer({**client_config(settings), "enable.idempotence": True})
                               if settings.dead_letter_topic else None)
 
     def run(self) -> None:

@@ -8,19 +8,20 @@ from pydantic import Field
 
 from workloads.common.settings import RedisUrlSetting, WorkloadSettings
 from workloads.common.vocab import RECOMMEND_ENV_PREFIX, RECOMMEND_LOADGEN_ENV_PREFIX
+from workloads.recommend.kafka import KafkaClientSettings
 
+FEATURE_KEY_PREFIX = "rec:"
+"""Default prefix of the feature keys the processor writes and the recommendation service reads."""
 DEFAULT_TOPIC = "recommend-events"
 """The events topic both workloads default to."""
 
 
-class ProcessorSettings(WorkloadSettings):
+class ProcessorSettings(KafkaClientSettings, WorkloadSettings):
     """Consume user events and keep per-user features in Redis."""
 
     env_prefix: ClassVar[str] = RECOMMEND_ENV_PREFIX
     prog: ClassVar[str] = "python -m workloads.recommend.processor"
 
-    bootstrap_servers: str = Field(min_length=1)
-    """Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]. Required."""
     redis_url: RedisUrlSetting
     """Redis holding the features (redis://HOST:PORT/DB). Required."""
     topic: str = Field(DEFAULT_TOPIC, min_length=1)
@@ -29,7 +30,7 @@ class ProcessorSettings(WorkloadSettings):
     """Consumer group the replicas share. Defaults to recommend-processor."""
     dead_letter_topic: str = ""
     """Topic that receives invalid events (with an `error` header). Defaults to none: they are counted and skipped."""
-    key_prefix: str = Field("rec:", min_length=1)
+    key_prefix: str = Field(FEATURE_KEY_PREFIX, min_length=1)
     """Prefix of every Redis key the processor writes. Defaults to rec:."""
     recent_items: int = Field(50, ge=1, le=10_000)
     """How many recent items each user's list keeps. Defaults to 50."""
@@ -51,14 +52,12 @@ class ProcessorSettings(WorkloadSettings):
     """Port of the Prometheus /metrics endpoint; 0 turns it off. Defaults to 9100."""
 
 
-class LoadgenSettings(WorkloadSettings):
+class LoadgenSettings(KafkaClientSettings, WorkloadSettings):
     """Produce synthetic click/view/purchase events, keyed by user, for demos and benchmarks."""
 
     env_prefix: ClassVar[str] = RECOMMEND_LOADGEN_ENV_PREFIX
     prog: ClassVar[str] = "python -m workloads.recommend.loadgen"
 
-    bootstrap_servers: str = Field(min_length=1)
-    """Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]. Required."""
     topic: str = Field(DEFAULT_TOPIC, min_length=1)
     """Topic to write to. Defaults to recommend-events."""
     events: int = Field(10_000, ge=1)

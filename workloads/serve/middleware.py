@@ -110,6 +110,28 @@ class GuardedResponse:
                 await send_json(self.send, 500, content, [])
 
 
+class ObservedMiddleware:
+    """Times every request to its last byte and reports it to `observe(route label, status, seconds)`; a drain's
+    cancel is a JSON 503, an escaped exception a JSON 500 (GuardedResponse naming `component`). The gateway's and
+    the recommendation service's outermost layer."""
+
+    def __init__(self, app: ASGIApp, *, observe: Callable[[str, int, float], None], component: str) -> None:
+        self.app = app
+        self.observe = observe
+        self.component = component
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        response = GuardedResponse(scope, send, self.component)
+        try:
+            await response.run(lambda guarded_send: self.app(scope, receive, guarded_send))
+        finally:
+            self.observe(route_label(scope, response.status), response.status, time.monotonic() - started)
+
+
 class ServeMiddleware:
     """Counts and times every request, tracks in-flight POSTs, enforces `max_body_bytes`, catches bugs."""
 

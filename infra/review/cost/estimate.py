@@ -5,83 +5,27 @@ their min and max sizes. Karpenter NodePools scale from zero, so their range is 
 at its limit, filled with the cheapest instance type its requirements admit). Spot-capable
 pools are priced at the spot discount, because Karpenter prefers spot when a pool allows
 it. An instance type missing from the table is reported as unknown, never priced at 0.
-Usage-based charges (data transfer, LCUs, logs, requests) are outside the estimate.
+Usage-based charges (data transfer, LCUs, logs, requests) are outside the estimate. Managed
+services priced by their size (MSK, OpenSearch) are in infra/review/cost/managed.py.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from rich.table import Table
 
+from infra.review.cost.lines import Assumptions, CostLine, Pricer, fixed, ranged, rounded, usd
+from infra.review.cost.managed import MANAGED_PRICERS
 from infra.review.cost.nodepool import pool_ceiling
 from infra.review.cost.prices import PriceTable, load_prices
 from infra.review.graph import HELM_RELEASE, Graph, Resource
 from policies.kube import capacity_types, is_nodepool, kind_of
 from policies.wire import as_list, quantity
-
-
-@dataclass(frozen=True)
-class Assumptions:
-    """The usage assumptions of one estimate."""
-
-    spot_discount: float
-    """Fraction off On-Demand for spot capacity."""
-    s3_gb_per_bucket: float
-    """Stored GB per bucket."""
-    nat_gb_per_month: float
-    """GB processed per NAT gateway per month."""
-
-    @classmethod
-    def defaults(cls, prices: PriceTable, **overrides: float | None) -> Assumptions:
-        """The price table's defaults, with any non-None override."""
-        values = prices.defaults.model_dump()
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class CostLine:
-    """The estimate for one resource."""
-
-    urn: str
-    """The resource URN."""
-    type: str
-    """The type token."""
-    name: str
-    """The logical name."""
-    monthly_min: float | None
-    """Lowest monthly cost; None when it cannot be priced."""
-    monthly_max: float | None
-    """Highest monthly cost; None when unbounded or unpriced."""
-    basis: str
-    """How the figure was derived (instance type × count, hourly rate, assumption)."""
-    unknown: tuple[str, ...] = ()
-    """Instance or node types missing from the price table."""
-    unbounded: bool = False
-    """True when nothing caps the resource's size (a NodePool without limits)."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Details for machines (node counts, the on-demand fallback ceiling)."""
-
-    @property
-    def is_range(self) -> bool:
-        """True when min and max differ (scaling resources)."""
-        return self.monthly_min != self.monthly_max
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"urn": self.urn, "type": self.type, "name": self.name,
-                "monthly": {"min": _round(self.monthly_min), "max": _round(self.monthly_max)},
-                "range": self.is_range, "basis": self.basis, "unknown": list(self.unknown),
-                "unbounded": self.unbounded, **dict(self.extra)}
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
 
 
 @dataclass(frozen=True)
@@ -124,49 +68,32 @@ class CostReport:
             "stack": self.stack, "currency": self.prices.currency, "region": self.prices.region,
             "price_table": {"as_of": self.prices.as_of, "sources": self.prices.sources},
             "assumptions": {**self.assumptions.__dict__, "hours_per_month": self.prices.hours_per_month},
-            "total": {"min": _round(self.total_min), "max": _round(self.total_max)},
+            "total": {"min": rounded(self.total_min), "max": rounded(self.total_max)},
             "complete": not self.unknown, "unknown_types": self.unknown, "warnings": list(self.warnings),
             "lines": [line.to_dict() for line in self.lines],
             "not_estimated": dict(sorted(self.not_estimated.items())),
         }
 
 
-Pricer = Callable[[Resource, PriceTable, Assumptions], CostLine | None]
-
-
-def _usd(rate: float) -> str:
-    # $0.10, $0.0832, $1.00: at least cents, up to four decimals, no trailing zeros beyond cents.
-    text = f"{rate:.4f}".rstrip("0")
-    return f"${text}{'0' * max(0, 2 - len(text.partition('.')[2]))}"
-
-
-def _line(r: Resource, low: float | None, high: float | None, basis: str, **kwargs: Any) -> CostLine:
-    return CostLine(urn=r.urn, type=r.type, name=r.name, monthly_min=low, monthly_max=high, basis=basis, **kwargs)
-
-
-def _fixed(r: Resource, monthly: float, basis: str) -> CostLine:
-    return _line(r, monthly, monthly, basis)
-
-
 def _eks(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
-    return _fixed(r, p.monthly(p.eks_cluster_hourly), f"control plane {_usd(p.eks_cluster_hourly)}/h")
+    return fixed(r, p.monthly(p.eks_cluster_hourly), f"control plane {usd(p.eks_cluster_hourly)}/h")
 
 
 def _nat(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
     monthly = p.monthly(p.nat_gateway_hourly) + a.nat_gb_per_month * p.nat_gateway_per_gb
-    return _fixed(r, monthly, f"{_usd(p.nat_gateway_hourly)}/h + {a.nat_gb_per_month:g} GB × {_usd(p.nat_gateway_per_gb)}/GB")
+    return fixed(r, monthly, f"{usd(p.nat_gateway_hourly)}/h + {a.nat_gb_per_month:g} GB × {usd(p.nat_gateway_per_gb)}/GB")
 
 
 def _eip(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
-    return _fixed(r, p.monthly(p.public_ipv4_hourly), f"public IPv4 {_usd(p.public_ipv4_hourly)}/h")
+    return fixed(r, p.monthly(p.public_ipv4_hourly), f"public IPv4 {usd(p.public_ipv4_hourly)}/h")
 
 
 def _endpoint(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
     if r.inputs.get("vpcEndpointType") != "Interface":
         return None  # gateway endpoints (S3, DynamoDB) are free
     zones = max(1, len(as_list(r.inputs.get("subnetIds"))))
-    return _fixed(r, zones * p.monthly(p.interface_endpoint_hourly),
-                  f"{zones} AZ × {_usd(p.interface_endpoint_hourly)}/h")
+    return fixed(r, zones * p.monthly(p.interface_endpoint_hourly),
+                  f"{zones} AZ × {usd(p.interface_endpoint_hourly)}/h")
 
 
 def _redis(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
@@ -175,34 +102,34 @@ def _redis(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
     replicas = quantity(r.inputs.get("replicasPerNodeGroup"))
     nodes = groups * (int(replicas) + 1) if replicas is not None else int(quantity(r.inputs.get("numCacheClusters")) or 1)
     if node_type not in p.elasticache:
-        return _line(r, None, None, f"{nodes} × {node_type} (not in the price table)", unknown=(node_type,))
-    return _fixed(r, nodes * p.monthly(p.elasticache[node_type]), f"{nodes} × {node_type} {_usd(p.elasticache[node_type])}/h")
+        return ranged(r, None, None, f"{nodes} × {node_type} (not in the price table)", unknown=(node_type,))
+    return fixed(r, nodes * p.monthly(p.elasticache[node_type]), f"{nodes} × {node_type} {usd(p.elasticache[node_type])}/h")
 
 
 def _load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
     kind = str(r.inputs.get("loadBalancerType") or "application")
     hourly = {"network": p.nlb_hourly, "application": p.alb_hourly}.get(kind, p.nlb_hourly)
-    return _fixed(r, p.monthly(hourly), f"{kind} load balancer {_usd(hourly)}/h (LCUs not included)")
+    return fixed(r, p.monthly(hourly), f"{kind} load balancer {usd(hourly)}/h (LCUs not included)")
 
 
 def _kms(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
-    return _fixed(r, p.kms_key_monthly, f"{_usd(p.kms_key_monthly)}/key-month")
+    return fixed(r, p.kms_key_monthly, f"{usd(p.kms_key_monthly)}/key-month")
 
 
 def _bucket(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
-    return _fixed(r, a.s3_gb_per_bucket * p.s3_standard_gb_month,
-                  f"{a.s3_gb_per_bucket:g} GB assumed × {_usd(p.s3_standard_gb_month)}/GB-month")
+    return fixed(r, a.s3_gb_per_bucket * p.s3_standard_gb_month,
+                  f"{a.s3_gb_per_bucket:g} GB assumed × {usd(p.s3_standard_gb_month)}/GB-month")
 
 
 def _secret(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
-    return _fixed(r, p.secret_monthly, f"{_usd(p.secret_monthly)}/secret-month")
+    return fixed(r, p.secret_monthly, f"{usd(p.secret_monthly)}/secret-month")
 
 
 def _instance(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
     kind = str(r.inputs.get("instanceType"))
     if kind not in p.ec2:
-        return _line(r, None, None, f"{kind} (not in the price table)", unknown=(kind,))
-    return _fixed(r, p.monthly(p.ec2[kind].hourly), f"{kind} {_usd(p.ec2[kind].hourly)}/h")
+        return ranged(r, None, None, f"{kind} (not in the price table)", unknown=(kind,))
+    return fixed(r, p.monthly(p.ec2[kind].hourly), f"{kind} {usd(p.ec2[kind].hourly)}/h")
 
 
 def _node_group(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
@@ -211,11 +138,11 @@ def _node_group(r: Resource, p: PriceTable, a: Assumptions) -> CostLine:
     low, high = int(quantity(scaling.get("minSize")) or 0), int(quantity(scaling.get("maxSize")) or 0)
     kind = kinds[0]  # EKS launches the first listed type for On-Demand groups
     if kind not in p.ec2:
-        return _line(r, None, None, f"{low}..{high} × {kind} (not in the price table)", unknown=(kind,))
+        return ranged(r, None, None, f"{low}..{high} × {kind} (not in the price table)", unknown=(kind,))
     spot = r.inputs.get("capacityType") == "SPOT"
     hourly = p.ec2[kind].hourly * ((1 - a.spot_discount) if spot else 1)
-    return _line(r, low * p.monthly(hourly), high * p.monthly(hourly),
-                 f"{low}..{high} × {kind} {_usd(hourly)}/h{' (spot)' if spot else ''}",
+    return ranged(r, low * p.monthly(hourly), high * p.monthly(hourly),
+                 f"{low}..{high} × {kind} {usd(hourly)}/h{' (spot)' if spot else ''}",
                  extra={"nodes": {"min": low, "max": high}})
 
 
@@ -225,16 +152,16 @@ def _nodepool(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
         return None
     ceiling = pool_ceiling(props, p)
     if ceiling.limit is None:
-        return _line(r, 0.0, None, "scales from zero with no limit: unbounded", unknown=ceiling.unknown, unbounded=True)
+        return ranged(r, 0.0, None, "scales from zero with no limit: unbounded", unknown=ceiling.unknown, unbounded=True)
     if ceiling.instance_type is None:
-        return _line(r, 0.0, None, "no instance type in the price table matches the pool's requirements",
+        return ranged(r, 0.0, None, "no instance type in the price table matches the pool's requirements",
                      unknown=ceiling.unknown or ("(no matching type)",))
     kind, count = ceiling.instance_type, ceiling.nodes
     spot = "spot" in capacity_types(props)
     on_demand = count * p.monthly(ceiling.hourly)
     high = on_demand * (1 - a.spot_discount) if spot else on_demand
     pricing = f"spot at {a.spot_discount:.0%} off" if spot else "on-demand"
-    return _line(r, 0.0, high, f"0..{count} × {kind} ({ceiling.limit}, cheapest matching type, {pricing})",
+    return ranged(r, 0.0, high, f"0..{count} × {kind} ({ceiling.limit}, cheapest matching type, {pricing})",
                  unknown=ceiling.unknown, extra={"nodes": {"min": 0, "max": count}, "instance_type": kind,
                                                  "gpu_pool": ceiling.gpu_pool, "on_demand_max": round(on_demand, 2)})
 
@@ -245,8 +172,8 @@ def _service_load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLi
     annotations = (r.inputs.get("metadata") or {}).get("annotations") or {}
     nlb = annotations.get("service.beta.kubernetes.io/aws-load-balancer-type") in ("nlb", "external")
     hourly = p.nlb_hourly if nlb else p.clb_hourly
-    return _fixed(r, p.monthly(hourly), f"{'network' if nlb else 'classic'} load balancer provisioned for the Service "
-                                        f"{_usd(hourly)}/h")
+    return fixed(r, p.monthly(hourly), f"{'network' if nlb else 'classic'} load balancer provisioned for the Service "
+                                        f"{usd(hourly)}/h")
 
 
 def _helm_load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
@@ -257,7 +184,7 @@ def _helm_load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLine 
     chart = str(r.inputs.get("chart") or "").rsplit("/", 1)[-1]
     if service.get("type", "LoadBalancer" if chart == "gateway" else None) != "LoadBalancer":
         return None
-    return _fixed(r, p.monthly(p.nlb_hourly), f"network load balancer for the {chart} chart's Service {_usd(p.nlb_hourly)}/h")
+    return fixed(r, p.monthly(p.nlb_hourly), f"network load balancer for the {chart} chart's Service {usd(p.nlb_hourly)}/h")
 
 
 PRICERS: Final[dict[str, Pricer]] = {
@@ -275,6 +202,7 @@ PRICERS: Final[dict[str, Pricer]] = {
     "aws:secretsmanager/secret:Secret": _secret,
     "kubernetes:core/v1:Service": _service_load_balancer,
     HELM_RELEASE: _helm_load_balancer,
+    **MANAGED_PRICERS,
 }
 """Resource type → pricer; NodePools are recognised by kind (any karpenter.sh version)."""
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from infra.aws.cache import Cache
 from infra.config.storage import CacheConfig
-from infra.review.engine import render_program
+from infra.review.engine import load_stack_config, render_program
 from infra.review.graph import Graph
 from tests.support.graph import assert_count, assert_has_props, render_variant
 
@@ -83,7 +83,11 @@ def test_cache_lives_in_the_private_subnets(prod: Graph) -> None:
 
 
 def test_cache_can_be_disabled() -> None:
-    graph = render_variant("dev", {"modelplane:cache": {"enabled": False}})
+    # The recommendation processor and service keep their features in this Redis: a stack without it has neither.
+    services = load_stack_config("dev")["modelplane:inference"]["services"]
+    graph = render_variant("dev", {"modelplane:cache": {"enabled": False}, "modelplane:recommend": {"enabled": False},
+                                   "modelplane:inference": {"services": [
+                                       s for s in services if s.get("runtime") != "recommend"]}})
     assert_count(graph, "aws:elasticache/replicationGroup:ReplicationGroup", 0)
 
 

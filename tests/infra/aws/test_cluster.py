@@ -150,3 +150,17 @@ def test_every_node_pool_gets_a_node_group() -> None:
     assert_count(graph, "aws:eks/nodeGroup:NodeGroup", 2)
     assert_has_props(graph, "aws:eks/nodeGroup:NodeGroup", {"capacityType": "SPOT", "labels": {"modelplane.io/pool": "batch"}})
     assert_all_have_props(graph, "aws:ec2/launchTemplate:LaunchTemplate", {"metadataOptions": {"httpTokens": "required"}})
+
+
+def test_control_plane_log_group_is_encrypted_with_a_key_only_cloudwatch_logs_may_use_for_it() -> None:
+    graph = _render({})
+    group = graph.one("aws:cloudwatch/logGroup:LogGroup")
+    secrets_arn = graph.one("aws:eks/cluster:Cluster").inputs["encryptionConfig"]["provider"]["keyArn"]
+    assert group.inputs["kmsKeyId"].startswith("arn:aws:kms:") and group.inputs["kmsKeyId"] != secrets_arn
+    key = graph.one("aws:kms/key:Key", "eks-logs").inputs
+    assert (key["enableKeyRotation"], key["deletionWindowInDays"]) == (True, 30)
+    logs = next(s for s in json.loads(key["policy"])["Statement"] if s["Sid"] == "CloudWatchLogsEncrypts")
+    assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
+    assert logs["Condition"] == {"ArnLike": {
+        "kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/eks/c/cluster"}}
+    assert_has_props(graph, "aws:kms/alias:Alias", {"name": "alias/c-eks-logs"})

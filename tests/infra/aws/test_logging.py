@@ -49,7 +49,10 @@ def test_logs_key_rotates_and_admits_cloudwatch_logs_for_our_groups_only(prod: G
 def test_fluent_bit_role_writes_only_to_its_groups_and_the_domain(prod: Graph) -> None:
     found = [s for urn, s in policy_statements(prod) if urn.endswith("::log-shipper-policy")]
     actions = sorted(a for s in found for a in s["Action"])
-    assert actions == ["es:ESHttpPost", "es:ESHttpPut", "logs:CreateLogStream", "logs:PutLogEvents"]
+    assert actions == ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpPut", "logs:CreateLogStream", "logs:PutLogEvents"]
+    # GET (the index lifecycle Job reading its policy) reaches the ISM policies only, never the log indices.
+    [read] = [s for s in found if "es:ESHttpGet" in s["Action"]]
+    assert read["Resource"] == "arn:aws:es:us-east-1:123456789012:domain/modelplane-prod-logs/_plugins/_ism/policies/*"
     logs = next(s for s in found if "logs:PutLogEvents" in s["Action"])
     assert all(":log-group:/modelplane/prod/" in arn for arn in logs["Resource"])
     assert len(logs["Resource"]) == 2 * len(NAMESPACES)
@@ -91,14 +94,17 @@ def test_dev_has_log_groups_but_no_domain(dev: Graph) -> None:
                 any(a.startswith("es:") for a in s["Action"])]
 
 
-def test_logs_without_kms_render_no_key() -> None:
-    graph = render_variant("dev", {"modelplane:logging": {"kms": False}})
-    assert not [r for r in graph.of_type(KMS_KEY) if r.name == "logs-kms"]
-    assert all("kmsKeyId" not in g for g in _ours(graph))
+def test_dev_logs_are_encrypted_with_the_logs_key_too(dev: Graph) -> None:
+    groups = _ours(dev)
+    key_arns = {g["kmsKeyId"] for g in groups}
+    assert groups and len(key_arns) == 1 and next(iter(key_arns)).startswith("arn:aws:kms:us-east-1:")
+    _logs_key(dev)
 
 
 def test_logging_off_renders_nothing_of_it() -> None:
     graph = render_variant("dev", {"modelplane:logging": {"enabled": False}})
     assert _ours(graph) == []
     assert not [r for r in graph.resources if "log-shipper" in r.urn or "fluent-bit" in r.urn]
-    assert {r.name for r in graph.of_type(LOG_GROUP)} == {"cluster-control-plane", "network-flow-logs"}
+    # Only the groups of other components (EKS control plane, flow logs, MSK brokers) remain.
+    assert not [r for r in graph.of_type(LOG_GROUP) if "modelplane:logging:LogStore$" in r.urn]
+    assert {"cluster-control-plane", "network-flow-logs"} <= {r.name for r in graph.of_type(LOG_GROUP)}

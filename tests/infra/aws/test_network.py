@@ -1,5 +1,6 @@
 """Network: subnets per AZ, NAT layout, discovery tags, endpoints, flow logs."""
 
+import json
 from typing import Any
 
 from infra.aws.network import Network
@@ -123,3 +124,23 @@ def test_intra_subnets_have_no_internet_route(prod: Graph) -> None:
     intra_tables = [r for r in prod.of_type("aws:ec2/routeTable:RouteTable") if r.name == "network-intra"]
     assert len(intra_tables) == 1
     assert not [r for r in prod.of_type("aws:ec2/route:Route") if "intra" in r.name]
+
+
+def test_flow_log_group_keeps_its_auto_name_and_a_key_only_cloudwatch_logs_may_use_for_it() -> None:
+    graph = _render(MINIMAL)
+    group = graph.one("aws:cloudwatch/logGroup:LogGroup", "net-flow-logs").inputs
+    # No fixed name: naming the group would replace the one a stack already has, and lose its history.
+    assert "name" not in group and group["kmsKeyId"].startswith("arn:aws:kms:")
+    assert ":log-group:net-flow-logs-" in graph.one("aws:ec2/flowLog:FlowLog").inputs["logDestination"]
+    key = graph.one("aws:kms/key:Key", "net-flow-logs").inputs
+    assert key["enableKeyRotation"] is True
+    logs = next(s for s in json.loads(key["policy"])["Statement"] if s["Sid"] == "CloudWatchLogsEncrypts")
+    assert logs["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
+    # Pulumi's auto-name is the logical name, '-', and 7 random hex characters.
+    assert logs["Condition"] == {"ArnLike": {
+        "kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:eu-west-1:123456789012:log-group:net-flow-logs-*"}}
+
+
+def test_no_flow_logs_no_flow_log_key() -> None:
+    graph = _render({**MINIMAL, "flowLogs": {"enabled": False}})
+    assert_count(graph, "aws:kms/key:Key", 0)

@@ -26,8 +26,8 @@ INVALID: list[tuple[str, str, dict[str, Any], str, str]] = [
      "modelplane:logging.openSearch.instanceCount", "must be a multiple of availabilityZones (3)"),
     ("single-AZ OpenSearch in production", "prod", {"modelplane:logging": {"openSearch": {"zoneAwareness": False}}},
      "modelplane:logging.openSearch.zoneAwareness", "must be true with dedicatedMasters: true in a production stack"),
-    ("unencrypted logs in production", "prod", {"modelplane:logging": {"kms": False}},
-     "modelplane:logging.kms", "must be true in a production stack (got false)"),
+    ("logs' KMS cannot be turned off", "dev", {"modelplane:logging": {"kms": False}},
+     "modelplane:logging.kms", "unknown key 'kms'"),
     ("OpenSearch without AWS", "local", {"modelplane:logging": {"openSearch": {"enabled": True}}},
      "modelplane:logging.openSearch.enabled", "has no effect with target 'kubeconfig'"),
 ]
@@ -48,7 +48,7 @@ def test_logging_is_on_for_aws_and_off_for_kubeconfig_unless_asked() -> None:
     aws = parse_config("dev", stack_config_with("dev", {"modelplane:logging": None}))
     local = parse_config("local", stack_config_with("local", {"modelplane:logging": None}))
     assert (aws.logging.enabled, local.logging.enabled) == (True, False)
-    assert (aws.logging.retention_days, aws.logging.kms, aws.logging.open_search.enabled) == (30, True, False)
+    assert (aws.logging.retention_days, aws.logging.open_search.enabled) == (30, False)
 
 
 def test_every_cloudwatch_retention_value_is_accepted() -> None:

@@ -41,6 +41,11 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "LLMKVCacheFull": ("> 0.95", "> 0.99"),
     "LLMGatewayUpstreamErrors": ("> 0.01", "> 0.05"),
     "LLMGatewayCacheErrors": ("> 0.1", "> 1"),
+    "RecommendConsumerLagGrowing": (") > 0", ") < 0"),
+    "RecommendFeatureFreshnessOverBudget": ("histogram_quantile(0.99", "histogram_quantile(0.5"),
+    "RecommendProcessorErrors": ("> 10", "> 1000"),
+    "RecommendDeadLetters": ("> 0.01", "> 0.5"),
+    "RecommendLatencyP99High": (") > 0.25", ") > 1"),
 }
 
 

@@ -319,5 +319,6 @@ def test_cpu_pool_can_be_switched_off() -> None:
 
 def test_local_stack_has_no_karpenter(stack_graph: Callable[[str], Graph]) -> None:
     local = stack_graph("local")
-    # Fluent Bit (stdout) is the local stack's only chart; no Karpenter or NVIDIA chart.
-    assert not local.of_type(NODE_POOL) and [r.inputs["chart"] for r in local.of_type(HELM_RELEASE)] == ["fluent-bit"]
+    # Fluent Bit (stdout) and Strimzi (the in-cluster Kafka) are the local stack's only charts; no Karpenter or NVIDIA.
+    charts = sorted(r.inputs["chart"] for r in local.of_type(HELM_RELEASE))
+    assert not local.of_type(NODE_POOL) and charts == ["fluent-bit", versions.STRIMZI_CHART]

@@ -1,6 +1,7 @@
 """InferenceService: Deployment, Service, HPA, PDB and Istio routing with canary weights, from an `inference.services`
 entry."""
 
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -101,7 +102,8 @@ def test_pdb_keeps_all_but_one_pod(graph: Graph) -> None:
 def test_virtual_service_routes_v1_and_v2_from_the_gateway(graph: Graph) -> None:
     vs = graph.one("kubernetes:networking.istio.io/v1:VirtualService").inputs["spec"]
     assert vs["gateways"] == ["istio-ingress/istio-ingressgateway"]
-    assert [r["match"][0]["uri"]["prefix"] for r in vs["http"]] == ["/v1/", "/v2/"]
+    assert [(r["match"][0]["uri"]["prefix"], r["rewrite"]["uri"]) for r in vs["http"]] == [("/lm/v1/", "/v1/"),
+                                                                                          ("/lm/v2/", "/v2/")]
     assert all(r["timeout"] == "60s" and r["retries"]["attempts"] == 2 for r in vs["http"])
 
 
@@ -159,7 +161,7 @@ def test_tf_serving_runtime_syncs_the_export_and_serves_rest() -> None:
     assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v1/models/lm"
     assert "--rest_api_port=8501" in pod["containers"][0]["args"]
     vs = graph.one("kubernetes:networking.istio.io/v1:VirtualService").inputs["spec"]
-    assert vs["http"][0]["match"][0]["uri"]["prefix"] == "/v1/models/"
+    assert (vs["http"][0]["match"][0]["uri"]["prefix"], vs["http"][0]["rewrite"]["uri"]) == ("/lm/v1/models/", "/v1/models/")
     hpa = graph.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs["spec"]
     assert [m["type"] for m in hpa["metrics"]] == ["Resource"]
     # TF Serving has no response cache or API key: the service entry's defaults (on) do not apply.
@@ -171,3 +173,15 @@ def test_tf_serving_runtime_syncs_the_export_and_serves_rest() -> None:
 @pytest.mark.parametrize("kind", ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret"])
 def test_core_kinds_validate_against_the_kubernetes_schema(graph: Graph, kind: str) -> None:
     assert_kind_validates(graph, kind)
+
+
+def test_no_two_services_of_a_stack_claim_overlapping_ingress_prefixes(stack_graph: Callable[[str], Graph]) -> None:
+    # Istio merges every VirtualService bound to host "*" on the gateway in creation order, so an overlap would let
+    # one service shadow another's requests.
+    graph = stack_graph("dev")
+    prefixes = [match["uri"]["prefix"] for vs in graph.of_type("kubernetes:networking.istio.io/v1:VirtualService")
+                if vs.inputs["spec"]["gateways"] != ["mesh"]
+                for route in vs.inputs["spec"]["http"] for match in route["match"]]
+    assert len(prefixes) >= 4
+    overlapping = [(a, b) for a in prefixes for b in prefixes if a != b and b.startswith(a)]
+    assert not overlapping, overlapping

@@ -154,7 +154,7 @@ def test_ingress_routes_v1_to_the_gateway_and_the_mesh_splits_the_runtime_canary
     ingress = graph.one(VS, "chat-vs").inputs["spec"]
     assert ingress["gateways"] == ["istio-ingress/istio-ingressgateway"]
     (route,) = ingress["http"]
-    assert route["match"] == [{"uri": {"prefix": "/v1/"}}]
+    assert (route["match"], route["rewrite"]) == ([{"uri": {"prefix": "/chat/v1/"}}], {"uri": "/v1/"})
     assert route["route"] == [{"destination": {"host": "chat.inference.svc.cluster.local", "port": {"number": 80}}}]
     internal = graph.one(VS, "chat-vllm-vs").inputs["spec"]
     assert (internal["gateways"], internal["hosts"]) == (["mesh"], ["chat-vllm.inference.svc.cluster.local"])

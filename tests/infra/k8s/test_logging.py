@@ -1,9 +1,11 @@
 """Fluent Bit: pinned chart, values that exist in the chart, JSON logs merged, outputs per target; and the
 workloads' log lines are what Merge_Log can parse."""
 
+import fnmatch
 import io
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ from infra import versions
 from infra.review.graph import HELM_RELEASE, Graph
 from tests.support.graph import render_variant
 from workloads.common.logs import log_event
+from workloads.logging.lifecycle import INDEX_PATTERN, IndexLifecycleSettings
 
+JOB = "kubernetes:batch/v1:Job"
 VENDORED_VALUES = Path(__file__).resolve().parent / "fluent_bit_values.yaml"
 SECTION = re.compile(r"^\[(\w+)\]$")
 # Fluent Bit's built-in `cri` parser (conf/parsers.conf of fluent/fluent-bit), in Python's named-group syntax.
@@ -120,6 +124,45 @@ def test_prod_ships_to_cloudwatch_per_namespace_and_to_opensearch(prod: Graph) -
 def test_dev_ships_to_cloudwatch_only(dev: Graph) -> None:
     sections = parse_classic(_release(dev)["values"]["config"]["outputs"])
     assert [s["Name"] for _, s in sections] == ["cloudwatch_logs"]
+    assert not [r for r in dev.of_type(JOB) if r.name == "logging-index-lifecycle"]
+
+
+def test_the_daily_index_fluent_bit_writes_is_one_the_lifecycle_policy_manages(prod: Graph) -> None:
+    [search] = [s for _, s in parse_classic(_release(prod)["values"]["config"]["outputs"]) if s["Name"] == "opensearch"]
+    assert search["Logstash_Format"] == "On"
+    # opensearch.c compose_index_header: prefix, separator, then strftime(Logstash_DateFormat) of the record's UTC time.
+    index = search["Logstash_Prefix"] + search["Logstash_Prefix_Separator"] + time.strftime(
+        search["Logstash_DateFormat"], time.gmtime(0))
+    assert index == "modelplane-1970.01.01" and fnmatch.fnmatchcase(index, INDEX_PATTERN)
+
+
+def test_prod_index_lifecycle_job_runs_as_the_domain_master_with_the_stack_retention(prod: Graph) -> None:
+    job = prod.one(JOB, "logging-index-lifecycle").inputs
+    kubernetes_validate.validate(job, "1.35", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    assert (job["metadata"]["namespace"], pod["serviceAccountName"], pod["restartPolicy"]) == (
+        "logging", "fluent-bit", "Never")
+    # Bounded and cleaned up: a domain that never answers fails the Job, and a finished one goes after a day.
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"],
+            job["spec"]["ttlSecondsAfterFinished"]) == (6, 1200, 86400)
+    [container] = pod["containers"]
+    assert container["command"] == ["python3", "-m", "workloads.logging.ism"]
+    assert container["image"] == versions.modelplane_image("serve")
+    env = {e["name"]: e["value"] for e in container["env"]}
+    [search] = [s for _, s in parse_classic(_release(prod)["values"]["config"]["outputs"]) if s["Name"] == "opensearch"]
+    assert env == {IndexLifecycleSettings.env_name("endpoint"): f"https://{search['Host']}",
+                   IndexLifecycleSettings.env_name("region"): "us-east-1",
+                   IndexLifecycleSettings.env_name("retention_days"): "365"}
+    settings = IndexLifecycleSettings.parse([], env)  # what the Job will read parses
+    assert settings.retention_days == 365
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
+
+
+def test_index_lifecycle_follows_the_logging_retention() -> None:
+    graph = render_variant("prod", {"modelplane:logging": {"retentionDays": 90}})
+    env = {e["name"]: e["value"] for e in graph.one(JOB, "logging-index-lifecycle").inputs["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert env[IndexLifecycleSettings.env_name("retention_days")] == "90"
 
 
 def test_local_ships_to_stdout_and_its_namespace_validates(stack_graph: Any) -> None:

@@ -1,5 +1,6 @@
 """TrainingJob: PyTorchJob / TFJob rendered from a `training.jobs` entry with scheduling, identity, shm and flags."""
 
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes_validate
@@ -9,6 +10,7 @@ from infra.config.workloads import TrainingJobConfig
 from infra.k8s.training import TrainingJob
 from infra.review.engine import render_program
 from infra.review.graph import Graph
+from workloads.recommend.model_settings import TrainSettings as RecommenderSettings
 
 JOB = {"name": "lm", "framework": "pytorch", "replicas": 3, "gpusPerReplica": 8, "gpuPool": "train", "cpu": "16",
        "memory": "128Gi", "dataset": "lm/manifest.json", "model": "small", "microBatch": 4,
@@ -145,3 +147,52 @@ def test_core_parts_validate_against_the_kubernetes_schema(pytorch: dict[str, An
     template = pytorch["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", **template["metadata"]}, "spec": template["spec"]}
     kubernetes_validate.validate(pod, "1.35", strict=True)
+
+
+RECOMMENDER = {"name": "recommender", "framework": "pytorch", "task": "recommender", "cpu": "2", "memory": "4Gi",
+               "dataset": "recommend/interactions/", "args": ["--epochs", "5"]}
+
+
+@pytest.fixture(scope="module")
+def recommender() -> dict[str, Any]:
+    job = TrainingJobConfig.model_validate(RECOMMENDER)
+    return render_program("test", lambda: TrainingJob(
+        "recommender", job, image="ghcr.io/modelplane/recommend:0.1.0", namespace="training", service_account="trainer",
+        data_uri="s3://data/recommend/interactions/", checkpoint_uri="s3://ckpt/recommender/",
+        export_uri="s3://models/recommender/", env={}) and None).one("kubernetes:kubeflow.org/v1:PyTorchJob").inputs
+
+
+def test_recommender_runs_its_trainer_with_the_platform_flags(recommender: dict[str, Any]) -> None:
+    container = _container(recommender)
+    assert container["image"] == "ghcr.io/modelplane/recommend:0.1.0"
+    assert container["command"] == ["python", "-m", "workloads.recommend.train"]
+    assert container["args"] == ["--data", "s3://data/recommend/interactions/", "--export", "s3://models/recommender/",
+                                 "--epochs", "5", "--checkpoints", "s3://ckpt/recommender/", "--metrics-port", "9090"]
+
+
+def test_recommender_flags_are_its_trainers_own_settings(recommender: dict[str, Any]) -> None:
+    settings = RecommenderSettings.parse(_container(recommender)["args"], {})
+    assert (settings.data, settings.export, settings.checkpoints, settings.metrics_port, settings.epochs) == (
+        "s3://data/recommend/interactions/", "s3://models/recommender/", "s3://ckpt/recommender/", 9090, 5)
+
+
+def test_recommender_is_one_cpu_process_under_the_pytorchjob(recommender: dict[str, Any]) -> None:
+    specs = recommender["spec"]["pytorchReplicaSpecs"]
+    assert list(specs) == ["Master"] and specs["Master"]["replicas"] == 1
+    assert recommender["spec"]["nprocPerNode"] == "1"
+    pod = specs["Master"]["template"]["spec"]
+    assert {"name": "OMP_NUM_THREADS", "value": "2"} in pod["containers"][0]["env"]
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+    assert "tolerations" not in pod and "nodeSelector" not in pod
+
+
+def test_stacks_train_the_recommender_into_the_models_bucket(stack_graph: Callable[[str], Graph]) -> None:
+    for stack in ("dev", "local"):
+        job = stack_graph(stack).one("kubernetes:kubeflow.org/v1:PyTorchJob", "recommender-job").inputs
+        container = _container(job)
+        assert container["image"] == "ghcr.io/modelplane/recommend:0.1.0"
+        assert container["command"] == ["python", "-m", "workloads.recommend.train"]
+        args = container["args"]
+        assert args[args.index("--data") + 1].endswith("/recommend/interactions/")
+        assert args[args.index("--export") + 1].endswith("/recommender/")
+        assert args[args.index("--checkpoints") + 1].endswith("/recommender/")

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from infra.review.cli import app
 from infra.review.cost import estimate as costs
+from infra.review.cost.managed import MANAGED_PRICERS
 from infra.review.cost.prices import load_prices
 from infra.review.graph import Graph, Resource
 
@@ -170,3 +171,63 @@ def test_cost_table_prints_the_total() -> None:
 def test_local_stack_costs_nothing() -> None:
     result = runner.invoke(app, ["cost", "--stack", "local", "--json"])
     assert json.loads(result.stdout)["total"] == {"min": 0, "max": 0}
+
+
+MSK = "aws:msk/cluster:Cluster"
+DOMAIN = "aws:opensearch/domain:Domain"
+
+
+def msk(instance_type: str, brokers: float, volume: float | None) -> tuple[str, str, dict]:
+    storage = {"ebsStorageInfo": {"volumeSize": volume}} if volume is not None else {}
+    return MSK, "events", {"numberOfBrokerNodes": brokers, "brokerNodeGroupInfo": {
+        "instanceType": instance_type, "clientSubnets": ["a", "b", "c"], "storageInfo": storage}}
+
+
+def test_msk_provisioned_is_broker_hours_times_brokers_plus_storage() -> None:
+    line = one(msk("kafka.m7g.large", 3.0, 100.0))
+    expected = 3 * PRICES.msk_broker["kafka.m7g.large"] * HOURS + 3 * 100 * PRICES.msk_storage_gb_month
+    assert line.monthly_min == line.monthly_max == pytest.approx(expected)
+    assert "3 brokers × kafka.m7g.large $0.204/h" in line.basis and "100 GB" in line.basis
+
+
+def test_msk_with_an_unknown_broker_type_or_no_volume_is_reported_not_priced_at_zero() -> None:
+    unknown = one(msk("kafka.m9x.huge", 3, 100))
+    assert (unknown.monthly_min, unknown.monthly_max, unknown.unknown) == (None, None, ("kafka.m9x.huge",))
+    assert one(msk("kafka.m5.large", 2, None)).unknown == ("msk volumeSize",)
+
+
+def test_every_managed_service_priced_is_one_a_real_stack_creates(stack_graph) -> None:
+    # A pricer (and its prices) for a type no stack renders is dead code: MSK Serverless was one.
+    rendered = {r.type for stack in ("dev", "staging", "prod", "local") for r in stack_graph(stack).resources}
+    assert set(MANAGED_PRICERS) <= rendered, sorted(set(MANAGED_PRICERS) - rendered)
+
+
+def test_opensearch_is_data_and_master_instance_hours_plus_ebs_per_data_node() -> None:
+    line = one((DOMAIN, "logs", {
+        "clusterConfig": {"instanceType": "r7g.large.search", "instanceCount": 3.0, "dedicatedMasterEnabled": True,
+                          "dedicatedMasterType": "m7g.large.search", "dedicatedMasterCount": 3.0},
+        "ebsOptions": {"ebsEnabled": True, "volumeType": "gp3", "volumeSize": 200.0}}))
+    expected = (3 * PRICES.opensearch["r7g.large.search"] * HOURS + 3 * PRICES.opensearch["m7g.large.search"] * HOURS
+                + 3 * 200 * PRICES.opensearch_ebs_gb_month["gp3"])
+    assert line.monthly_min == line.monthly_max == pytest.approx(expected)
+    assert "3 × m7g.large.search" in line.basis and "200 GB gp3" in line.basis
+
+
+def test_opensearch_without_dedicated_masters_prices_the_data_nodes_only() -> None:
+    line = one((DOMAIN, "logs", {"clusterConfig": {"instanceType": "m7g.large.search", "dedicatedMasterEnabled": False,
+                                                   "dedicatedMasterType": "r7g.xlarge.search"}}))
+    assert line.monthly_max == pytest.approx(PRICES.opensearch["m7g.large.search"] * HOURS)
+
+
+def test_opensearch_unknown_instance_warm_or_volume_types_are_reported() -> None:
+    line = one((DOMAIN, "logs", {
+        "clusterConfig": {"instanceType": "x9.large.search", "warmEnabled": True, "warmType": "ultrawarm1.medium.search"},
+        "ebsOptions": {"ebsEnabled": True, "volumeType": "io1", "volumeSize": 10}}))
+    assert line.monthly_max is None
+    assert set(line.unknown) == {"x9.large.search", "ultrawarm1.medium.search (UltraWarm)", "io1 (OpenSearch EBS)"}
+
+
+def test_prod_prices_its_opensearch_domain() -> None:
+    result = runner.invoke(app, ["cost", "--stack", "prod", "--json"])
+    [domain] = [line for line in json.loads(result.stdout)["lines"] if line["type"] == DOMAIN]
+    assert domain["unknown"] == [] and domain["monthly"]["max"] > 0

@@ -45,7 +45,9 @@ def step_faults(mode: str) -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
 def test_training_steps_reuse_freed_memory_without_page_faults() -> None:
-    default, retained = step_faults("default"), step_faults("retain")
     # glibc's defaults re-map this shape's activations every step (a median of 384-3,040 faults a step measured);
-    # retained, a step's median is 0.
+    # retained, a step's median is 0. glibc's dynamic mmap threshold can also settle on reuse by itself in one run
+    # (0 faults seen once in a full `make test`), so the default gets three fresh processes to show the cost.
+    retained = step_faults("retain")
+    default = max(step_faults("default") for _ in range(3))
     assert retained < 50 <= default, (retained, default)

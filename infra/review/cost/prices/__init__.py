@@ -83,6 +83,14 @@ class PriceTable(BaseModel):
     """EC2 instance types."""
     elasticache: dict[str, float]
     """ElastiCache node type → hourly price."""
+    msk_broker: dict[str, float]
+    """MSK Provisioned Standard broker type (kafka.*) → hourly price per broker."""
+    msk_storage_gb_month: float
+    """MSK Provisioned broker EBS storage per GB-month."""
+    opensearch: dict[str, float]
+    """OpenSearch Service instance type (*.search) → hourly price per node (data or dedicated master)."""
+    opensearch_ebs_gb_month: dict[str, float]
+    """OpenSearch Service EBS volume type (gp3, gp2) → price per GB-month."""
 
     def monthly(self, hourly: float) -> float:
         """An hourly price over a month."""
