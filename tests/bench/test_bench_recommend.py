@@ -3,7 +3,7 @@
 Against a real broker (Tansu) and redis-server, through ONE `python -m workloads.recommend.processor` process pinned
 to one core:
 - throughput: events pre-produced, then timed from the first applied batch to the last (from the Redis marks);
-- freshness: a paced producer at half that rate (and a quarter, for contrast); p50/p99 of event time -> features
+- freshness: a paced producer at half that rate, and at half the 5,000 events/s target; p50/p99 of event time -> features
   visible in Redis, from the processor's freshness histogram (interpolated inside buckets, as PromQL's histogram_quantile does).
 Targets (>= 5,000 events/s, p99 < 1 s) are printed, not asserted; only correctness (every event applied) is.
 """
@@ -36,13 +36,15 @@ from workloads.common.metrics import RECOMMEND_EVENTS_TOTAL, RECOMMEND_FEATURE_F
 from workloads.demo.kafka import TansuBroker
 from workloads.recommend.features import FeatureStore
 from workloads.recommend.loadgen import make_producer, produce, synthetic_events
+from workloads.recommend.settings import ProcessorSettings
 
 THROUGHPUT_EVENTS = 150_000
 """Events pre-produced for the throughput run (a window of seconds even at 50,000 events/s)."""
 FRESHNESS_SECONDS = 15.0
 """Length of each paced freshness run."""
-FRESHNESS_SHARES = ((0.5, 2), (0.25, 3))
-"""(share of the measured rate, seed) of each paced run: half is issue 15's target, a quarter is for contrast."""
+FRESHNESS_RUNS = (("half the measured rate", 0.5, None, 2), ("half the target rate", None, 0.5, 3))
+"""(label, share of the measured rate, share of the target rate, seed) of each paced run: issue 15 asks for the
+freshness at half "that rate", read both ways (the processor's measured throughput, and the 5,000 events/s target)."""
 TARGET_EVENTS_PER_S = 5_000.0
 """Issue 15's throughput target, one processor on one core."""
 TARGET_P99_S = 1.0
@@ -92,12 +94,12 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return lower
 
 
-@pytest.mark.timeout(600)
-
 def _applied_at_least(port: int, count: str, done: int) -> bool:
     """Whether the processor on `port` has counted at least `done` applied events."""
     return scrape(port).get(count, 0) >= done
 
+
+@pytest.mark.timeout(600)
 def test_bench_recommend_throughput_and_freshness(kafka: TansuBroker, redis: RedisServer, tmp_path: Path) -> None:
     kafka.create_topics({TOPIC: PARTITIONS})
     settings = processor_settings(kafka, redis)
@@ -124,12 +126,13 @@ def test_bench_recommend_throughput_and_freshness(kafka: TansuBroker, redis: Red
     # The first batch was written before the clock started: it is left out of the count as well.
     events_per_s = (THROUGHPUT_EVENTS - first) / seconds
 
-    # 2. Freshness at half that rate (the target) and a quarter (for contrast): a new group and key prefix, with the
-    # deployed defaults (batch 500, poll 0.5 s). The producer runs here, pinned to another
+    # 2. Freshness at half that rate and at half the target rate: a new group and key prefix, with the
+    # deployed defaults (batch 500, poll 0.1 s). The producer runs here, pinned to another
     # CPU, so the processor keeps CPU 0.
     port = free_port()
     proc = start_processor(kafka, redis, tmp_path / "freshness.log", port, group_id="bench-freshness",
-                           key_prefix="fresh:", poll_timeout_s=0.5, stats_interval_ms=5000)
+                           key_prefix="fresh:", poll_timeout_s=ProcessorSettings.model_fields["poll_timeout_s"].default,
+                           stats_interval_ms=5000)
     fresh = store_for(settings.model_copy(update={"key_prefix": "fresh:"}))
     count, name = RECOMMEND_FEATURE_FRESHNESS + "_count{}", RECOMMEND_FEATURE_FRESHNESS + "_bucket"
     affinity = os.sched_getaffinity(0)
@@ -139,8 +142,9 @@ def test_bench_recommend_throughput_and_freshness(kafka: TansuBroker, redis: Red
         total = THROUGHPUT_EVENTS
         wait_until(lambda: scrape(port).get(count, 0) >= total, "the freshness processor to catch up", RUN_TIMEOUT_S)
         os.sched_setaffinity(0, {max(affinity)} if len(affinity) > 1 else affinity)
-        for share, seed in FRESHNESS_SHARES:
-            rate, before = events_per_s * share, scrape(port)
+        for label, measured_share, target_share, seed in FRESHNESS_RUNS:
+            rate = events_per_s * measured_share if measured_share else TARGET_EVENTS_PER_S * (target_share or 0)
+            before = scrape(port)
             paced = int(rate * FRESHNESS_SECONDS)
             produced_start = time.monotonic()
             ends = produce(producer, TOPIC, synthetic_events(paced, users=1000, items=5000, clusters=10, seed=seed),
@@ -155,7 +159,7 @@ def test_bench_recommend_throughput_and_freshness(kafka: TansuBroker, redis: Red
             buckets = sorted((float(key.split('le="')[1].rstrip('"}')), value - before.get(key, 0.0))
                              for key, value in after.items() if key.startswith(name + "{"))
             assert buckets[-1][1] == paced, f"freshness observations {buckets[-1][1]} != paced events {paced}"
-            runs.append({"share": share, "rate": round(paced / produced_s, 1), "events": paced,
+            runs.append({"run": label, "rate": round(paced / produced_s, 1), "events": paced,
                          "p50_s": round(quantile(buckets, 0.50), 4), "p99_s": round(quantile(buckets, 0.99), 4)})
     finally:
         os.sched_setaffinity(0, affinity)
@@ -165,10 +169,9 @@ def test_bench_recommend_throughput_and_freshness(kafka: TansuBroker, redis: Red
         ("events/s, one processor, one core", f"{events_per_s:,.0f}", f">= {TARGET_EVENTS_PER_S:,.0f}",
          events_per_s >= TARGET_EVENTS_PER_S)]
     for run in runs:
-        target = run["share"] == FRESHNESS_SHARES[0][0]
         rows += [(f"freshness p50 at {run['rate']:,.0f} events/s", f"{run['p50_s'] * 1000:,.0f} ms", "", None),
                  (f"freshness p99 at {run['rate']:,.0f} events/s", f"{run['p99_s'] * 1000:,.0f} ms",
-                  f"< {TARGET_P99_S * 1000:,.0f} ms" if target else "", run["p99_s"] < TARGET_P99_S if target else None)]
+                  f"< {TARGET_P99_S * 1000:,.0f} ms", run["p99_s"] < TARGET_P99_S)]
     print(f"\nrecommendation processor ({THROUGHPUT_EVENTS - first:,} of {THROUGHPUT_EVENTS:,} pre-produced events "
           f"timed, in {seconds:.2f} s; paced runs of {FRESHNESS_SECONDS:.0f} s; {os.cpu_count()} shared cores):")
     for what, value, target_text, met in rows:

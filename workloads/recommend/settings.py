@@ -40,10 +40,11 @@ class ProcessorSettings(KafkaClientSettings, WorkloadSettings):
     """Half-life of the decayed per-type counts, seconds of event time. Defaults to 3600."""
     batch_size: int = Field(500, ge=1, le=100_000)
     """Most messages per batch (one Redis round trip, one commit). Defaults to 500."""
-    poll_timeout_s: float = Field(0.5, gt=0, le=60)
-    """Longest wait for a batch. Defaults to 0.5."""
+    poll_timeout_s: float = Field(0.1, gt=0, le=60)
+    """Longest wait for a batch to fill; it bounds the freshness of a quiet stream. Defaults to 0.1."""
     session_timeout_ms: int = Field(45_000, ge=1000)
-    """librdkafka session.timeout.ms: how soon a dead replica's partitions move. Defaults to 45000."""
+    """librdkafka session.timeout.ms: how soon a dead replica's partitions move (heartbeats every third of it).
+    Defaults to 45000."""
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     """librdkafka max.poll.interval.ms (also bounds a group join). Defaults to 300000."""
     stats_interval_ms: int = Field(5000, ge=100)

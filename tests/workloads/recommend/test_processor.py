@@ -120,3 +120,19 @@ def test_a_replay_of_applied_offsets_double_counts_nothing(topics: TansuBroker, 
         assert _sample(replay, RECOMMEND_EVENTS_TOTAL, outcome="applied") == 0
         assert _sample(replay, RECOMMEND_FEATURE_FRESHNESS + "_count") == 0  # nothing new became visible
     assert_exact_counts(store, events, recent_items=settings.recent_items)
+
+
+def test_a_short_session_keeps_its_partitions_while_events_flow(topics: TansuBroker, redis: RedisServer,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # The tests' 3 s session: with librdkafka's default 3 s heartbeat the coordinator expired the member every few
+    # seconds (partitions lost, then seconds with no batch); heartbeats at a third of the session keep it.
+    settings = processor_settings(topics, redis)
+    store = store_for(settings)
+    producer = make_producer(topics.bootstrap_servers)
+    with running(settings):
+        wait_until(lambda: '"partitions_assigned"' in capsys.readouterr().out, "the processor to own partitions")
+        for seed in range(8):  # 8 s of events, more than two session timeouts
+            ends = produce(producer, TOPIC, synthetic_events(200, users=20, items=40, clusters=4, seed=seed), rate=200)
+        wait_until(all_applied(store, ends), "every event applied")
+        out = capsys.readouterr().out
+    assert '"partitions_lost"' not in out and '"partitions_revoked"' not in out, out[-2000:]
