@@ -1,20 +1,34 @@
 # Every target bootstraps what it needs, so `make preview` and `make test` work on a fresh clone.
-PYTHON ?= python3.11
+# The interpreter for new venvs: 3.11 to 3.13 are supported (pyproject.toml requires-python); the oldest one found.
+PYTHON ?= $(firstword $(foreach v,3.11 3.12 3.13,$(shell command -v python$(v) 2>/dev/null)) python3)
 VENV := .venv
 BIN := $(VENV)/bin
 TF_VENV := .venv-tf
 VLLM_VENV := .venv-vllm
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-workloads setup-tf setup-vllm preview test test-infra test-workloads test-tf lint bench demo clean
+.PHONY: lock setup setup-workloads setup-tf setup-vllm preview test test-infra test-workloads test-tf lint bench demo clean
 
-# Infra + tooling only: enough for `make preview` (no torch download).
+# Infra + tooling only: enough for `make preview` (no torch download). Every transitive dependency comes from the
+# lock at its pinned version and hash; pip shows its progress, as the first run downloads a few hundred MB.
+INFRA_LOCK := requirements/infra.lock
 setup: $(VENV)/.infra
-$(VENV)/.infra: pyproject.toml
+$(VENV)/.infra: pyproject.toml $(INFRA_LOCK)
+	@echo "==> Installing the infra toolchain (Pulumi, providers, linters, test tools) into $(VENV) from $(INFRA_LOCK);" \
+		"the first run takes a few minutes"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install --progress-bar on --upgrade pip
+	$(BIN)/pip install --progress-bar on --require-hashes -r $(INFRA_LOCK)
+	$(BIN)/pip install --no-deps -e .
 	touch $@
+
+# Re-resolve the lock after changing the infra or dev pins in pyproject.toml (pip-tools in a throwaway venv). The
+# image pins constrain it, so packages both sets share (boto3, botocore) stay at the versions the images run.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install pip-tools==7.6.2
+	.venv-lock/bin/pip-compile --generate-hashes --extra dev --strip-extras --allow-unsafe --no-header \
+		--no-emit-index-url --no-emit-find-links $(addprefix -c ,$(IMAGE_PINS)) -o $(INFRA_LOCK) pyproject.toml
+	rm -rf .venv-lock
 
 # The PyTorch trainer and the server share the main venv (no protobuf clash with torch). The images install their
 # requirements with --no-deps at exact versions; the same files constrain this venv, so the tests run those versions.
@@ -48,10 +62,10 @@ preview: setup
 test: test-infra test-workloads test-tf
 
 test-infra: setup
-	$(BIN)/python -m pytest -q tests/infra tests/stacks tests/policies $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q tests/infra tests/stacks tests/policies tests/conformance $(PYTEST_ARGS)
 
 test-workloads: setup-workloads setup-vllm
-	$(BIN)/python -m pytest -q tests --ignore=tests/infra --ignore=tests/stacks --ignore=tests/policies --ignore=tests/bench \
+	$(BIN)/python -m pytest -q tests --ignore=tests/infra --ignore=tests/stacks --ignore=tests/policies --ignore=tests/conformance --ignore=tests/bench \
 		--ignore=tests/workloads/trainer_tf $(PYTEST_ARGS)
 
 test-tf: setup-tf

@@ -13,9 +13,11 @@ from infra import versions
 from infra.aws.cache import REDIS_PORT as CACHE_REDIS_PORT
 from infra.aws.cache import Cache
 from infra.aws.cluster import Cluster
+from infra.aws.deployer import Deployer
 from infra.aws.identity import WorkloadIdentity
 from infra.aws.logging import LogSearchDomain, LogStore, domain_arn, grant_search_write
 from infra.aws.network import Network
+from infra.aws.registry import ImageRegistry, repository_prefix
 from infra.aws.storage import ModelStore
 from infra.aws.streaming import SASL_IAM_PORT, Streaming
 from infra.aws.tags import merge_tags, tag_transform
@@ -112,7 +114,15 @@ def _build_aws(config: PlatformConfig) -> None:
         control_plane_subnet_ids=network.intra_subnet_ids or network.private_subnet_ids,
         deletion_protection=config.deletion_protection,
     )
+    deployer = Deployer("deployer", cluster_name=cluster_name, role_arn=config.cluster.deployer_role_arn,
+                        vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+                        cluster_security_group_id=cluster.cluster_security_group_id,
+                        log_retention_days=config.cluster.log_retention_days)
+    pulumi.export("deployer_project", deployer.project_name)
+    pulumi.export("deployer_source_bucket", deployer.source_bucket)
     store = ModelStore("models", config.storage, protect=config.deletion_protection)
+    registry = ImageRegistry("images", config.registry, stack=config.stack, protect=config.deletion_protection)
+    pulumi.export("image_repositories", registry.repository_urls)
     trainer_ns, trainer_sa = TRAINER_SERVICE_ACCOUNT
     WorkloadIdentity(
         "trainer", cluster_name=cluster.cluster_name, namespace=trainer_ns, service_account=trainer_sa,
@@ -198,7 +208,8 @@ def _aws_logging(config: PlatformConfig, network: Network, cluster: Cluster) -> 
         pulumi.export("log_search_endpoint", domain.endpoint)
     LogShipper("logging", namespaces=namespaces, sink=CloudWatchSink(prefix=prefix, region=config.region,
                                                                     retention_days=logging.retention_days,
-                                                                    opensearch_host=host),
+                                                                    opensearch_host=host,
+                                                                    lifecycle_image=_image(config, "serve")),
                opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[identity]))
 
 
@@ -243,11 +254,11 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
     """The stack's TrainingJobs, InferenceServices and recommendation processor, pointed at its buckets, cache and
     Kafka."""
     on_cluster = pulumi.ResourceOptions(provider=provider)
-    recommend_image = versions.modelplane_image("recommend")
+    recommend_image = _image(config, "recommend")
     trainer_ns, trainer_sa = TRAINER_SERVICE_ACCOUNT
     for job in config.training.jobs:
         trainer = "recommend" if job.task == "recommender" else "trainer-torch" if job.framework == "pytorch" else "trainer-tf"
-        image = job.image or versions.modelplane_image(trainer)
+        image = job.image or _image(config, trainer)
         TrainingJob(
             job.name, job, image=image, namespace=trainer_ns, service_account=trainer_sa,
             data_uri=_s3(wiring.buckets, "datasets", job.dataset),
@@ -259,7 +270,7 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
     principals = [GATEWAY_PRINCIPAL]
     if config.observability.enabled:
         principals.append(PROMETHEUS_PRINCIPAL)
-    serve = versions.modelplane_image("serve")
+    serve = _image(config, "serve")
     for svc in config.inference.services:
         runtimes = {"tf-serving": versions.TF_SERVING_IMAGE, "recommend": recommend_image,
                     "vllm": versions.VLLM_IMAGE if svc.gpus else versions.VLLM_CPU_IMAGE}
@@ -289,6 +300,16 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
             monitoring=bool(config.observability.enabled),
             opts=_after_identity(provider, kafka, "recommend-processor"),
         )
+
+
+def _image(config: PlatformConfig, name: str) -> str:
+    """Our image `name`: from the stack's ECR repository, by its recorded digest when images/digests.json has one
+    (aws); the local build's name elsewhere."""
+    if not config.is_aws:
+        return versions.modelplane_image(name)
+    assert config.region  # guaranteed by parse_config for target aws
+    prefix = repository_prefix(config.registry, config.stack, config.region)
+    return versions.modelplane_image(name, prefix, versions.read_image_digests().get(name))
 
 
 def _after_identity(provider: k8s.Provider, kafka: KafkaWiring, name: str) -> pulumi.ResourceOptions:

@@ -3,6 +3,10 @@
 Bumping a version is a one-line diff here, reviewed in the PR's preview diff.
 """
 
+import json
+import os
+import re
+from pathlib import Path
 from typing import Final
 
 EKS_VERSIONS: Final = ("1.34", "1.35", "1.36")
@@ -35,14 +39,41 @@ the v0.29.0 public recipes run; pinned by tag (no public source gave its digest;
 require digests). Its docker/Dockerfile.cpu release stage installs only the vLLM wheel (no Run:ai streamer); same
 ENTRYPOINT."""
 MODELPLANE_IMAGE_REGISTRY: Final = "ghcr.io/modelplane"
-"""Where CI pushes our images (images/*)."""
+"""The name our images get when built locally for a kubeconfig (local) stack, which has no ECR (`make` loads them)."""
 MODELPLANE_IMAGE_TAG: Final = "0.1.0"
-"""The release tag of our images; CI builds and pushes this tag from images/*."""
+"""The release tag of our images; the images workflow pushes this tag too (ECR tags are immutable)."""
+MODELPLANE_IMAGES: Final = ("serve", "serve-tf", "trainer-torch", "trainer-tf", "recommend")
+"""Our images, one per folder `images/<name>/`; each gets an ECR repository `modelplane/<stack>/<name>`."""
+IMAGE_DIGESTS_FILE: Final = Path(__file__).resolve().parents[1] / "images" / "digests.json"
+"""`{image: "sha256:..."}` as the images workflow (.github/workflows/images.yml) last pushed them."""
+IMAGE_DIGESTS_ENV: Final = "MODELPLANE_IMAGE_DIGESTS"
+"""Env var naming another digests file (tests point it at a fixture)."""
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-def modelplane_image(name: str) -> str:
-    """The reference of our image built from `images/<name>/` at the release tag."""
-    return f"{MODELPLANE_IMAGE_REGISTRY}/{name}:{MODELPLANE_IMAGE_TAG}"
+def ecr_registry(account_id: str, region: str) -> str:
+    """The private ECR registry host of an account and region (ECR User Guide, "Private registry concepts")."""
+    return f"{account_id}.dkr.ecr.{region}.amazonaws.com"
+
+
+def read_image_digests(path: Path | None = None) -> dict[str, str]:
+    """The recorded digest of each image (the one reader of images/digests.json), validated; {} when none yet."""
+    path = path or Path(os.environ.get(IMAGE_DIGESTS_ENV) or IMAGE_DIGESTS_FILE)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must be a JSON object {{image: 'sha256:<64 hex>'}} (got {type(data).__name__})")
+    for name, digest in data.items():
+        if name not in MODELPLANE_IMAGES or not isinstance(digest, str) or not _DIGEST.match(digest):
+            raise ValueError(f"{path}: entry {name!r}: {digest!r} must be an image of {', '.join(MODELPLANE_IMAGES)} "
+                             "with a digest 'sha256:<64 hex>'; rerun the images workflow to rewrite the file")
+    return dict(data)
+
+
+def modelplane_image(name: str, repository_prefix: str | None = None, digest: str | None = None) -> str:
+    """The reference of our image built from `images/<name>/`: `<prefix>/<name>@<digest>` when a digest is given,
+    else at the release tag; without a prefix, the local build's name."""
+    repository = f"{repository_prefix or MODELPLANE_IMAGE_REGISTRY}/{name}"
+    return f"{repository}@{digest}" if digest else f"{repository}:{MODELPLANE_IMAGE_TAG}"
 
 # GPU platform (issue 3): each value cites the upstream file it was read from.
 KARPENTER_VERSION: Final = "1.14.1"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from infra.versions import IMAGE_DIGESTS_ENV
 from tests.support.servers import RedisServer, S3Server, redis_server, s3_server
 from tests.support.vllm import VllmServer, vllm_server, write_mini_export
 from workloads.demo.kafka import TansuBroker, tansu_broker
+
+# No image has been built here, so images/digests.json records none and prod (registry.requireDigest) would not
+# parse: the suite (and the CLIs it starts) reads fixture digests instead. Tests of the real file pass a path.
+os.environ.setdefault(IMAGE_DIGESTS_ENV, str(Path(__file__).parent / "support" / "image_digests.json"))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from infra.config.cluster import ClusterConfig, NodePoolConfig
 from workloads.common.vocab import POOL_LABEL
 
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-"""EKS access policy given to each `cluster.adminRoleArns` role, cluster-wide."""
+"""EKS access policy given to each `cluster.adminRoleArns` role and to `cluster.deployerRoleArn`, cluster-wide."""
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
 """AWS-managed policies on the node role. The CNI policy is not here: vpc-cni gets its own Pod Identity role."""
 ADDON_POD_IDENTITY_POLICIES = {
@@ -112,13 +112,10 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_arn = oidc.arn
 
         for i, arn in enumerate(config.admin_role_arns):
-            entry = aws.eks.AccessEntry(f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=arn,
-                                        type="STANDARD", opts=child)
-            aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=arn, policy_arn=CLUSTER_ADMIN_POLICY,
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
-            )
+            self._cluster_admin(f"{name}-admin-{i}", cluster, arn)
+        # The role running `pulumi up` creates every Kubernetes object below; with bootstrap admin off (API mode) it
+        # has no access unless this entry exists first.
+        deployer_access = self._cluster_admin(f"{name}-deployer", cluster, config.deployer_role_arn)
 
         node_role = aws.iam.Role(f"{name}-node", assume_role_policy=service_trust_policy("ec2.amazonaws.com"),
                                  opts=child)
@@ -139,7 +136,7 @@ class Cluster(pulumi.ComponentResource):
 
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=_kubeconfig(cluster), enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*node_groups, deployer_access]),
         )
         self.register_outputs({
             "cluster_name": self.cluster_name,
@@ -147,6 +144,15 @@ class Cluster(pulumi.ComponentResource):
             "oidc_provider_arn": self.oidc_provider_arn,
             "node_role_arn": self.node_role_arn,
         })
+
+    def _cluster_admin(self, name: str, cluster: aws.eks.Cluster, principal_arn: str) -> aws.eks.AccessPolicyAssociation:
+        entry = aws.eks.AccessEntry(name, cluster_name=cluster.name, principal_arn=principal_arn, type="STANDARD",
+                                    opts=pulumi.ResourceOptions(parent=self))
+        return aws.eks.AccessPolicyAssociation(
+            name, cluster_name=cluster.name, principal_arn=principal_arn, policy_arn=CLUSTER_ADMIN_POLICY,
+            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
+        )
 
     def _addons(self, name: str, kubernetes_version: str, cluster: aws.eks.Cluster, addons: Sequence[str],
                 depends_on: Sequence[pulumi.Resource]) -> list[aws.eks.Addon]:

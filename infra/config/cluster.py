@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import Field
@@ -12,6 +13,10 @@ from infra.config.base import POOL_NAME, Section, not_one_of
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 """Valid EKS control-plane log types."""
+DOCUMENTATION_RANGES = tuple(ipaddress.IPv4Network(c) for c in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+"""TEST-NET-1/2/3, reserved for documentation by RFC 5737 section 3: no real client has these addresses."""
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+"""An IAM role ARN (any partition); the role's path may contain slashes."""
 SYSTEM_POOL = "system"
 """The managed node group every stack must have: it runs cluster add-ons and platform controllers."""
 
@@ -24,9 +29,12 @@ class ClusterConfig(Section):
     endpoint_public_access: bool = False
     """Expose the API server publicly (still limited to publicAccessCidrs). Defaults to false."""
     public_access_cidrs: list[ipaddress.IPv4Network] = []
-    """CIDRs allowed to reach a public endpoint. Required and non-empty when the endpoint is public."""
+    """CIDRs allowed to reach a public endpoint: required, real public ranges, when the endpoint is public."""
     admin_role_arns: list[str] = []
     """IAM role ARNs given cluster-admin through EKS access entries. Defaults to none."""
+    deployer_role_arn: str = ""
+    """Required: the IAM role that runs `pulumi up` (CI and the in-VPC CodeBuild deployer); it gets its own
+    cluster-admin access entry. Its policy: docs/deployer-policy.json."""
     log_types: list[str] = ["api", "audit", "authenticator"]
     """Control-plane log types sent to CloudWatch. Defaults to api, audit, authenticator."""
     log_retention_days: int = Field(default=90, ge=1, le=3653)
@@ -43,7 +51,7 @@ class ClusterConfig(Section):
             problems.append((
                 "publicAccessCidrs",
                 "must list at least one CIDR when endpointPublicAccess is true (got []); "
-                "add your office/VPN CIDR or set endpointPublicAccess: false",
+                "add your office/VPN egress CIDR or set endpointPublicAccess: false (deploys run inside the VPC)",
             ))
         if not self.endpoint_public_access and self.public_access_cidrs:
             problems.append(("publicAccessCidrs", f"has no effect unless endpointPublicAccess is true (got "
@@ -53,6 +61,13 @@ class ClusterConfig(Section):
             if cidr.prefixlen == 0:
                 reason = "is not allowed in a production stack" if production else "defeats the allowlist"
                 problems.append((f"publicAccessCidrs[{i}]", f"{cidr} {reason}; list specific CIDRs"))
+            elif any(cidr.subnet_of(doc) for doc in DOCUMENTATION_RANGES):
+                problems.append((f"publicAccessCidrs[{i}]", f"{cidr} is a documentation range (RFC 5737) that no "
+                                                            "client comes from; use your office/VPN egress CIDR"))
+            elif not cidr.is_global:
+                problems.append((f"publicAccessCidrs[{i}]", f"{cidr} is not a public range, and the public endpoint "
+                                                            "only sees public source addresses; use your office/VPN "
+                                                            "egress CIDR"))
         if production and self.endpoint_public_access:
             problems.append(("endpointPublicAccess", "must be false in a production stack (got true); use a VPN"))
         for i, log_type in enumerate(self.log_types):
@@ -61,9 +76,18 @@ class ClusterConfig(Section):
         missing = {"api", "audit", "authenticator"} - set(self.log_types)
         if missing:
             problems.append(("logTypes", f"must include api, audit and authenticator (missing {sorted(missing)})"))
-        for i, arn in enumerate(self.admin_role_arns):
-            if not arn.startswith("arn:aws:iam::") or ":role/" not in arn:
-                problems.append((f"adminRoleArns[{i}]", f"must be an IAM role ARN arn:aws:iam::ACCOUNT:role/NAME (got {arn!r})"))
+        if not self.deployer_role_arn:
+            problems.append(("deployerRoleArn", "is required on an aws stack (got none): the IAM role that runs "
+                                                "`pulumi up`, e.g. arn:aws:iam::ACCOUNT:role/modelplane-deployer "
+                                                "(policy: docs/deployer-policy.json)"))
+        for key, arn in [*((f"adminRoleArns[{i}]", a) for i, a in enumerate(self.admin_role_arns)),
+                         *([("deployerRoleArn", self.deployer_role_arn)] if self.deployer_role_arn else [])]:
+            if not ROLE_ARN.match(arn):
+                problems.append((key, f"must be an IAM role ARN arn:aws:iam::ACCOUNT:role/NAME (got {arn!r})"))
+        if self.deployer_role_arn in self.admin_role_arns:
+            # EKS allows one access entry per principal: a second one for the same role fails the deploy.
+            problems.append(("deployerRoleArn", f"is also in adminRoleArns (got {self.deployer_role_arn!r}); it gets "
+                                                "its own access entry, so remove it from adminRoleArns"))
         return problems
 
 

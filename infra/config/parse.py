@@ -24,6 +24,7 @@ from infra.config.logging import LoggingConfig
 from infra.config.network import NetworkConfig
 from infra.config.platform import MeshConfig, ObservabilityConfig
 from infra.config.recommend import RecommendConfig
+from infra.config.registry import RegistryConfig, parse_registry
 from infra.config.storage import CacheConfig, StorageConfig
 from infra.config.streaming import StreamingConfig
 from infra.config.workloads import InferenceConfig, TrainingConfig
@@ -81,6 +82,8 @@ class PlatformConfig(Section):
     """Inference services. Defaults to none."""
     recommend: RecommendConfig = RecommendConfig()
     """The recommendation stream processor (needs streaming and a Redis). Defaults to off."""
+    registry: RegistryConfig = RegistryConfig()
+    """ECR repositories for our images and how workloads pull them (target aws). Defaults to RegistryConfig's."""
     tags: dict[str, str] = {}
     """Tags on every taggable AWS resource; must include owner and cost-center."""
 
@@ -108,8 +111,9 @@ _SECTIONS: dict[str, type[Section]] = {
     "training": TrainingConfig,
     "inference": InferenceConfig,
     "recommend": RecommendConfig,
+    "registry": RegistryConfig,
 }
-_AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter")
+_AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter", "registry")
 _KUBECONFIG_ADDONS = ("trainingOperator",)
 """The `addons` keys that apply to a kubeconfig stack (the others install onto GPU nodes, which only aws has)."""
 _SCALARS: dict[str, Callable[[Any], bool]] = {
@@ -204,6 +208,12 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
         if recommend is not None:
             fields["recommend"] = recommend
             _scoped(issues, "recommend", recommend.checks(fields.get("streaming"), has_cache=redis))
+        # Trainers, model servers (and their gateway), the processor and the topics Job all run our images.
+        uses = (("training", "jobs"), ("inference", "services"), ("recommend", "enabled"), ("streaming", "topics"))
+        runs_ours = any(getattr(fields.get(section), attr, None) for section, attr in uses)
+        if target == "aws" and (registry := parse_registry(ours.get("registry", {}), runs_our_images=runs_ours,
+                                                           issues=issues)):
+            fields["registry"] = registry
 
     if "tags" in ours and isinstance(ours["tags"], dict):
         _check_tags(ours["tags"], issues)

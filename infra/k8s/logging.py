@@ -54,8 +54,6 @@ TAG_PREFIX: Final = "kube."
 """Tag of tailed container logs; the kubernetes filter reads pod metadata from the rest of the tag."""
 FALLBACK_GROUP: Final = "unmatched"
 """Log group suffix for records whose namespace the template cannot resolve (cloudwatch_logs `log_group_name`)."""
-LIFECYCLE_IMAGE: Final = versions.modelplane_image("serve")
-"""Image of the index lifecycle Job: the server image, which already carries botocore and httpx."""
 LIFECYCLE_BACKOFF_LIMIT: Final = 6
 """Retries of the index lifecycle Job's pod (exponential back-off from 10 s, about 10 minutes in all)."""
 LIFECYCLE_DEADLINE_S: Final = 1200
@@ -78,6 +76,9 @@ class CloudWatchSink:
     """Days logs are kept (modelplane:logging.retentionDays): the OpenSearch indices' lifecycle uses it."""
     opensearch_host: pulumi.Input[str] | None = None
     """The OpenSearch domain's endpoint, when logs also go there."""
+    lifecycle_image: str
+    """Image of the index lifecycle Job: our serve image (the stack's ECR), which already carries botocore and
+    httpx."""
 
 
 class LogShipper(pulumi.ComponentResource):
@@ -119,7 +120,7 @@ class LogShipper(pulumi.ComponentResource):
                     "serviceAccountName": SERVICE_ACCOUNT, "restartPolicy": "Never",
                     "securityContext": pod_security_context(),
                     "containers": [{
-                        "name": "index-lifecycle", "image": LIFECYCLE_IMAGE,
+                        "name": "index-lifecycle", "image": sink.lifecycle_image,
                         "command": ["python3", "-m", "workloads.logging.ism"], "env": env_list(env),
                         "securityContext": container_security_context(),
                         "resources": container_resources("100m", "128Mi", 0),

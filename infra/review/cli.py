@@ -19,11 +19,12 @@ from infra.config.errors import ConfigError
 from infra.review import baseline, reads
 from infra.review import diff as diffs
 from infra.review import report as verdicts
+from infra.review.cost import delta as deltas
 from infra.review.cost import estimate as costs
 from infra.review.engine import list_stacks, load_stack_config, render
 from infra.review.graph import Graph
 from infra.review.manifests import write_manifests
-from infra.review.policy import Violation, evaluate
+from infra.review.policy import PolicyConfigError, Violation, evaluate, validate_config
 from infra.review.project import Project, ProjectNotFoundError, find_project
 from policies.rules import ALL_POLICIES
 
@@ -114,6 +115,11 @@ def _policy_config(path: Path | None) -> dict[str, object]:
     if not isinstance(config, dict):
         err_console.print(f"[bold red]error:[/] --policy-config {path}: must be a JSON object keyed by rule name")
         raise typer.Exit(code=2)
+    try:
+        validate_config(config)
+    except PolicyConfigError as exc:
+        err_console.print(f"error: --policy-config {path}: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from exc
     return config
 
 
@@ -138,16 +144,29 @@ def _estimate(graph: Graph, stacks_dir: Path, spot_discount: float | None, s3_gb
 
 @app.command()
 def policy(
-    stack: StackOption,
+    stack: Annotated[str | None, typer.Option("--stack", "-s", help="Stack name (not needed with --list).")] = None,
     as_json: JsonOption = False,
+    output: Annotated[verdicts.Format, typer.Option("--format", help="sarif: code scanning; junit: CI test reports.")]
+    = verdicts.Format.TEXT,
+    list_rules: Annotated[bool, typer.Option("--list", help="List the pack's rules with level and description.")] = False,
     stacks_dir: StacksDirOption = None,
     policy_config: PolicyConfigOption = None,
 ) -> None:
     """Evaluate the policy pack's rules over a stack's offline graph; exit 1 on any mandatory violation."""
+    if list_rules:
+        out_console.print(verdicts.rule_table(ALL_POLICIES))
+        return
+    if stack is None:
+        err_console.print("error: policy needs --stack NAME (or --list)", markup=False, highlight=False)
+        raise typer.Exit(code=2)
     config = _policy_config(policy_config)
     folder = _stacks(stacks_dir)
     violations = _check(_render_or_exit(stack, folder), folder, config)
-    if as_json:
+    if output in (verdicts.Format.SARIF, verdicts.Format.JUNIT):
+        text = verdicts.to_sarif(stack, violations, ALL_POLICIES, f"{folder.name}/Pulumi.{stack}.yaml") \
+            if output == verdicts.Format.SARIF else verdicts.to_junit(stack, violations, ALL_POLICIES)
+        out_console.print(text, markup=False, highlight=False, soft_wrap=True)
+    elif as_json or output == verdicts.Format.JSON:
         out_console.print_json(json.dumps(verdicts.to_dict(stack, violations, len(ALL_POLICIES))))
     else:
         out_console.print(verdicts.to_text(stack, violations, len(ALL_POLICIES)), soft_wrap=True, highlight=False)
@@ -167,8 +186,12 @@ def diff(
     base: BaseOption = "HEAD",
     as_json: JsonOption = False,
     stacks_dir: StacksDirOption = None,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 3 when there are changes (for CI gates).")] = False,
 ) -> None:
-    """Diff a stack's offline render against its render at git ref BASE: + create, - delete, ~ update."""
+    """Diff a stack's offline render against its render at git ref BASE: + create, - delete, ~ update, +- replace.
+
+    Exit 2 when the diff cannot be computed, 1 when a change is one the cloud rejects, 3 with --exit-code on changes.
+    """
     project = _project()
     folder = stacks_dir or project.stacks_dir
     job = baseline.start(base, [stack], repo=project.root, stacks_dir=folder)
@@ -184,6 +207,10 @@ def diff(
         out_console.print(diffs.to_text(found), soft_wrap=True, highlight=False)
     if found.error:
         raise typer.Exit(code=2)
+    if found.rejected:
+        raise typer.Exit(code=1)
+    if exit_code and found.changes:
+        raise typer.Exit(code=3)
 
 
 @app.command()
@@ -194,16 +221,49 @@ def cost(
     spot_discount: SpotDiscountOption = None,
     s3_gb: S3GbOption = None,
     nat_gb: NatGbOption = None,
+    base: Annotated[str | None, typer.Option("--base", "-b", help="Git ref: show the monthly change against it.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Markdown (for PR comments).")] = False,
 ) -> None:
-    """Estimate a stack's monthly cost per resource and in total from the dated price table."""
+    """Estimate a stack's monthly cost per resource and in total from the dated price table (or its change)."""
     folder = _stacks(stacks_dir)
+    if base is not None:
+        _cost_delta(stack, folder, base, as_json, markdown, (spot_discount, s3_gb, nat_gb))
+        return
     estimate = _estimate(_render_or_exit(stack, folder), folder, spot_discount, s3_gb, nat_gb)
+    if markdown:
+        out_console.print(costs.to_markdown(estimate), markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return
     if as_json:
         out_console.print_json(json.dumps(estimate.to_dict()))
         return
     out_console.print(costs.to_table(estimate))
     for warning in estimate.warnings:
         out_console.print(f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True)
+
+
+def _cost_delta(stack: str, folder: Path, base: str, as_json: bool, markdown: bool,
+                usage: tuple[float | None, float | None, float | None]) -> None:
+    project = _project()
+    job = baseline.start(base, [stack], repo=project.root, stacks_dir=folder)
+    try:
+        with reads.recording(project.root) as read:
+            graph = _render_or_exit(stack, folder)
+        found = diffs.collect_base({stack: graph}, job, read).get(stack, baseline.BaseRender(None))
+    except baseline.DiffError as exc:
+        found = baseline.BaseRender(None, error=str(exc))
+    finally:
+        _close(job)
+    if found.error:
+        err_console.print(f"error: no base for {stack} at {base}: {found.error}", markup=False, soft_wrap=True)
+        raise typer.Exit(code=2)
+    before = _estimate(found.graph, folder, *usage) if found.graph is not None else None
+    delta = deltas.cost_delta(before, _estimate(graph, folder, *usage), base=base)
+    if as_json:
+        out_console.print_json(json.dumps(delta.to_dict()))
+    elif markdown:
+        out_console.print(deltas.to_markdown(delta), markup=False, highlight=False, emoji=False, soft_wrap=True)
+    else:
+        out_console.print(deltas.to_table(delta))
 
 
 def _overview(rows: list[dict[str, object]]) -> Table:
@@ -222,7 +282,7 @@ def _changes_cell(found: diffs.StackDiff) -> str:
     if found.error:
         return "diff unavailable"
     counts = found.counts()
-    return f"+{counts['create']} ~{counts['update']} -{counts['delete']}"
+    return f"+{counts['create']} ~{counts['update']} +-{counts['replace']} -{counts['delete']}"
 
 
 @app.command()

@@ -2,9 +2,11 @@
 
 The base side is rendered by the code *at that ref* (`infra.review.baseline`). Both
 sides are `Graph`s, compared by URN: `+` create, `-` delete, `~` update with each changed
-property path (`spec.limits["nvidia.com/gpu"]`) and old → new. Secrets are already masked in
-the graph, so they never show. Pulumi decides replace-vs-update from provider schemas at
-deploy time; offline every in-place difference is shown as an update.
+property path (`spec.limits["nvidia.com/gpu"]`) and old → new, `+-` replace when a changed
+property forces one (`infra.review.replacements`, from the providers' schemas). Transitions the
+cloud rejects (an EKS downgrade) are errors. Changes are grouped by component and named by
+short type and logical name. Secrets are masked in the graph; the renderer's mock values are
+shown as `(known after deploy)`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.text import Text
 
 from infra.review.baseline import BaseRender, BaseRenderJob, DiffError
 from infra.review.graph import Graph, Resource
+from infra.review.replacements import forces_replacement, is_placeholder, rejected
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _SHOWN_CHARS: Final = 160
@@ -60,7 +63,7 @@ class PropertyChange:
         return out
 
 
-Op = Literal["create", "update", "delete"]
+Op = Literal["create", "update", "replace", "delete"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class ResourceChange:
     """A resource created, deleted or updated between the base and the working tree."""
 
     op: Op
-    """create, update or delete."""
+    """create, update, replace or delete."""
     urn: str
     """The resource URN."""
     type: str
@@ -76,13 +79,29 @@ class ResourceChange:
     name: str
     """The logical name."""
     changes: tuple[PropertyChange, ...] = ()
-    """Changed properties (updates only)."""
+    """Changed properties (updates and replaces)."""
+    component: str = ""
+    """The logical name of the modelplane component the resource belongs to ('' for top-level resources)."""
+    replace_because: tuple[str, ...] = ()
+    """`path (provider source)` for each changed property that forces the replacement."""
+    errors: tuple[str, ...] = ()
+    """Why the cloud rejects this change (an EKS downgrade, …); the deploy would fail."""
+
+    @property
+    def short_type(self) -> str:
+        """The type's last segment: `Subnet` for `aws:ec2/subnet:Subnet`."""
+        return self.type.rsplit(":", 1)[-1]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        out: dict[str, Any] = {"op": self.op, "urn": self.urn, "type": self.type, "name": self.name}
-        if self.op == "update":
+        out: dict[str, Any] = {"op": self.op, "urn": self.urn, "type": self.type, "name": self.name,
+                               "component": self.component}
+        if self.op in ("update", "replace"):
             out["changes"] = [c.to_dict() for c in self.changes]
+        if self.replace_because:
+            out["replaceBecause"] = list(self.replace_because)
+        if self.errors:
+            out["errors"] = list(self.errors)
         return out
 
 
@@ -105,13 +124,18 @@ class StackDiff:
 
     def counts(self) -> dict[str, int]:
         """Resources per operation, plus unchanged ones."""
-        found = {op: sum(1 for c in self.changes if c.op == op) for op in ("create", "update", "delete")}
+        found = {op: sum(1 for c in self.changes if c.op == op) for op in ("create", "update", "replace", "delete")}
         return {**found, "same": self.unchanged}
+
+    @property
+    def rejected(self) -> list[str]:
+        """Every rejected transition, as `Type name: reason`."""
+        return [f"{c.short_type} {c.name}: {e}" for c in self.changes for e in c.errors]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"stack": self.stack, "base": self.base, "summary": self.counts(), "error": self.error,
-                "notes": list(self.notes), "changes": [c.to_dict() for c in self.changes]}
+                "rejected": self.rejected, "notes": list(self.notes), "changes": [c.to_dict() for c in self.changes]}
 
 
 def format_path(parts: Sequence[str | int]) -> str:
@@ -160,24 +184,53 @@ def _resource_changes(old: Resource, new: Resource) -> tuple[PropertyChange, ...
     return tuple(changes)
 
 
+def _component(urn: str, resources: Mapping[str, Resource]) -> str:
+    # The outermost modelplane component above a resource: what a reviewer recognises ("network", "gpu").
+    found, seen = "", set()
+    while urn in resources and urn not in seen:
+        seen.add(urn)
+        if resources[urn].type.startswith("modelplane:"):
+            found = resources[urn].name
+        urn = resources[urn].parent
+    return found
+
+
+def _changed(old: Resource, new: Resource, property_diff: tuple[PropertyChange, ...],
+             component: str) -> ResourceChange:
+    because = tuple(f"{c.path} ({source})" for c in property_diff
+                    if (source := forces_replacement(new.type, c.path)) is not None)
+    return ResourceChange("replace" if because else "update", new.urn, new.type, new.name, property_diff,
+                          component=component, replace_because=because,
+                          errors=tuple(rejected(new.type, old.inputs, new.inputs)))
+
+
 def diff_graphs(old: Graph | None, new: Graph | None, *, stack: str, base: str) -> StackDiff:
     """Compare two renders of a stack by URN (None: the stack does not exist on that side)."""
     before = {r.urn: r for r in (old.resources if old else [])}
     after = {r.urn: r for r in (new.resources if new else [])}
+    every = {**before, **after}
     changes: list[ResourceChange] = []
     unchanged = 0
     for urn in sorted(before.keys() | after.keys()):
+        component = _component(every[urn].parent, every)
         if urn not in before:
-            changes.append(ResourceChange("create", urn, after[urn].type, after[urn].name))
+            changes.append(ResourceChange("create", urn, after[urn].type, after[urn].name, component=component))
         elif urn not in after:
-            changes.append(ResourceChange("delete", urn, before[urn].type, before[urn].name))
+            changes.append(ResourceChange("delete", urn, before[urn].type, before[urn].name, component=component))
         elif property_diff := _resource_changes(before[urn], after[urn]):
-            changes.append(ResourceChange("update", urn, after[urn].type, after[urn].name, property_diff))
+            changes.append(_changed(before[urn], after[urn], property_diff, component))
         else:
             unchanged += 1
     notes = (f"stack {stack} does not exist at {base}",) if old is None and new is not None else ()
     return StackDiff(stack=stack, base=base, changes=tuple(changes), unchanged=unchanged, notes=notes)
 
+
+def collect_base(current: Mapping[str, Graph], job: BaseRenderJob | DiffError,
+                 read: Collection[Path]) -> Mapping[str, BaseRender]:
+    """The base renders of the stacks in `current` (see `diff_stacks`); raises DiffError when there are none."""
+    if isinstance(job, DiffError):
+        raise job
+    return job.collect(current, read)
 
 
 def diff_stacks(current: Mapping[str, Graph], base: str, job: BaseRenderJob | DiffError,
@@ -186,10 +239,8 @@ def diff_stacks(current: Mapping[str, Graph], base: str, job: BaseRenderJob | Di
 
     `read` is what the working renders read (`reads.recording`): when none of it changed, the base is the same render.
     """
-    if isinstance(job, DiffError):
-        return {stack: StackDiff(stack=stack, base=base, error=str(job)) for stack in current}
     try:
-        rendered = job.collect(current, read)
+        rendered = collect_base(current, job, read)
     except DiffError as exc:
         return {stack: StackDiff(stack=stack, base=base, error=str(exc)) for stack in current}
     diffs = {}
@@ -205,29 +256,45 @@ def diff_stacks(current: Mapping[str, Graph], base: str, job: BaseRenderJob | Di
 def _shown(value: Any) -> str:
     if value is MISSING:
         return "(absent)"
+    if is_placeholder(value):
+        return "(known after deploy)"
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 
-_SIGN: Final = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
+_SIGN: Final = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("+-", "magenta"),
+                 "delete": ("-", "red")}
+_REPLACE_ORDER: Final = "replace: create the new one, repoint dependents, then delete the old one"
 
 
-def change_lines(diff: StackDiff, *, urns: bool = True) -> list[tuple[str, str]]:
-    """(style, line) for each change: `~ type name  urn` then indented `path: old → new` lines."""
+def change_lines(diff: StackDiff) -> list[tuple[str, str]]:
+    """(style, line) per change, grouped by component: `~ Type name`, then `path: old → new` lines.
+
+    A replacement says which property forces it and the order Pulumi runs it in (create before delete,
+    its default); a rejected transition is an `error:` line.
+    """
     lines: list[tuple[str, str]] = []
-    for change in diff.changes:
-        sign, style = _SIGN[change.op]
-        lines.append((style, f"{sign} {change.type} {change.name}" + (f"  {change.urn}" if urns else "")))
-        for prop in change.changes:
-            lines.append(("", f"    {prop.path}: {_shown(prop.old)} → {_shown(prop.new)}"))
+    components = sorted({c.component for c in diff.changes})
+    for component in components:
+        lines.append(("bold", f"{component or '(stack)'}:"))
+        for change in (c for c in diff.changes if c.component == component):
+            sign, style = _SIGN[change.op]
+            lines.append((style, f"  {sign} {change.short_type} {change.name}"))
+            for prop in change.changes:
+                mark = " (forces replacement)" if any(b.startswith(f"{prop.path} (") for b in change.replace_because) else ""
+                lines.append(("", f"      {prop.path}: {_shown(prop.old)} → {_shown(prop.new)}{mark}"))
+            if change.op == "replace":
+                lines.append(("dim", f"      {_REPLACE_ORDER}"))
+            lines += [("bold red", f"      error: {error}") for error in change.errors]
     return lines
 
 
 def summary_line(diff: StackDiff) -> str:
-    """`1 to update, 0 to create, 0 to delete, 127 unchanged`."""
+    """`1 to update, 1 to replace, 0 to create, 0 to delete, 127 unchanged` (and rejected changes, if any)."""
     found = diff.counts()
-    return (f"{found['update']} to update, {found['create']} to create, {found['delete']} to delete, "
-            f"{found['same']} unchanged")
+    line = (f"{found['update']} to update, {found['replace']} to replace, {found['create']} to create, "
+            f"{found['delete']} to delete, {found['same']} unchanged")
+    return line + (f", {len(diff.rejected)} rejected by the cloud" if diff.rejected else "")
 
 
 def to_text(diff: StackDiff) -> Group:
@@ -246,5 +313,6 @@ def to_markdown(diff: StackDiff) -> str:
         return f"diff unavailable: {diff.error}"
     if not diff.changes:
         return f"no changes against `{diff.base}` ({summary_line(diff)})"
-    body = "\n".join(line for _, line in change_lines(diff, urns=False))
+    # GitHub colours a ```diff line by its first character: signs go first, the component shows as a context line.
+    body = "\n".join(line.lstrip() if line.lstrip()[:1] in ("+", "-") else line for _, line in change_lines(diff))
     return f"```diff\n{body}\n```\n{summary_line(diff)}"

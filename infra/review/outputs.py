@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 ACCOUNT_ID = "123456789012"
 """The AWS account id every synthesized ARN uses."""
+
+OFFLINE_PREFIX: Final = "offline-"
+"""Prefix of the ids, passwords and other values this module makes up for what AWS computes at deploy time."""
+DEFAULT_FOR_PREFIX: Final = "default-for-"
+"""Prefix of the made-up defaults that depend on an input (e.g. an EKS AMI release for its Kubernetes version)."""
 
 _ID_PREFIXES = {
     "aws:ec2/vpc:Vpc": "vpc-",
@@ -118,7 +123,7 @@ def _specific(type_: str, name: str, inputs: dict[str, Any], region: str, physic
 def _non_aws(type_: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if type_.startswith("random:"):
         # Deterministic stand-in; the engine masks it because the real provider marks it secret.
-        return name, {"result": f"offline-{_digest(type_, name, length=24)}", "id": name}
+        return name, {"result": f"{OFFLINE_PREFIX}{_digest(type_, name, length=24)}", "id": name}
     if type_.startswith("kubernetes:"):
         metadata = dict(inputs.get("metadata") or {})
         metadata.setdefault("name", name)
@@ -130,7 +135,7 @@ def synthesize_call(token: str, args: dict[str, Any], region: str) -> dict[str, 
     """The result of an invoke (data source) under the renderer."""
     if token == "aws:eks/getAddonVersion:getAddonVersion":
         # The real call resolves AWS's default add-on build for the cluster version at deploy time.
-        version = f"default-for-{args.get('kubernetesVersion')}"
+        version = f"{DEFAULT_FOR_PREFIX}{args.get('kubernetesVersion')}"
         return {**args, "id": args.get("addonName"), "version": version}
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE", "id": ACCOUNT_ID}

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -54,6 +55,54 @@ class Violation:
     def to_dict(self) -> dict[str, str]:
         """The JSON form."""
         return {"level": self.level, "rule": self.rule, "urn": self.urn, "message": self.message}
+
+
+class PolicyConfigError(ValueError):
+    """A policy config that names an unknown rule or gives a rule a value its config_schema refuses."""
+
+
+_LEVELS = tuple(level.value for level in EnforcementLevel)
+
+
+def validate_config(config: PolicyConfig, policies: Sequence[Policy] = ALL_POLICIES) -> None:
+    """Check a policy config against the pack as the Pulumi CLI does: every key a rule (or `all`), every level
+    an enforcement level, every property one of the rule's config_schema properties with a valid value.
+
+    Raises PolicyConfigError naming every problem (rule, key, value and the fix).
+    """
+    by_name = {policy.name: policy for policy in policies}
+    problems: list[str] = []
+    for name, entry in config.items():
+        if name != "all" and name not in by_name:
+            problems.append(f"{name}: no such rule in the pack. Fix: use one of `modelplane policy --list`")
+            continue
+        level = entry.get("enforcementLevel") if isinstance(entry, Mapping) else entry
+        if level is not None and level not in _LEVELS:
+            problems.append(f"{name}.enforcementLevel: {level!r} is not a level. Fix: one of {', '.join(_LEVELS)}")
+        if isinstance(entry, Mapping) and name != "all":
+            problems += _property_problems(by_name[name], entry)
+        elif not isinstance(entry, (Mapping, str)):
+            problems.append(f"{name}: {entry!r} must be a level or an object. Fix: e.g. {{\"enforcementLevel\": \"advisory\"}}")
+    if problems:
+        raise PolicyConfigError("invalid policy config:\n  " + "\n  ".join(problems))
+
+
+def _property_problems(policy: Policy, entry: Mapping[str, Any]) -> list[str]:
+    schema = policy.config_schema
+    properties = dict(schema.properties) if schema is not None else {}
+    problems = []
+    for key, value in entry.items():
+        if key == "enforcementLevel":
+            continue
+        if key not in properties:
+            known = ", ".join(sorted(properties)) or "none"
+            problems.append(f"{policy.name}.{key}: the rule has no such setting. Fix: use one of: {known}")
+            continue
+        try:
+            jsonschema.validate(value, properties[key])
+        except jsonschema.ValidationError as exc:
+            problems.append(f"{policy.name}.{key}: {value!r} is invalid: {exc.message}. Fix: match {properties[key]}")
+    return problems
 
 
 def enforcement_level(policy: Policy, config: PolicyConfig) -> EnforcementLevel:

@@ -2,11 +2,14 @@
 
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from infra.review.engine import render
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 
@@ -53,11 +56,28 @@ def test_pr_runs_pulumi_preview_with_the_policy_pack_only_where_oidc_is_configur
 def test_deploy_goes_dev_then_staging_then_prod_through_environments() -> None:
     jobs = load("deploy.yml")["jobs"]
     assert jobs["dev"]["needs"] == "preview" and jobs["staging"]["needs"] == "dev" and jobs["prod"]["needs"] == "staging"
+    assert jobs["dev"]["environment"] == "dev"
     assert jobs["staging"]["environment"] == "staging" and jobs["prod"]["environment"] == "production"
     for stack in ("dev", "staging", "prod"):
         [pulumi] = steps(jobs[stack], "pulumi/actions")
         assert pulumi["with"]["command"] == "up" and pulumi["with"]["stack-name"] == stack
         assert pulumi["with"]["policyPacks"] == "policies"
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_deploy_runs_the_kubernetes_half_from_codebuild_inside_the_vpc(stack: str) -> None:
+    job = load("deploy.yml")["jobs"][stack]
+    [pulumi] = steps(job, "pulumi/actions")
+    # The hosted runner leaves out the Kubernetes provider and everything on it: it cannot reach a private endpoint.
+    provider = render(stack).one("pulumi:providers:kubernetes")
+    assert pulumi["with"]["exclude"] == provider.urn and pulumi["with"]["exclude-dependents"] is True
+    assert pulumi["with"]["pulumi-version"] == version("pulumi")
+    [in_vpc] = [s for s in job["steps"] if s.get("run") == ".github/scripts/in-vpc-deploy.sh"]
+    outputs = f"steps.{pulumi['id']}.outputs"
+    assert in_vpc["env"]["PROJECT"] == f"${{{{ {outputs}.deployer_project }}}}"
+    assert in_vpc["env"]["BUCKET"] == f"${{{{ {outputs}.deployer_source_bucket }}}}"
+    assert job["steps"].index(in_vpc) > job["steps"].index(pulumi)
+    assert job["permissions"]["id-token"] == "write"
 
 
 def test_deploy_runs_only_on_main() -> None:

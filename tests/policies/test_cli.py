@@ -2,10 +2,14 @@
 
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
+import pytest
 from typer.testing import CliRunner
 
 from infra.review.cli import app
+from infra.review.policy import validate_config
+from policies.rules import ALL_POLICIES
 from tests.policies.helpers import edit, modelplane, scratch_copy
 
 runner = CliRunner()
@@ -79,3 +83,58 @@ def test_preview_exits_1_on_a_mandatory_violation(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "s3-public-access-blocked" in result.stdout
     assert "diff unavailable" in result.stdout  # a broken base never hides the policy verdict
+
+
+def test_a_misspelt_rule_name_in_the_policy_config_exits_2_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"gpu-budjet": {"maxGpus": 8}, "gpu-budget": "advisory"}))
+    result = runner.invoke(app, ["policy", "--stack", "local", "--policy-config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "gpu-budjet: no such rule in the pack" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("entry", "named"), [
+    ({"maxGpus": "eight"}, "gpu-budget.maxGpus: 'eight' is invalid"),
+    ({"maxGpus": -1}, "gpu-budget.maxGpus: -1 is invalid"),
+    ({"maxGpusByStack": {"dev": "many"}}, "gpu-budget.maxGpusByStack:"),
+    ({"maxGPUs": 8}, "gpu-budget.maxGPUs: the rule has no such setting"),
+    ({"enforcementLevel": "strict"}, "gpu-budget.enforcementLevel: 'strict' is not a level"),
+])
+def test_a_bad_policy_config_value_exits_2_naming_rule_and_key(tmp_path: Path, entry: dict, named: str) -> None:
+    config = tmp_path / "policy.json"
+    config.write_text(json.dumps({"gpu-budget": entry}))
+    result = runner.invoke(app, ["policy", "--stack", "local", "--policy-config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert named in result.output
+
+
+def test_a_valid_policy_config_is_accepted() -> None:
+    validate_config({"all": "advisory", "gpu-budget": {"enforcementLevel": "mandatory", "maxGpus": 8,
+                                                        "maxGpusByStack": {"dev": 4}}})
+
+
+def test_policy_list_shows_every_rule_with_level_and_description() -> None:
+    result = runner.invoke(app, ["policy", "--list"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for policy in ALL_POLICIES:
+        assert policy.name in result.output
+    assert "gpu-budget" in result.output and "mandatory" in result.output
+
+
+def test_policy_sarif_has_one_result_per_violation(tmp_path: Path) -> None:
+    tree = scratch_copy(tmp_path)
+    edit(tree / "infra" / "aws" / "storage.py", "block_public_acls=True", "block_public_acls=False")
+    result = modelplane(tree, "policy", "--stack", "dev", "--format", "sarif")
+    assert result.returncode == 1, result.stdout + result.stderr
+    log = json.loads(result.stdout)
+    assert log["version"] == "2.1.0"
+    [run] = log["runs"]
+    assert {r["id"] for r in run["tool"]["driver"]["rules"]} == {p.name for p in ALL_POLICIES}
+    found = [r for r in run["results"] if r["ruleId"] == "s3-public-access-blocked"]
+    assert found and found[0]["level"] == "error"
+    assert found[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "stacks/Pulumi.dev.yaml"
+    junit = modelplane(tree, "policy", "--stack", "dev", "--format", "junit")
+    suite = ElementTree.fromstring(junit.stdout.encode())
+    assert suite.tag == "testsuite" and int(suite.get("tests", "0")) == len(ALL_POLICIES)
+    failed = {case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None}
+    assert "s3-public-access-blocked" in failed and int(suite.get("failures", "0")) >= 1

@@ -47,7 +47,7 @@ def test_prod_acceptance_shape(prod: Graph) -> None:
     private = [s for s in prod.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"][SUBNET_ROLE_TAG] == "private"]
     assert len(private) >= 3
     assert_count(prod, "aws:eks/addon:Addon", 5)
-    assert_count(prod, "aws:s3/bucket:Bucket", 3)
+    assert_count(prod, "aws:s3/bucket:Bucket", 4)  # datasets, checkpoints, models, in-VPC deploy sources
 
 
 def test_staging_sits_between_dev_and_prod(stack_graph: Callable[[str], Graph]) -> None:

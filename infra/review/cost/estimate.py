@@ -2,9 +2,10 @@
 
 Every line is a min..max range. Fixed resources have min == max. Node groups scale between
 their min and max sizes. Karpenter NodePools scale from zero, so their range is 0..(the pool
-at its limit, filled with the cheapest instance type its requirements admit). Spot-capable
-pools are priced at the spot discount, because Karpenter prefers spot when a pool allows
-it. An instance type missing from the table is reported as unknown, never priced at 0.
+at its limit, filled with the most expensive instance type its requirements admit, on-demand):
+a ceiling, not a guess. Spot-capable pools show the same ceiling at the spot discount as a
+separate figure (`spot_max`), which the total does not use. An instance type missing from the
+table is reported as unknown, never priced at 0.
 Usage-based charges (data transfer, LCUs, logs, requests) are outside the estimate. Managed
 services priced by their size (MSK, OpenSearch) are in infra/review/cost/managed.py.
 """
@@ -154,16 +155,16 @@ def _nodepool(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
     if ceiling.limit is None:
         return ranged(r, 0.0, None, "scales from zero with no limit: unbounded", unknown=ceiling.unknown, unbounded=True)
     if ceiling.instance_type is None:
-        return ranged(r, 0.0, None, "no instance type in the price table matches the pool's requirements",
-                     unknown=ceiling.unknown or ("(no matching type)",))
+        return ranged(r, 0.0, None, f"no instance type in the price table matches the pool's requirements within "
+                                    f"its {ceiling.limit}", unknown=ceiling.unknown or ("(no matching type)",))
     kind, count = ceiling.instance_type, ceiling.nodes
-    spot = "spot" in capacity_types(props)
     on_demand = count * p.monthly(ceiling.hourly)
-    high = on_demand * (1 - a.spot_discount) if spot else on_demand
-    pricing = f"spot at {a.spot_discount:.0%} off" if spot else "on-demand"
-    return ranged(r, 0.0, high, f"0..{count} × {kind} ({ceiling.limit}, cheapest matching type, {pricing})",
-                 unknown=ceiling.unknown, extra={"nodes": {"min": 0, "max": count}, "instance_type": kind,
-                                                 "gpu_pool": ceiling.gpu_pool, "on_demand_max": round(on_demand, 2)})
+    extra: dict[str, Any] = {"nodes": {"min": 0, "max": count}, "instance_type": kind, "gpu_pool": ceiling.gpu_pool}
+    if "spot" in capacity_types(props):
+        extra["spot_max"] = round(on_demand * (1 - a.spot_discount), 2)
+        extra["spot_basis"] = f"same nodes at spot, {a.spot_discount:.0%} off"
+    return ranged(r, 0.0, on_demand, f"0..{count} × {kind} ({ceiling.limit}, most expensive matching type, on-demand)",
+                 unknown=ceiling.unknown, extra=extra)
 
 
 def _service_load_balancer(r: Resource, p: PriceTable, a: Assumptions) -> CostLine | None:
@@ -255,6 +256,8 @@ def to_table(report: CostReport) -> Table:
     table.add_column("monthly", justify="right")
     for line in sorted(report.lines, key=lambda x: (-(x.monthly_max or math.inf), x.urn)):
         table.add_row(f"{line.type.rsplit(':', 1)[-1]} {line.name}", line.basis, span(line.monthly_min, line.monthly_max))
+        if "spot_max" in line.extra:
+            table.add_row("  if spot", str(line.extra["spot_basis"]), span(0.0, line.extra["spot_max"]), style="dim")
     table.add_section()
     table.add_row("total", "", span(report.total_min, report.total_max), style="bold")
     return table
@@ -268,5 +271,7 @@ def to_markdown(report: CostReport) -> str:
     for line in sorted(report.lines, key=lambda x: (-(x.monthly_max or math.inf), x.urn)):
         rows.append(f"| `{line.type.rsplit(':', 1)[-1]} {line.name}` | {line.basis} | "
                     f"{span(line.monthly_min, line.monthly_max)} |")
+        if "spot_max" in line.extra:
+            rows.append(f"| ↳ if spot | {line.extra['spot_basis']} | {span(0.0, line.extra['spot_max'])} |")
     rows += [f"> {w}" for w in report.warnings]
     return "\n".join(rows)

@@ -1,8 +1,12 @@
 """NodePool pricing: which instance types a Karpenter NodePool's requirements admit, and the pool at its limit.
 
 NodePools scale from zero, so a pool's ceiling is the pool at its limit (GPUs for a GPU pool, else
-vCPUs) filled with the admitted instance type that makes that ceiling cheapest. Requirements are
-matched against the instance types of the price table, using the labels Karpenter gives each type.
+vCPUs) filled with the admitted instance type that makes that ceiling most expensive: nothing stops
+Karpenter from choosing it. Karpenter never launches a node that would take the pool past its limits
+(kubernetes-sigs/karpenter pkg/controllers/provisioning/scheduling, `filterByRemainingResources`), so a
+type fills a pool with floor(limit / its size) nodes and a type larger than the limit is never launched.
+Requirements are matched against the instance types of the price table, using the labels Karpenter
+gives each type.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ _FAMILY: Final = re.compile(r"^(?P<category>[a-z]+)(?P<generation>[0-9]+)(?P<opt
 
 @dataclass(frozen=True)
 class PoolCeiling:
-    """A NodePool at its limit, filled with its cheapest admitted instance type."""
+    """A NodePool at its limit, filled with its most expensive admitted instance type."""
 
     gpu_pool: bool
     """True for a GPU NodePool: only GPU instance types fill it and its GPU limit bounds it."""
@@ -32,7 +36,7 @@ class PoolCeiling:
     limit: str | None
     """The limit that bounds the pool, e.g. `8 GPU limit`; None when none does (the pool is unbounded)."""
     instance_type: str | None = None
-    """The instance type that fills the pool most cheaply; None when no type in the table is admitted."""
+    """The instance type that makes the pool at its limit most expensive; None when no type in the table fits."""
     nodes: int = 0
     """Nodes of `instance_type` at the limit."""
     hourly: float = 0.0
@@ -50,16 +54,17 @@ def pool_ceiling(props: Mapping[str, Any], prices: PriceTable) -> PoolCeiling:
     if (gpu_pool and not gpu_limit) or (not gpu_pool and not cpu_limit):
         return PoolCeiling(gpu_pool=gpu_pool, unknown=unknown, limit=None)
     limit = f"{int(gpu_limit)} GPU limit" if gpu_pool and gpu_limit else f"{int(cpu_limit or 0)} vCPU limit"
-    if not candidates:
-        return PoolCeiling(gpu_pool=gpu_pool, unknown=unknown, limit=limit)
 
     def nodes(spec: InstancePrice) -> int:
-        bounds = [math.ceil(gpu_limit / spec.gpus)] if gpu_pool and gpu_limit else []
+        bounds = [math.floor(gpu_limit / spec.gpus)] if gpu_pool and gpu_limit else []
         if cpu_limit:
-            bounds.append(max(1, math.ceil(cpu_limit / spec.vcpu)))
+            bounds.append(math.floor(cpu_limit / spec.vcpu))
         return min(bounds)
 
-    kind = min(candidates, key=lambda k: (nodes(candidates[k]) * candidates[k].hourly, k))
+    fitting = {k: spec for k, spec in candidates.items() if nodes(spec) >= 1}
+    if not fitting:
+        return PoolCeiling(gpu_pool=gpu_pool, unknown=unknown, limit=limit)
+    kind = max(fitting, key=lambda k: (nodes(fitting[k]) * fitting[k].hourly, k))
     return PoolCeiling(gpu_pool=gpu_pool, unknown=unknown, limit=limit, instance_type=kind,
                        nodes=nodes(candidates[kind]), hourly=candidates[kind].hourly)
 

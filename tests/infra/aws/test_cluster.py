@@ -8,14 +8,18 @@ from infra.config.cluster import ClusterConfig, NodePoolConfig
 from infra.review.engine import render_program
 from infra.review.graph import Graph
 from infra.versions import EKS_ADDONS, EKS_DEFAULT_VERSION
-from tests.support.graph import assert_all_have_props, assert_count, assert_has_props, render_variant
+from tests.support.graph import assert_all_have_props, assert_count, assert_has_props, matches, render_variant
 
 SYSTEM_POOL = {"name": "system", "instanceTypes": ["m7i.large"], "minSize": 1, "desiredSize": 1, "maxSize": 2}
 """A minimal `modelplane:nodePools` entry."""
 
 
+DEPLOYER = "arn:aws:iam::123456789012:role/deployer"
+"""The `cluster.deployerRoleArn` every direct render uses (the key is required)."""
+
+
 def _render(section: dict[str, Any], *, pools: list[dict[str, Any]] | None = None) -> Graph:
-    config = ClusterConfig.model_validate(section)
+    config = ClusterConfig.model_validate({"deployerRoleArn": DEPLOYER, **section})
     node_pools = [NodePoolConfig.model_validate(p) for p in pools or [SYSTEM_POOL]]
     return render_program("test", lambda: Cluster(
         "eks", config, node_pools=node_pools, cluster_name="c", subnet_ids=["subnet-node-a", "subnet-node-b"],
@@ -33,7 +37,8 @@ def test_cluster_defaults() -> None:
     assert "publicAccessCidrs" not in graph.one("aws:eks/cluster:Cluster").inputs["vpcConfig"]
     assert_has_props(graph, "aws:cloudwatch/logGroup:LogGroup", {"name": "/aws/eks/c/cluster", "retentionInDays": 90})
     assert_has_props(graph, "aws:kms/key:Key", {"deletionWindowInDays": 30, "enableKeyRotation": True})
-    assert_count(graph, "aws:eks/accessEntry:AccessEntry", 0)
+    [entry] = graph.of_type("aws:eks/accessEntry:AccessEntry")
+    assert entry.inputs["principalArn"] == DEPLOYER
     assert_has_props(graph, "aws:ec2/launchTemplate:LaunchTemplate", {"blockDeviceMappings": [{"ebs": {"volumeSize": 50}}]})
 
 
@@ -44,8 +49,8 @@ def test_control_plane_and_nodes_use_their_own_subnets() -> None:
 
 
 def test_public_access_cidrs_render_as_strings_only_with_a_public_endpoint() -> None:
-    graph = _render({"endpointPublicAccess": True, "publicAccessCidrs": ["198.51.100.0/24"]})
-    assert_has_props(graph, "aws:eks/cluster:Cluster", {"vpcConfig": {"publicAccessCidrs": ["198.51.100.0/24"]}})
+    graph = _render({"endpointPublicAccess": True, "publicAccessCidrs": ["52.94.76.0/24"]})
+    assert_has_props(graph, "aws:eks/cluster:Cluster", {"vpcConfig": {"publicAccessCidrs": ["52.94.76.0/24"]}})
 
 
 def test_secrets_key_deletion_window_comes_from_the_section() -> None:
@@ -60,9 +65,20 @@ def test_prod_api_endpoint_is_private_only(prod: Graph) -> None:
     assert "publicAccessCidrs" not in cluster.inputs["vpcConfig"]
 
 
-def test_dev_public_endpoint_is_limited_to_the_allowlist(dev: Graph) -> None:
-    assert_has_props(dev, "aws:eks/cluster:Cluster", {"vpcConfig": {
-        "endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]}})
+def test_dev_endpoint_is_private_like_staging_and_prod(dev: Graph) -> None:
+    cluster = dev.one("aws:eks/cluster:Cluster")
+    assert matches({"endpointPrivateAccess": True, "endpointPublicAccess": False}, cluster.inputs["vpcConfig"])
+    assert "publicAccessCidrs" not in cluster.inputs["vpcConfig"]
+
+
+def test_prod_deployer_role_gets_its_own_cluster_admin_access_entry(prod: Graph) -> None:
+    deployer = "arn:aws:iam::123456789012:role/modelplane-deployer"
+    [entry] = [e for e in prod.of_type("aws:eks/accessEntry:AccessEntry") if e.inputs["principalArn"] == deployer]
+    assert entry.name == "cluster-deployer" and entry.inputs["type"] == "STANDARD"
+    [association] = [a for a in prod.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+                     if a.inputs["principalArn"] == deployer]
+    assert association.inputs["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    assert association.inputs["accessScope"] == {"type": "cluster"}
 
 
 def test_secrets_are_envelope_encrypted_with_a_rotating_key(prod: Graph) -> None:

@@ -26,7 +26,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
      "modelplane:network.availabilityZones", "must list 2 to 6 zones (got 1)"),
     ("subnet count differs from AZ count", {"modelplane:network": {"publicSubnets": ["10.20.0.0/22"]}},
      "modelplane:network.publicSubnets", "needs one CIDR per availability zone (2), got 1"),
-    ("public endpoint without allowlist", {"modelplane:cluster": {"publicAccessCidrs": []}},
+    ("public endpoint without allowlist", {"modelplane:cluster": {"endpointPublicAccess": True}},
      "modelplane:cluster.publicAccessCidrs", "must list at least one CIDR"),
     ("whole internet in prod", {"modelplane:production": True,
                                 "modelplane:cluster": {"publicAccessCidrs": ["0.0.0.0/0"]}},
@@ -207,7 +207,7 @@ def test_invalid_config_exits_2_naming_the_key_and_writes_nothing(
 def test_every_error_is_reported_at_once() -> None:
     raw = deep_merge(load_stack_config("dev"), {
         "modelplane:network": {"privateSubnets": ["10.20.32.0/19", "10.99.0.0/19"]},
-        "modelplane:cluster": {"publicAccessCidrs": []},
+        "modelplane:cluster": {"endpointPublicAccess": True},
         "modelplane:cache": {"multiAz": True},
         "modelplane:nodePools": [{"name": "system", "instanceTypes": ["t3.large"], "minSize": 1, "desiredSize": 9,
                                   "maxSize": 3}],

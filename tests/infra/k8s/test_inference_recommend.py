@@ -182,7 +182,10 @@ def test_core_kinds_validate_against_the_kubernetes_schema(graph: Graph, kind: s
 def test_stack_serves_the_recommender_export_behind_the_gateway(stack_graph: Callable[[str], Graph], stack: str) -> None:
     graph = stack_graph(stack)
     (container,) = _pod(graph, "recommend-model-stable")["containers"]
-    assert container["image"] == "ghcr.io/modelplane/recommend:0.1.0"
+    # dev pulls from its ECR repository by the recorded digest; local runs the local build.
+    assert container["image"].startswith({"dev": "123456789012.dkr.ecr.us-east-1.amazonaws.com/modelplane/dev/"
+                                                 "recommend@sha256:",
+                                          "local": "ghcr.io/modelplane/recommend:0.1.0"}[stack])
     assert container["command"] == ["python", "-m", "workloads.recommend.service"]
     model_uri = _env(container)[ServiceSettings.env_name("model_uri")]["value"]
     job = graph.one("kubernetes:kubeflow.org/v1:PyTorchJob", "recommender-job").inputs["spec"]

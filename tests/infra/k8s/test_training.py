@@ -190,7 +190,10 @@ def test_stacks_train_the_recommender_into_the_models_bucket(stack_graph: Callab
     for stack in ("dev", "local"):
         job = stack_graph(stack).one("kubernetes:kubeflow.org/v1:PyTorchJob", "recommender-job").inputs
         container = _container(job)
-        assert container["image"] == "ghcr.io/modelplane/recommend:0.1.0"
+        # dev pulls from its ECR repository by the recorded digest; local runs the local build.
+        assert container["image"].startswith({"dev": "123456789012.dkr.ecr.us-east-1.amazonaws.com/modelplane/dev/"
+                                                     "recommend@sha256:",
+                                              "local": "ghcr.io/modelplane/recommend:0.1.0"}[stack])
         assert container["command"] == ["python", "-m", "workloads.recommend.train"]
         args = container["args"]
         assert args[args.index("--data") + 1].endswith("/recommend/interactions/")

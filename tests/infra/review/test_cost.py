@@ -104,19 +104,32 @@ def test_gpu_pools_scale_from_zero_to_their_gpu_limit() -> None:
     assert line.to_dict()["range"] is True and line.extra["nodes"] == {"min": 0, "max": 4}
 
 
-def test_gpu_pools_fill_their_limit_with_the_cheapest_matching_type() -> None:
+def test_gpu_pools_fill_their_limit_with_the_most_expensive_matching_type() -> None:
     reqs = [{"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": ["g6", "g6e"]},
             {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "In", "values": ["4"]}, ON_DEMAND]
     line = one(nodepool(reqs, {"nvidia.com/gpu": 8}))
-    assert line.extra["instance_type"] == "g6.12xlarge"
-    assert line.monthly_max == pytest.approx(2 * PRICES.ec2["g6.12xlarge"].hourly * HOURS)
+    fours = {k: s for k, s in PRICES.ec2.items() if k.split(".")[0] in ("g6", "g6e") and s.gpus == 4}
+    priciest = max(fours, key=lambda k: fours[k].hourly)
+    assert len(fours) > 1 and line.extra["instance_type"] == priciest
+    assert line.monthly_max == pytest.approx(2 * fours[priciest].hourly * HOURS)
 
 
-def test_spot_gpu_pools_are_priced_at_the_discount_with_the_on_demand_ceiling_kept() -> None:
+def test_a_type_larger_than_the_limit_is_never_launched() -> None:
+    """Karpenter filters out instance types whose capacity exceeds what is left of the pool's limits."""
+    reqs = [{"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": ["g6"]}, ON_DEMAND]
+    line = one(nodepool(reqs, {"nvidia.com/gpu": 4}))
+    spec = PRICES.ec2[line.extra["instance_type"]]
+    assert spec.gpus <= 4
+    assert line.monthly_max == pytest.approx(line.extra["nodes"]["max"] * spec.hourly * HOURS)
+    assert line.extra["nodes"]["max"] * spec.gpus <= 4
+
+
+def test_spot_gpu_pools_keep_the_on_demand_ceiling_with_spot_as_a_separate_figure() -> None:
     spot = {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]}
     line = one(nodepool([FAMILY, spot], {"nvidia.com/gpu": 8}), spot_discount=0.6)
     on_demand = PRICES.ec2["p5.48xlarge"].hourly * HOURS
-    assert line.monthly_max == pytest.approx(0.4 * on_demand) and line.extra["on_demand_max"] == pytest.approx(on_demand)
+    assert line.monthly_max == pytest.approx(on_demand) and line.extra["spot_max"] == pytest.approx(0.4 * on_demand)
+    assert "on-demand" in line.basis and line.to_dict()["spot_max"] == pytest.approx(0.4 * on_demand)
 
 
 def test_unlimited_pools_are_unbounded_and_make_the_total_unbounded() -> None:
@@ -136,8 +149,8 @@ def test_cpu_pools_are_bounded_by_their_cpu_limit() -> None:
             {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]
     line = one(nodepool(reqs, {"cpu": 64}, gpu=False))
     spec = PRICES.ec2[line.extra["instance_type"]]
-    assert spec.gpus == 0 and not line.extra["instance_type"].startswith("c7g")
-    assert line.monthly_max == pytest.approx(math.ceil(64 / spec.vcpu) * spec.hourly * HOURS)
+    assert spec.gpus == 0 and not line.extra["instance_type"].startswith("c7g") and spec.vcpu <= 64
+    assert line.monthly_max == pytest.approx(math.floor(64 / spec.vcpu) * spec.hourly * HOURS)
 
 
 def test_load_balancers_created_by_kubernetes_are_priced() -> None:
@@ -166,6 +179,16 @@ def test_cost_table_prints_the_total() -> None:
     result = runner.invoke(app, ["cost", "--stack", "dev", "--spot-discount", "0.5"])
     assert result.exit_code == 0, result.output
     assert "total" in result.stdout and "$" in result.stdout
+
+
+def test_dev_gpu_train_ceiling_is_the_priciest_admitted_type_on_demand() -> None:
+    """The issue's case: dev gpu-train's GPU limit on its most expensive admitted type, not the cheapest at spot."""
+    result = runner.invoke(app, ["cost", "--stack", "dev", "--json"])
+    doc = json.loads(result.stdout)
+    [line] = [x for x in doc["lines"] if x["name"] == "gpu-pool-gpu-train"]
+    spec = PRICES.ec2[line["instance_type"]]
+    assert line["monthly"]["max"] == pytest.approx(line["nodes"]["max"] * spec.hourly * HOURS, abs=0.01)
+    assert line["monthly"]["max"] > 2000, line
 
 
 def test_local_stack_costs_nothing() -> None:

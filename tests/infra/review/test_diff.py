@@ -57,8 +57,8 @@ def test_graphs_diff_into_creates_updates_deletes_and_unchanged() -> None:
     new = Graph("dev", [resource("kept", {"x": 1}), resource("changed", {"x": 2}), resource("added", {})])
     found = diffs.diff_graphs(old, new, stack="dev", base="main")
     assert {(c.op, c.name) for c in found.changes} == {("update", "changed"), ("delete", "removed"), ("create", "added")}
-    assert found.counts() == {"create": 1, "update": 1, "delete": 1, "same": 1}
-    assert diffs.summary_line(found) == "1 to update, 1 to create, 1 to delete, 1 unchanged"
+    assert found.counts() == {"create": 1, "update": 1, "replace": 0, "delete": 1, "same": 1}
+    assert diffs.summary_line(found) == "1 to update, 0 to replace, 1 to create, 1 to delete, 1 unchanged"
 
 
 def test_provider_changes_are_updates() -> None:
@@ -76,9 +76,7 @@ def test_text_output_marks_each_resource_once_and_each_property_below_it() -> No
     old = Graph("dev", [resource("b", {"versioning": "Suspended"})])
     new = Graph("dev", [resource("b", {"versioning": "Enabled"}), resource("c", {})])
     lines = [line for _, line in diffs.change_lines(diffs.diff_graphs(old, new, stack="dev", base="main"))]
-    assert lines[0].startswith("~ aws:s3/bucket:Bucket b")
-    assert lines[1] == '    versioning: "Suspended" → "Enabled"'
-    assert lines[2].startswith("+ aws:s3/bucket:Bucket c")
+    assert lines == ["(stack):", "  ~ Bucket b", '      versioning: "Suspended" → "Enabled"', "  + Bucket c"]
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +89,13 @@ def test_diff_against_the_previous_commit_shows_exactly_the_gpu_limit_update(rep
     result = modelplane(repo, "diff", "--stack", "dev", "--base", "HEAD~1")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    updates = [line for line in lines if line.startswith("~ ")]
-    assert len(updates) == 1, result.stdout
-    assert updates[0].startswith("~ kubernetes:karpenter.sh/v1:NodePool gpu-pool-gpu-train")
-    assert not [line for line in lines if line.startswith(("+ ", "- "))]
-    assert '    spec.limits["nvidia.com/gpu"]: 4 → 8' in lines
-    assert "1 to update, 0 to create, 0 to delete" in result.stdout
+    updates = [line for line in lines if line.startswith("  ~ ")]
+    assert updates == ["  ~ NodePool gpu-pool-gpu-train"], result.stdout
+    assert lines[lines.index(updates[0]) - 1] == "gpu:", "changes are grouped under their component"
+    assert not [line for line in lines if line.startswith(("  + ", "  - ", "  +- "))]
+    assert '      spec.limits["nvidia.com/gpu"]: 4 → 8' in lines
+    assert "urn:pulumi" not in result.stdout, "the text diff shows short names"
+    assert "1 to update, 0 to replace, 0 to create, 0 to delete" in result.stdout
     assert not git(repo, "worktree", "list").strip().count("\n"), "the temporary worktree was left behind"
 
 

@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import importlib.util
+import re
 from collections.abc import Iterator
 
 import boto3
@@ -133,7 +134,8 @@ def test_image_copies_only_existing_sources_and_no_torch_code() -> None:
 
 def test_image_is_pinned_non_root_and_runs_the_server() -> None:
     instructions = dockerfile.instructions(IMAGE / "Dockerfile")
-    assert dockerfile.build_args(IMAGE / "Dockerfile")["TF_IMAGE"] == "tensorflow/tensorflow:2.21.0"
+    base = dockerfile.build_args(IMAGE / "Dockerfile")["TF_IMAGE"]
+    assert re.fullmatch(r"tensorflow/tensorflow:2\.21\.0@sha256:[0-9a-f]{64}", base)
     users = [arg for instruction, arg in instructions if instruction == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}
     assert instructions[-1] == ("ENTRYPOINT", '["python3", "-m", "workloads.serve"]')

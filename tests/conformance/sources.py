@@ -1,0 +1,116 @@
+"""What the conformance suite vendors: for each pinned chart or operator in infra/versions.py, the upstream repository,
+the git tag of that version, and the files (CRDs, the chart's values.yaml) copied verbatim into
+tests/conformance/<bundle>/<version>/. tests/conformance/refresh.py writes them; test_conformance.py reads them.
+
+Tags and paths were read from the repositories at those tags (the CRDs the charts install, the charts' values.yaml):
+- Karpenter: github.com/aws/karpenter-provider-aws tag v1.14.1, pkg/apis/crds/* (the files charts/karpenter/crds/
+  symlinks to and charts/karpenter-crd/templates/ wraps) and charts/karpenter*/values.yaml.
+- Istio: github.com/istio/istio tag 1.29.6, manifests/charts/base/files/crd-all.gen.yaml (the CRDs the `base` chart
+  installs) and the values.yaml of manifests/charts/{base,istio-cni,istio-control/istio-discovery,gateway}.
+- Kubeflow training operator v1: github.com/kubeflow/trainer tag v1.9.4, manifests/base/crds/ (what the standalone
+  overlay infra/kustomize/training-operator builds on installs).
+- prometheus-operator v0.93.1: the CRDs kube-prometheus-stack 88.5.3 installs (charts/kube-prometheus-stack/charts/
+  crds/crds/, each a verbatim copy of prometheus-operator v0.93.1 example/prometheus-operator-crd/) in
+  github.com/prometheus-community/helm-charts tag kube-prometheus-stack-88.5.3, with that chart's values.yaml;
+  prometheus-adapter 5.3.0 from the same repository (tag prometheus-adapter-5.3.0).
+- github.com/NVIDIA/k8s-device-plugin tag v0.18.2 and github.com/NVIDIA/dcgm-exporter tag 4.5.3-4.8.2 (chart 4.8.2).
+Strimzi (tests/conformance/strimzi/) and Fluent Bit (tests/infra/k8s/fluent_bit_values.yaml) were vendored earlier
+with their own SOURCE notes; the suite checks Strimzi's CRDs too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra import versions
+
+ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """One pinned upstream version and the files vendored from it."""
+
+    name: str
+    """Directory under tests/conformance/."""
+    version: str
+    """The pin in infra/versions.py (the vendored directory's name)."""
+    repo: str
+    """GitHub owner/name."""
+    tag: str
+    """The git tag of that version."""
+    files: dict[str, str]
+    """Upstream path -> vendored file name."""
+    charts: dict[str, str] = field(default_factory=dict)
+    """Helm chart name as the program installs it -> vendored values file (a subset of `files` values)."""
+    free_form: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Chart -> dotted values paths the chart passes through whole (its values.yaml shows only an example)."""
+    root_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Chart -> legacy prefixes its templates merge into the root of its values."""
+
+    @property
+    def directory(self) -> Path:
+        """Where the files live in this repository."""
+        return ROOT / self.name / self.version
+
+
+def _dcgm_tag(chart_version: str) -> str:
+    # dcgm-exporter tags are <DCGM release>-<exporter release>; the chart version is the exporter release.
+    return f"4.5.3-{chart_version}"
+
+
+_ISTIO_CHARTS = "manifests/charts"
+_KPS = "charts/kube-prometheus-stack"
+
+BUNDLES: tuple[Bundle, ...] = (
+    Bundle("karpenter", versions.KARPENTER_VERSION, "aws/karpenter-provider-aws", f"v{versions.KARPENTER_VERSION}", {
+        "pkg/apis/crds/karpenter.sh_nodepools.yaml": "karpenter.sh_nodepools.yaml",
+        "pkg/apis/crds/karpenter.k8s.aws_ec2nodeclasses.yaml": "karpenter.k8s.aws_ec2nodeclasses.yaml",
+        "charts/karpenter/values.yaml": "values-karpenter.yaml",
+        "charts/karpenter-crd/values.yaml": "values-karpenter-crd.yaml",
+    }, {versions.KARPENTER_CHART: "values-karpenter.yaml", versions.KARPENTER_CRD_CHART: "values-karpenter-crd.yaml"}),
+    Bundle("istio", versions.ISTIO_VERSION, "istio/istio", versions.ISTIO_VERSION, {
+        f"{_ISTIO_CHARTS}/base/files/crd-all.gen.yaml": "crd-all.gen.yaml",
+        f"{_ISTIO_CHARTS}/base/values.yaml": "values-base.yaml",
+        f"{_ISTIO_CHARTS}/istio-cni/values.yaml": "values-cni.yaml",
+        f"{_ISTIO_CHARTS}/istio-control/istio-discovery/values.yaml": "values-istiod.yaml",
+        f"{_ISTIO_CHARTS}/gateway/values.yaml": "values-gateway.yaml",
+    }, {"base": "values-base.yaml", "cni": "values-cni.yaml", "istiod": "values-istiod.yaml",
+        "gateway": "values-gateway.yaml"},
+        # values-istiod.yaml: "meshConfig defines runtime configuration ... See
+        # https://istio.io/docs/reference/config/istio.mesh.v1alpha1/ for all available options" (the MeshConfig proto).
+        free_form={"istiod": ("meshConfig",)},
+        # istio-discovery/templates/zzy_descope_legacy.yaml: "Copy anything under `.pilot` to `.`".
+        root_aliases={"istiod": ("pilot",)}),
+    Bundle("training-operator", versions.TRAINING_OPERATOR_REF, "kubeflow/trainer", versions.TRAINING_OPERATOR_REF, {
+        "manifests/base/crds/kubeflow.org_pytorchjobs.yaml": "kubeflow.org_pytorchjobs.yaml",
+        "manifests/base/crds/kubeflow.org_tfjobs.yaml": "kubeflow.org_tfjobs.yaml",
+    }),
+    Bundle("kube-prometheus-stack", versions.KUBE_PROMETHEUS_STACK_VERSION, "prometheus-community/helm-charts",
+           f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_VERSION}", {
+               f"{_KPS}/charts/crds/crds/crd-podmonitors.yaml": "crd-podmonitors.yaml",
+               f"{_KPS}/charts/crds/crds/crd-prometheusrules.yaml": "crd-prometheusrules.yaml",
+               f"{_KPS}/charts/crds/crds/crd-servicemonitors.yaml": "crd-servicemonitors.yaml",
+               f"{_KPS}/values.yaml": "values.yaml",
+           }, {"kube-prometheus-stack": "values.yaml"}),
+    Bundle("prometheus-adapter", versions.PROMETHEUS_ADAPTER_VERSION, "prometheus-community/helm-charts",
+           f"prometheus-adapter-{versions.PROMETHEUS_ADAPTER_VERSION}",
+           {"charts/prometheus-adapter/values.yaml": "values.yaml"}, {"prometheus-adapter": "values.yaml"}),
+    Bundle("nvidia-device-plugin", versions.NVIDIA_DEVICE_PLUGIN_VERSION, "NVIDIA/k8s-device-plugin",
+           f"v{versions.NVIDIA_DEVICE_PLUGIN_VERSION}",
+           {"deployments/helm/nvidia-device-plugin/values.yaml": "values.yaml"},
+           {versions.NVIDIA_DEVICE_PLUGIN_CHART: "values.yaml"}),
+    Bundle("dcgm-exporter", versions.DCGM_EXPORTER_VERSION, "NVIDIA/dcgm-exporter", _dcgm_tag(versions.DCGM_EXPORTER_VERSION),
+           {"deployment/values.yaml": "values.yaml"}, {versions.DCGM_EXPORTER_CHART: "values.yaml"}),
+    Bundle("strimzi", versions.STRIMZI_VERSION, "strimzi/strimzi-kafka-operator", versions.STRIMZI_VERSION, {
+        "helm-charts/helm3/strimzi-kafka-operator/crds/040-Crd-kafka.yaml": "040-Crd-kafka.yaml",
+        "helm-charts/helm3/strimzi-kafka-operator/crds/045-Crd-kafkanodepool.yaml": "045-Crd-kafkanodepool.yaml",
+        "helm-charts/helm3/strimzi-kafka-operator/values.yaml": "values.yaml",
+    }, {versions.STRIMZI_CHART: "values.yaml"}),
+)
+"""Every vendored bundle, versions read from infra/versions.py (a bump there points at a directory not vendored yet)."""
+
+REFRESH_HINT = ("run `.venv/bin/python -m tests.conformance.refresh {name}` (needs network, or --from-git DIR with a clone "
+                "of github.com/{repo}), review the upstream changes, and commit tests/conformance/{name}/{version}/")
+"""How to vendor a bumped version, shown by the suite when a directory is missing."""

@@ -1,0 +1,165 @@
+"""Every stack against the upstream it installs: each rendered custom resource validates against its CRD's
+openAPIV3Schema (unknown fields rejected), and each Helm values path exists in its chart's values.yaml (or sits
+under a free-form map). The CRDs and values.yaml are vendored per pinned version (sources.py, refresh.py)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import versions
+from infra.review.engine import list_stacks, render
+from infra.review.graph import HELM_RELEASE, Graph
+from tests.conformance.sources import BUNDLES, REFRESH_HINT, Bundle
+from tests.support.conformance import chart_defaults, chart_view, crd_errors, crd_schemas, unknown_value_paths
+
+FLUENT_BIT_VALUES = Path(__file__).resolve().parents[1] / "infra" / "k8s" / "fluent_bit_values.yaml"
+"""Fluent Bit's values.yaml, vendored with issue 15 (its SOURCE is infra/versions.py FLUENT_BIT_CHART_VERSION)."""
+
+_graphs: dict[str, Graph] = {}
+
+
+def _vendored(bundle: Bundle) -> Path:
+    """The bundle's directory, or a failure saying how to vendor the pinned version."""
+    missing = [name for name in [*bundle.files.values(), "SOURCE"] if not (bundle.directory / name).is_file()]
+    if missing:
+        hint = REFRESH_HINT.format(name=bundle.name, repo=bundle.repo, version=bundle.version)
+        raise AssertionError(f"{bundle.name} {bundle.version} (infra/versions.py) is not vendored: missing {missing} in "
+                             f"{bundle.directory}; {hint}")
+    return bundle.directory
+
+
+def _schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    files = [_vendored(b) / name for b in BUNDLES for name in b.files.values() if not name.startswith("values")]
+    return crd_schemas(files)
+
+
+def _charts() -> dict[str, Path]:
+    charts = {chart: _vendored(b) / name for b in BUNDLES for chart, name in b.charts.items()}
+    return {**charts, "fluent-bit": FLUENT_BIT_VALUES}
+
+
+def _unknown(chart: str, values: dict[str, Any]) -> list[str]:
+    """The values paths `chart` does not have, with the bundle's free-form paths and root aliases applied."""
+    bundle = next((b for b in BUNDLES if chart in b.charts), None)
+    free_form = bundle.free_form.get(chart, ()) if bundle else ()
+    aliases = bundle.root_aliases.get(chart, ()) if bundle else ()
+    ours, defaults = chart_view(values, chart_defaults(_charts()[chart]), free_form, aliases)
+    return unknown_value_paths(ours, defaults)
+
+
+def _is_custom(api_version: str) -> bool:
+    # Built-in groups are unqualified ("v1", "apps/v1") or end in .k8s.io; everything else comes from a CRD.
+    group = api_version.rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
+
+
+@pytest.fixture(scope="module")
+def graph() -> Callable[[str], Graph]:
+    """A real stack's graph (each renders once per module)."""
+
+    def get(stack: str) -> Graph:
+        if stack not in _graphs:
+            _graphs[stack] = render(stack)
+        return _graphs[stack]
+
+    return get
+
+
+def _custom_resources(graph: Graph) -> list[dict[str, Any]]:
+    return [r.inputs for r in graph.kubernetes_objects() if _is_custom(str(r.inputs.get("apiVersion", "")))]
+
+
+def _release(graph: Graph, chart: str) -> dict[str, Any]:
+    (found,) = [r.inputs for r in graph.of_type(HELM_RELEASE) if r.inputs["chart"] == chart]
+    return found
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda b: b.name)
+def test_every_pinned_version_is_vendored_with_its_source(bundle: Bundle) -> None:
+    source = (_vendored(bundle) / "SOURCE").read_text()
+    assert bundle.repo in source and bundle.tag in source, f"{bundle.directory}/SOURCE does not name {bundle.repo} {bundle.tag}"
+
+
+def test_a_version_bump_without_vendored_files_says_how_to_refresh() -> None:
+    bumped = dataclasses.replace(BUNDLES[0], version="99.0.0")
+    with pytest.raises(AssertionError, match=r"karpenter 99\.0\.0 .* not vendored.*tests\.conformance\.refresh karpenter"):
+        _vendored(bumped)
+
+
+@pytest.mark.parametrize("stack", list_stacks())
+def test_every_custom_resource_validates_against_its_crd(graph: Callable[[str], Graph], stack: str) -> None:
+    schemas = _schemas()
+    resources = _custom_resources(graph(stack))
+    assert resources, f"{stack} renders no custom resources"
+    problems = []
+    for resource in resources:
+        key = (resource["apiVersion"], resource["kind"])
+        if key not in schemas:
+            problems.append(f"{key}: no vendored CRD; add its CRD to tests/conformance/sources.py")
+            continue
+        name = resource["metadata"]["name"]
+        problems += [f"{resource['kind']} {name}: {error}" for error in crd_errors(resource, schemas[key])]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("stack", list_stacks())
+def test_every_helm_values_path_exists_in_its_chart(graph: Callable[[str], Graph], stack: str) -> None:
+    charts = _charts()
+    problems = []
+    for release in graph(stack).of_type(HELM_RELEASE):
+        chart = release.inputs["chart"]
+        if chart not in charts:
+            problems.append(f"{chart}: no vendored values.yaml; add the chart to tests/conformance/sources.py")
+            continue
+        unknown = _unknown(chart, release.inputs.get("values") or {})
+        problems += [f"{chart}: {path}" for path in unknown]
+    assert not problems, "values the charts do not have:\n" + "\n".join(problems)
+
+
+def test_the_values_check_catches_a_misspelt_key(graph: Callable[[str], Graph]) -> None:
+    values = copy.deepcopy(_release(graph("prod"), "kube-prometheus-stack")["values"])
+    values["prometheus"]["prometheusSpec"]["retentionSizee"] = values["prometheus"]["prometheusSpec"].pop("retention", "7d")
+    values["grafanna"] = values.pop("grafana")
+    unknown = _unknown("kube-prometheus-stack", values)
+    assert unknown == ["prometheus.prometheusSpec.retentionSizee", "grafanna"]
+
+
+def test_the_values_check_catches_a_map_where_the_chart_has_a_scalar(graph: Callable[[str], Graph]) -> None:
+    values = copy.deepcopy(_release(graph("prod"), versions.KARPENTER_CHART)["values"])
+    values["replicas"] = {"min": 2}
+    unknown = _unknown(versions.KARPENTER_CHART, values)
+    assert unknown == ["replicas (dict, chart has int)"]
+
+
+def test_istiod_legacy_pilot_prefix_and_mesh_config_are_checked_as_the_chart_reads_them() -> None:
+    assert _unknown("istiod", {"pilot": {"cni": {"enabled": True}}, "meshConfig": {"trustDomain": "x"}}) == []
+    assert _unknown("istiod", {"pilot": {"cnii": {"enabled": True}}}) == ["cnii"]
+
+
+def test_the_crd_check_catches_a_field_that_does_not_exist(graph: Callable[[str], Graph]) -> None:
+    schemas = _schemas()
+    (pool, *_) = [r for r in _custom_resources(graph("prod")) if r["kind"] == "NodePool"]
+    assert crd_errors(pool, schemas[("karpenter.sh/v1", "NodePool")]) == []
+    broken = copy.deepcopy(pool)
+    broken["spec"]["template"]["spec"]["nodeClassRefs"] = broken["spec"]["template"]["spec"]["nodeClassRef"]
+    broken["spec"]["disruption"]["consolidateAfterr"] = "30s"
+    errors = crd_errors(broken, schemas[("karpenter.sh/v1", "NodePool")])
+    assert len(errors) == 2, errors
+    assert "spec.disruption" in errors[0] and "'consolidateAfterr' was unexpected" in errors[0]
+    assert "spec.template.spec" in errors[1] and "'nodeClassRefs' was unexpected" in errors[1]
+
+
+def test_the_crd_check_catches_a_wrong_type_in_a_training_job(graph: Callable[[str], Graph]) -> None:
+    schemas = _schemas()
+    (job, *_) = [r for r in _custom_resources(graph("prod")) if r["kind"] == "PyTorchJob"]
+    broken = copy.deepcopy(job)
+    (replica, *_) = broken["spec"]["pytorchReplicaSpecs"].values()
+    replica["replicas"] = "two"
+    errors = crd_errors(broken, schemas[("kubeflow.org/v1", "PyTorchJob")])
+    assert any("replicas: 'two' is not of type 'integer'" in e for e in errors), errors
