@@ -29,7 +29,7 @@ import pulumi_aws as aws
 import yaml
 
 from infra.aws.logging import logs_kms_key
-from infra.aws.storage import _tls_only_policy
+from infra.aws.storage import private_bucket
 
 BUILD_IMAGE = "aws/codebuild/amazonlinux-x86_64-standard:5.0"
 """CodeBuild's curated Amazon Linux 2023 image; it carries the Python 3.11 runtime the program needs."""
@@ -138,28 +138,8 @@ class Deployer(pulumi.ComponentResource):
         self.register_outputs({"project_name": self.project_name, "source_bucket": self.source_bucket})
 
     def _source_bucket(self, name: str, key: aws.kms.Key) -> aws.s3.Bucket:
-        child = pulumi.ResourceOptions(parent=self)
-        # force_destroy: the bucket only holds short-lived copies of the repository, never data.
-        bucket = aws.s3.Bucket(f"{name}-source", force_destroy=True, opts=child)
-        aws.s3.BucketOwnershipControls(f"{name}-source", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
-            object_ownership="BucketOwnerEnforced"), opts=child)
-        public_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-source", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child,
-        )
-        aws.s3.BucketVersioning(f"{name}-source", bucket=bucket.id, versioning_configuration=(
-            aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled")), opts=child)
-        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-source", bucket=bucket.id, rules=[
-            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key.arn),
-                bucket_key_enabled=True,
-            )
-        ], opts=child)
-        aws.s3.BucketPolicy(f"{name}-source", bucket=bucket.id, policy=bucket.arn.apply(_tls_only_policy),
-                            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_block]))
         every_object = aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix="")
-        aws.s3.BucketLifecycleConfiguration(f"{name}-source", bucket=bucket.id, rules=[
+        rules = [
             aws.s3.BucketLifecycleConfigurationRuleArgs(
                 id="abort-incomplete-multipart", status="Enabled", filter=every_object,
                 abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
@@ -171,6 +151,7 @@ class Deployer(pulumi.ComponentResource):
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=1),
             ),
-        ], opts=child)
-        return bucket
+        ]
+        # force_destroy: the bucket only holds short-lived copies of the repository, never data.
+        return private_bucket(f"{name}-source", key=key, rules=rules, parent=self, force_destroy=True)
 

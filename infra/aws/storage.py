@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import pulumi
@@ -57,30 +58,6 @@ class ModelStore(pulumi.ComponentResource):
 
     def _bucket(self, name: str, role: BucketRole, key: aws.kms.Key, config: StorageConfig,
                 protect: bool) -> aws.s3.Bucket:
-        child = pulumi.ResourceOptions(parent=self)
-        bucket = aws.s3.Bucket(f"{name}-{role}", force_destroy=config.force_destroy,
-                               tags={BUCKET_ROLE_TAG: role},
-                               opts=pulumi.ResourceOptions(parent=self, protect=protect))
-        # ACLs off: the bucket policy alone decides access.
-        aws.s3.BucketOwnershipControls(f"{name}-{role}", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
-            object_ownership="BucketOwnerEnforced"), opts=child)
-        public_block = aws.s3.BucketPublicAccessBlock(
-            f"{name}-{role}", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child,
-        )
-        aws.s3.BucketVersioning(f"{name}-{role}", bucket=bucket.id, versioning_configuration=(
-            aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled")), opts=child)
-        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-{role}", bucket=bucket.id, rules=[
-            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key.arn,
-                ),
-                # Bucket keys cut KMS request costs by ~99% for checkpoint-sized write bursts.
-                bucket_key_enabled=True,
-            )
-        ], opts=child)
-        aws.s3.BucketPolicy(f"{name}-{role}", bucket=bucket.id, policy=bucket.arn.apply(_tls_only_policy),
-                            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_block]))
         rules = [aws.s3.BucketLifecycleConfigurationRuleArgs(
             id="abort-incomplete-multipart", status="Enabled",
             filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
@@ -95,8 +72,8 @@ class ModelStore(pulumi.ComponentResource):
                 noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=config.noncurrent_version_expiration_days),
             ))
-        aws.s3.BucketLifecycleConfiguration(f"{name}-{role}", bucket=bucket.id, rules=rules, opts=child)
-        return bucket
+        return private_bucket(f"{name}-{role}", key=key, rules=rules, parent=self, force_destroy=config.force_destroy,
+                              protect=protect, tags={BUCKET_ROLE_TAG: role})
 
     def grant_read(self, role: BucketRole, prefix: str = "") -> Grant:
         """Read objects under `prefix` in one bucket, with the KMS decrypt it needs."""
@@ -115,6 +92,38 @@ class ModelStore(pulumi.ComponentResource):
         key = self.kms_key_arn.apply(lambda k: {"Effect": "Allow", "Action": list(kms), "Resource": k})
         return Grant(statements=(list_statement, objects, key))
 
+
+
+def private_bucket(name: str, *, key: aws.kms.Key, rules: Sequence[aws.s3.BucketLifecycleConfigurationRuleArgs],
+                   parent: pulumi.Resource, force_destroy: bool, protect: bool = False,
+                   tags: Mapping[str, str] | None = None) -> aws.s3.Bucket:
+    """A bucket with ACLs off, public access blocked, versioning, SSE-KMS with `key` (bucket keys on), a TLS-only
+    policy and the lifecycle `rules`: every bucket of the platform is one of these."""
+    child = pulumi.ResourceOptions(parent=parent)
+    bucket = aws.s3.Bucket(name, force_destroy=force_destroy, tags=dict(tags) if tags else None,
+                           opts=pulumi.ResourceOptions(parent=parent, protect=protect))
+    # ACLs off: the bucket policy alone decides access.
+    aws.s3.BucketOwnershipControls(name, bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
+        object_ownership="BucketOwnerEnforced"), opts=child)
+    public_block = aws.s3.BucketPublicAccessBlock(
+        name, bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+        ignore_public_acls=True, restrict_public_buckets=True, opts=child,
+    )
+    aws.s3.BucketVersioning(name, bucket=bucket.id, versioning_configuration=(
+        aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled")), opts=child)
+    aws.s3.BucketServerSideEncryptionConfiguration(name, bucket=bucket.id, rules=[
+        aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+            apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="aws:kms", kms_master_key_id=key.arn,
+            ),
+            # Bucket keys cut KMS request costs by ~99% for checkpoint-sized write bursts.
+            bucket_key_enabled=True,
+        )
+    ], opts=child)
+    aws.s3.BucketPolicy(name, bucket=bucket.id, policy=bucket.arn.apply(_tls_only_policy),
+                        opts=pulumi.ResourceOptions(parent=parent, depends_on=[public_block]))
+    aws.s3.BucketLifecycleConfiguration(name, bucket=bucket.id, rules=list(rules), opts=child)
+    return bucket
 
 def _tls_only_policy(bucket_arn: str) -> str:
     return json.dumps({

@@ -14,6 +14,7 @@ import yaml
 
 from infra import versions
 from infra.review.graph import HELM_RELEASE, Graph
+from tests.support.conformance import unknown_value_paths
 from tests.support.graph import render_variant
 from workloads.common.logs import log_event
 from workloads.logging.lifecycle import INDEX_PATTERN, IndexLifecycleSettings
@@ -48,21 +49,6 @@ def parse_classic(text: str) -> list[tuple[str, dict[str, str]]]:
     return sections
 
 
-def _unknown_keys(ours: Any, chart: Any, path: str = "") -> list[str]:
-    """Key paths we set that the chart's values.yaml does not have (free-form maps and lists accept anything)."""
-    if isinstance(ours, dict) and isinstance(chart, dict) and chart:
-        out = []
-        for key, value in ours.items():
-            if key not in chart:
-                out.append(f"{path}{key}")
-            else:
-                out += _unknown_keys(value, chart[key], f"{path}{key}.")
-        return out
-    if chart is not None and not isinstance(ours, type(chart)):
-        return [f"{path.rstrip('.')} ({type(ours).__name__}, chart has {type(chart).__name__})"]
-    return []
-
-
 def test_fluent_bit_is_the_pinned_official_chart(prod: Graph) -> None:
     release = _release(prod)
     assert (release["name"], release["namespace"], release["version"]) == ("fluent-bit", "logging", "0.58.1")
@@ -77,7 +63,7 @@ def test_values_conform_to_the_vendored_chart_values(prod: Graph) -> None:
     chart = yaml.safe_load(VENDORED_VALUES.read_text())
     values = _release(prod)["values"]
     assert set(values) <= set(chart), f"top-level keys not vendored: {set(values) - set(chart)}"
-    assert _unknown_keys(values, chart) == []
+    assert unknown_value_paths(values, chart) == []
     # The vendored copy itself is the chart's: its own config keys name the sections the chart templates render.
     assert set(values["config"]) <= {"service", "inputs", "filters", "outputs", "upstream", "customParsers",
                                      "extraFiles"}
@@ -85,9 +71,9 @@ def test_values_conform_to_the_vendored_chart_values(prod: Graph) -> None:
 
 def test_conformance_check_catches_a_misspelt_key() -> None:
     chart = yaml.safe_load(VENDORED_VALUES.read_text())
-    assert _unknown_keys({"config": {"output": "x"}, "serviceAccount": {"nmae": "a"}}, chart) == [
+    assert unknown_value_paths({"config": {"output": "x"}, "serviceAccount": {"nmae": "a"}}, chart) == [
         "config.output", "serviceAccount.nmae"]
-    assert _unknown_keys({"tolerations": {"operator": "Exists"}}, chart) == ["tolerations (dict, chart has list)"]
+    assert unknown_value_paths({"config": "[OUTPUT]"}, chart) == ["config (str, chart has dict)"]
 
 
 def test_kubernetes_filter_merges_json_logs(prod: Graph) -> None:

@@ -19,7 +19,7 @@ from infra.config.streaming import StreamingConfig, TopicConfig
 from infra.k8s.streaming import KafkaTopics, LocalKafka
 from infra.review.engine import render_program
 from infra.review.graph import HELM_RELEASE, Graph
-from tests.infra.k8s.test_logging import _unknown_keys
+from tests.support.conformance import unknown_value_paths
 from tests.support.graph import assert_kind_validates, policy_statements, render_variant
 from workloads.recommend.topic_settings import TopicsSettings
 
@@ -91,7 +91,7 @@ def test_local_runs_the_pinned_strimzi_operator_with_restricted_operands(local: 
 def test_operator_values_exist_in_the_vendored_chart(local: Graph) -> None:
     chart = yaml.safe_load((STRIMZI / "values.yaml").read_text())
     (release,) = [r.inputs for r in local.of_type(HELM_RELEASE) if r.inputs["name"] == "strimzi-kafka-operator"]
-    assert _unknown_keys(release["values"], chart) == []
+    assert unknown_value_paths(release["values"], chart) == []
     assert chart["defaultImageTag"] == versions.STRIMZI_VERSION  # the vendored values are the pinned release's
 
 
