@@ -7,7 +7,7 @@ TF_VENV := .venv-tf
 VLLM_VENV := .venv-vllm
 PYTEST_ARGS ?=
 
-.PHONY: lock setup setup-workloads setup-tf setup-vllm preview test test-infra test-workloads test-tf lint bench demo clean
+.PHONY: lock setup setup-workloads setup-tf setup-vllm preview test test-infra test-workloads test-tf lint bench soak demo clean
 
 # Infra + tooling only: enough for `make preview` (no torch download). Every transitive dependency comes from the
 # lock at its pinned version and hash; pip shows its progress, as the first run downloads a few hundred MB.
@@ -66,7 +66,7 @@ test-infra: setup
 
 test-workloads: setup-workloads setup-vllm
 	$(BIN)/python -m pytest -q tests --ignore=tests/infra --ignore=tests/stacks --ignore=tests/policies --ignore=tests/conformance --ignore=tests/bench \
-		--ignore=tests/workloads/trainer_tf $(PYTEST_ARGS)
+		--ignore=tests/soak --ignore=tests/workloads/trainer_tf $(PYTEST_ARGS)
 
 test-tf: setup-tf
 	$(TF_VENV)/bin/python -m pytest -q tests/workloads/trainer_tf $(PYTEST_ARGS)
@@ -79,6 +79,11 @@ lint: setup-workloads
 bench: setup-workloads setup-tf setup-vllm
 	$(BIN)/python -m pytest -q -s tests/bench --ignore=tests/bench/test_bench_trainer_tf.py
 	$(TF_VENV)/bin/python -m pytest -q -s tests/bench/test_bench_trainer_tf.py
+
+# The server at ~80% of its measured capacity for 10 minutes against a real Redis restarted twice (SOAK_DURATION_S=60
+# for a short run). A fixed --basetemp keeps the figures (build/soak/*/soak.md) from other pytest runs' temp rotation.
+soak: setup-workloads
+	$(BIN)/python -m pytest -q -s tests/soak --basetemp=build/soak $(PYTEST_ARGS)
 
 # The data path on one machine: S3 (moto) + Redis → torchrun training → serving → cache → metrics → vLLM behind the
 # gateway → alert rules.

@@ -24,7 +24,6 @@ from infra.aws.tags import merge_tags, tag_transform
 from infra.config.parse import PlatformConfig
 from infra.k8s.gpu import GpuNodePools
 from infra.k8s.inference import InferenceService
-from infra.k8s.local import REDIS_PORT as LOCAL_REDIS_PORT
 from infra.k8s.local import SYSTEM_NAMESPACE, LocalServices
 from infra.k8s.logging import FALLBACK_GROUP, CloudWatchSink, LogShipper
 from infra.k8s.logging import NAMESPACE as LOGGING_NAMESPACE
@@ -32,11 +31,13 @@ from infra.k8s.logging import SERVICE_ACCOUNT as LOG_SHIPPER_ACCOUNT
 from infra.k8s.mesh import GATEWAY_PRINCIPAL, INGRESS_NAMESPACE, Mesh, namespace_labels
 from infra.k8s.mesh import SYSTEM_NAMESPACE as MESH_NAMESPACE
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, WORKLOAD_NAMESPACES, Namespaces
+from infra.k8s.netpol import Rule, egress, namespace_peer, tcp, to_https, to_pod_identity, to_ports
 from infra.k8s.observability import NAMESPACE as MONITORING_NAMESPACE
 from infra.k8s.observability import PROMETHEUS_PRINCIPAL, Observability
 from infra.k8s.recommend import NAMESPACE as RECOMMEND_NAMESPACE
 from infra.k8s.recommend import SERVICE_ACCOUNT as RECOMMEND_ACCOUNT
 from infra.k8s.recommend import StreamProcessor
+from infra.k8s.streaming import NAMESPACE as LOCAL_KAFKA_NAMESPACE
 from infra.k8s.streaming import PORT as LOCAL_KAFKA_PORT
 from infra.k8s.streaming import TOPICS_NAMESPACE, TOPICS_SERVICE_ACCOUNT, KafkaTopics, LocalKafka
 from infra.k8s.training import TrainingJob
@@ -68,10 +69,12 @@ def build(config: PlatformConfig) -> None:
     kafka = None
     if config.streaming.enabled:
         local_kafka = LocalKafka("kafka", config.streaming, opts=on_cluster)
-        kafka = KafkaWiring(bootstrap_servers=local_kafka.bootstrap_servers, auth="none", port=LOCAL_KAFKA_PORT)
+        kafka = KafkaWiring(bootstrap_servers=local_kafka.bootstrap_servers, auth="none",
+                            egress_rules=[egress([namespace_peer(LOCAL_KAFKA_NAMESPACE)], tcp(LOCAL_KAFKA_PORT))])
     _workloads(config, provider, WorkloadWiring(
         buckets={role: role for role in BUCKET_ROLES}, env=services.s3_env,
         secret_env_from=[services.s3_secret_name], redis_url=services.redis_url, kafka=kafka,
+        s3_egress=services.s3_egress, redis_egress=services.redis_egress,
     ))
 
 
@@ -135,7 +138,6 @@ def _build_aws(config: PlatformConfig) -> None:
             "cache", config.cache, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
             allowed_security_group_ids=[cluster.cluster_security_group_id], protect=config.deletion_protection,
         )
-        server_grants.append(cache.grant_read_auth_token())
         pulumi.export("cache_primary_endpoint", cache.primary_endpoint)
     streaming = None
     kafka_identities: dict[str, pulumi.Resource] = {}
@@ -172,8 +174,10 @@ def _build_aws(config: PlatformConfig) -> None:
     _workloads(config, cluster.provider, WorkloadWiring(
         buckets={str(role): name for role, name in store.bucket_names.items()}, redis_url=cache.redis_url if cache else None,
         kafka=KafkaWiring(bootstrap_servers=streaming.bootstrap_brokers, auth="iam", region=config.region,
-                          port=SASL_IAM_PORT, identities=kafka_identities)
+                          identities=kafka_identities,
+                          egress_rules=[to_ports(SASL_IAM_PORT), to_pod_identity()])
         if streaming else None,
+        s3_egress=[to_https(), to_pod_identity()], redis_egress=[to_ports(CACHE_REDIS_PORT)],
     ))
 
 
@@ -223,11 +227,12 @@ class KafkaWiring:
     """Client authentication: none (the in-cluster broker) or SASL/IAM over TLS (MSK)."""
     region: str | None = None
     """AWS region the IAM auth signs for; set with auth iam."""
-    port: int
-    """The brokers' client port (the processor's NetworkPolicy egress)."""
     identities: Mapping[str, pulumi.Resource] = field(default_factory=dict)
     """The WorkloadIdentity of each Kafka workload by name (aws): its pods wait for it, since a pod admitted before
     its Pod Identity association never gets credentials."""
+    egress_rules: Sequence[Rule] = ()
+    """NetworkPolicy egress of the Kafka clients (topics Job, stream processor): the brokers (and the Pod Identity
+    agent on aws)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,6 +249,10 @@ class WorkloadWiring:
     """Response-cache URL with its password, when the stack has a cache."""
     kafka: KafkaWiring | None = None
     """The stack's Kafka, when streaming is enabled."""
+    s3_egress: Sequence[Rule] = ()
+    """NetworkPolicy egress to the object store (S3 and the Pod Identity agent, or MinIO)."""
+    redis_egress: Sequence[Rule] = ()
+    """NetworkPolicy egress to the stack's Redis."""
 
 
 def _s3(buckets: Mapping[str, pulumi.Input[str]], role: str, path: str) -> pulumi.Output[str]:
@@ -264,7 +273,8 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
             data_uri=_s3(wiring.buckets, "datasets", job.dataset),
             checkpoint_uri=_s3(wiring.buckets, "checkpoints", f"{job.name}/"),
             export_uri=_s3(wiring.buckets, "models", f"{job.name}/"),
-            env=wiring.env, secret_env_from=wiring.secret_env_from, opts=on_cluster,
+            env=wiring.env, secret_env_from=wiring.secret_env_from, egress_rules=wiring.s3_egress,
+            scraped=bool(config.observability.enabled), opts=on_cluster,
         )
     server_ns, server_sa = SERVER_SERVICE_ACCOUNT
     principals = [GATEWAY_PRINCIPAL]
@@ -280,22 +290,22 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
             model_uri=_s3(wiring.buckets, "models", svc.model_prefix()), allowed_principals=principals,
             env=wiring.env, secret_env_from=wiring.secret_env_from, redis_url=wiring.redis_url,
             # The HPA's queue-depth metric comes from prometheus-adapter, part of the observability stack.
-            mesh=bool(config.mesh.enabled), queue_depth_autoscaling=bool(config.observability.enabled), opts=on_cluster,
+            mesh=bool(config.mesh.enabled), queue_depth_autoscaling=bool(config.observability.enabled),
+            egress_rules=wiring.s3_egress, redis_egress=wiring.redis_egress, opts=on_cluster,
         )
     if wiring.kafka and config.streaming.topics:
         KafkaTopics("kafka-topics", config.streaming.topics, bootstrap_servers=wiring.kafka.bootstrap_servers,
                     auth=wiring.kafka.auth, region=wiring.kafka.region, namespace=TOPICS_NAMESPACE,
                     service_account=TOPICS_SERVICE_ACCOUNT, image=recommend_image,
-                    opts=_after_identity(provider, wiring.kafka, "kafka-topics"))
+                    egress_rules=wiring.kafka.egress_rules, opts=_after_identity(provider, wiring.kafka, "kafka-topics"))
     if config.recommend.enabled:
         kafka, recommend = wiring.kafka, config.recommend
         assert kafka and wiring.redis_url is not None  # parse_config requires streaming and a Redis
         StreamProcessor(
             "recommend-processor", recommend, image=recommend.image or recommend_image,
-            bootstrap_servers=kafka.bootstrap_servers, kafka_ports=[kafka.port],
+            bootstrap_servers=kafka.bootstrap_servers, kafka_egress=kafka.egress_rules,
             kafka_settings={"kafka_auth": kafka.auth, **({"kafka_region": kafka.region} if kafka.region else {})},
-            redis_url=wiring.redis_url, redis_port=CACHE_REDIS_PORT if config.is_aws else LOCAL_REDIS_PORT,
-            aws_credentials=kafka.auth == "iam", mesh=bool(config.mesh.enabled),
+            redis_url=wiring.redis_url, redis_egress=wiring.redis_egress, mesh=bool(config.mesh.enabled),
             # The lag HPA's metric and the scrape target need the observability stack (adapter, operator CRDs).
             monitoring=bool(config.observability.enabled),
             opts=_after_identity(provider, kafka, "recommend-processor"),

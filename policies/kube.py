@@ -101,6 +101,97 @@ def image_is_pinned(image: str) -> bool:
     return bool(name) and "/" not in tag and tag not in ("", "latest")
 
 
+IMAGE_DIGEST_KEYS: Final = ("digest", "sha")
+"""Helm values keys holding an image digest (`digest` in most charts, `sha` in kube-prometheus-stack's)."""
+IMAGE_TAG_KEYS: Final = ("tag", "imageTag")
+"""Helm values keys holding a tag for the string images beside and below them (Istio's `tag`, Elastic's `imageTag`)."""
+CHART_DEFAULT: Final = "(chart default)"
+"""Stands for the part of an image reference a release leaves to its chart (pinned by the chart version)."""
+
+_Tag = tuple[str, str]
+"""(values path, tag) of one tag key in scope."""
+
+
+def helm_value_images(values: Any, path: str = "values") -> Iterator[tuple[str, str]]:
+    """(path, image reference) for every image a Helm release's values choose, and every bare unpinned tag.
+
+    Charts spell images two ways. A map (`image: {registry, repository, tag, digest}`; kube-prometheus-stack's
+    `sha`): one with none of repository, tag or digest (only `pullPolicy`, say) leaves the image to the chart
+    and is skipped; a missing repository reads `(chart default)`, and a missing or empty tag reads
+    `:(chart default)`, the chart's appVersion, pinned by the chart version. Or a string (`image: repo:tag`),
+    whose tag may sit apart: Istio's charts build `{hub}/{image}:{tag | default global.tag}`
+    (manifests/charts/istio-control/istio-discovery/values.yaml at 1.29.6: `image: pilot`, `tag: ""`,
+    `global.tag`, `global.proxy.image: proxyv2`) and Elastic's `{image}:{imageTag}`. So a string image without
+    its own tag takes the nearest non-empty `tag`/`imageTag` of its map or an enclosing one, `global.tag` last.
+    A tag that no string image takes is judged on its own when it is `latest`, or empty with no tag to fall
+    back to (`global: {tag: latest}` switches every Istio image to latest).
+    """
+    used: set[str] = set()
+    root_scope = _own_tags(values.get("global"), f"{path}.global") if isinstance(values, Mapping) else []
+    bare = {where: (tag, False) for where, tag in root_scope}
+    yield from _walk(values, path, root_scope, used, bare)
+    for where, (tag, falls_back) in bare.items():
+        if where not in used and (tag == "latest" or (tag == "" and not falls_back)):
+            yield where, f"{CHART_DEFAULT}:{tag}"
+
+
+def _own_tags(node: Any, path: str) -> list[_Tag]:
+    if not isinstance(node, Mapping):
+        return []
+    found = [(f"{path}.{key}", node[key]) for key in IMAGE_TAG_KEYS if key in node]
+    return [(where, str(tag)) for where, tag in found if isinstance(tag, str | int | float) and not isinstance(tag, bool)]
+
+
+def _walk(values: Any, path: str, scope: list[_Tag], used: set[str], bare: dict[str, tuple[str, bool]]
+          ) -> Iterator[tuple[str, str]]:
+    if isinstance(values, Mapping):
+        own = _own_tags(values, path)
+        for where, tag in own:
+            bare.setdefault(where, (tag, any(t for _, t in scope)))
+        # A map's own tags are the nearest for the images in it (global.proxy.image takes global.tag).
+        scope = [tag for tag in scope if tag not in own] + own
+        for key, value in values.items():
+            where = f"{path}.{key}"
+            if _is_image_key(str(key)):
+                reference = _image_reference(value, scope, used)
+                if reference is not None:
+                    yield where, reference
+                    continue
+            yield from _walk(value, where, scope, used, bare)
+    elif isinstance(values, list):
+        for i, item in enumerate(values):
+            yield from _walk(item, f"{path}[{i}]", scope, used, bare)
+
+
+def _is_image_key(key: str) -> bool:
+    return key == "image" or key.endswith("Image")
+
+
+def _image_reference(value: Any, scope: list[_Tag], used: set[str]) -> str | None:
+    if isinstance(value, str):
+        if "@" in value or ":" in value.rsplit("/", 1)[-1]:
+            return value
+        # The nearest non-empty tag is this image's; the empty ones nearer than it deferred to it: none is bare.
+        tag = ""
+        for where, tag in reversed(scope):
+            used.add(where)
+            if tag:
+                break
+        return f"{value}:{tag}" if tag else value
+    if not isinstance(value, Mapping):
+        return None
+    repository, tag = str(value.get("repository") or ""), str(value.get("tag") or "")
+    digest = next((str(value[k]) for k in IMAGE_DIGEST_KEYS if value.get(k)), "")
+    if not (repository or tag or digest):
+        return None
+    registry = str(value.get("registry") or "")
+    reference = f"{registry}/{repository}" if registry and repository else repository or CHART_DEFAULT
+    reference += f":{tag or CHART_DEFAULT}" if tag or not digest else ""
+    if digest:
+        reference += "@" + (digest if digest.startswith("sha256:") else f"sha256:{digest}")
+    return reference
+
+
 def pod_template_labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
     """Labels of the object's pod template (`spec.template.metadata.labels`), for selector matching."""
     template = (props.get("spec") or {}).get("template") or {}

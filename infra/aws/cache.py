@@ -9,13 +9,10 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from infra.aws.iam import Grant
 from infra.config.storage import CacheConfig
 
 REDIS_PORT: Final = 6379
 """The port of the replication group and of its security-group rule."""
-SECRET_READ_ACTIONS: Final = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
-"""Actions `grant_read_auth_token` allows on the AUTH token secret."""
 
 
 class Cache(pulumi.ComponentResource):
@@ -30,7 +27,8 @@ class Cache(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str]
     """The cache's security group."""
     redis_url: pulumi.Output[str]
-    """rediss:// URL with the AUTH token, for the model servers (a secret output)."""
+    """rediss:// URL with the AUTH token, for the model servers (a secret output): it reaches a pod only as a key of a
+    Kubernetes Secret mounted read-only as a file (infra/k8s/podspec.py secret_files), never as an env var."""
 
     def __init__(self, name: str, config: CacheConfig, *, vpc_id: pulumi.Input[str],
                  subnet_ids: Sequence[pulumi.Input[str]], allowed_security_group_ids: Sequence[pulumi.Input[str]],
@@ -89,8 +87,3 @@ class Cache(pulumi.ComponentResource):
             referenced_security_group_id=security_group_id, ip_protocol="tcp", from_port=REDIS_PORT,
             to_port=REDIS_PORT, description="Redis from the EKS cluster", opts=pulumi.ResourceOptions(parent=self),
         )
-
-    def grant_read_auth_token(self) -> Grant:
-        """Read the AUTH token secret (the server loads it at start)."""
-        return Grant(statements=(self.auth_token_secret_arn.apply(
-            lambda arn: {"Effect": "Allow", "Action": list(SECRET_READ_ACTIONS), "Resource": arn}),))

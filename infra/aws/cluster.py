@@ -24,6 +24,9 @@ ADDON_POD_IDENTITY_POLICIES = {
     "aws-ebs-csi-driver": ("ebs-csi-controller-sa", "service-role/AmazonEBSCSIDriverPolicy"),
 }
 """Add-ons that call AWS APIs: (service account, managed policy) for their own Pod Identity role."""
+ADDON_CONFIGURATION = {"vpc-cni": {"enableNetworkPolicy": "true"}}
+"""Add-on configuration values: vpc-cni enforces NetworkPolicies only when asked (docs.aws.amazon.com/eks/latest/
+userguide/cni-network-policy-configure.html); the platform's policies are in infra/k8s/netpol.py."""
 ADDONS_AFTER_NODES = frozenset({"coredns", "aws-ebs-csi-driver"})
 """Add-ons whose pods need nodes to become healthy; created after the node groups."""
 
@@ -173,6 +176,7 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-{addon}", cluster_name=cluster.name, addon_name=addon, addon_version=version.version,
                 resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="PRESERVE",
                 pod_identity_associations=associations,
+                configuration_values=json.dumps(ADDON_CONFIGURATION[addon]) if addon in ADDON_CONFIGURATION else None,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
             ))
         return created

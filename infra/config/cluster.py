@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from infra import versions
+from infra.config import instances
 from infra.config.base import POOL_NAME, Section, not_one_of
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
@@ -97,23 +98,26 @@ class NodePoolConfig(Section):
     name: str = Field(pattern=POOL_NAME)
     """Pool name; nodes are labelled modelplane.io/pool=<name>. Lowercase letters, digits, dashes."""
     instance_types: list[str] = Field(min_length=1)
-    """EC2 instance types, in preference order."""
+    """EC2 instance types, in preference order. Valid values: the amd64 types without GPUs of
+    infra/config/instances.yaml (the node groups run versions.SYSTEM_AMI_TYPE)."""
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
     """ON_DEMAND or SPOT. Defaults to ON_DEMAND (the system pool must not be preempted)."""
     min_size: int = Field(ge=0)
-    """Fewest nodes."""
+    """Fewest nodes. At most 50 (limits.MAX_NODE_GROUP_SIZE) unless modelplane:limits.allowLarge is true."""
     desired_size: int = Field(ge=0)
-    """Nodes at creation (then managed by autoscaling)."""
+    """Nodes at creation (then managed by autoscaling). At most 50 (limits.MAX_NODE_GROUP_SIZE) unless
+    modelplane:limits.allowLarge is true."""
     max_size: int = Field(ge=1)
-    """Most nodes."""
+    """Most nodes. At most 50 (limits.MAX_NODE_GROUP_SIZE) unless modelplane:limits.allowLarge is true."""
     disk_size_gb: int = Field(default=50, ge=20, le=16384)
     """Encrypted gp3 root volume size in GiB. Defaults to 50."""
     labels: dict[str, str] = {}
     """Extra Kubernetes node labels."""
 
     def checks(self) -> list[tuple[str, str]]:
-        """min ≤ desired ≤ max."""
-        problems = []
+        """Instance types from the table; min ≤ desired ≤ max."""
+        problems = [(f"instanceTypes[{i}]", message) for i, kind in enumerate(self.instance_types)
+                    if (message := instances.instance_type_problem(kind, gpu=False))]
         if self.desired_size < self.min_size:
             problems.append(("desiredSize", f"must be >= minSize (got {self.desired_size} < {self.min_size})"))
         if self.desired_size > self.max_size:

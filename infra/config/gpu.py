@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from infra.config import karpenter
+from infra.config import instances, karpenter
 from infra.config.base import POOL_NAME, Section, cpu_problems, memory_problems, not_one_of
 
 _SCRAPE_INTERVAL = re.compile(r"^[0-9]+(s|m)$")
@@ -53,17 +53,21 @@ class GpuPoolConfig(Section):
     purpose: Literal["training", "inference"] = "training"
     """What runs here. Defaults to training. Valid values: training, inference (production: on-demand only)."""
     instance_families: list[str] = []
-    """EC2 instance families, e.g. [g6, g6e]. Set this or instanceTypes."""
+    """EC2 instance families, e.g. [g6, g6e]. Set this or instanceTypes. Valid values: the GPU families of
+    infra/config/instances.yaml."""
     instance_types: list[str] = []
-    """EC2 instance types, e.g. [g6.12xlarge]. Set this or instanceFamilies."""
+    """EC2 instance types, e.g. [g6.12xlarge]. Set this or instanceFamilies. Valid values: the GPU types of
+    infra/config/instances.yaml."""
     capacity_types: list[str] = ["on-demand"]
     """How nodes are bought. Defaults to [on-demand]. Valid values: spot, on-demand."""
     gpus_per_node: GpusPerNodeConfig = GpusPerNodeConfig()
     """GPUs per node bounds. Defaults to 1..8."""
     gpu_limit: int
-    """Total nvidia.com/gpu the pool may hold (NodePool limits). Required; > 0 and >= gpusPerNode.min."""
+    """Total nvidia.com/gpu the pool may hold (NodePool limits). Required; > 0 and >= gpusPerNode.min; at most 64
+    (limits.MAX_POOL_GPUS) unless modelplane:limits.allowLarge is true."""
     cpu_limit: int | None = Field(default=None, ge=1)
-    """Total vCPUs the pool may hold. Defaults to no CPU limit (the GPU limit bounds the pool)."""
+    """Total vCPUs the pool may hold. Defaults to no CPU limit (the GPU limit bounds the pool). At most 1024
+    (limits.MAX_POOL_VCPUS) unless modelplane:limits.allowLarge is true."""
     memory_limit: str | None = None
     """Total memory the pool may hold, e.g. 4Ti. Defaults to no memory limit."""
     ami_family: karpenter.AmiFamily = "al2023"
@@ -88,10 +92,16 @@ class GpuPoolConfig(Section):
     def checks(self, production: bool) -> list[tuple[str, str]]:
         """Capacity types, instance lists, GPU bounds and limit, durations, budget, production on-demand."""
         problems = _capacity_problems(self.capacity_types)
-        problems += self._instance_problems()
+        instance_problems = self._instance_problems()
+        problems += instance_problems
         gpus = self.gpus_per_node
+        counts = instances.gpu_counts(self.instance_families or self.instance_types)
         if gpus.max < gpus.min:
             problems.append(("gpusPerNode.max", f"must be >= gpusPerNode.min (got {gpus.max} < {gpus.min})"))
+        elif not instance_problems and not any(gpus.min <= n <= gpus.max for n in counts):
+            problems.append(("gpusPerNode", f"admits none of the pool's instance types (got {gpus.min} to {gpus.max}; "
+                                            f"they have {', '.join(map(str, counts))} GPUs); the pool could never "
+                                            "launch a node"))
         if self.gpu_limit <= 0:
             problems.append(("gpuLimit", f"must be > 0 (got {self.gpu_limit}); it caps the pool's total nvidia.com/gpu"))
         elif self.gpu_limit < gpus.min:
@@ -121,10 +131,10 @@ class GpuPoolConfig(Section):
         if not self.instance_families and not self.instance_types:
             return [("instanceFamilies", "must list at least one instance family like g6 (or set instanceTypes) "
                                          "(got [])")]
-        problems = [(f"instanceFamilies[{i}]", f"must be an EC2 instance family like g6 or p4d (got {family!r})")
-                    for i, family in enumerate(self.instance_families) if not karpenter.INSTANCE_FAMILY.match(family)]
-        problems += [(f"instanceTypes[{i}]", f"must be an EC2 instance type like g6.12xlarge (got {kind!r})")
-                     for i, kind in enumerate(self.instance_types) if not karpenter.INSTANCE_TYPE.match(kind)]
+        problems = [(f"instanceFamilies[{i}]", message) for i, family in enumerate(self.instance_families)
+                    if (message := instances.gpu_family_problem(family))]
+        problems += [(f"instanceTypes[{i}]", message) for i, kind in enumerate(self.instance_types)
+                     if (message := instances.instance_type_problem(kind, gpu=True))]
         return problems
 
 
@@ -136,13 +146,15 @@ class CpuPoolConfig(Section):
     name: str = Field(default="cpu", pattern=POOL_NAME)
     """Pool name; nodes get modelplane.io/pool=<name>. Defaults to cpu."""
     instance_categories: list[str] = ["c", "m", "r"]
-    """EC2 instance categories. Defaults to c, m, r."""
+    """EC2 instance categories. Defaults to c, m, r. Valid values: the CPU categories of infra/config/instances.yaml
+    (c, m, r, t)."""
     min_generation: int = Field(default=5, ge=1)
     """Oldest instance generation allowed: 5 admits m5 and newer. Defaults to 5."""
     capacity_types: list[str] = ["on-demand"]
     """How nodes are bought. Defaults to [on-demand]. Valid values: spot, on-demand."""
     cpu_limit: int = Field(default=64, ge=1)
-    """Total vCPUs the pool may hold. Defaults to 64."""
+    """Total vCPUs the pool may hold. Defaults to 64. At most 1024 (limits.MAX_POOL_VCPUS) unless
+    modelplane:limits.allowLarge is true."""
     memory_limit: str = "256Gi"
     """Total memory the pool may hold. Defaults to 256Gi."""
     disk_size_gb: int = Field(default=50, ge=20, le=16384)
@@ -157,8 +169,9 @@ class CpuPoolConfig(Section):
     def checks(self) -> list[tuple[str, str]]:
         """Capacity types, categories, limits and durations."""
         problems = _capacity_problems(self.capacity_types)
-        problems += [(f"instanceCategories[{i}]", f"must be one lowercase letter like c or m (got {category!r})")
-                     for i, category in enumerate(self.instance_categories) if not re.fullmatch(r"[a-z]", category)]
+        problems += [(f"instanceCategories[{i}]", not_one_of(category, instances.cpu_categories()))
+                     for i, category in enumerate(self.instance_categories)
+                     if category not in instances.cpu_categories()]
         if not self.instance_categories:
             problems.append(("instanceCategories", "must list at least one category like c (got [])"))
         problems += memory_problems("memoryLimit", self.memory_limit, "256Gi")

@@ -22,7 +22,3 @@ GRACE_PERIOD: Final = re.compile(r"^([0-9]+(s|m|h))+$")
 """Pattern of `terminationGracePeriod` in the NodePool CRD (no `Never`)."""
 BUDGET_NODES: Final = re.compile(r"^((100|[0-9]{1,2})%|[0-9]+)$")
 """Pattern of a disruption budget's `nodes` in the NodePool CRD: a count or a percentage."""
-INSTANCE_FAMILY: Final = re.compile(r"^[a-z]+[0-9][a-z0-9-]*$")
-"""An EC2 instance family such as g6, g6e or p4d."""
-INSTANCE_TYPE: Final = re.compile(r"^[a-z]+[0-9][a-z0-9-]*\.[a-z0-9]+$")
-"""An EC2 instance type such as g6.12xlarge."""

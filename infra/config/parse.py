@@ -10,16 +10,18 @@ and what is allowed. Nothing is registered with Pulumi until the whole config is
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
 from infra.config.base import Section
+from infra.config.checks import stack_issues
 from infra.config.cluster import SYSTEM_POOL, ClusterConfig, NodePoolConfig
 from infra.config.errors import ConfigError, ConfigIssue
 from infra.config.gpu import AddonsConfig, GpuPoolConfig, KarpenterConfig
 from infra.config.issues import NAMESPACE, pydantic_issues
+from infra.config.limits import LimitsConfig
 from infra.config.logging import LoggingConfig
 from infra.config.network import NetworkConfig
 from infra.config.platform import MeshConfig, ObservabilityConfig
@@ -86,6 +88,8 @@ class PlatformConfig(Section):
     """ECR repositories for our images and how workloads pull them (target aws). Defaults to RegistryConfig's."""
     tags: dict[str, str] = {}
     """Tags on every taggable AWS resource; must include owner and cost-center."""
+    limits: LimitsConfig = LimitsConfig()
+    """Whether the stack may go past the upper bounds of infra/config/limits.py. Defaults to within them."""
 
     @property
     def is_aws(self) -> bool:
@@ -112,6 +116,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "inference": InferenceConfig,
     "recommend": RecommendConfig,
     "registry": RegistryConfig,
+    "limits": LimitsConfig,
 }
 _AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter", "registry")
 _KUBECONFIG_ADDONS = ("trainingOperator",)
@@ -149,8 +154,10 @@ def _scoped(issues: list[ConfigIssue], prefix: str, problems: list[tuple[str, st
     issues.extend(ConfigIssue(f"{NAMESPACE}:{prefix}.{key}", message) for key, message in problems)
 
 
-def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> PlatformConfig:
-    """Parse a stack's config map (`{"modelplane:network": {...}, "aws:region": ...}`).
+def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "",
+                 secret_keys: Collection[str] = ()) -> PlatformConfig:
+    """Parse a stack's config map (`{"modelplane:network": {...}, "aws:region": ...}`); `secret_keys` are the keys
+    Pulumi holds as secrets (a stack file shows them as `secure:` values instead).
 
     Raises `ConfigError` listing every problem; returns a frozen `PlatformConfig` otherwise.
     """
@@ -221,6 +228,8 @@ def parse_config(stack: str, raw: Mapping[str, Any], *, source: str = "") -> Pla
         issues.append(ConfigIssue(f"{NAMESPACE}:tags", f"is required and must include {', '.join(REQUIRED_TAGS)}; add a "
                                                        f"{NAMESPACE}:tags map to the stack"))
 
+    issues += stack_issues(stack, raw, ours, fields, secret_keys=secret_keys,
+                           schema={**_SECTIONS, **dict.fromkeys(_SCALARS)})
     if issues:
         raise ConfigError(issues, source=source)
     return PlatformConfig.model_validate({**fields, "stack": stack, "region": region})
@@ -376,10 +385,11 @@ def _check_tags(tags: dict[str, Any], issues: list[ConfigIssue]) -> None:
 
 def from_pulumi_runtime(stack: str) -> PlatformConfig:
     """The stack's config as the Pulumi engine hands it to a real `pulumi up` (JSON strings for objects)."""
-    from pulumi.runtime.config import CONFIG, get_config_env
+    from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
 
     raw: dict[str, Any] = {**get_config_env(), **CONFIG.get()}
-    return parse_config(stack, {key: _decode(value) for key, value in raw.items()})
+    secret = {*get_config_secret_keys_env(), *(key for key in raw if is_config_secret(key))}
+    return parse_config(stack, {key: _decode(value) for key, value in raw.items()}, secret_keys=secret)
 
 
 def _decode(value: Any) -> Any:

@@ -32,10 +32,11 @@ class RecommendConfig(Section):
     """Topic that receives invalid events; must be a `modelplane:streaming.topics` entry. Defaults to none (invalid
     events are counted and skipped)."""
     min_replicas: int = Field(default=1, ge=1, le=100)
-    """Fewest replicas the HPA keeps. Defaults to 1. Valid: 1 to 100."""
+    """Fewest replicas the HPA keeps. Defaults to 1. Valid: 1 to 100; at most 32 (limits.MAX_PROCESSOR_REPLICAS)
+    unless modelplane:limits.allowLarge is true."""
     max_replicas: int = Field(default=3, ge=1, le=100)
     """Most replicas the HPA scales to; at most the topic's partitions (a consumer without a partition idles).
-    Defaults to 3."""
+    Defaults to 3. At most 32 (limits.MAX_PROCESSOR_REPLICAS) unless modelplane:limits.allowLarge is true."""
     target_lag_per_replica: int = Field(default=1000, ge=1)
     """HPA target: messages of consumer lag (summed over the topic's partitions) per replica. Defaults to 1000."""
     cpu: str = "500m"

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from infra.config.base import MEMORY_QUANTITY, Section, not_one_of
 from infra.config.gpu import GpuPoolConfig
-from infra.config.gpu_memory import smallest_gpu
+from infra.config.instances import smallest_gpu
 from workloads.lm.presets import PRESETS
 
 VllmDtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
@@ -159,9 +159,7 @@ class VllmConfig(Section):
                                                           f"gpuPools {pool.name!r}, whose GPUs are shared by "
                                                           f"{replicas} pods (got {self.gpu_memory_utilization})"))
         weights = self.weight_bytes()
-        smallest = smallest_gpu(pool)
-        if isinstance(smallest, str):
-            return [*problems, ("gpuPool", smallest)]
+        smallest = smallest_gpu(pool.instance_families or pool.instance_types)
         if weights is None or smallest is None:
             return problems
         family, gpu = smallest

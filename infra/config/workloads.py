@@ -13,7 +13,8 @@ from pydantic.alias_generators import to_camel
 
 from infra.config.base import Section, cpu_problems, memory_problems, not_one_of
 from infra.config.gpu import GpuPoolConfig
-from infra.config.gpu_memory import smallest_gpu
+from infra.config.instances import smallest_gpu
+from infra.config.routes import IngressConfig, Route, routes_for
 from infra.config.vllm import VllmConfig
 from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
 from workloads.lm.memory import Checkpointing, Parallel, default_parallel, fit_problem
@@ -60,7 +61,8 @@ class TrainingJobConfig(Section):
     """Trainer image. Defaults to our trainer-torch / trainer-tf image (task recommender: the recommend image) at the
     pinned release tag."""
     replicas: int = Field(default=1, ge=1, le=256)
-    """Replicas: one leader plus workers. Defaults to 1."""
+    """Replicas: one leader plus workers. Defaults to 1. At most 32 (limits.MAX_TRAINING_REPLICAS) unless
+    modelplane:limits.allowLarge is true."""
     gpus_per_replica: int = Field(default=0, ge=0, le=16)
     """GPUs per replica (torchrun starts one process per GPU). Defaults to 0 (CPU)."""
     gpu_pool: str | None = None
@@ -171,11 +173,9 @@ class TrainingJobConfig(Section):
         """The job's per-GPU memory estimate against the smallest GPU `pool` admits (PyTorch LM GPU jobs only)."""
         if not self.lm or not self.gpus_per_replica or self._trainer_field_checks():
             return []
-        smallest = smallest_gpu(pool)
+        smallest = smallest_gpu(pool.instance_families or pool.instance_types)
         if smallest is None:
-            return []  # the pool's own rule reports the empty instance list
-        if isinstance(smallest, str):
-            return [("gpuPool", smallest)]
+            return []  # the pool's own rules report an empty instance list or an unknown family
         family, gpu = smallest
         model = self.trainer_setting("model")
         world_size = self.replicas * self.gpus_per_replica
@@ -214,9 +214,10 @@ class InferenceServiceConfig(Section):
     """Server image. Defaults to our serve image, the pinned TF Serving image for tf-serving, the pinned vLLM
     image for vllm (its CUDA build with GPUs, its CPU build without), or our recommend image for recommend."""
     min_replicas: int = Field(default=2, ge=1, le=1000)
-    """HPA floor. Defaults to 2."""
+    """HPA floor. Defaults to 2. At most 50 (limits.MAX_SERVICE_REPLICAS) unless modelplane:limits.allowLarge is true."""
     max_replicas: int = Field(default=10, ge=1, le=1000)
-    """HPA ceiling. Defaults to 10."""
+    """HPA ceiling. Defaults to 10. At most 50 (limits.MAX_SERVICE_REPLICAS) unless modelplane:limits.allowLarge is
+    true."""
     cpu: str = "2"
     """CPU per pod. Defaults to 2."""
     memory: str = "8Gi"
@@ -244,6 +245,8 @@ class InferenceServiceConfig(Section):
     """Average queue depth per pod the HPA aims for (vLLM: requests waiting). Defaults to 8."""
     vllm: VllmConfig = VllmConfig()
     """runtime vllm only: the model vLLM serves and how it loads it. Defaults to the model's export, as it is."""
+    ingress: IngressConfig = IngressConfig()
+    """Host and path prefix on the ingress gateway. Defaults to host * under /<name>; no two services may overlap."""
 
     def checks(self) -> list[tuple[str, str]]:
         """Replicas order, canary pairing, resources, pinned images, the vllm block."""
@@ -281,6 +284,10 @@ class InferenceServiceConfig(Section):
                                 "features, and this stack has none (cache.enabled: false); set "
                                 "modelplane:cache.enabled: true")]
         return []
+
+    def ingress_routes(self) -> list[Route]:
+        """The service's routes on the ingress gateway: its runtime's API paths under its host and prefix."""
+        return routes_for(self.name, self.runtime, self.ingress)
 
     def model_prefix(self) -> str:
         """The model's folder under the models bucket."""

@@ -9,7 +9,7 @@ the gateway of a `recommend` service has no response cache, and the service read
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import pulumi
@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.config.workloads import InferenceServiceConfig
+from infra.k8s.inference_netpol import NetworkAccess, service_network_policies
 from infra.k8s.inference_runtimes import (
     API_KEY_SECRET_KEY,
     GATED_RUNTIMES,
@@ -28,24 +29,19 @@ from infra.k8s.inference_runtimes import (
     gateway_container,
 )
 from infra.k8s.mesh import GATEWAY, principal
+from infra.k8s.netpol import Rule
 from infra.k8s.observability import PROMETHEUS_PRINCIPAL, VLLM_WAITING_HPA_METRIC, scrape_endpoint
-from infra.k8s.podspec import manifest_block, pod_security_context, scheduling
+from infra.k8s.podspec import REDIS_URL_SECRET_KEY, manifest_block, pod_security_context, scheduling
 from workloads.common.metrics import INFERENCE_QUEUE_DEPTH
-from workloads.common.vocab import COMPONENT_LABEL, RECOMMENDATIONS_ROUTE, TRACK_LABEL
-from workloads.gateway.settings import env_name as gateway_env
-from workloads.recommend.model_settings import ServiceSettings
-from workloads.serve.settings import env_name
+from workloads.common.settings import API_KEY_FILE, REDIS_URL_FILE
+from workloads.common.vocab import COMPONENT_LABEL, MANAGED_BY_LABELS, NAME_LABEL, TRACK_LABEL
 
-HOSTS: Final = ("*",)
-"""Hosts the VirtualService answers for."""
 REQUEST_TIMEOUT: Final = f"{REQUEST_TIMEOUT_S}s"
 """Route timeout at the mesh (also each retry's budget)."""
 LLM_REQUEST_TIMEOUT: Final = f"{LLM_REQUEST_TIMEOUT_S}s"
 """Route timeout of vLLM services (the gateway's read timeout too)."""
 TARGET_CPU_UTILIZATION: Final = 70
 """CPU utilisation % the HPA falls back on."""
-API_KEY_VAR: Final = "MODELPLANE_API_KEY"
-"""The variable holding the generated API key; the server is told its name through `api_key_env`."""
 GATEWAY_SERVICE_ACCOUNT_SUFFIX: Final = "-gateway"
 """A vLLM or recommend service's gateway runs as ServiceAccount `<name>-gateway`: the only identity the runtime
 admits, with no IAM role (it reads no S3), unlike the servers' shared account."""
@@ -74,17 +70,21 @@ class InferenceService(pulumi.ComponentResource):
                  model_uri: pulumi.Input[str], allowed_principals: Sequence[str],
                  env: Mapping[str, str] | None = None, secret_env_from: Sequence[pulumi.Input[str]] = (),
                  redis_url: pulumi.Input[str] | None = None, mesh: bool = True, queue_depth_autoscaling: bool = True,
-                 gateway_image: str | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+                 gateway_image: str | None = None, egress_rules: Sequence[Rule] = (),
+                 redis_egress: Sequence[Rule] = (), opts: pulumi.ResourceOptions | None = None) -> None:
         """`svc` is the stack's entry; `image` the stable track's runtime image (pinned); `namespace` and
         `service_account` where the runtime runs with its IAM role (a vLLM gateway has an account of its own);
         `model_uri` the S3 prefix of the model; `allowed_principals` the mTLS principals the AuthorizationPolicy of
         the Service clients call admits (ingress gateway, Prometheus);
         `env` plain env for the runtime (the local stack's MinIO endpoint); `secret_env_from` Secrets whose keys
-        become env vars; `redis_url` the stack's Redis (the response cache when `svc.cache`; required by runtime
+        become env vars (the local stack's MinIO keys only); `redis_url` the stack's Redis, kept in a Secret that
+        the pods mount as a file, as the API key (the response cache when `svc.cache`; required by runtime
         recommend, which reads the live features there); `mesh` whether to create the
         Istio routes; `queue_depth_autoscaling` whether the observability stack is there: the HPA can use its
         custom metrics (prometheus-adapter) and ServiceMonitors can be created (the operator's CRD);
-        `gateway_image` our serve image, which runs the caching gateway (runtimes vllm and recommend)."""
+        `gateway_image` our serve image, which runs the caching gateway (runtimes vllm and recommend);
+        `egress_rules` the runtime's NetworkPolicy egress to the model store (S3 or MinIO), `redis_egress` to the
+        stack's Redis (given to the pods that use it)."""
         ours, vllm, recommend = (svc.runtime == runtime for runtime in ("modelplane-serve", "vllm", "recommend"))
         if recommend and redis_url is None:
             raise ValueError(f"inference service {name!r}: runtime recommend needs redis_url (the live features)")
@@ -104,19 +104,20 @@ class InferenceService(pulumi.ComponentResource):
             )
         runtime = f"{name}{GATED_RUNTIMES[svc.runtime]}" if gated else name
         runtime_labels = _labels(runtime)
-        secret_env: list[dict[str, Any]] = []
-        if ours:
-            secret_env = self._secret_env(name, namespace, labels, cache_url, env_name, api_key=True)
-        elif recommend:
-            # The features' Redis URL (with its password on AWS) by reference, as our server gets its cache's.
-            secret_env = self._secret_env(name, namespace, labels, redis_url, ServiceSettings.env_name, api_key=False)
+        # The Redis URL (with its password) of the cache, or of recommend's live features, in a Secret.
+        redis_secret = self._redis_secret(name, namespace, labels, redis_url if recommend else cache_url)
+        files: dict[str, tuple[pulumi.Input[str], str]] = {}
+        if redis_secret is not None and (ours or recommend):
+            files[REDIS_URL_FILE] = (redis_secret, REDIS_URL_SECRET_KEY)
+        if ours and self.api_key_secret:
+            files[API_KEY_FILE] = (self.api_key_secret, API_KEY_SECRET_KEY)
         tracks = {"stable": image}
         if svc.canary_image:
             tracks["canary"] = svc.canary_image
         env_from = [{"secretRef": {"name": secret}} for secret in secret_env_from]
         for track, track_image in tracks.items():
             container, init_containers, volumes = containers(svc, track_image, model_uri, dict(env or {}),
-                                                             env_from, secret_env)
+                                                             env_from, files)
             self._deployment(runtime, namespace, track, svc.min_replicas, runtime_labels,
                              _pod(service_account, [container], volumes, init_containers),
                              scheduling(svc.gpu_pool, svc.gpus))
@@ -130,9 +131,8 @@ class InferenceService(pulumi.ComponentResource):
             runtime_host = f"{runtime}.{namespace}.svc.cluster.local"
             keys = svc.vllm.api_keys_secret or self.api_key_secret
             gateway, gateway_volumes = gateway_container(
-                gateway_image or image, f"http://{runtime_host}:80", model_uri,
-                self._secret_env(name, namespace, labels, cache_url, gateway_env, api_key=False), keys,
-                LLM_REQUEST_TIMEOUT_S if vllm else REQUEST_TIMEOUT_S)
+                gateway_image or image, f"http://{runtime_host}:80", model_uri, None if recommend else redis_secret,
+                keys, LLM_REQUEST_TIMEOUT_S if vllm else REQUEST_TIMEOUT_S)
             gateway_account = self._gateway_account(name, namespace, labels)
             self._deployment(name, namespace, "stable", svc.min_replicas, labels,
                              _pod(gateway_account, [gateway], gateway_volumes, []), {})
@@ -140,6 +140,8 @@ class InferenceService(pulumi.ComponentResource):
             self._autoscaling(name, namespace, svc, labels, None)
             if vllm and queue_depth_autoscaling:
                 self._monitor(runtime, namespace, runtime_labels, mesh)
+        service_network_policies(self, name, namespace, svc, labels, cached=cache_url is not None, access=NetworkAccess(
+            mesh=mesh, scraped=queue_depth_autoscaling, egress_rules=egress_rules, redis_egress=redis_egress))
         if mesh:
             self._mesh(name, namespace, svc, labels, allowed_principals)
             if gated:
@@ -162,26 +164,20 @@ class InferenceService(pulumi.ComponentResource):
                            string_data={API_KEY_SECRET_KEY: key.result}, opts=pulumi.ResourceOptions(parent=self))
         return f"{name}-api-key"
 
-    def _secret_env(self, name: str, namespace: str, labels: dict[str, str], redis_url: pulumi.Input[str] | None,
-                    var: Callable[[str], str], *, api_key: bool) -> list[dict[str, Any]]:
-        """Env of the pod clients reach: the cache URL by reference, and with `api_key` the generated key (our
-        server; the gateway reads its keys from a mounted file). `var` is that server's settings env_name."""
-        env: list[dict[str, Any]] = []
-        if redis_url is not None:
-            secret = k8s.core.v1.Secret(f"{name}-redis", metadata=_meta(f"{name}-redis", namespace, labels),
-                                        string_data={"url": redis_url}, opts=pulumi.ResourceOptions(parent=self))
-            env.append({"name": var("redis_url"),
-                        "valueFrom": {"secretKeyRef": {"name": secret.metadata.name, "key": "url"}}})
-        if self.api_key_secret and api_key:
-            env.append({"name": API_KEY_VAR,
-                        "valueFrom": {"secretKeyRef": {"name": self.api_key_secret, "key": API_KEY_SECRET_KEY}}})
-            env.append({"name": env_name("api_key_env"), "value": API_KEY_VAR})
-        return env
+    def _redis_secret(self, name: str, namespace: str, labels: dict[str, str],
+                      url: pulumi.Input[str] | None) -> pulumi.Output[str] | None:
+        """The Secret `<name>-redis` holding `url` (key REDIS_URL_SECRET_KEY), mounted as a file by the pod that
+        reads that Redis; None without a URL."""
+        if url is None:
+            return None
+        secret = k8s.core.v1.Secret(f"{name}-redis", metadata=_meta(f"{name}-redis", namespace, labels),
+                                    string_data={REDIS_URL_SECRET_KEY: url}, opts=pulumi.ResourceOptions(parent=self))
+        return secret.metadata.name
 
     def _deployment(self, app: str, namespace: str, track: str, replicas: int, labels: dict[str, str],
                     pod: dict[str, Any], placement: dict[str, Any]) -> None:
         pod_labels = {**labels, TRACK_LABEL: track}
-        selector = {"app.kubernetes.io/name": app, TRACK_LABEL: track}
+        selector = {NAME_LABEL: app, TRACK_LABEL: track}
         spread = [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
                    "labelSelector": {"matchLabels": selector}}
                   for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")]
@@ -201,7 +197,7 @@ class InferenceService(pulumi.ComponentResource):
 
     def _service(self, app: str, namespace: str, labels: dict[str, str]) -> None:
         k8s.core.v1.Service(f"{app}-svc", metadata=_meta(app, namespace, labels), spec=manifest_block({
-            "selector": {"app.kubernetes.io/name": app},
+            "selector": {NAME_LABEL: app},
             # The `http` port name tells Istio the protocol (no sniffing).
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         }), opts=pulumi.ResourceOptions(parent=self))
@@ -227,7 +223,7 @@ class InferenceService(pulumi.ComponentResource):
                                      "policies": [{"type": "Percent", "value": 100, "periodSeconds": 30}]}},
         }), opts=child)
         k8s.policy.v1.PodDisruptionBudget(f"{app}-pdb", metadata=_meta(app, namespace, labels), spec=manifest_block({
-            "maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
+            "maxUnavailable": 1, "selector": {"matchLabels": {NAME_LABEL: app}},
         }), opts=child)
 
     def _monitor(self, app: str, namespace: str, labels: dict[str, str], mesh: bool) -> None:
@@ -237,7 +233,7 @@ class InferenceService(pulumi.ComponentResource):
         k8s.apiextensions.CustomResource(
             f"{app}-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
             metadata=_meta(app, namespace, labels),
-            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": app, COMPONENT_LABEL: RUNTIME_COMPONENT}},
+            spec={"selector": {"matchLabels": {NAME_LABEL: app, COMPONENT_LABEL: RUNTIME_COMPONENT}},
                   "endpoints": [endpoint]},
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -252,18 +248,17 @@ class InferenceService(pulumi.ComponentResource):
         timeout = _timeout(svc)
         route = [{"destination": {"host": self.service_host, "port": {"number": 80}}}] if gated \
             else _split(self.service_host, svc)
-        # Every service shares host "*" on the one ingress gateway, and Istio orders merged routes by creation time,
-        # not by prefix length (istio/istio#10464): two services both matching /v1/ would shadow each other. So each
-        # service answers under its own /<name> prefix, which the route strips before the service sees the path.
-        http = [{"name": f"{name}-{prefix.strip('/').replace('/', '-')}",
-                 "match": [{"uri": {"prefix": f"/{name}{prefix}"}}], "rewrite": {"uri": prefix}, "route": route,
+        # Routes that overlap on a host are a config error (infra/config/routes.py): Istio orders merged routes by
+        # creation time, not by prefix length (istio/istio#10464). The route strips the prefix before the service.
+        http = [{"name": f"{name}-{r.rewrite.strip('/').replace('/', '-')}",
+                 "match": [{"uri": {"prefix": r.prefix}}], "rewrite": {"uri": r.rewrite}, "route": route,
                  "timeout": timeout, "retries": {"attempts": 2, "perTryTimeout": timeout,
                                                  "retryOn": _RETRIES["retryOn"]}}
-                for prefix in _route_prefixes(svc)]
+                for r in svc.ingress_routes()]
         k8s.apiextensions.CustomResource(
             f"{name}-vs", api_version="networking.istio.io/v1", kind="VirtualService",
             metadata=_meta(name, namespace, labels),
-            spec={"hosts": list(HOSTS), "gateways": [GATEWAY], "http": http}, opts=child,
+            spec={"hosts": [svc.ingress.host], "gateways": [GATEWAY], "http": http}, opts=child,
         )
         self._destination_rule(name, namespace, labels, self.service_host, [] if gated else _subsets(svc))
         self._authorization(name, namespace, labels, allowed_principals, GATEWAY_PORT if gated else PORTS[svc.runtime])
@@ -315,13 +310,13 @@ class InferenceService(pulumi.ComponentResource):
         k8s.apiextensions.CustomResource(
             f"{app}-authz", api_version="security.istio.io/v1", kind="AuthorizationPolicy",
             metadata=_meta(app, namespace, labels),
-            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": app}}, "action": "ALLOW", "rules": rules},
+            spec={"selector": {"matchLabels": {NAME_LABEL: app}}, "action": "ALLOW", "rules": rules},
             opts=pulumi.ResourceOptions(parent=self),
         )
 
 
 def _labels(app: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": app, COMPONENT_LABEL: "inference", "app.kubernetes.io/managed-by": "modelplane"}
+    return {NAME_LABEL: app, COMPONENT_LABEL: "inference", **MANAGED_BY_LABELS}
 
 
 def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
@@ -332,6 +327,8 @@ def _pod(service_account: str, containers_: list[dict[str, Any]], volumes: list[
          init_containers: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "serviceAccountName": service_account,
+        # No pod here calls the Kubernetes API: no token to steal.
+        "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
         "terminationGracePeriodSeconds": 30,
         "initContainers": init_containers,
@@ -361,8 +358,3 @@ def _timeout(svc: InferenceServiceConfig) -> str:
     """The mesh routes' timeout: a vLLM generation may run for minutes."""
     return LLM_REQUEST_TIMEOUT if svc.runtime == "vllm" else REQUEST_TIMEOUT
 
-
-def _route_prefixes(svc: InferenceServiceConfig) -> list[str]:
-    """The runtime's API paths that the ingress exposes (under `/<service name>`); nothing else is reachable."""
-    return {"modelplane-serve": ["/v1/", "/v2/"], "tf-serving": ["/v1/models/"], "vllm": ["/v1/"],
-            "recommend": [RECOMMENDATIONS_ROUTE]}[svc.runtime]

@@ -22,6 +22,7 @@ models bucket (infra/program.py), with no keys in the pod.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import pulumi
@@ -29,7 +30,17 @@ import pulumi
 from infra import versions
 from infra.config.vllm import SHM_GIB, cpu_kv_cache_gib, memory_bytes
 from infra.config.workloads import InferenceServiceConfig
-from infra.k8s.podspec import container_resources, container_security_context, cpu_threads, env_list
+from infra.k8s.podspec import (
+    REDIS_URL_SECRET_KEY,
+    SecretFiles,
+    container_resources,
+    container_security_context,
+    cpu_threads,
+    env_list,
+    secret_files,
+    secret_path,
+)
+from workloads.common.settings import API_KEY_FILE, REDIS_URL_FILE
 from workloads.common.vocab import (
     VLLM_CPU_KVCACHE_SPACE_VAR,
     VLLM_DO_NOT_TRACK_VAR,
@@ -74,10 +85,9 @@ VLLM_ENV: Final = {
 """Plain env of every vLLM container."""
 GATEWAY_RESOURCES: Final = ("1", "1Gi")
 """CPU and memory of a gateway pod: it proxies and hashes, the model runs elsewhere."""
-API_KEYS_DIR: Final = "/etc/modelplane/api-keys"
-"""Where the gateway pod mounts the API-keys Secret."""
 API_KEY_SECRET_KEY: Final = "api-key"
 """The Secret key holding API keys (one per line for the gateway), generated or given by vllm.apiKeysSecret."""
+
 GATEWAY_HEALTH_PATH: Final = "/health"
 """The gateway's liveness and readiness route (200 while the process serves)."""
 RECOMMEND_HEALTH_PATH: Final = "/health"
@@ -85,9 +95,10 @@ RECOMMEND_HEALTH_PATH: Final = "/health"
 
 
 def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[str], env: dict[str, str],
-               env_from: list[dict[str, Any]], secret_env: list[dict[str, Any]],
+               env_from: list[dict[str, Any]], files: SecretFiles,
                ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """The runtime's (container, init containers, volumes)."""
+    """The runtime's (container, init containers, volumes); `files` the Secret files our server or the
+    recommendation service reads (REDIS_URL_FILE, and API_KEY_FILE for our server)."""
     port = PORTS[svc.runtime]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, {"name": "models", "emptyDir": {}}]
     base = {
@@ -98,12 +109,14 @@ def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": MODELS_DIR}],
     }
+    secret_volumes, secret_mounts = secret_files(files)
+    ours = {**base, "volumeMounts": [*base["volumeMounts"], *secret_mounts]}
     if svc.runtime == "modelplane-serve":
-        return _serve(svc, base, model_uri, env, secret_env), [], volumes
+        return _serve(svc, ours, model_uri, env, files), [], [*volumes, *secret_volumes]
     if svc.runtime == "vllm":
         return _vllm(svc, base, model_uri, env, env_from, volumes)
     if svc.runtime == "recommend":
-        return _recommend(base, model_uri, env, secret_env), [], volumes
+        return _recommend(ours, model_uri, env, files), [], [*volumes, *secret_volumes]
     volumes.append({"name": "monitoring", "configMap": {"name": f"{svc.name}-tf-serving-monitoring"}})
     container = {
         **base,
@@ -117,8 +130,13 @@ def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[
     return container, [_sync(model_uri, f"{MODELS_DIR}/{svc.name}", env, env_from)], volumes
 
 
+def _file_settings(var: Callable[[str], str], files: SecretFiles, fields: Mapping[str, str]) -> dict[str, str]:
+    """The `*_file` settings (`fields`: field -> file name) pointing a workload at those of `files` it has."""
+    return {var(field): secret_path(file) for field, file in fields.items() if file in files}
+
+
 def _serve(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.Input[str], env: dict[str, str],
-           secret_env: list[dict[str, Any]]) -> dict[str, Any]:
+           files: SecretFiles) -> dict[str, Any]:
     settings: dict[str, pulumi.Input[str]] = {
         **env,
         env_name("model_uri"): model_uri,
@@ -127,12 +145,13 @@ def _serve(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.
         env_name("download_dir"): MODELS_DIR,
         env_name("torch_threads"): str(cpu_threads(svc.cpu)),
         **{env_name(field): str(getattr(svc, field)) for field in BATCHING_SETTINGS},
+        **_file_settings(env_name, files, {"redis_url_file": REDIS_URL_FILE, "api_key_file": API_KEY_FILE}),
     }
     return {
         **base,
         "name": "server",
         "command": ["python", "-m", "workloads.serve"],
-        "env": [*env_list(settings), *secret_env],
+        "env": env_list(settings),
         # Loading + warm-up can take minutes for big models: startup allows 10, then readiness takes over.
         "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 10,
                          "failureThreshold": 60},
@@ -144,18 +163,19 @@ def _serve(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.
 
 
 def _recommend(base: dict[str, Any], model_uri: pulumi.Input[str], env: dict[str, str],
-               secret_env: list[dict[str, Any]]) -> dict[str, Any]:
-    """The recommendation service: the export from S3, the features' Redis URL from `secret_env` (a Secret)."""
+               files: SecretFiles) -> dict[str, Any]:
+    """The recommendation service: the export from S3, the features' Redis URL from a Secret file."""
     var = ServiceSettings.env_name
     settings: dict[str, pulumi.Input[str]] = {
         **env, var("model_uri"): model_uri, var("port"): str(PORTS["recommend"]), var("download_dir"): MODELS_DIR,
+        **_file_settings(var, files, {"redis_url_file": REDIS_URL_FILE}),
     }
     health = {"httpGet": {"path": RECOMMEND_HEALTH_PATH, "port": "http"}}
     return {
         **base,
         "name": "recommender",
         "command": ["python", "-m", "workloads.recommend.service"],
-        "env": [*env_list(settings), *secret_env],
+        "env": env_list(settings),
         # The export is a few MB of embeddings: a minute covers the download and the load.
         "startupProbe": {**health, "periodSeconds": 5, "failureThreshold": 12},
         "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
@@ -220,11 +240,12 @@ def _vllm(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.I
     return container, [] if streamed else [_sync(model_uri, f"{MODELS_DIR}/{svc.name}", env, env_from)], volumes
 
 
-def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], secret_env: list[dict[str, Any]],
+def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], redis_secret: pulumi.Input[str] | None,
                       api_keys_secret: str | None, read_timeout_s: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The caching gateway's (container, volumes): our serve image proxying to `upstream` (the runtime's Service),
-    its cache keys versioned by `model_uri`, its clients' keys read from the Secret `api_keys_secret` (None: open),
-    waiting up to `read_timeout_s` (the mesh routes' timeout) for the runtime."""
+    its cache keys versioned by `model_uri`, its cache's URL read from the Secret `redis_secret` (key `url`; None:
+    no cache), its clients' keys from the Secret `api_keys_secret` (None: open), both as files, waiting up to
+    `read_timeout_s` (the mesh routes' timeout) for the runtime."""
     cpu, memory = GATEWAY_RESOURCES
     settings: dict[str, pulumi.Input[str]] = {
         gateway_env("upstream"): upstream, gateway_env("port"): str(GATEWAY_PORT),
@@ -233,25 +254,25 @@ def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], s
         # The runtime may compute an unstreamed answer for as long as the mesh route allows.
         gateway_env("read_timeout_s"): str(read_timeout_s),
     }
-    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    files: dict[str, tuple[pulumi.Input[str], str]] = {}
+    if redis_secret is not None:
+        files[REDIS_URL_FILE] = (redis_secret, REDIS_URL_SECRET_KEY)
     if api_keys_secret:
-        settings[gateway_env("api_keys_file")] = f"{API_KEYS_DIR}/{API_KEY_SECRET_KEY}"
-        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
-        volumes.append({"name": "api-keys", "secret": {"secretName": api_keys_secret}})
+        files[API_KEY_FILE] = (api_keys_secret, API_KEY_SECRET_KEY)
     else:
         settings[gateway_env("allow_anonymous")] = "true"
+    settings |= _file_settings(gateway_env, files, {"redis_url_file": REDIS_URL_FILE, "api_keys_file": API_KEY_FILE})
+    secret_volumes, secret_mounts = secret_files(files)
     health = {"httpGet": {"path": GATEWAY_HEALTH_PATH, "port": "http"}}
     return {
         "name": "gateway",
         "image": image,
         "command": ["python", "-m", "workloads.gateway"],
-        "env": [*env_list(settings), *secret_env],
+        "env": env_list(settings),
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
         "resources": container_resources(cpu, memory, 0),
         "securityContext": container_security_context(),
-        "volumeMounts": mounts,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *secret_mounts],
         "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
         "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 3},
-    }, volumes
-
+    }, [{"name": "tmp", "emptyDir": {}}, *secret_volumes]

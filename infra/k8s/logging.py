@@ -17,6 +17,10 @@ With OpenSearch, Fluent Bit writes one index per day named from workloads.loggin
 the Index State Management policy that deletes those indices after the retention. Pulumi waits for the Job to
 complete; a new retention changes its env, which replaces the Job, so it runs again.
 
+NetworkPolicies (the namespace starts from default-deny, infra/k8s/netpol.py): Fluent Bit calls the Kubernetes API
+(the kubernetes filter's metadata); on aws the namespace's pods (Fluent Bit, the index lifecycle Job) reach
+CloudWatch Logs and OpenSearch on 443 and the Pod Identity agent.
+
 Our workloads log one JSON object per line (workloads/common/logs.py). The container runtime wraps each line as a
 `log` string; `Merge_Log On` makes the kubernetes filter parse that string as JSON and lift its keys into the
 record (Fluent Bit manual, filters/kubernetes, "Merge_Log"), and `Keep_Log Off` drops the raw copy. The chart's
@@ -35,6 +39,7 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.k8s.namespaces import Namespaces
+from infra.k8s.netpol import allow_spec, network_policy, select, to_https, to_kube_api, to_pod_identity
 from infra.k8s.podspec import (
     container_resources,
     container_security_context,
@@ -42,6 +47,7 @@ from infra.k8s.podspec import (
     manifest_block,
     pod_security_context,
 )
+from workloads.common.vocab import NAME_LABEL
 from workloads.logging.lifecycle import INDEX_DATE_FORMAT, INDEX_PREFIX, INDEX_SEPARATOR, IndexLifecycleSettings
 
 NAMESPACE: Final = "logging"
@@ -50,6 +56,8 @@ RELEASE: Final = "fluent-bit"
 """Helm release name."""
 SERVICE_ACCOUNT: Final = "fluent-bit"
 """Fluent Bit's ServiceAccount, named so its workload identity binds to a stable name."""
+POD_LABELS: Final = {NAME_LABEL: "fluent-bit"}
+"""Labels of the Fluent Bit pods (the chart's `fluent-bit.selectorLabels`: its name)."""
 TAG_PREFIX: Final = "kube."
 """Tag of tailed container logs; the kubernetes filter reads pod metadata from the rest of the tag."""
 FALLBACK_GROUP: Final = "unmatched"
@@ -100,6 +108,11 @@ class LogShipper(pulumi.ComponentResource):
         )
         if sink is not None and sink.opensearch_host is not None:
             self._index_lifecycle(name, namespace, sink, sink.opensearch_host)
+        network_policy(f"{name}-kube-api-netpol", policy_name="allow-kube-api", namespace=namespace, opts=child,
+                       spec=allow_spec(select(POD_LABELS), egress_rules=[to_kube_api()]))
+        if sink is not None:
+            network_policy(f"{name}-aws-netpol", policy_name="allow-aws", namespace=namespace, opts=child,
+                           spec=allow_spec(select(), egress_rules=[to_https(), to_pod_identity()]))
         self.register_outputs({})
 
     def _index_lifecycle(self, name: str, namespace: pulumi.Input[str], sink: CloudWatchSink,
@@ -112,12 +125,13 @@ class LogShipper(pulumi.ComponentResource):
         # The chart creates the ServiceAccount the Job runs as, so the Job waits for the release.
         k8s.batch.v1.Job(
             f"{name}-index-lifecycle",
-            metadata={"namespace": namespace, "labels": {"app.kubernetes.io/name": "index-lifecycle"}},
+            metadata={"namespace": namespace, "labels": {NAME_LABEL: "index-lifecycle"}},
             spec=manifest_block({
                 "backoffLimit": LIFECYCLE_BACKOFF_LIMIT, "activeDeadlineSeconds": LIFECYCLE_DEADLINE_S,
                 "ttlSecondsAfterFinished": LIFECYCLE_TTL_S,
                 "template": {"spec": {
                     "serviceAccountName": SERVICE_ACCOUNT, "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,  # it calls OpenSearch, never the Kubernetes API
                     "securityContext": pod_security_context(),
                     "containers": [{
                         "name": "index-lifecycle", "image": sink.lifecycle_image,

@@ -11,6 +11,11 @@ then ALLOW policies admit the ingress gateway's and Prometheus's mTLS principals
 not meshed itself: it runs an Istio sidecar only to receive a workload certificate, which it
 presents when scraping (see infra/k8s/observability.py), so the ALLOW is by principal, not by IP.
 
+NetworkPolicies (infra/k8s/netpol.py; both namespaces start from default-deny): istiod takes xDS/certificate
+requests from any pod on ISTIOD_XDS_PORT and webhook calls from the API server; istiod and the CNI agent (which
+runs on the pod network, not the host's) call the Kubernetes API; the gateway takes clients on its Service's
+ports and calls istiod and the serving ports of the namespaces it routes to.
+
 Injection is data: `INJECTION` maps namespace → sidecar on/off, and `namespace_labels()` turns
 it into the `istio-injection` labels the program puts on the `Namespaces` it creates, so the
 mesh and the namespaces share one source of truth.
@@ -26,7 +31,24 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.config.platform import MeshConfig
+from infra.k8s.inference_runtimes import GATED_RUNTIMES, GATEWAY_PORT, PORTS
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, Namespaces
+from infra.k8s.netpol import (
+    ISTIOD_WEBHOOK_PORT,
+    ISTIOD_XDS_PORT,
+    Rule,
+    allow_spec,
+    any_pod_peer,
+    egress,
+    from_anywhere,
+    ingress,
+    namespace_peer,
+    network_policy,
+    select,
+    tcp,
+    to_istiod,
+    to_kube_api,
+)
 
 SYSTEM_NAMESPACE: Final = "istio-system"
 """The Istio root namespace: istiod, the CNI agent and mesh-wide policies live here."""
@@ -46,6 +68,17 @@ SCRAPE_PATHS: Final = ("/metrics", "/monitoring/prometheus/metrics")
 """Metrics paths of our server and of TF Serving (its monitoring config path, see infra/k8s/inference.py)."""
 GATEWAY: Final = f"{INGRESS_NAMESPACE}/{GATEWAY_NAME}"
 """The ingress `Gateway` as `namespace/name`, for VirtualServices."""
+GATEWAY_POD_LABELS: Final = {"istio": GATEWAY_NAME.removeprefix("istio-")}
+"""Labels of the gateway's pods: the chart labels them istio=<release name without "istio-">."""
+GATEWAY_SERVICE_PORTS: Final = (80, 443, 15021)
+"""The gateway's container ports behind its Service: http, https and the status port load balancers probe
+(service.ports, targetPort, of manifests/charts/gateway/values.yaml at the pinned version)."""
+CLIENT_PORTS: Final = tuple(sorted({port for runtime, port in PORTS.items() if runtime not in GATED_RUNTIMES}
+                                   | {GATEWAY_PORT}))
+"""Container ports of the inference pods the gateway routes to: each ungated runtime's, and the caching
+gateway's in front of the gated ones."""
+ISTIOD_POD_LABELS: Final = {"app": "istiod"}
+"""Labels of istiod's pods (manifests/charts/istio-control/istio-discovery/templates/deployment.yaml)."""
 
 
 def principal(namespace: str, service_account: str) -> str:
@@ -55,6 +88,17 @@ def principal(namespace: str, service_account: str) -> str:
 
 GATEWAY_PRINCIPAL: Final = principal(INGRESS_NAMESPACE, GATEWAY_NAME)
 """The ingress gateway's mTLS principal: the chart names its ServiceAccount after the release."""
+
+
+def from_ingress_gateway(*ports: int) -> Rule:
+    """Ingress from the ingress gateway's pods on `ports` (NetworkPolicy; the mesh's AuthorizationPolicy checks
+    the gateway's principal on top)."""
+    return ingress([namespace_peer(INGRESS_NAMESPACE, GATEWAY_POD_LABELS)], tcp(*ports))
+
+
+def sidecar_egress() -> Rule:
+    """Egress an Istio sidecar needs: istiod's xDS and certificate port."""
+    return to_istiod(SYSTEM_NAMESPACE)
 
 
 def namespace_labels() -> dict[str, dict[str, str]]:
@@ -111,7 +155,7 @@ class Mesh(pulumi.ComponentResource):
             metadata={"name": GATEWAY_NAME, "namespace": INGRESS_NAMESPACE},
             spec={
                 # The chart labels its pods istio=<release name without "istio-">.
-                "selector": {"istio": GATEWAY_NAME.removeprefix("istio-")},
+                "selector": dict(GATEWAY_POD_LABELS),
                 "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}],
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
@@ -124,6 +168,7 @@ class Mesh(pulumi.ComponentResource):
         )
         for namespace in sorted(INJECTION):
             self._authorization(name, namespace, scrape_principals, after_istiod)
+        self._network_policies(name, system_ns, ingress_ns)
         self.register_outputs({"gateway": self.gateway})
 
     def _release(self, name: str, chart: str, release: str, namespace: pulumi.Input[str], version: str,
@@ -135,6 +180,24 @@ class Mesh(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=versions.ISTIO_REPO), namespace=namespace,
             values=dict(values), opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
+
+    def _network_policies(self, name: str, system_ns: pulumi.Input[str], ingress_ns: pulumi.Input[str]) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        network_policy(f"{name}-istiod-netpol", policy_name="istiod", namespace=system_ns, opts=child,
+                       spec=allow_spec(select(ISTIOD_POD_LABELS), ingress_rules=[
+                           # Sidecars and gateways of every namespace fetch config and certificates.
+                           ingress([any_pod_peer()], tcp(ISTIOD_XDS_PORT)),
+                           # The API server calls the injection and validation webhooks (Service 443 -> 15017).
+                           from_anywhere(ISTIOD_WEBHOOK_PORT)]))
+        # istiod watches the cluster; the CNI agent watches pods on its node.
+        network_policy(f"{name}-kube-api-netpol", policy_name="allow-kube-api", namespace=system_ns, opts=child,
+                       spec=allow_spec(select(), egress_rules=[to_kube_api()]))
+        routed = [namespace_peer(namespace) for namespace in INGRESS_NAMESPACES]
+        network_policy(f"{name}-gateway-netpol", policy_name=GATEWAY_NAME, namespace=ingress_ns, opts=child,
+                       spec=allow_spec(select(GATEWAY_POD_LABELS),
+                                       ingress_rules=[from_anywhere(*GATEWAY_SERVICE_PORTS)],
+                                       egress_rules=[to_istiod(SYSTEM_NAMESPACE),
+                                                     egress(routed, tcp(*CLIENT_PORTS))]))
 
     def _authorization(self, name: str, namespace: str, scrape_principals: Sequence[str],
                        opts: pulumi.ResourceOptions) -> None:

@@ -1,4 +1,5 @@
-"""`Namespaces`: the workload namespaces, with Pod Security Admission levels as data."""
+"""`Namespaces`: the platform's namespaces, with Pod Security Admission levels as data and a default-deny
+NetworkPolicy (plus DNS) in each (infra/k8s/netpol.py); the components that run pods there add their allows."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Final, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from infra.k8s.netpol import namespace_baseline
+from workloads.common.vocab import MANAGED_BY_LABELS
 
 PodSecurityLevel = Literal["privileged", "baseline", "restricted"]
 
@@ -20,7 +24,8 @@ WORKLOAD_NAMESPACES: Final[Mapping[str, PodSecurityLevel]] = {TRAINING_NAMESPACE
 
 
 class Namespaces(pulumi.ComponentResource):
-    """Namespaces that enforce, audit and warn at a Pod Security Standard level.
+    """Namespaces that enforce, audit and warn at a Pod Security Standard level, each with `default-deny` and
+    `allow-dns` NetworkPolicies.
 
     `namespaces` maps each name to its level; `labels` adds labels per namespace (e.g. Istio injection);
     `service_accounts` lists the service accounts to create per namespace (bound to IAM roles elsewhere).
@@ -42,7 +47,7 @@ class Namespaces(pulumi.ComponentResource):
                 "pod-security.kubernetes.io/enforce": level,
                 "pod-security.kubernetes.io/audit": level,
                 "pod-security.kubernetes.io/warn": level,
-                "app.kubernetes.io/managed-by": "modelplane",
+                **MANAGED_BY_LABELS,
                 **labels.get(namespace, {}),
             }
             created = k8s.core.v1.Namespace(
@@ -50,11 +55,12 @@ class Namespaces(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.names[namespace] = created.metadata.name
+            namespace_baseline(f"{name}-{namespace}", created.metadata.name, pulumi.ResourceOptions(parent=self))
             for account in service_accounts.get(namespace, ()):
                 k8s.core.v1.ServiceAccount(
                     f"{name}-{namespace}-{account}",
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=account, namespace=namespace,
-                                                        labels={"app.kubernetes.io/managed-by": "modelplane"}),
+                                                        labels=dict(MANAGED_BY_LABELS)),
                     # Pods mount a token only when they ask; Pod Identity injects AWS credentials itself.
                     automount_service_account_token=False,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[created]),

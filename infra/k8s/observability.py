@@ -14,6 +14,14 @@
   vLLM's `vllm:num_requests_waiting` as `vllm_num_requests_waiting` for the vLLM runtime's HPA; and on
   external.metrics.k8s.io the recommendation processor's consumer lag summed per topic, for its HPA.
 
+NetworkPolicies (infra/k8s/netpol.py; the namespace starts from default-deny): the stack's pods reach each other
+(Prometheus scrapes the operator, kube-state-metrics, Alertmanager and Grafana; Grafana and the adapter query
+Prometheus); Prometheus reaches anything, since its targets include the nodes' own addresses (kubelet,
+node-exporter on the host network) and every namespace's metrics ports, which admit it with `from_prometheus`;
+every pod but Alertmanager calls the Kubernetes API (service discovery, the operator, kube-state-metrics, Grafana's
+dashboard sidecar, the adapter, the admission Jobs); the API server reaches the operator's admission webhook and
+the adapter's aggregated API.
+
 Scraping meshed pods under STRICT mTLS: an Istio sidecar rejects plaintext, and the serving port
 carries both the API and /metrics, so making it PERMISSIVE would also open the API. Prometheus
 instead gets a sidecar that captures no traffic and only writes its workload certificate to a
@@ -38,8 +46,22 @@ from infra import versions
 from infra.config.platform import ObservabilityConfig
 from infra.k8s.mesh import principal
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, Namespaces
+from infra.k8s.netpol import (
+    Rule,
+    allow_spec,
+    egress,
+    from_anywhere,
+    ingress,
+    namespace_peer,
+    network_policy,
+    same_namespace,
+    select,
+    tcp,
+    to_anything,
+    to_kube_api,
+)
 from workloads.common import metrics
-from workloads.common.vocab import COMPONENT_LABEL
+from workloads.common.vocab import COMPONENT_LABEL, MANAGED_BY_LABELS, NAME_LABEL
 
 RULES_DIR: Final = Path(__file__).resolve().parent / "rules"
 """Alert rule files, one PrometheusRule each (unit tests in rules/tests/)."""
@@ -53,7 +75,7 @@ PROMETHEUS_SERVICE_ACCOUNT: Final = "prometheus"
 """Prometheus's ServiceAccount, named explicitly so its mTLS principal is stable."""
 PROMETHEUS_PRINCIPAL: Final = principal(NAMESPACE, PROMETHEUS_SERVICE_ACCOUNT)
 """Prometheus's mTLS principal (allowed to scrape by the mesh and by meshed services)."""
-PROMETHEUS_POD_LABELS: Final = {"app.kubernetes.io/name": "prometheus"}
+PROMETHEUS_POD_LABELS: Final = {NAME_LABEL: "prometheus"}
 """Labels of the Prometheus pods, for NetworkPolicy peers (prometheus-operator pkg/prometheus/statefulset.go)."""
 PROMETHEUS_SERVICE: Final = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc"
 """Prometheus's in-cluster Service (the chart's `<release>-prometheus`), which serves on PROMETHEUS_PORT."""
@@ -64,7 +86,11 @@ PROMETHEUS_URL: Final = f"{PROMETHEUS_SERVICE}:{PROMETHEUS_PORT}"
 DASHBOARD_LABEL: Final = ("grafana_dashboard", "1")
 """Label (key, value) Grafana's dashboard sidecar watches (chart default grafana.sidecar.dashboards.label/labelValue)."""
 GRAFANA_ADMIN_SECRET: Final = "grafana-admin"
-"""Secret holding Grafana's admin user and generated password (keys admin-user, admin-password)."""
+"""Secret holding Grafana's admin user and generated password (keys GRAFANA_ADMIN_KEYS)."""
+GRAFANA_ADMIN_KEYS: Final = ("admin-user", "admin-password")
+"""The admin Secret's keys: user, password (the chart's default admin.userKey and admin.passwordKey)."""
+GRAFANA_ADMIN_DIR: Final = "/etc/secrets/grafana-admin"
+"""Where Grafana and its sidecars read the admin Secret's keys as read-only files."""
 STORAGE_CLASS_PROVISIONER: Final = "ebs.csi.aws.com"
 """The EBS CSI driver (EKS add-on aws-ebs-csi-driver) provisions the gp3 class."""
 HPA_METRICS: Final = (metrics.INFERENCE_QUEUE_DEPTH, metrics.INFERENCE_IN_FLIGHT)
@@ -73,10 +99,23 @@ VLLM_WAITING_HPA_METRIC: Final = metrics.VLLM_REQUESTS_WAITING.replace(":", "_")
 """The name prometheus-adapter serves vLLM's waiting-requests gauge under: renamed with the rule's `name.as`
 (kubernetes-sigs/prometheus-adapter docs/config.md, "Naming") so the custom metric's name, a path segment of
 custom.metrics.k8s.io, keeps to the [a-z0-9_] of our own metric names."""
+OPERATOR_WEBHOOK_PORT: Final = 10250
+"""The prometheus-operator's admission webhook port (chart default prometheusOperator.tls.internalPort)."""
+ADAPTER_PORT: Final = 6443
+"""prometheus-adapter's aggregated API port (chart default listenPort)."""
+OPERATOR_POD_LABELS: Final = {"app": f"{RELEASE}-operator", "release": RELEASE}
+"""The prometheus-operator pod's selector labels (kube-prometheus-stack templates/prometheus-operator/deployment.yaml,
+spec.selector.matchLabels: `<chart name>-operator` and the release name)."""
+ADAPTER_RELEASE: Final = "prometheus-adapter"
+"""Helm release name of prometheus-adapter (also its chart's name)."""
+ADAPTER_POD_LABELS: Final = {NAME_LABEL: "prometheus-adapter", "app.kubernetes.io/instance": ADAPTER_RELEASE}
+"""prometheus-adapter's pod selector labels: chart name and release name (its templates/_helpers.tpl selectorLabels)."""
+ALERTMANAGER_POD_LABELS: Final = {NAME_LABEL: "alertmanager"}
+"""Labels of the Alertmanager pods (prometheus-operator pkg/alertmanager/statefulset.go)."""
 ISTIO_CERTS_DIR: Final = "/etc/prom-certs"
 """Where the Prometheus container reads the workload certificate its Istio sidecar writes."""
 _ISTIO_OUTPUT_DIR: Final = "/etc/istio-output-certs"
-_LABELS: Final = {"app.kubernetes.io/part-of": "modelplane", "app.kubernetes.io/managed-by": "modelplane"}
+_LABELS: Final = {"app.kubernetes.io/part-of": "modelplane", **MANAGED_BY_LABELS}
 
 
 class Observability(pulumi.ComponentResource):
@@ -129,14 +168,35 @@ class Observability(pulumi.ComponentResource):
                 data={f"modelplane-{stem}.json": text}, opts=child,
             )
         k8s.helm.v3.Release(
-            f"{name}-prometheus-adapter", name="prometheus-adapter", chart="prometheus-adapter",
+            f"{name}-prometheus-adapter", name=ADAPTER_RELEASE, chart="prometheus-adapter",
             version=versions.PROMETHEUS_ADAPTER_VERSION,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=versions.PROMETHEUS_COMMUNITY_REPO),
             namespace=namespace, values=_adapter_values(), opts=with_crds,
         )
+        self._network_policies(name, namespace)
         self.operator = stack
         self.prometheus_url = PROMETHEUS_URL
         self.register_outputs({"prometheus_url": self.prometheus_url})
+
+    def _network_policies(self, name: str, namespace: pulumi.Input[str]) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        network_policy(f"{name}-within-netpol", policy_name="allow-within-namespace", namespace=namespace,
+                       opts=child, spec=allow_spec(select(), ingress_rules=[ingress([same_namespace()])],
+                                                   egress_rules=[egress([same_namespace()])]))
+        network_policy(f"{name}-prometheus-netpol", policy_name="prometheus", namespace=namespace, opts=child,
+                       spec=allow_spec(select(PROMETHEUS_POD_LABELS), egress_rules=[to_anything()]))
+        callers = {"matchExpressions": [{"key": key, "operator": "NotIn", "values": [value]}
+                                        for key, value in ALERTMANAGER_POD_LABELS.items()]}
+        network_policy(f"{name}-kube-api-netpol", policy_name="allow-kube-api", namespace=namespace, opts=child,
+                       spec=allow_spec(callers, egress_rules=[to_kube_api()]))
+        # The API server calls from the control plane's addresses: the operator's admission webhook, the adapter's
+        # aggregated API; each port opens on its own pod only.
+        network_policy(f"{name}-operator-webhook-netpol", policy_name="allow-api-server-to-operator", namespace=namespace,
+                       opts=child, spec=allow_spec(select(OPERATOR_POD_LABELS),
+                                                   ingress_rules=[from_anywhere(OPERATOR_WEBHOOK_PORT)]))
+        network_policy(f"{name}-adapter-api-netpol", policy_name="allow-api-server-to-adapter", namespace=namespace,
+                       opts=child, spec=allow_spec(select(ADAPTER_POD_LABELS),
+                                                   ingress_rules=[from_anywhere(ADAPTER_PORT)]))
 
     def _storage_class(self, name: str, class_name: str) -> k8s.storage.v1.StorageClass:
         # Parameters of the EBS CSI driver (kubernetes-sigs/aws-ebs-csi-driver docs/parameters.md).
@@ -156,7 +216,7 @@ class Observability(pulumi.ComponentResource):
         return k8s.core.v1.Secret(
             f"{name}-grafana-admin",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=GRAFANA_ADMIN_SECRET, namespace=namespace, labels=dict(_LABELS)),
-            type="Opaque", string_data={"admin-user": "admin", "admin-password": password.result},
+            type="Opaque", string_data={GRAFANA_ADMIN_KEYS[0]: "admin", GRAFANA_ADMIN_KEYS[1]: password.result},
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -190,6 +250,11 @@ class Observability(pulumi.ComponentResource):
             },
             opts=opts,
         )
+
+
+def from_prometheus(*ports: int | str) -> Rule:
+    """Ingress from the Prometheus pods on `ports` (a workload's metrics ports)."""
+    return ingress([namespace_peer(NAMESPACE, PROMETHEUS_POD_LABELS)], tcp(*ports))
 
 
 def scrape_endpoint(mesh_scraping: bool) -> dict[str, Any]:
@@ -251,12 +316,35 @@ def _stack_values(config: ObservabilityConfig, storage_class: str | None, mesh_s
         "prometheus": {"serviceAccount": {"create": True, "name": PROMETHEUS_SERVICE_ACCOUNT}, "prometheusSpec": spec},
     }
     if config.grafana:
-        values["grafana"] |= {
-            "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
-            "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL[0], "labelValue": DASHBOARD_LABEL[1],
-                                       "searchNamespace": "ALL"}},
-        }
+        values["grafana"] |= _grafana_values()
     return values
+
+
+def _grafana_values() -> dict[str, Any]:
+    """Grafana's values: our admin Secret as files, and the dashboard sidecar watching every namespace.
+
+    The grafana chart (12.11.1, templates/_pod.tpl) gives the grafana container GF_SECURITY_ADMIN_USER/PASSWORD, and
+    the dashboard and datasource sidecars REQ_USERNAME/REQ_PASSWORD, as `secretKeyRef` env vars unless
+    `env.GF_SECURITY_ADMIN_USER__FILE` and `env.GF_SECURITY_ADMIN_PASSWORD__FILE` are set; then the Secret is mounted
+    (`extraSecretMounts`), the Grafana image's entrypoint reads the `__FILE` paths at start (grafana/grafana
+    packaging/docker/run.sh), and the sidecars (kiwigrid/k8s-sidecar 2.10.1, which reads REQ_USERNAME_FILE and
+    REQ_PASSWORD_FILE) the same files to call Grafana's reload API. No pod spec then holds a `secretKeyRef` env var.
+    `admin.existingSecret` keeps the chart from generating a Secret of its own (templates/secret.yaml)."""
+    user, password = (f"{GRAFANA_ADMIN_DIR}/{key}" for key in GRAFANA_ADMIN_KEYS)
+    mount = {"name": GRAFANA_ADMIN_SECRET, "mountPath": GRAFANA_ADMIN_DIR, "readOnly": True}
+    sidecar_auth = {"env": {"REQ_USERNAME_FILE": user, "REQ_PASSWORD_FILE": password}, "extraMounts": [mount]}
+    return {
+        "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": GRAFANA_ADMIN_KEYS[0],
+                  "passwordKey": GRAFANA_ADMIN_KEYS[1]},
+        "env": {"GF_SECURITY_ADMIN_USER__FILE": user, "GF_SECURITY_ADMIN_PASSWORD__FILE": password},
+        # 0440: read by the user and group 472 every container runs as (the chart's securityContext, fsGroup 472).
+        "extraSecretMounts": [{**mount, "secretName": GRAFANA_ADMIN_SECRET, "defaultMode": 0o440}],
+        "sidecar": {
+            "dashboards": {"enabled": True, "label": DASHBOARD_LABEL[0], "labelValue": DASHBOARD_LABEL[1],
+                           "searchNamespace": "ALL", **sidecar_auth},
+            "datasources": sidecar_auth,
+        },
+    }
 
 
 def _istio_certificate_sidecar() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Pod-spec pieces shared by every workload component: hardened security contexts and GPU scheduling.
+"""Pod-spec pieces shared by every workload component: hardened security contexts, GPU scheduling and Secrets
+mounted as files.
 
 Built as plain manifest dicts (the camelCase Kubernetes shape) so training jobs (CRDs) and
 Deployments use exactly the same securityContext, tolerations and affinity.
@@ -11,10 +12,20 @@ from typing import Any, Final
 
 import pulumi
 
+from workloads.common.settings import SECRETS_DIR
 from workloads.common.vocab import GPU_RESOURCE, GPU_TOLERATION, POOL_LABEL
 
 NON_ROOT_UID: Final = 10001
 """The UID our images run as (see images/*/Dockerfile)."""
+SECRET_FILE_MODE: Final = 0o440
+"""Mode of mounted Secret files: readable by their owner (root) and the pod's fsGroup, which the non-root user runs
+in, and by nobody else; the mount is read-only too."""
+REDIS_URL_SECRET_KEY: Final = "url"
+"""The key of a workload's Redis Secret that holds the URL with its password."""
+SECRETS_VOLUME: Final = "secrets"
+"""Name of the projected volume holding a pod's Secret files."""
+SecretFiles = Mapping[str, tuple[pulumi.Input[str], str]]
+"""Files under SECRETS_DIR by file name (workloads.common.settings REDIS_URL_FILE, API_KEY_FILE): (Secret, key)."""
 
 
 def container_resources(cpu: str, memory: str, gpus: int) -> dict[str, Any]:
@@ -58,6 +69,25 @@ def cpu_threads(cpu: str) -> int:
     """Whole CPUs in a Kubernetes CPU quantity ("4" → 4, "2500m" → 2), at least 1."""
     cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
     return max(1, int(cores))
+
+
+def secret_path(file: str) -> str:
+    """Where a pod reads the Secret file `file` (the value of a workload's `*_file` setting)."""
+    return f"{SECRETS_DIR}/{file}"
+
+
+def secret_files(files: SecretFiles) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volume and the read-only mount putting each Secret key of `files` at SECRETS_DIR/<file>: one projected
+    volume, so a pod's secrets from several Secrets share one folder ([], [] without files).
+
+    Files, not env: a variable is inherited by every child process and shows in its /proc/<pid>/environ and in
+    crash reports; a file readable only by the pod's group is not."""
+    if not files:
+        return [], []
+    sources = [{"secret": {"name": secret, "items": [{"key": key, "path": file}]}}
+               for file, (secret, key) in sorted(files.items())]
+    return ([{"name": SECRETS_VOLUME, "projected": {"defaultMode": SECRET_FILE_MODE, "sources": sources}}],
+            [{"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True}])
 
 
 def env_list(env: Mapping[str, pulumi.Input[str]]) -> list[dict[str, pulumi.Input[str]]]:

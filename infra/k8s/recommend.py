@@ -20,13 +20,23 @@ import pulumi_kubernetes as k8s
 
 from infra.config.recommend import RecommendConfig
 from infra.k8s.inference import TARGET_CPU_UTILIZATION
-from infra.k8s.mesh import SYSTEM_NAMESPACE as MESH_NAMESPACE
+from infra.k8s.mesh import sidecar_egress
 from infra.k8s.namespaces import INFERENCE_NAMESPACE
-from infra.k8s.observability import NAMESPACE as MONITORING_NAMESPACE
-from infra.k8s.observability import PROMETHEUS_POD_LABELS, PROMETHEUS_PRINCIPAL, scrape_endpoint
-from infra.k8s.podspec import container_resources, container_security_context, manifest_block, pod_security_context
+from infra.k8s.netpol import Rule, allow_spec, network_policy, select
+from infra.k8s.observability import PROMETHEUS_PRINCIPAL, from_prometheus, scrape_endpoint
+from infra.k8s.podspec import (
+    REDIS_URL_SECRET_KEY,
+    SecretFiles,
+    container_resources,
+    container_security_context,
+    manifest_block,
+    pod_security_context,
+    secret_files,
+    secret_path,
+)
 from workloads.common import metrics
-from workloads.common.vocab import COMPONENT_LABEL
+from workloads.common.settings import REDIS_URL_FILE
+from workloads.common.vocab import COMPONENT_LABEL, MANAGED_BY_LABELS, NAME_LABEL
 from workloads.recommend.settings import ProcessorSettings
 
 NAMESPACE: Final = INFERENCE_NAMESPACE
@@ -42,13 +52,6 @@ METRICS_PORT: Final = int(ProcessorSettings.model_fields["metrics_port"].default
 TERMINATION_GRACE_S: Final = 60
 """Seconds a stopping replica has to finish its batch, flush dead letters (the processor waits up to 30 s) and
 commit its offsets before the kubelet kills it."""
-DNS_PORT: Final = 53
-"""Cluster DNS (CoreDNS in kube-system on EKS, kind and minikube)."""
-ISTIOD_XDS_PORT: Final = 15012
-"""istiod's xDS and certificate port, which a sidecar must reach (istio.io, "Ports used by Istio")."""
-POD_IDENTITY_AGENT: Final = ("169.254.170.23/32", 80)
-"""The EKS Pod Identity agent's link-local address and port, where the AWS SDK fetches the role's credentials
-(docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html)."""
 
 
 class StreamProcessor(pulumi.ComponentResource):
@@ -59,13 +62,13 @@ class StreamProcessor(pulumi.ComponentResource):
     """Name of the processor's Deployment (also of its HPA, PDB and policies)."""
 
     def __init__(self, name: str, config: RecommendConfig, *, image: str, bootstrap_servers: pulumi.Input[str],
-                 redis_url: pulumi.Input[str], kafka_ports: Sequence[int], redis_port: int,
-                 kafka_settings: Mapping[str, pulumi.Input[str]] | None = None, aws_credentials: bool = False,
+                 redis_url: pulumi.Input[str], kafka_egress: Sequence[Rule], redis_egress: Sequence[Rule],
+                 kafka_settings: Mapping[str, pulumi.Input[str]] | None = None,
                  mesh: bool = True, monitoring: bool = True, opts: pulumi.ResourceOptions | None = None) -> None:
         """`config` is the stack's `recommend` section; `image` the processor image (pinned); `bootstrap_servers`
-        and `kafka_ports` the brokers; `redis_url` the feature store (with its password: kept in a Secret) and
-        `redis_port` its port; `kafka_settings` further processor settings by field name (the client's auth on
-        MSK); `aws_credentials` lets the pod reach the EKS Pod Identity agent; `mesh` adds the Istio policy;
+        the brokers and `kafka_egress` the NetworkPolicy egress to them (with the EKS Pod Identity agent on MSK);
+        `redis_url` the feature store (with its password: kept in a Secret) and `redis_egress` the egress to it;
+        `kafka_settings` further processor settings by field name (the client's auth on MSK); `mesh` adds the Istio policy;
         `monitoring` the scrape target and thresholds, which need the observability stack's CRDs and adapter."""
         super().__init__("modelplane:recommend:StreamProcessor", name, None, opts)
         unknown = sorted(set(kafka_settings or {}) - set(ProcessorSettings.model_fields))
@@ -74,27 +77,26 @@ class StreamProcessor(pulumi.ComponentResource):
                 property_path="kafka_settings", reason=f"{unknown} are not ProcessorSettings fields "
                                                        f"(known: {sorted(ProcessorSettings.model_fields)})")])
         self.deployment_name = SERVICE_ACCOUNT
-        labels = {"app.kubernetes.io/name": SERVICE_ACCOUNT, COMPONENT_LABEL: COMPONENT,
-                  "app.kubernetes.io/managed-by": "modelplane"}
+        labels = {NAME_LABEL: SERVICE_ACCOUNT, COMPONENT_LABEL: COMPONENT, **MANAGED_BY_LABELS}
         child = pulumi.ResourceOptions(parent=self)
         k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=_meta(SERVICE_ACCOUNT, labels),
                                    # It never calls the Kubernetes API; Pod Identity injects AWS credentials itself.
                                    automount_service_account_token=False, opts=child)
         secret = k8s.core.v1.Secret(f"{name}-redis", metadata=_meta(f"{SERVICE_ACCOUNT}-redis", labels),
-                                    string_data={"url": redis_url}, opts=child)
+                                    string_data={REDIS_URL_SECRET_KEY: redis_url}, opts=child)
         settings: dict[str, pulumi.Input[str]] = {
             "bootstrap_servers": bootstrap_servers, "topic": config.topic, "group_id": config.group_id,
             "metrics_port": str(METRICS_PORT), **(kafka_settings or {}),
+            # The URL with its password is read from the Secret mounted as a file, never from the env.
+            "redis_url_file": secret_path(REDIS_URL_FILE),
         }
         if config.dead_letter_topic:
             settings["dead_letter_topic"] = config.dead_letter_topic
         env: list[dict[str, Any]] = [{"name": ProcessorSettings.env_name(key), "value": value}
                                      for key, value in sorted(settings.items())]
-        env.append({"name": ProcessorSettings.env_name("redis_url"),
-                    "valueFrom": {"secretKeyRef": {"name": secret.metadata.name, "key": "url"}}})
-        self._deployment(name, config, image, env, labels)
+        self._deployment(name, config, image, env, labels, {REDIS_URL_FILE: (secret.metadata.name, REDIS_URL_SECRET_KEY)})
         self._autoscaling(name, config, labels, monitoring)
-        self._network_policy(name, labels, kafka_ports, redis_port, aws_credentials, mesh, monitoring)
+        self._network_policy(name, labels, kafka_egress, redis_egress, mesh, monitoring)
         if mesh:
             self._authorization(name, labels, monitoring)
         if monitoring:
@@ -102,8 +104,9 @@ class StreamProcessor(pulumi.ComponentResource):
         self.register_outputs({"deployment_name": self.deployment_name})
 
     def _deployment(self, name: str, config: RecommendConfig, image: str, env: list[dict[str, Any]],
-                    labels: dict[str, str]) -> None:
-        selector = {"app.kubernetes.io/name": SERVICE_ACCOUNT}
+                    labels: dict[str, str], files: SecretFiles) -> None:
+        selector = {NAME_LABEL: SERVICE_ACCOUNT}
+        volumes, mounts = secret_files(files)
         container = {
             "name": "processor", "image": image, "command": ["python", "-m", MODULE], "env": env,
             "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
@@ -112,6 +115,7 @@ class StreamProcessor(pulumi.ComponentResource):
                               "failureThreshold": 3},
             "resources": container_resources(config.cpu, config.memory, 0),
             "securityContext": container_security_context(),
+            "volumeMounts": mounts,
         }
         spread = [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
                    "labelSelector": {"matchLabels": selector}}
@@ -132,9 +136,11 @@ class StreamProcessor(pulumi.ComponentResource):
                 }},
                 "spec": {
                     "serviceAccountName": SERVICE_ACCOUNT,
+                    "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
                     "containers": [container],
+                    "volumes": volumes,
                     "topologySpreadConstraints": spread,
                 },
             },
@@ -163,37 +169,19 @@ class StreamProcessor(pulumi.ComponentResource):
                                      "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]}},
         }), opts=child)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=_meta(SERVICE_ACCOUNT, labels), spec=manifest_block({
-            "maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": SERVICE_ACCOUNT}},
+            "maxUnavailable": 1, "selector": {"matchLabels": {NAME_LABEL: SERVICE_ACCOUNT}},
         }), opts=child)
 
-    def _network_policy(self, name: str, labels: dict[str, str], kafka_ports: Sequence[int], redis_port: int,
-                        aws_credentials: bool, mesh: bool, scraped: bool) -> None:
-        """Ingress only from Prometheus to /metrics' port; egress to DNS, Kafka, Redis (and istiod, Pod Identity).
-
-        Kafka and Redis are matched by port only: MSK brokers and ElastiCache nodes have no pod or namespace to
-        select, and their addresses change with failovers; their security groups admit only the cluster."""
-        def tcp(*ports: int) -> list[dict[str, Any]]:
-            return [{"protocol": "TCP", "port": port} for port in ports]
-
-        system = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
-        egress: list[dict[str, Any]] = [
-            {"to": [system], "ports": [{"protocol": "UDP", "port": DNS_PORT}, *tcp(DNS_PORT)]},
-            {"ports": tcp(*sorted(set(kafka_ports)), redis_port)},
-        ]
-        if mesh:
-            egress.append({"to": [{"namespaceSelector": {"matchLabels": {
-                "kubernetes.io/metadata.name": MESH_NAMESPACE}}}], "ports": tcp(ISTIOD_XDS_PORT)})
-        if aws_credentials:
-            egress.append({"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT[0]}}], "ports": tcp(POD_IDENTITY_AGENT[1])})
-        ingress = [{"from": [{
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
-            "podSelector": {"matchLabels": dict(PROMETHEUS_POD_LABELS)},
-        }], "ports": tcp(METRICS_PORT)}] if scraped else []
-        k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=_meta(SERVICE_ACCOUNT, labels),
-                                        spec=manifest_block({
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": SERVICE_ACCOUNT}},
-            "policyTypes": ["Ingress", "Egress"], "ingress": ingress, "egress": egress,
-        }), opts=pulumi.ResourceOptions(parent=self))
+    def _network_policy(self, name: str, labels: dict[str, str], kafka_egress: Sequence[Rule],
+                        redis_egress: Sequence[Rule], mesh: bool, scraped: bool) -> None:
+        """Ingress only from Prometheus to /metrics' port; egress to Kafka and Redis as the stack wires them (and
+        istiod); DNS is namespace-wide (infra/k8s/netpol.py)."""
+        ingress_rules = [from_prometheus(METRICS_PORT)] if scraped else []
+        network_policy(f"{name}-netpol", policy_name=SERVICE_ACCOUNT, namespace=NAMESPACE, labels=labels,
+                       opts=pulumi.ResourceOptions(parent=self),
+                       spec=allow_spec(select({NAME_LABEL: SERVICE_ACCOUNT}), ingress_rules=ingress_rules,
+                                       egress_rules=[*kafka_egress, *redis_egress,
+                                                     *([sidecar_egress()] if mesh else [])]))
 
     def _authorization(self, name: str, labels: dict[str, str], scraped: bool) -> None:
         """The processor serves nothing but /metrics: a DENY policy (DENY wins over the namespace's ALLOWs, the
@@ -207,7 +195,7 @@ class StreamProcessor(pulumi.ComponentResource):
         k8s.apiextensions.CustomResource(
             f"{name}-authz", api_version="security.istio.io/v1", kind="AuthorizationPolicy",
             metadata=_meta(SERVICE_ACCOUNT, labels),
-            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": SERVICE_ACCOUNT}}, "action": "DENY",
+            spec={"selector": {"matchLabels": {NAME_LABEL: SERVICE_ACCOUNT}}, "action": "DENY",
                   "rules": rules},
             opts=pulumi.ResourceOptions(parent=self))
 
@@ -217,14 +205,14 @@ class StreamProcessor(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         k8s.core.v1.Service(f"{name}-metrics", metadata=_meta(f"{SERVICE_ACCOUNT}-metrics", labels),
                             spec=manifest_block({
-            "selector": {"app.kubernetes.io/name": SERVICE_ACCOUNT}, "clusterIP": "None",
+            "selector": {NAME_LABEL: SERVICE_ACCOUNT}, "clusterIP": "None",
             # The `http` name tells Istio the protocol, and is the port scrape_endpoint() scrapes.
             "ports": [{"name": "http", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
         }), opts=child)
         k8s.apiextensions.CustomResource(
             f"{name}-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
             metadata=_meta(SERVICE_ACCOUNT, labels),
-            spec={"selector": {"matchLabels": {"app.kubernetes.io/name": SERVICE_ACCOUNT, COMPONENT_LABEL: COMPONENT}},
+            spec={"selector": {"matchLabels": {NAME_LABEL: SERVICE_ACCOUNT, COMPONENT_LABEL: COMPONENT}},
                   "endpoints": [scrape_endpoint(mesh)]},
             opts=child)
         # Series the rules of infra/k8s/rules/recommend.yaml compare with, labelled like the processor's own.

@@ -10,8 +10,10 @@ a plaintext internal listener on 9092 (the shape of Strimzi's examples/kafka/kaf
 The operator runs with Strimzi's Restricted pod security provider (documentation/modules/configuring/
 con-config-security-providers.adoc), so the namespace enforces the `restricted` Pod Security Standard. Strimzi
 generates the brokers' NetworkPolicy itself (STRIMZI_NETWORK_POLICY_GENERATION defaults to true): the listener's
-`networkPolicyPeers` make 9092 admit only the workload namespaces. The CRs are checked against the CRDs of the
-pinned release, vendored in tests/conformance/strimzi/<version>/.
+`networkPolicyPeers` make 9092 admit only the workload namespaces. On top of the namespace's default-deny
+(infra/k8s/netpol.py) the namespace's pods reach each other (the operator its brokers, the brokers their
+controllers) and the operator the Kubernetes API; the topics Job reaches the brokers' port. The CRs are checked
+against the CRDs of the pinned release, vendored in tests/conformance/strimzi/<version>/.
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ import pulumi_kubernetes as k8s
 from infra import versions
 from infra.config.streaming import StreamingConfig, TopicConfig
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, WORKLOAD_NAMESPACES, Namespaces
+from infra.k8s.netpol import (
+    Rule,
+    allow_spec,
+    egress,
+    ingress,
+    namespace_peer,
+    network_policy,
+    same_namespace,
+    select,
+    to_kube_api,
+)
 from infra.k8s.podspec import (
     container_resources,
     container_security_context,
@@ -34,7 +47,7 @@ from infra.k8s.podspec import (
     manifest_block,
     pod_security_context,
 )
-from workloads.common.vocab import NO_SIDECAR_ANNOTATION
+from workloads.common.vocab import MANAGED_BY_LABELS, NAME_LABEL, NO_SIDECAR_ANNOTATION
 from workloads.recommend.kafka import KafkaAuth
 from workloads.recommend.topic_settings import TopicsSettings, encode_topics
 
@@ -77,7 +90,9 @@ SINGLE_NODE_CONFIG: Final = {
     "auto.create.topics.enable": False,
 }
 """Broker config of one node (examples/kafka/kafka-single-node.yaml at Strimzi 1.2.0), without auto-created topics."""
-_LABELS: Final = {"app.kubernetes.io/managed-by": "modelplane"}
+OPERATOR_POD_LABELS: Final = {"strimzi.io/kind": "cluster-operator"}
+"""Labels of the Strimzi cluster operator's pods (install/cluster-operator/060-Deployment-strimzi-cluster-operator.yaml),
+which Strimzi's generated policies also select it by."""
 
 
 def bootstrap_servers(namespace: str = NAMESPACE, cluster: str = CLUSTER) -> str:
@@ -97,16 +112,17 @@ class KafkaTopics(pulumi.ComponentResource):
 
     def __init__(self, name: str, topics: Sequence[TopicConfig], *, bootstrap_servers: pulumi.Input[str],
                  auth: KafkaAuth, region: str | None, namespace: str, service_account: str, image: str,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 egress_rules: Sequence[Rule] = (), opts: pulumi.ResourceOptions | None = None) -> None:
         """`topics` are the stack's `streaming.topics`; `bootstrap_servers`, `auth` and `region` reach the brokers
-        (`region` is required with auth iam); the Job runs `image` in `namespace` as `service_account`."""
+        (`region` is required with auth iam); the Job runs `image` in `namespace` as `service_account`;
+        `egress_rules` are its NetworkPolicy egress to the brokers (and the Pod Identity agent on aws)."""
         super().__init__("modelplane:streaming:KafkaTopics", name, None, opts)
         if auth == "iam" and not region:
             raise pulumi.InputPropertiesError("invalid KafkaTopics args", [pulumi.InputPropertyErrorDetails(
                 property_path="region", reason="is required when auth is 'iam' (the MSK cluster's region)")])
         spec = encode_topics([topic.model_dump(by_alias=True) for topic in topics])
         self.job_name = f"kafka-topics-{_spec_hash(spec, image, auth, region or '')}"
-        labels = {**_LABELS, "app.kubernetes.io/name": "kafka-topics"}
+        labels = {**MANAGED_BY_LABELS, NAME_LABEL: "kafka-topics"}
         env: dict[str, pulumi.Input[str]] = {
             TopicsSettings.env_name("bootstrap_servers"): bootstrap_servers,
             TopicsSettings.env_name("kafka_auth"): auth,
@@ -147,6 +163,9 @@ class KafkaTopics(pulumi.ComponentResource):
                                         delete_before_replace=True,
                                         custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")),
         )
+        network_policy(f"{name}-netpol", policy_name=TOPICS_SERVICE_ACCOUNT, namespace=namespace, labels=labels,
+                       opts=child, spec=allow_spec(select(labels),
+                                                   egress_rules=list(egress_rules)))
         self.register_outputs({"job_name": self.job_name})
 
 
@@ -169,12 +188,17 @@ class LocalKafka(pulumi.ComponentResource):
         with_crds = pulumi.ResourceOptions(parent=self, depends_on=[operator])
         k8s.apiextensions.CustomResource(
             f"{name}-node-pool", api_version="kafka.strimzi.io/v1", kind="KafkaNodePool",
-            metadata={"name": NODE_POOL, "namespace": NAMESPACE, "labels": {**_LABELS, "strimzi.io/cluster": CLUSTER}},
+            metadata={"name": NODE_POOL, "namespace": NAMESPACE, "labels": {**MANAGED_BY_LABELS, "strimzi.io/cluster": CLUSTER}},
             spec=node_pool_spec(config), opts=with_crds)
         k8s.apiextensions.CustomResource(
             f"{name}-cluster", api_version="kafka.strimzi.io/v1", kind="Kafka",
-            metadata={"name": CLUSTER, "namespace": NAMESPACE, "labels": dict(_LABELS)},
+            metadata={"name": CLUSTER, "namespace": NAMESPACE, "labels": dict(MANAGED_BY_LABELS)},
             spec=kafka_spec(sorted(WORKLOAD_NAMESPACES)), opts=with_crds)
+        network_policy(f"{name}-within-netpol", policy_name="allow-within-namespace", namespace=namespace, opts=child,
+                       spec=allow_spec(select(), ingress_rules=[ingress([same_namespace()])],
+                                       egress_rules=[egress([same_namespace()])]))
+        network_policy(f"{name}-operator-netpol", policy_name="allow-kube-api", namespace=namespace, opts=child,
+                       spec=allow_spec(select(OPERATOR_POD_LABELS), egress_rules=[to_kube_api()]))
         self.bootstrap_servers = bootstrap_servers()
         self.register_outputs({"bootstrap_servers": self.bootstrap_servers})
 
@@ -201,7 +225,7 @@ def node_pool_spec(config: StreamingConfig) -> dict[str, Any]:
 
 def kafka_spec(client_namespaces: Sequence[str]) -> dict[str, Any]:
     """The KRaft cluster: the pinned Kafka version, one plaintext listener open to `client_namespaces` only."""
-    peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}} for ns in client_namespaces]
+    peers = [namespace_peer(ns) for ns in client_namespaces]
     return {"kafka": {
         "version": versions.STRIMZI_KAFKA_VERSION, "metadataVersion": versions.STRIMZI_KAFKA_METADATA_VERSION,
         "listeners": [{"name": "plain", "port": PORT, "type": "internal", "tls": False, "networkPolicyPeers": peers}],

@@ -5,6 +5,11 @@ Jobs of task `lm` run the LM trainers; task `recommender` runs the recommender's
 
 The operator owns scale-out: for PyTorchJob it sets torchrun's PET_* rendezvous variables on
 every replica, for TFJob it writes TF_CONFIG. We never schedule ranks ourselves.
+
+Training pods run without an Istio sidecar (NCCL/gloo must not pass through Envoy), so the mesh's authorization
+does not guard them: each job's NetworkPolicy does. Its ranks, which carry the job's JOB_LABEL, reach each other on
+every port (rendezvous, NCCL, gloo pick their ports at run time) and nothing else of the cluster reaches them but
+Prometheus on the metrics port; their egress is that, DNS, and what the program passes (the object store).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config.workloads import TrainingJobConfig
+from infra.k8s.netpol import Rule, allow_spec, egress, ingress, network_policy, pod_peer, select
+from infra.k8s.observability import from_prometheus
 from infra.k8s.podspec import (
     container_resources,
     container_security_context,
@@ -33,7 +40,9 @@ from workloads.common.vocab import (
     DO_NOT_DISRUPT_ANNOTATION,
     EXPORT_FLAG,
     JOB_LABEL,
+    MANAGED_BY_LABELS,
     METRICS_PORT_FLAG,
+    NAME_LABEL,
     NO_SIDECAR_ANNOTATION,
 )
 
@@ -60,16 +69,18 @@ class TrainingJob(pulumi.ComponentResource):
     def __init__(self, name: str, job: TrainingJobConfig, *, image: str, namespace: str, service_account: str,
                  data_uri: pulumi.Input[str], checkpoint_uri: pulumi.Input[str], export_uri: pulumi.Input[str],
                  env: Mapping[str, pulumi.Input[str]], secret_env_from: Sequence[pulumi.Input[str]] = (),
+                 egress_rules: Sequence[Rule] = (), scraped: bool = False,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """`job` is the stack's entry; `image` the trainer image (pinned); `namespace` and `service_account`
         where it runs with its IAM role; `data_uri`, `checkpoint_uri` and `export_uri` the S3 locations behind
         the platform's trainer flags; `env` plain env for every replica (delivered through a ConfigMap);
-        `secret_env_from` Secrets whose keys become env vars (the local stack's MinIO keys)."""
+        `secret_env_from` Secrets whose keys become env vars (the local stack's MinIO keys); `egress_rules` the
+        NetworkPolicy egress to the stack's data (S3 or MinIO) beyond the job's own ranks; `scraped` admits
+        Prometheus to the metrics port."""
         super().__init__("modelplane:training:TrainingJob", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         kind, specs_key, leader, container_name = _KIND[job.framework]
-        labels = {"app.kubernetes.io/name": name, COMPONENT_LABEL: "training",
-                  "app.kubernetes.io/managed-by": "modelplane", JOB_LABEL: name}
+        labels = {NAME_LABEL: name, COMPONENT_LABEL: "training", **MANAGED_BY_LABELS, JOB_LABEL: name}
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-env",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{name}-env", namespace=namespace, labels=labels),
@@ -111,6 +122,13 @@ class TrainingJob(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels),
             spec=spec, opts=child,
         )
+        ranks = {JOB_LABEL: name}
+        # "-job-": an inference service may share the job's name, and logical names must not collide.
+        network_policy(f"{name}-job-netpol", policy_name=name, namespace=namespace, labels=labels, opts=child,
+                       spec=allow_spec(select(ranks),
+                                       ingress_rules=[ingress([pod_peer(ranks)]),
+                                                      *([from_prometheus(METRICS_PORT)] if scraped else [])],
+                                       egress_rules=[egress([pod_peer(ranks)]), *egress_rules]))
         # Resolves once the job exists, so dependents wait for it.
         self.job_name = resource.id.apply(lambda _: name)
         self.register_outputs({"job_name": self.job_name})
@@ -150,6 +168,7 @@ def _pod_template(job: TrainingJobConfig, labels: dict[str, str], container: dic
         "metadata": {"labels": labels, "annotations": {**DO_NOT_DISRUPT_ANNOTATION, **NO_SIDECAR_ANNOTATION}},
         "spec": {
             "serviceAccountName": service_account,
+            "automountServiceAccountToken": False,  # ranks never call the Kubernetes API
             "securityContext": pod_security_context(),
             "containers": [container],
             "volumes": volumes,

@@ -198,7 +198,7 @@ def _component(urn: str, resources: Mapping[str, Resource]) -> str:
 def _changed(old: Resource, new: Resource, property_diff: tuple[PropertyChange, ...],
              component: str) -> ResourceChange:
     because = tuple(f"{c.path} ({source})" for c in property_diff
-                    if (source := forces_replacement(new.type, c.path)) is not None)
+                    if (source := forces_replacement(new.type, c.path, c.old, c.new)) is not None)
     return ResourceChange("replace" if because else "update", new.urn, new.type, new.name, property_diff,
                           component=component, replace_because=because,
                           errors=tuple(rejected(new.type, old.inputs, new.inputs)))

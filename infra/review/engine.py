@@ -76,6 +76,9 @@ def list_stacks(stacks_dir: Path | None = None) -> list[str]:
 def load_stack_config(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
     """The raw `config:` map of a stack file; a `ConfigError` when it is missing or malformed."""
     folder = stacks_dir or find_project().stacks_dir
+    if not folder.is_dir():
+        raise ConfigError([ConfigIssue("--stacks-dir", f"{folder} is not a directory. Fix: pass the folder that holds "
+                                                       f"the Pulumi.<stack>.yaml files")])
     path = stack_file(stack, folder)
     if not path.is_file():
         known = ", ".join(list_stacks(folder)) or "none"
@@ -116,16 +119,23 @@ class _RenderMocks(pulumi_mocks.Mocks):
     def __init__(self, region: str) -> None:
         self.region = region
         self.stack_transforms: list[Any] = []
-        self.transformed: dict[tuple[str, str], dict[str, Any]] = {}
+        # Keyed by URN: a type and logical name may repeat under different parents, and registrations run in
+        # parallel threads, so a (type, name) key would hand one resource another's inputs.
+        self.transformed: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        # MockResourceArgs carries no URN: the monitor sets the one it registers on the thread that then calls
+        # new_resource (MockMonitor.RegisterResource calls it synchronously).
+        self.registering = threading.local()
 
     def register_transform(self, transform: Any) -> None:
         self.stack_transforms.append(transform)
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         inputs = self._apply_transforms(args)
-        with self.lock:
-            self.transformed[(args.typ, args.name)] = inputs
+        urn = getattr(self.registering, "urn", None)
+        if urn is not None:
+            with self.lock:
+                self.transformed[urn] = inputs
         resource_id, outputs = synthesize_outputs(args.typ, args.name, _unwrap(inputs), self.region)
         return resource_id, {**inputs, **outputs}
 
@@ -165,12 +175,13 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.records: dict[str, Resource] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        urn = self.make_urn(request.parent, request.type, request.name)
+        self.render_mocks.registering.urn = urn
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
-        urn = self.make_urn(request.parent, request.type, request.name)
         with self.render_mocks.lock:
-            inputs = self.render_mocks.transformed.get((request.type, request.name), {})
+            inputs = self.render_mocks.transformed.pop(urn, {})
         if request.type.startswith(f"{PROJECT}:"):
             # Our components' inputs are our own args bags: their children carry the real inputs.
             # Remote components (helm v4 Chart, kustomize v2 Directory) keep theirs: mocks see no children.
@@ -180,6 +191,11 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             provider=_strip_id(request.provider), inputs=_normalize(inputs),
         )
         return response
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        # A read (`Resource.get`) is not recorded: nothing registers inputs for it.
+        self.render_mocks.registering.urn = None
+        return super().ReadResource(request)
 
 
 def _parent(parent: str) -> str:

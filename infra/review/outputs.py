@@ -33,6 +33,10 @@ _ID_PREFIXES = {
 }
 
 
+_ID_IS_ARN: Final = frozenset({"aws:secretsmanager/secret:Secret"})
+"""Types whose provider id is their ARN (terraform-provider-aws docs/r/secretsmanager_secret: "id - ARN of the secret")."""
+
+
 def _digest(*parts: str, length: int = 17) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
@@ -51,6 +55,10 @@ def _arn(type_: str, name: str, region: str, physical: str) -> str:
         return f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{physical}"
     if service == "sqs":
         return f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{physical}"
+    if service == "secretsmanager" and kind == "Secret":
+        # "arn:aws:secretsmanager:<Region>:<AccountId>:secret:SecretName-6RandomCharacters"
+        # (docs.aws.amazon.com/secretsmanager/latest/userguide/whats-in-a-secret.html).
+        return f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{physical}-{_digest(name, type_, length=6)}"
     return f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{kind.lower()}/{physical}"
 
 
@@ -66,6 +74,8 @@ def synthesize_outputs(type_: str, name: str, inputs: dict[str, Any], region: st
     if type_ == "aws:kms/key:Key":
         resource_id = physical = f"{_digest(type_, name, length=8)}-{_digest(name, type_, length=12)}"
     outputs: dict[str, Any] = {"id": resource_id, "arn": _arn(type_, name, region, physical)}
+    if type_ in _ID_IS_ARN:
+        resource_id = outputs["id"] = outputs["arn"]
     if "name" not in inputs:
         outputs["name"] = physical
     outputs.update(_specific(type_, name, inputs, region, physical))

@@ -5,8 +5,14 @@ property can be updated in place. This module holds that answer for the resource
 uses, each entry copied from the provider's own source:
 
 - AWS (pulumi-aws is bridged from the Terraform provider, so `ForceNew: true` in its schema is a
-  replacement): hashicorp/terraform-provider-aws `internal/service/ec2/vpc.go` (`ResourceVPC`),
-  `internal/service/ec2/vpc_subnet.go` (`resourceSubnet`) and `internal/service/eks/cluster.go` (`resourceCluster`).
+  replacement): hashicorp/terraform-provider-aws `internal/service/<service>/*.go`, the resource function named in
+  each entry's source. Terraform's SDK applies `ForceNew` on a nested block (`TypeList`, `MaxItems: 1`, which Pulumi
+  renders as an object) to adding or removing the block only; its fields replace only where they are `ForceNew`
+  themselves, so such blocks are listed under `blocks`, their `ForceNew` fields under `paths`. Value-dependent
+  replacements (a `CustomizeDiff` with `ForceNewIf`, e.g. a version downgrade) are in `REPLACE_IF`. The node group,
+  ElastiCache, MSK and OpenSearch entries were read (2026-11) from the provider's v6 sources, the major line that
+  pulumi-aws 7.x bridges (replication_group.go at 001b6364, node_group.go at 012e0a32, parameter_group.go at
+  0593466d); the exact upstream commit pinned by pulumi-aws 7.51.1 was not compared.
 - Kubernetes: pulumi/pulumi-kubernetes `provider/pkg/provider` `forceNew` table (`metadata.name`,
   `metadata.namespace` for every kind, plus the per-kind fields below; these are the fields the API
   server refuses to patch, e.g. a Deployment's selector).
@@ -17,7 +23,7 @@ Rejected transitions are errors, not replacements: AWS refuses the call outright
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,6 +34,16 @@ _TF_VPC: Final = "terraform-provider-aws internal/service/ec2/vpc.go ResourceVPC
 _TF_SUBNET: Final = "terraform-provider-aws internal/service/ec2/vpc_subnet.go resourceSubnet ForceNew"
 _TF_EKS: Final = "terraform-provider-aws internal/service/eks/cluster.go resourceCluster ForceNew"
 _K8S: Final = "pulumi-kubernetes provider forceNew table"
+_TF_NODE_GROUP: Final = "terraform-provider-aws internal/service/eks/node_group.go resourceNodeGroup ForceNew"
+_TF_CACHE_RG: Final = ("terraform-provider-aws internal/service/elasticache/replication_group.go "
+                       "resourceReplicationGroup ForceNew")
+_TF_CACHE_SUBNETS: Final = ("terraform-provider-aws internal/service/elasticache/subnet_group.go "
+                            "ResourceSubnetGroup ForceNew")
+_TF_CACHE_PARAMS: Final = ("terraform-provider-aws internal/service/elasticache/parameter_group.go "
+                           "resourceParameterGroup ForceNew")
+_TF_MSK: Final = "terraform-provider-aws internal/service/kafka/cluster.go resourceCluster ForceNew"
+_TF_MSK_CONFIG: Final = "terraform-provider-aws internal/service/kafka/configuration.go resourceConfiguration ForceNew"
+_TF_OPENSEARCH: Final = "terraform-provider-aws internal/service/opensearch/domain.go resourceDomain ForceNew"
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,8 @@ class ForceNew:
     """Changing one of these, or anything under it, replaces the resource."""
     source: str
     """Where the provider declares it."""
+    blocks: tuple[str, ...] = ()
+    """Nested blocks whose addition or removal (the whole block, not a field in it) replaces the resource."""
 
 
 REPLACE_ON: Final[Mapping[str, ForceNew]] = {
@@ -49,6 +67,23 @@ REPLACE_ON: Final[Mapping[str, ForceNew]] = {
         ("name", "roleArn", "bootstrapSelfManagedAddons", "accessConfig.bootstrapClusterCreatorAdminPermissions",
          "kubernetesNetworkConfig.ipFamily", "kubernetesNetworkConfig.serviceIpv4Cidr", "remoteNetworkConfig",
          "outpostConfig.controlPlaneInstanceType"), _TF_EKS),
+    "aws:eks/nodeGroup:NodeGroup": ForceNew(
+        ("amiType", "capacityType", "clusterName", "diskSize", "instanceTypes", "launchTemplate.id",
+         "launchTemplate.name", "nodeGroupName", "nodeGroupNamePrefix", "nodeRoleArn", "remoteAccess", "subnetIds"),
+        _TF_NODE_GROUP),
+    "aws:elasticache/replicationGroup:ReplicationGroup": ForceNew(
+        ("atRestEncryptionEnabled", "dataTieringEnabled", "globalReplicationGroupId", "kmsKeyId", "networkType",
+         "port", "replicationGroupId", "securityGroupNames", "snapshotArns", "snapshotName", "subnetGroupName"),
+        _TF_CACHE_RG),
+    "aws:elasticache/subnetGroup:SubnetGroup": ForceNew(("name",), _TF_CACHE_SUBNETS),
+    "aws:elasticache/parameterGroup:ParameterGroup": ForceNew(("description", "family", "name"), _TF_CACHE_PARAMS),
+    "aws:msk/cluster:Cluster": ForceNew(
+        ("brokerNodeGroupInfo.azDistribution", "brokerNodeGroupInfo.clientSubnets", "brokerNodeGroupInfo.securityGroups",
+         "clusterName", "encryptionInfo.encryptionAtRestKmsKeyArn", "encryptionInfo.encryptionInTransit.inCluster"),
+        _TF_MSK, blocks=("brokerNodeGroupInfo", "encryptionInfo")),
+    "aws:msk/configuration:Configuration": ForceNew(("kafkaVersions", "name"), _TF_MSK_CONFIG),
+    "aws:opensearch/domain:Domain": ForceNew(("domainName", "encryptAtRest.kmsKeyId"), _TF_OPENSEARCH,
+                                             blocks=("vpcOptions",)),
     "kubernetes:apps/v1:Deployment": ForceNew(("spec.selector",), _K8S + " (deployment)"),
     "kubernetes:apps/v1:StatefulSet": ForceNew(
         ("spec.podManagementPolicy", "spec.revisionHistoryLimit", "spec.selector", "spec.serviceName",
@@ -60,6 +95,57 @@ REPLACE_ON: Final[Mapping[str, ForceNew]] = {
     "kubernetes:storage.k8s.io/v1:StorageClass": ForceNew(("parameters", "provisioner"), _K8S + " (StorageClass)"),
 }
 """Replace-forcing properties per resource type, with the provider source of each entry."""
+
+
+
+def _version(value: Any) -> tuple[int, ...] | None:
+    found = re.match(r"^\d+(?:\.\d+)*", str(value)) if isinstance(value, str) else None
+    return tuple(int(part) for part in found[0].split(".")) if found else None
+
+
+def _goes_down(old: Any, new: Any) -> bool:
+    before, after = _version(old), _version(new)
+    return before is not None and after is not None and after < before
+
+
+def _turned_off(old: Any, new: Any) -> bool:
+    return old is True and new is False
+
+
+def _engine_swap(old: Any, new: Any) -> bool:
+    # ElastiCache upgrades Redis OSS to Valkey in place; every other engine change recreates the group.
+    return isinstance(old, str) and isinstance(new, str) and old != new and (old, new) != ("redis", "valkey")
+
+
+@dataclass(frozen=True)
+class ForceNewIf:
+    """A property whose change replaces a resource only for some old → new values (a provider CustomizeDiff)."""
+
+    path: str
+    """The property path."""
+    when: Callable[[Any, Any], bool]
+    """True for the (old, new) values that replace."""
+    source: str
+    """Where the provider decides it, and for which values."""
+
+
+REPLACE_IF: Final[Mapping[str, tuple[ForceNewIf, ...]]] = {
+    "aws:elasticache/replicationGroup:ReplicationGroup": (
+        ForceNewIf("engineVersion", _goes_down,
+                   _TF_CACHE_RG.replace("ForceNew", "customizeDiffEngineVersionForceNewOnDowngrade (a downgrade)")),
+        ForceNewIf("engine", _engine_swap,
+                   _TF_CACHE_RG.replace("ForceNew", "customizeDiffEngineForceNewOnDowngrade (any but redis to valkey)")),
+    ),
+    "aws:msk/cluster:Cluster": (
+        ForceNewIf("kafkaVersion", _goes_down, _TF_MSK.replace("ForceNew", "ForceNewIfChange kafka_version (a downgrade)")),
+    ),
+    # A domain on OpenSearch (not Elasticsearch < 6.7) turns encryption on in place; turning it off replaces.
+    "aws:opensearch/domain:Domain": tuple(
+        ForceNewIf(path, _turned_off, _TF_OPENSEARCH.replace("ForceNew", f"ForceNewIf {path} (true to false)"))
+        for path in ("encryptAtRest.enabled", "nodeToNodeEncryption.enabled", "advancedSecurityOptions.enabled")
+    ),
+}
+"""Value-dependent replacements per resource type, with the provider source of each entry."""
 
 _K8S_METADATA: Final = ForceNew(("metadata.name", "metadata.namespace"), _K8S + " (metadataForceNewProperties)")
 # Helm releases and kustomize directories are Pulumi's own resources, not API objects with metadata.
@@ -86,11 +172,15 @@ def force_new_rules(type_: str) -> tuple[ForceNew, ...]:
     return tuple(rules)
 
 
-def forces_replacement(type_: str, path: str) -> str | None:
-    """The source that makes changing `path` replace a `type_` resource, or None when it updates in place."""
+def forces_replacement(type_: str, path: str, old: Any = None, new: Any = None) -> str | None:
+    """The source that makes changing `path` (from `old` to `new`) replace a `type_` resource, or None when it
+    updates in place."""
     for rule in force_new_rules(type_):
-        if any(_under(path, prefix) for prefix in rule.paths):
+        if path in rule.blocks or any(_under(path, prefix) for prefix in rule.paths):
             return rule.source
+    for conditional in REPLACE_IF.get(type_, ()):
+        if path == conditional.path and conditional.when(old, new):
+            return conditional.source
     return None
 
 

@@ -1,4 +1,10 @@
-"""IAM identity policies: no wildcard actions, no iam:PassRole on any role, no admin-style managed policies.
+"""IAM identity policies: no wildcard actions (full or partial), no iam:PassRole on any role, no admin-style managed policies.
+
+A partial wildcard (`s3:Put*`, `ec2:Describe*`, `s3:*Object`, `?` too) grants every action AWS adds under
+that pattern later, so it needs the same review as `s3:*`: an entry in `allowedWildcardActions`. Matching is
+case-insensitive, as IAM's is (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_action.html).
+No stack renders a partial wildcard today (Karpenter's controller policy lists its Describe calls one by one),
+so the allowlist is empty by default.
 
 Only identity policies are judged (policies attached to roles, users and groups). Resource
 policies such as bucket, key and queue policies use `Deny s3:*`-style statements on purpose.
@@ -7,7 +13,8 @@ policies such as bucket, key and queue policies use `Deny s3:*`-style statements
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from pulumi_policy import (
@@ -53,8 +60,10 @@ def _label(where: str, index: int, statement: Mapping[str, Any]) -> str:
 
 _WILDCARD_SCHEMA = PolicyConfigSchema(properties={
     "allowedWildcardActions": {
-        "type": "array", "items": {"type": "string"}, "default": [],
-        "description": "Wildcard actions tolerated anyway, e.g. ['logs:*'] (use sparingly).",
+        "type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9-]+:[A-Za-z0-9*?]+$"}, "default": [],
+        "description": "service:pattern wildcard actions tolerated anyway, e.g. ['ec2:Describe*', 'logs:*']; an entry "
+                       "also covers narrower patterns it matches (ec2:Describe* covers ec2:DescribeInstance*); only its '*' "
+                       "covers an action's '*'.",
     },
     "deniedManagedPolicies": {
         "type": "array", "items": {"type": "string"},
@@ -64,17 +73,38 @@ _WILDCARD_SCHEMA = PolicyConfigSchema(properties={
 })
 
 
+def _is_wildcard(action: str) -> bool:
+    return "*" in action or "?" in action
+
+
+def _covers(entry: str) -> re.Pattern[str]:
+    """A regex that matches the action patterns an allowlist entry covers: every action they match, it matches.
+
+    The action's own wildcards are characters here, so only a `*` of the entry may stand for an action's `*`
+    (`ec2:Describe?` must not approve `ec2:Describe*`); an entry's `?` stands for one literal or one `?`.
+    Conservative: an equivalent spelling (`s3:a*?` for `s3:a?*`) is not recognized and stays reported.
+    """
+    parts = {"*": ".*", "?": "[^*]"}
+    return re.compile("".join(parts.get(c) or re.escape(c) for c in entry.lower()))
+
+
+def _allowed(action: str, allowlist: Iterable[str]) -> bool:
+    return any(_covers(entry).fullmatch(action.lower()) for entry in allowlist)
+
+
 def _wildcard_actions(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    allowed = set(setting(args, _WILDCARD_SCHEMA, "allowedWildcardActions"))
+    allowed = setting(args, _WILDCARD_SCHEMA, "allowedWildcardActions")
     for where, i, statement in _allow_statements(args):
         if "NotAction" in statement:
             report(f"IAM {args.resource_type.rsplit(':', 1)[-1]} '{args.name}': {_label(where, i, statement)} allows "
                    f"everything except NotAction {as_list(statement['NotAction'])}. Fix: list the actions the "
                    f"workload needs under Action.", args.urn)
-        wild = [a for a in map(str, as_list(statement.get("Action"))) if (a == "*" or a.endswith(":*")) and a not in allowed]
+        wild = [a for a in map(str, as_list(statement.get("Action"))) if _is_wildcard(a) and not _allowed(a, allowed)]
         if wild:
             report(f"IAM {args.resource_type.rsplit(':', 1)[-1]} '{args.name}': {_label(where, i, statement)} allows "
-                   f"wildcard actions {wild}. Fix: list the specific actions (build the policy from grant_* helpers).", args.urn)
+                   f"wildcard actions {wild}, which grow with every action AWS adds. Fix: list the specific actions "
+                   f"(build the policy from grant_* helpers), or add a reviewed service:pattern to the rule's "
+                   f"allowedWildcardActions.", args.urn)
     denied = {f"arn:aws:iam::aws:policy/{name}" for name in setting(args, _WILDCARD_SCHEMA, "deniedManagedPolicies")}
     arns = [str(args.props.get("policyArn"))] if args.resource_type in ATTACHMENT_TYPES else []
     if args.resource_type == ROLE:
@@ -107,7 +137,8 @@ def _pass_role(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 IAM_NO_WILDCARD_ACTIONS = ResourceValidationPolicy(
     name="iam-no-wildcard-actions",
-    description="IAM identity policies list specific actions: no '*' or 'service:*', no NotAction, no admin policies.",
+    description="IAM identity policies name their actions: no '*', 's3:*' or unlisted 's3:Put*', no NotAction, "
+                "no admin policies.",
     validate=_wildcard_actions, enforcement_level=EnforcementLevel.MANDATORY, config_schema=_WILDCARD_SCHEMA,
     url="https://docs.aws.amazon.com/IAM/latest/UserGuide/best-practices.html#grant-least-privilege",
 )

@@ -1,12 +1,29 @@
 """Kubernetes workload security: every pod template (Deployments, Jobs, Kubeflow jobs, any CRD with one).
 
-Node agents (device plugins, DCGM, CNI) need privileges, root and host paths; they are
-DaemonSets named in the `systemDaemonSets` allowlist, which the privilege rules skip.
+Node agents (device plugin, DCGM, CNI, log and node exporters) need privileges, root and host paths.
+The privilege rules skip a DaemonSet only when the `systemDaemonSets` allowlist names its namespace
+and name and, for an agent installed from a chart, the chart in its `helm.sh/chart` label
+(`<chart>-<version>`, the label every chart below sets). A look-alike in another namespace, or one
+not rendered by that chart, is judged like any pod. A Helm release of a listed chart outside the
+listed namespace is reported too (by k8s-no-host-access: every listed agent mounts host paths), as it
+would run that agent's pods there; the rules never see the pods inside a release.
+
+The default entries are the agents the stacks install; their DaemonSet names follow each chart's
+`fullname` (the release name when it contains the chart name):
+- NVIDIA/k8s-device-plugin deployments/helm/nvidia-device-plugin/templates/daemonset-device-plugin.yml
+  and _helpers.tpl (`nvidia-device-plugin` and `-mps-control-daemon`, plus `-gpu-feature-discovery` when on);
+- NVIDIA/dcgm-exporter deployment/templates/_helpers.tpl (`dcgm-exporter`);
+- fluent/helm-charts charts/fluent-bit/templates/_helpers.tpl (`fluent-bit`);
+- istio/istio manifests/charts/istio-cni/templates/daemonset.yaml (`istio-cni-node`, chart `cni`; its
+  `istio.labels` helper sets helm.sh/chart the same way);
+- prometheus-community/helm-charts charts/prometheus-node-exporter/templates/_helpers.tpl (the
+  kube-prometheus-stack subchart: `<release>-prometheus-node-exporter`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
@@ -18,13 +35,42 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from policies.kube import GPU_RESOURCE, containers, describe, image_is_pinned, kind_of, pod_specs, qualified_name
+from policies.kube import (
+    GPU_RESOURCE,
+    containers,
+    describe,
+    helm_value_images,
+    image_is_pinned,
+    kind_of,
+    labels,
+    metadata,
+    pod_specs,
+)
+from policies.rules.mesh import HELM_TYPES, chart_name
 from policies.wire import as_list, quantity, setting
 
+HELM_CHART_LABEL: Final = "helm.sh/chart"
+"""The label Helm charts set to `<chart>-<version>` on what they render."""
 SYSTEM_DAEMONSETS_SCHEMA: Final[dict[str, Any]] = {
-    "type": "array", "items": {"type": "string"},
-    "default": ["kube-system/*", "*/nvidia-device-plugin*", "*/dcgm-exporter*", "istio-system/istio-cni-node"],
-    "description": "namespace/name glob patterns of node-agent DaemonSets allowed privileges, root and host access.",
+    "type": "array",
+    "items": {
+        "type": "object", "required": ["namespace", "name"], "additionalProperties": False,
+        "properties": {
+            "namespace": {"type": "string", "minLength": 1, "description": "The DaemonSet's namespace (exact)."},
+            "name": {"type": "string", "minLength": 1, "description": "The DaemonSet's name (a glob)."},
+            "chart": {"type": "string", "minLength": 1,
+                      "description": "The chart that renders it: its helm.sh/chart label must be <chart>-<version>, "
+                                     "and releases of this chart are allowed only in this namespace."},
+        },
+    },
+    "default": [
+        {"namespace": "kube-system", "name": "nvidia-device-plugin*", "chart": "nvidia-device-plugin"},
+        {"namespace": "kube-system", "name": "dcgm-exporter", "chart": "dcgm-exporter"},
+        {"namespace": "logging", "name": "fluent-bit", "chart": "fluent-bit"},
+        {"namespace": "istio-system", "name": "istio-cni-node", "chart": "cni"},
+        {"namespace": "monitoring", "name": "*-prometheus-node-exporter", "chart": "prometheus-node-exporter"},
+    ],
+    "description": "Node-agent DaemonSets allowed privileges, root and host access, by namespace, name and chart.",
 }
 _SYSTEM_SCHEMA = PolicyConfigSchema(properties={"systemDaemonSets": SYSTEM_DAEMONSETS_SCHEMA})
 _URL = "https://kubernetes.io/docs/concepts/security/pod-security-standards/"
@@ -38,15 +84,42 @@ def _pod_specs(args: ResourceValidationArgs) -> Iterator[tuple[str, Mapping[str,
     yield from pod_specs(args.props)
 
 
+def _rendered_by(chart: str, object_labels: Mapping[str, Any]) -> bool:
+    # Helm's chart label is `<chart>-<version>` ('+' → '_'); the version starts with a digit (or 'v').
+    return re.match(rf"^{re.escape(chart)}-v?[0-9]", str(object_labels.get(HELM_CHART_LABEL) or "")) is not None
+
+
 def _is_system_agent(args: ResourceValidationArgs) -> bool:
     if kind_of(args.props) != "DaemonSet":
         return False
-    name = qualified_name(args.props, args.name)
-    return any(fnmatch.fnmatch(name, pattern) for pattern in setting(args, _SYSTEM_SCHEMA, "systemDaemonSets"))
+    meta = metadata(args.props)
+    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or args.name)
+    return any(entry["namespace"] == namespace and fnmatch.fnmatchcase(name, entry["name"])
+               and ("chart" not in entry or _rendered_by(entry["chart"], labels(args.props)))
+               for entry in setting(args, _SYSTEM_SCHEMA, "systemDaemonSets"))
 
 
-def _pod_rule(check: PodCheck, *, skip_system_agents: bool) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+def _agent_release_elsewhere(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A Helm release of an allowlisted node-agent chart outside the namespaces listed for that chart."""
+    if args.resource_type not in HELM_TYPES:
+        return
+    chart = chart_name(args.props)
+    homes = sorted({e["namespace"] for e in setting(args, _SYSTEM_SCHEMA, "systemDaemonSets") if e.get("chart") == chart})
+    namespace = str(args.props.get("namespace") or "default")
+    if homes and namespace not in homes:
+        report(f"Helm release '{args.name}' installs node-agent chart {chart!r} in namespace {namespace!r}; its "
+               f"DaemonSet mounts host paths (and runs privileged or as root), which systemDaemonSets allows only in "
+               f"{homes}. Fix: install it in {' or '.join(homes)}, or add a reviewed systemDaemonSets entry "
+               f"{{namespace, name, chart}} for it.", args.urn)
+
+
+Validate = Callable[[ResourceValidationArgs, ReportViolation], None]
+
+
+def _pod_rule(check: PodCheck, *, skip_system_agents: bool, also: Validate | None = None) -> Validate:
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+        if also is not None:
+            also(args, report)
         if skip_system_agents and _is_system_agent(args):
             return
         for path, spec in _pod_specs(args):
@@ -108,21 +181,31 @@ _IMAGE_SCHEMA = PolicyConfigSchema(properties={
 })
 
 
-def _images(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
+def _unpinned(args: ResourceValidationArgs, where: str, image: str, report: ReportViolation) -> None:
+    """The one pinning check, for container images and the images Helm values choose alike."""
     digest = setting(args, _IMAGE_SCHEMA, "requireDigest")
+    if not image_is_pinned(image) or (digest and "@sha256:" not in image):
+        wanted = "a digest (@sha256:...)" if digest else "a version tag or a digest"
+        report(f"{where} uses image {image or '(none)'!r}, which is not pinned to {wanted}; nodes may run different "
+               f"code after a push. Fix: pin it (image versions live in infra/versions.py).", args.urn)
+
+
+def _images(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
     for field, container in containers(spec):
-        image = str(container.get("image") or "")
-        if not image_is_pinned(image) or (digest and "@sha256:" not in image):
-            wanted = "a digest (@sha256:...)" if digest else "a version tag or a digest"
-            report(f"{describe(args.props, args.name)} {path}.{field} uses image {image or '(none)'!r}, which is "
-                   f"not pinned to {wanted}; nodes may run different code after a push. Fix: pin it (image versions "
-                   f"live in infra/versions.py).", args.urn)
+        _unpinned(args, f"{describe(args.props, args.name)} {path}.{field}", str(container.get("image") or ""), report)
+
+
+def _helm_images(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type in HELM_TYPES:
+        for path, image in helm_value_images(args.props.get("values")):
+            _unpinned(args, f"Helm release '{args.name}' {path}", image, report)
 
 
 def _rule(name: str, description: str, check: PodCheck, *, system_agents_exempt: bool,
-          schema: PolicyConfigSchema | None = None) -> ResourceValidationPolicy:
+          schema: PolicyConfigSchema | None = None, also: Validate | None = None) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(
-        name=name, description=description, validate=_pod_rule(check, skip_system_agents=system_agents_exempt),
+        name=name, description=description,
+        validate=_pod_rule(check, skip_system_agents=system_agents_exempt, also=also),
         enforcement_level=EnforcementLevel.MANDATORY, config_schema=schema, url=_URL,
     )
 
@@ -132,12 +215,15 @@ K8S_NO_PRIVILEGED = _rule("k8s-no-privileged", "Containers are not privileged an
 K8S_RUN_AS_NON_ROOT = _rule("k8s-run-as-non-root", "Containers run as non-root (runAsNonRoot: true, runAsUser != 0).",
                             _non_root, system_agents_exempt=True, schema=_SYSTEM_SCHEMA)
 K8S_NO_HOST_ACCESS = _rule("k8s-no-host-access",
-                           "Pods use no hostNetwork, hostPID, hostIPC or hostPath outside allowlisted system DaemonSets.",
-                           _host_access, system_agents_exempt=True, schema=_SYSTEM_SCHEMA)
+                           "Pods use no hostNetwork, hostPID, hostIPC or hostPath outside allowlisted system DaemonSets "
+                           "(by namespace, name and chart).",
+                           _host_access, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, also=_agent_release_elsewhere)
 K8S_RESOURCE_LIMITS = _rule("k8s-resource-limits", "Every container sets CPU and memory limits (and GPU limits = requests).",
                             _limits, system_agents_exempt=False)
-K8S_IMAGE_PINNED = _rule("k8s-image-pinned", "Every container image is pinned to a tag or digest, never latest or untagged.",
-                         _images, system_agents_exempt=False, schema=_IMAGE_SCHEMA)
+K8S_IMAGE_PINNED = _rule("k8s-image-pinned",
+                         "Every container image, and every image a Helm release's values choose, is pinned to a tag or "
+                         "digest, never latest or untagged.",
+                         _images, system_agents_exempt=False, schema=_IMAGE_SCHEMA, also=_helm_images)
 
 POLICIES: Final = (K8S_NO_PRIVILEGED, K8S_RUN_AS_NON_ROOT, K8S_NO_HOST_ACCESS, K8S_RESOURCE_LIMITS, K8S_IMAGE_PINNED)
 """The Kubernetes workload security rules."""

@@ -12,7 +12,8 @@ Tags and paths were read from the repositories at those tags (the CRDs the chart
 - prometheus-operator v0.93.1: the CRDs kube-prometheus-stack 88.5.3 installs (charts/kube-prometheus-stack/charts/
   crds/crds/, each a verbatim copy of prometheus-operator v0.93.1 example/prometheus-operator-crd/) in
   github.com/prometheus-community/helm-charts tag kube-prometheus-stack-88.5.3, with that chart's values.yaml;
-  prometheus-adapter 5.3.0 from the same repository (tag prometheus-adapter-5.3.0).
+  prometheus-adapter 5.3.0 from the same repository (tag prometheus-adapter-5.3.0); the values.yaml of its grafana
+  dependency 12.11.1 from github.com/grafana-community/helm-charts tag grafana-12.11.1 (charts/grafana/).
 - github.com/NVIDIA/k8s-device-plugin tag v0.18.2 and github.com/NVIDIA/dcgm-exporter tag 4.5.3-4.8.2 (chart 4.8.2).
 Strimzi (tests/conformance/strimzi/) and Fluent Bit (tests/infra/k8s/fluent_bit_values.yaml) were vendored earlier
 with their own SOURCE notes; the suite checks Strimzi's CRDs too.
@@ -48,6 +49,9 @@ class Bundle:
     """Chart -> dotted values paths the chart passes through whole (its values.yaml shows only an example)."""
     root_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Chart -> legacy prefixes its templates merge into the root of its values."""
+    subcharts: dict[str, str] = field(default_factory=dict)
+    """Values key of a chart dependency -> the bundle with that dependency's values.yaml (Helm reads the parent's
+    `<key>:` values over the dependency's own defaults)."""
 
     @property
     def directory(self) -> Path:
@@ -59,6 +63,13 @@ def _dcgm_tag(chart_version: str) -> str:
     # dcgm-exporter tags are <DCGM release>-<exporter release>; the chart version is the exporter release.
     return f"4.5.3-{chart_version}"
 
+
+_GRAFANA_OF_KPS = {"88.5.3": "12.11.1"}
+"""The grafana dependency of each kube-prometheus-stack version (charts/kube-prometheus-stack/Chart.yaml at its tag:
+`name: grafana, version: "12.11.1", repository: https://grafana-community.github.io/helm-charts`)."""
+GRAFANA_CHART_VERSION = _GRAFANA_OF_KPS.get(versions.KUBE_PROMETHEUS_STACK_VERSION,
+                                            "unknown: add the grafana dependency of the new kube-prometheus-stack")
+"""The grafana chart kube-prometheus-stack installs, whose values sit under the stack's `grafana:` key."""
 
 _ISTIO_CHARTS = "manifests/charts"
 _KPS = "charts/kube-prometheus-stack"
@@ -93,7 +104,9 @@ BUNDLES: tuple[Bundle, ...] = (
                f"{_KPS}/charts/crds/crds/crd-prometheusrules.yaml": "crd-prometheusrules.yaml",
                f"{_KPS}/charts/crds/crds/crd-servicemonitors.yaml": "crd-servicemonitors.yaml",
                f"{_KPS}/values.yaml": "values.yaml",
-           }, {"kube-prometheus-stack": "values.yaml"}),
+           }, {"kube-prometheus-stack": "values.yaml"}, subcharts={"grafana": "grafana"}),
+    Bundle("grafana", GRAFANA_CHART_VERSION, "grafana-community/helm-charts", f"grafana-{GRAFANA_CHART_VERSION}",
+           {"charts/grafana/values.yaml": "values.yaml"}),
     Bundle("prometheus-adapter", versions.PROMETHEUS_ADAPTER_VERSION, "prometheus-community/helm-charts",
            f"prometheus-adapter-{versions.PROMETHEUS_ADAPTER_VERSION}",
            {"charts/prometheus-adapter/values.yaml": "values.yaml"}, {"prometheus-adapter": "values.yaml"}),

@@ -49,8 +49,20 @@ def _unknown(chart: str, values: dict[str, Any]) -> list[str]:
     bundle = next((b for b in BUNDLES if chart in b.charts), None)
     free_form = bundle.free_form.get(chart, ()) if bundle else ()
     aliases = bundle.root_aliases.get(chart, ()) if bundle else ()
-    ours, defaults = chart_view(values, chart_defaults(_charts()[chart]), free_form, aliases)
+    defaults = chart_defaults(_charts()[chart])
+    for key, name in (bundle.subcharts.items() if bundle else ()):
+        dependency = next(b for b in BUNDLES if b.name == name)
+        defaults[key] = _merged(chart_defaults(_vendored(dependency) / "values.yaml"), defaults.get(key) or {})
+    ours, defaults = chart_view(values, defaults, free_form, aliases)
     return unknown_value_paths(ours, defaults)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, maps merged key by key, as Helm coalesces a parent's values over a dependency's."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
 
 
 def _is_custom(api_version: str) -> bool:
@@ -128,6 +140,18 @@ def test_the_values_check_catches_a_misspelt_key(graph: Callable[[str], Graph]) 
     values["grafanna"] = values.pop("grafana")
     unknown = _unknown("kube-prometheus-stack", values)
     assert unknown == ["prometheus.prometheusSpec.retentionSizee", "grafanna"]
+
+
+def test_grafana_values_are_checked_against_the_grafana_chart_kube_prometheus_stack_installs(
+    graph: Callable[[str], Graph]
+) -> None:
+    values = copy.deepcopy(_release(graph("prod"), "kube-prometheus-stack")["values"])
+    grafana = values["grafana"]
+    assert grafana["env"] and grafana["extraSecretMounts"]  # keys of the grafana chart only, accepted
+    grafana["extraSecretMountz"] = grafana.pop("extraSecretMounts")
+    grafana["sidecar"]["datasources"]["extraMountz"] = []
+    assert _unknown("kube-prometheus-stack", values) == ["grafana.sidecar.datasources.extraMountz",
+                                                          "grafana.extraSecretMountz"]
 
 
 def test_the_values_check_catches_a_map_where_the_chart_has_a_scalar(graph: Callable[[str], Graph]) -> None:

@@ -1,5 +1,6 @@
 """The CI/CD workflows: valid GitHub workflow files that wire the offline preview and the policy pack."""
 
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -45,12 +46,52 @@ def test_pr_posts_the_offline_preview_of_every_stack_against_main() -> None:
 
 def test_pr_runs_pulumi_preview_with_the_policy_pack_only_where_oidc_is_configured() -> None:
     job = load("pr.yml")["jobs"]["pulumi-preview"]
-    assert "vars.AWS_ROLE_ARN" in job["if"]
+    assert "vars.AWS_ROLE_ARN" in job["if"] and "vars.PULUMI_BACKEND_URL" in job["if"]
     assert job["permissions"]["id-token"] == "write"
     assert job["strategy"]["matrix"]["stack"] == ["dev", "staging", "prod"]
     [pulumi] = steps(job, "pulumi/actions")
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["policyPacks"] == "policies" and pulumi["with"]["comment-on-pr"] is True
+
+
+def test_pr_previews_against_the_state_backend_that_deploy_writes() -> None:
+    [preview] = steps(load("pr.yml")["jobs"]["pulumi-preview"], "pulumi/actions")
+    for stack in ("dev", "staging", "prod"):
+        [up] = steps(load("deploy.yml")["jobs"][stack], "pulumi/actions")
+        assert preview["with"]["cloud-url"] == up["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
+        assert preview["with"]["pulumi-version"] == up["with"]["pulumi-version"]
+    # An S3 backend: no Pulumi Cloud token anywhere in the job.
+    assert "PULUMI_ACCESS_TOKEN" not in (WORKFLOWS / "pr.yml").read_text()
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_pr_preview_leaves_out_the_kubernetes_half_behind_the_private_endpoint(stack: str) -> None:
+    job = load("pr.yml")["jobs"]["pulumi-preview"]
+    [preview] = steps(job, "pulumi/actions")
+    # The matrix value stands in for the stack: the excluded URN is that stack's Kubernetes provider.
+    exclude = preview["with"]["exclude"].replace("${{ matrix.stack }}", stack)
+    assert exclude == render(stack).one("pulumi:providers:kubernetes").urn
+    assert preview["with"]["exclude-dependents"] is True
+    # ... and the offline preview covers that half for every stack, with no cloud access.
+    offline = load("pr.yml")["jobs"]["offline-preview"]
+    assert "id-token" not in offline["permissions"]
+    assert not steps(offline, "aws-actions/configure-aws-credentials")
+
+
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>\S+?)@(?P<ref>\S+)(?P<comment>\s+#.*)?$")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in WORKFLOWS.glob("*.yml")))
+def test_every_action_is_pinned_to_a_full_commit_sha_with_its_version(name: str) -> None:
+    lines = [line for line in (WORKFLOWS / name).read_text().splitlines() if re.match(r"^\s*(-\s+)?uses:", line)]
+    assert lines
+    for line in lines:
+        found = USES.match(line)
+        assert found, f"{name}: unparsable `uses:` line: {line.strip()}"
+        assert re.fullmatch(r"[0-9a-f]{40}", found["ref"]), \
+            f"{name}: {found['action']}@{found['ref']} is not pinned to a commit SHA (tags and branches move)"
+        assert found["comment"] and re.match(r"\s+#\s*v\d+\.\d+\.\d+$", found["comment"]), \
+            f"{name}: {found['action']}@{found['ref']} needs its release as a trailing comment, e.g. `# v4.4.0`"
 
 
 def test_deploy_goes_dev_then_staging_then_prod_through_environments() -> None:

@@ -138,3 +138,22 @@ def test_policy_sarif_has_one_result_per_violation(tmp_path: Path) -> None:
     assert suite.tag == "testsuite" and int(suite.get("tests", "0")) == len(ALL_POLICIES)
     failed = {case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None}
     assert "s3-public-access-blocked" in failed and int(suite.get("failures", "0")) >= 1
+
+
+@pytest.mark.parametrize("command", [["render", "--stack", "dev", "--out", "OUT"], ["policy", "--stack", "dev"],
+                                     ["cost", "--stack", "dev"], ["preview"], ["preview", "--stack", "dev"]])
+def test_a_stacks_dir_that_does_not_exist_is_named_with_the_fix(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "no-such-stacks"
+    args = [str(tmp_path / "out") if arg == "OUT" else arg for arg in command]
+    result = runner.invoke(app, [*args, "--stacks-dir", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert f"error: --stacks-dir {missing}: no such directory. Fix: pass the folder that holds the " \
+           "Pulumi.<stack>.yaml files" in " ".join(result.output.split())
+    assert "--stack:" not in result.output and "known stacks" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_stack_in_an_existing_stacks_dir_still_names_the_stack(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["policy", "--stack", "nope", "--stacks-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert f"--stack: no stack file {tmp_path / 'Pulumi.nope.yaml'} (known stacks: none)" in " ".join(result.output.split())

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from infra.review.policy import PolicyConfigError, validate_config
 from policies.rules.iam import IAM_NO_PASSROLE_WILDCARD, IAM_NO_WILDCARD_ACTIONS
 from tests.policies.helpers import violations
 
@@ -38,9 +39,50 @@ def test_not_action_is_reported() -> None:
     assert len(found) == 1 and "NotAction" in found[0]
 
 
-def test_partial_wildcards_and_allowlisted_actions_comply() -> None:
-    props = {"policy": doc({"Effect": "Allow", "Action": ["ec2:Describe*", "logs:*"], "Resource": "*"})}
-    assert violations(IAM_NO_WILDCARD_ACTIONS, ROLE_POLICY, props, config={"allowedWildcardActions": ["logs:*"]}) == []
+@pytest.mark.parametrize("action", ["s3:Put*", "ec2:Describe*", "s3:*Object", "s3:Get?bject", "S3:PUT*",
+                                    ["s3:GetObject", "kms:Gen*"]])
+def test_partial_wildcard_actions_are_reported(action) -> None:
+    found = violations(IAM_NO_WILDCARD_ACTIONS, ROLE_POLICY,
+                       {"policy": doc({"Sid": "Partial", "Effect": "Allow", "Action": action, "Resource": "*"})})
+    assert len(found) == 1 and "'Partial'" in found[0] and "wildcard actions" in found[0]
+    assert "allowedWildcardActions" in found[0]
+
+
+def test_allowlisted_wildcards_comply_and_cover_narrower_patterns() -> None:
+    props = {"policy": doc({"Effect": "Allow", "Action": ["ec2:Describe*", "EC2:DescribeInstance*", "logs:*"],
+                            "Resource": "*"})}
+    config = {"allowedWildcardActions": ["ec2:Describe*", "logs:*"]}
+    assert violations(IAM_NO_WILDCARD_ACTIONS, ROLE_POLICY, props, config=config) == []
+
+
+def test_an_allowlist_entry_does_not_cover_wider_patterns() -> None:
+    props = {"policy": doc({"Effect": "Allow", "Action": ["ec2:*", "ec2:Desc*"], "Resource": "*"})}
+    found = violations(IAM_NO_WILDCARD_ACTIONS, ROLE_POLICY, props, config={"allowedWildcardActions": ["ec2:Describe*"]})
+    assert len(found) == 1 and "['ec2:*', 'ec2:Desc*']" in found[0]
+
+
+@pytest.mark.parametrize(("entry", "action"), [
+    ("ec2:Describe?", "ec2:Describe*"), ("s3:Get?bject", "s3:Get*bject"), ("s3:?et*", "s3:*et*"),
+    ("s3:GetObject?", "s3:GetObject*"), ("s3:Get??", "s3:Get?*"),
+])
+def test_an_entry_question_mark_does_not_cover_an_action_star(entry: str, action: str) -> None:
+    props = {"policy": doc({"Effect": "Allow", "Action": [action], "Resource": "*"})}
+    found = violations(IAM_NO_WILDCARD_ACTIONS, ROLE_POLICY, props, config={"allowedWildcardActions": [entry]})
+    assert len(found) == 1 and f"[{action!r}]" in found[0]
+
+
+@pytest.mark.parametrize(("entry", "action"), [
+    ("ec2:Describe?", "ec2:Describe?"), ("s3:Get?bject", "S3:GET?BJECT"), ("ec2:Describe*", "ec2:Describe?"),
+    ("ec2:Describ*", "ec2:Describ?*"), ("s3:*Object", "s3:Get*Object"), ("s3:?et*", "s3:Get*"), ("s3:?et*", "s3:?et*"),
+])
+def test_an_entry_covers_action_wildcards_under_its_own(entry: str, action: str) -> None:
+    props = {"policy": doc({"Effect": "Allow", "Action": [action], "Resource": "*"})}
+    assert violations(IAM_NO_WILDCARD_ACTIONS, ROLE_POLICY, props, config={"allowedWildcardActions": [entry]}) == []
+
+
+def test_partial_wildcards_in_deny_statements_comply() -> None:
+    props = {"policy": doc({"Effect": "Deny", "Action": "s3:Delete*", "Resource": "*"})}
+    assert violations(IAM_NO_WILDCARD_ACTIONS, ROLE_POLICY, props) == []
 
 
 def test_inline_role_policies_are_checked() -> None:
@@ -69,3 +111,9 @@ def test_pass_role_on_any_role_is_reported(action, resource) -> None:
 def test_resource_policies_are_out_of_scope() -> None:
     bucket_policy = {"policy": doc({"Effect": "Allow", "Action": "s3:*", "Resource": "*", "Principal": "*"})}
     assert violations(IAM_NO_WILDCARD_ACTIONS, "aws:s3/bucketPolicy:BucketPolicy", bucket_policy) == []
+
+
+@pytest.mark.parametrize("entry", ["*", "Describe*", "ec2 Describe*"])
+def test_the_allowlist_takes_service_patterns_only(entry: str) -> None:
+    with pytest.raises(PolicyConfigError, match=r"iam-no-wildcard-actions\.allowedWildcardActions"):
+        validate_config({"iam-no-wildcard-actions": {"allowedWildcardActions": [entry]}})

@@ -91,23 +91,6 @@ def test_host_access_is_reported(change, expected) -> None:
     assert len(found) == 1 and expected in found[0]
 
 
-def node_agent(namespace: str, name: str) -> dict:
-    pod = {**with_container(securityContext={"privileged": True}), "hostNetwork": True,
-           "volumes": [{"name": "plugins", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}]}
-    pod["securityContext"] = {}
-    return k8s("apps/v1", "DaemonSet", name, {"template": {"spec": pod}}, namespace=namespace)
-
-
-@pytest.mark.parametrize("policy", [K8S_NO_PRIVILEGED, K8S_RUN_AS_NON_ROOT, K8S_NO_HOST_ACCESS])
-def test_allowlisted_system_daemonsets_are_exempt(policy) -> None:
-    assert check(policy, node_agent("kube-system", "nvidia-device-plugin")) == []
-    assert len(check(policy, node_agent("inference", "sniffer"))) >= 1
-
-
-def test_system_daemonset_allowlist_is_configurable() -> None:
-    assert check(K8S_NO_HOST_ACCESS, node_agent("kube-system", "x"), config={"systemDaemonSets": []})
-
-
 @pytest.mark.parametrize(("resources", "expected"), [
     ({}, "limits.cpu, limits.memory"),
     ({"limits": {"cpu": "1"}}, "limits.memory"),
@@ -147,6 +130,6 @@ def test_cronjob_pod_templates_are_found() -> None:
     assert len(found) == 1 and "spec.jobTemplate.spec.template.spec.containers[server]" in found[0]
 
 
-def test_helm_releases_are_not_pod_templates() -> None:
-    release = {"chart": "x", "version": "1.0.0", "values": {"containers": [{"image": "nginx"}]}}
-    assert violations(K8S_IMAGE_PINNED, "kubernetes:helm.sh/v3:Release", release) == []
+def test_helm_values_are_not_pod_templates() -> None:
+    release = {"chart": "x", "version": "1.0.0", "values": {"containers": [{"image": "nginx", "privileged": True}]}}
+    assert violations(K8S_NO_PRIVILEGED, "kubernetes:helm.sh/v3:Release", release) == []

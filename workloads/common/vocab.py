@@ -24,6 +24,10 @@ JOB_LABEL: Final = "modelplane.io/job"
 """Pod label naming the training job a rank belongs to."""
 COMPONENT_LABEL: Final = "app.kubernetes.io/component"
 """Pod label: training or inference; the namespace-wide ServiceMonitor and PodMonitor select on it."""
+NAME_LABEL: Final = "app.kubernetes.io/name"
+"""Label naming an object's app; Services, PDBs, NetworkPolicies and AuthorizationPolicies select pods on it."""
+MANAGED_BY_LABELS: Final = {"app.kubernetes.io/managed-by": "modelplane"}
+"""Labels of every Kubernetes object the platform creates itself."""
 BucketRole = Literal["datasets", "checkpoints", "models"]
 """A model-store bucket's role: what the workloads keep in it."""
 BUCKET_ROLES: Final[tuple[BucketRole, ...]] = get_args(BucketRole)

@@ -10,7 +10,7 @@ from types import FrameType
 import uvicorn
 
 from workloads.common.logs import log_event
-from workloads.common.settings import SettingsError
+from workloads.common.settings import HTTP_KEEP_ALIVE_S, SettingsError
 from workloads.gateway.app import create_app
 from workloads.gateway.settings import GatewaySettings
 
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config = uvicorn.Config(
         create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
-        timeout_graceful_shutdown=settings.drain_timeout_s, lifespan="on",
+        timeout_graceful_shutdown=settings.drain_timeout_s, lifespan="on", timeout_keep_alive=HTTP_KEEP_ALIVE_S,
     )
     # Uvicorn re-raises the signal it caught once it has drained, restoring the handler installed before it started;
     # with the default SIGTERM action that exits 143 after a clean drain. A no-op handler makes it exit 0.

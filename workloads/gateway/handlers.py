@@ -25,11 +25,12 @@ from workloads.gateway.auth import ApiKeys, RateLimiter
 from workloads.gateway.upstream import PASSED_RESPONSE_HEADERS, Upstream
 from workloads.serve.backends import InvalidInputError
 from workloads.serve.bodies import parse_json
-from workloads.serve.cache import ResponseCache, cache_key
+from workloads.serve.cache import BYPASS, HIT, MISS, CacheStatus, ResponseCache, cache_key
 from workloads.serve.errors import ApiError
 
 CACHE_HEADER: Final = "x-modelplane-cache"
-"""Response header on cacheable requests: `hit` (served from Redis, upstream not called) or `miss`."""
+"""Response header on cacheable requests: `hit` (served from Redis, upstream not called), `miss`, or `bypass` (Redis
+not asked: the cache is backing off after an error); see workloads.serve.cache."""
 CACHE_VERSION_PREFIX: Final = "gateway:"
 """Prefixes --cache-version in keys, so gateway entries never collide with the server's own in a shared Redis."""
 
@@ -88,20 +89,24 @@ class Gateway:
         if body.get("stream") is True:
             return await self._stream(raw, route)
         key = None
+        status: CacheStatus = BYPASS
         if self.cache is not None and is_deterministic(body):
             model = body.get("model")
             # Per caller: one API key's answers (and whether a prompt was asked at all) never reach another key.
             key = cache_key(model if isinstance(model, str) else "",
                             f"{CACHE_VERSION_PREFIX}{self.cache_version}:{caller}", route, body)
-            cached = await self.cache.get(key)
+            cached, status = await self.cache.get(key)
             replay = _replay(cached) if cached is not None else None
             if replay is not None:
-                return Response(replay, media_type="application/json", headers={CACHE_HEADER: "hit"})
+                return Response(replay, media_type="application/json", headers={CACHE_HEADER: HIT})
+            if status == HIT:  # an entry that no longer replays is answered anew and replaced
+                status = MISS
         response = await self.upstream.send("POST", route, raw)
         headers = _passed_headers(response.headers)
         if key is not None and self.cache is not None:
-            headers[CACHE_HEADER] = "miss"
-            if response.status_code == 200:
+            # Redis not asked (backing off): bypass, and nothing to store.
+            headers[CACHE_HEADER] = status
+            if response.status_code == 200 and status == MISS:
                 # Stored after answering: the client does not wait for Redis (put never raises; it fails open).
                 task = asyncio.create_task(self.cache.put(key, response.content))
                 self._pending.add(task)

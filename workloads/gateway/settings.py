@@ -8,13 +8,12 @@ Only stdlib, pydantic and workloads.common are imported, so infra reads the env 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from workloads.common.settings import RedisUrlSetting, WorkloadSettings
+from workloads.common.settings import RedisUrlSetting, SecretFileSetting, WorkloadSettings, read_secret
 from workloads.common.vocab import GATEWAY_ENV_PREFIX
 
 
@@ -48,7 +47,7 @@ class GatewaySettings(WorkloadSettings):
     """Most open connections to the upstream; more requests wait up to --connect-timeout-s. Defaults to 256."""
     max_body_bytes: int = Field(1 << 20, ge=64, le=1 << 30)
     """Largest request body in bytes; more gets 413. Defaults to 1 MiB."""
-    api_keys_file: Path | None = None
+    api_keys_file: SecretFileSetting | None = None
     """File of the API keys clients send as `Authorization: Bearer` (one per line; a mounted Kubernetes Secret)."""
     api_keys_env: str | None = None
     """Name of the environment variable holding API keys (comma-separated), in addition to --api-keys-file."""
@@ -60,7 +59,10 @@ class GatewaySettings(WorkloadSettings):
     rate_limit_burst: int = Field(20, ge=1, le=1_000_000)
     """Requests a key may make at once before the rate applies (the bucket size). Defaults to 20."""
     redis_url: RedisUrlSetting | None = None
-    """redis:// or rediss:// URL of the response cache. Defaults to no cache."""
+    """redis:// or rediss:// URL of the response cache. Defaults to no cache (or the --redis-url-file's URL)."""
+    redis_url_file: SecretFileSetting | None = None
+    """File holding the cache's URL with its password (a mounted Secret); read when --redis-url is not given.
+    Defaults to none."""
     cache_version: str = ""
     """Part of every cache key: set it to the model's URI or digest so new weights never serve old answers.
     Defaults to empty."""
@@ -100,14 +102,9 @@ class GatewaySettings(WorkloadSettings):
 
     @field_validator("api_keys_file")
     @classmethod
-    def _check_key_file(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        try:
-            text = value.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"cannot read the key file ({exc.__class__.__name__}: {exc})") from exc
-        if not read_keys(text):
+    def _check_keys(cls, value: SecretFileSetting | None) -> SecretFileSetting | None:
+        # SecretFileSetting checked that the file is readable and not empty; comments alone are no key either.
+        if value is not None and not read_keys(read_secret(value)):
             raise ValueError("the key file holds no key; write one key per line")
         return value
 
@@ -120,10 +117,11 @@ class GatewaySettings(WorkloadSettings):
 
     @property
     def api_keys(self) -> frozenset[str]:
-        """Every accepted API key, from the key file and the key variable."""
+        """Every accepted API key, from the key file and the key variable; the gateway reads them once at start
+        (rotation: see workloads.common.settings)."""
         keys: set[str] = set()
         if self.api_keys_file is not None:
-            keys |= read_keys(self.api_keys_file.read_text(encoding="utf-8"))
+            keys |= read_keys(read_secret(self.api_keys_file))
         if self.api_keys_env is not None:
             keys |= read_keys(os.environ.get(self.api_keys_env, ""))
         return frozenset(keys)

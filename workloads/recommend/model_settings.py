@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
 
-from workloads.common.settings import RedisUrlSetting, WorkloadSettings
+from workloads.common.settings import RedisUrlSetting, SecretFileSetting, WorkloadSettings
 from workloads.common.uri import s3_uri_problem
 from workloads.common.vocab import (
     RECOMMEND_DATASET_ENV_PREFIX,
@@ -102,7 +102,11 @@ class ServiceSettings(WorkloadSettings):
     model_uri: Location
     """The trainer's export: s3://BUCKET/PREFIX or a folder. Required."""
     redis_url: RedisUrlSetting | None = None
-    """Redis holding the processor's live features (redis://HOST:PORT/DB). Defaults to none: model-only answers."""
+    """Redis holding the processor's live features (redis://HOST:PORT/DB). Defaults to none: model-only answers
+    (or the --redis-url-file's URL)."""
+    redis_url_file: SecretFileSetting | None = None
+    """File holding that Redis URL with its password (a mounted Secret); read when --redis-url is not given.
+    Defaults to none."""
     key_prefix: str = Field(FEATURE_KEY_PREFIX, min_length=1)
     """Prefix of the processor's Redis keys (its --key-prefix). Defaults to rec:."""
     recent_weight: float = Field(1.0, ge=0, le=100)

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workloads.common import metrics as names
 from workloads.common.logs import log_event
-from workloads.common.settings import SettingsError
+from workloads.common.settings import HTTP_KEEP_ALIVE_S, SettingsError
 from workloads.common.vocab import RECOMMENDATIONS_ROUTE
 from workloads.recommend import storage
 from workloads.recommend.events import Event
@@ -239,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                            access_log=False, timeout_graceful_shutdown=settings.drain_timeout_s, lifespan="on")
+                            access_log=False, timeout_graceful_shutdown=settings.drain_timeout_s, lifespan="on",
+                            timeout_keep_alive=HTTP_KEEP_ALIVE_S)
     signal.signal(signal.SIGTERM, _ignore)
     log_event("starting", host=settings.host, port=settings.port, model_uri=settings.model_uri)
     uvicorn.Server(config).run()

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from workloads.common.settings import RedisUrlSetting, WorkloadSettings
+from workloads.common.settings import RedisUrlSetting, SecretFileSetting, WorkloadSettings
 from workloads.common.vocab import RECOMMEND_ENV_PREFIX, RECOMMEND_LOADGEN_ENV_PREFIX
 from workloads.recommend.kafka import KafkaClientSettings
 
@@ -23,7 +23,10 @@ class ProcessorSettings(KafkaClientSettings, WorkloadSettings):
     prog: ClassVar[str] = "python -m workloads.recommend.processor"
 
     redis_url: RedisUrlSetting
-    """Redis holding the features (redis://HOST:PORT/DB). Required."""
+    """Redis holding the features (redis://HOST:PORT/DB). Required: given itself or read from --redis-url-file."""
+    redis_url_file: SecretFileSetting | None = None
+    """File holding the features' Redis URL with its password (a mounted Secret); read when --redis-url is not
+    given. Defaults to none."""
     topic: str = Field(DEFAULT_TOPIC, min_length=1)
     """Topic of the events. Defaults to recommend-events."""
     group_id: str = Field("recommend-processor", min_length=1)

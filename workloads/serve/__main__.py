@@ -10,7 +10,7 @@ from types import FrameType
 import uvicorn
 
 from workloads.common.logs import log_event
-from workloads.common.settings import SettingsError
+from workloads.common.settings import HTTP_KEEP_ALIVE_S, SettingsError
 from workloads.serve.app import begin_drain, create_app
 from workloads.serve.settings import ServeSettings
 from workloads.serve.state import ServeState
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
-        timeout_graceful_shutdown=settings.drain_timeout_s, lifespan="on",
+        timeout_graceful_shutdown=settings.drain_timeout_s, lifespan="on", timeout_keep_alive=HTTP_KEEP_ALIVE_S,
     )
     server = DrainingServer(config, app.state.serve)
     # Uvicorn re-raises the signal it caught once it has shut down, restoring the handler that was

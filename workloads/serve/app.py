@@ -85,7 +85,8 @@ def begin_drain(state: ServeState) -> None:
 def create_app(settings: ServeSettings, *, loader: Loader = load_backend) -> FastAPI:
     """The server app for `settings`; `loader` makes one load attempt (tests inject other backends)."""
     metrics = ServeMetrics()
-    state = ServeState(settings=settings, metrics=metrics)
+    # Read once here, not per request: a file problem fails the start, never a request (rotation: restart).
+    state = ServeState(settings=settings, metrics=metrics, api_key=settings.api_key)
     if settings.redis_url:
         state.cache = ResponseCache(
             settings.redis_url, metrics, ttl_s=settings.cache_ttl, max_bytes=settings.cache_max_bytes,

@@ -49,7 +49,10 @@ class ModelInfo:
     name: str
     """Served model name."""
     version: str
-    """Version: the first 16 hex digits of the export's manifest sha256 (changes whenever the weights do)."""
+    """Version clients see: the `<version>` of a `<name>/<version>` model URI, else `digest`."""
+    digest: str
+    """The first 16 hex digits of the export's manifest sha256 (changes whenever the weights do): the cache key's
+    part, so re-uploaded weights, or another bucket's export of the same name and version, never share answers."""
     platform: str
     """v2 `platform` string, e.g. `modelplane_lm` or `tensorflow_savedmodel`."""
     inputs: tuple[TensorSpec, ...]

@@ -8,6 +8,10 @@ response bodies are stored, and only up to `--cache-max-bytes`.
 Any Redis error or timeout is counted and the request is served uncached; the cache then skips
 Redis for `--cache-backoff-s` seconds (a simple circuit breaker), so an outage costs one
 short timeout per backoff window instead of one per request.
+
+Each answer says where it came from (the server's `X-Cache`, the gateway's `x-modelplane-cache`): `hit`, `miss`
+(Redis was asked and had no entry, or failed on this request) or `bypass` (Redis was not asked: the request is not
+cacheable, or the cache is backing off after an error).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
@@ -27,6 +31,16 @@ from redis.exceptions import RedisError
 from workloads.common.logs import log_event
 
 KEY_PREFIX: Final = "modelplane:serve:v1:"
+STATUS_HEADER: Final = "X-Cache"
+"""The server's response header giving the answer's CacheStatus (the gateway has its own, handlers.CACHE_HEADER)."""
+CacheStatus = Literal["hit", "miss", "bypass"]
+"""Where an answer came from, as its cache header says."""
+HIT: Final[CacheStatus] = "hit"
+"""The answer is the cached body."""
+MISS: Final[CacheStatus] = "miss"
+"""Redis was asked and had no entry (or failed on this request): the model answered."""
+BYPASS: Final[CacheStatus] = "bypass"
+"""Redis was not asked (a request that is never cached, or the cache backing off): the model answered."""
 
 
 def cache_key(model: str, version: str, route: str, request: dict[str, Any]) -> str:
@@ -44,14 +58,24 @@ class CacheMetrics(Protocol):
     cache_errors: Counter
 
 
+class Lookup(NamedTuple):
+    """A cache lookup's outcome: the cached body (on a hit) and the status the cache header reports."""
+
+    body: bytes | None
+    """The cached response body; None unless `status` is hit."""
+    status: CacheStatus
+    """hit, miss, or bypass when Redis was not asked (backing off)."""
+
+
 class ResponseCache:
     """Get/set response bodies in Redis with short timeouts, a size bound and a circuit breaker."""
 
     def __init__(self, url: str, metrics: CacheMetrics, *, ttl_s: int, max_bytes: int, timeout_s: float,
                  backoff_s: float) -> None:
-        # No client-side retries: a failed call is counted and skipped, never retried on the request path.
+        # One immediate retry, on a fresh connection (within the hard bound in get/put): after a Redis restart every
+        # pooled connection is dead once, and without it each one tripped the breaker in turn (the soak, tests/soak).
         self._redis: Redis = Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0),
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1),
             health_check_interval=0,
         )
         self._metrics = metrics
@@ -71,22 +95,22 @@ class ResponseCache:
         self._open_until = time.monotonic() + self._backoff_s
         log_event("cache_error", operation=operation, error=repr(exc), backoff_s=self._backoff_s)
 
-    async def get(self, key: str) -> bytes | None:
-        """The cached body, or None on a miss, an error or while backing off."""
+    async def get(self, key: str) -> Lookup:
+        """The cached body (hit); no body on a miss or an error (miss), or while backing off (bypass)."""
         if not self.available:
-            return None
+            return Lookup(None, BYPASS)
         try:
             # A hard bound on top of the socket timeouts: connection setup and pool waits count too.
             async with asyncio.timeout(self._timeout_s * 2):
                 value = await self._redis.get(key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip("get", exc)
-            return None
+            return Lookup(None, MISS)
         if value is None:
             self._metrics.cache_misses.inc()
-            return None
+            return Lookup(None, MISS)
         self._metrics.cache_hits.inc()
-        return value if isinstance(value, bytes) else str(value).encode("utf-8")
+        return Lookup(value if isinstance(value, bytes) else str(value).encode("utf-8"), HIT)
 
     async def put(self, key: str, body: bytes) -> None:
         """Store `body` for the TTL, unless it is over the size bound or Redis is unavailable."""

@@ -48,7 +48,7 @@ class LmParameters(BaseModel):
 class LmBackend:
     """A GPT export that generates text in batches."""
 
-    def __init__(self, model: GPT, tokenizer: ByteTokenizer, *, name: str, version: str,
+    def __init__(self, model: GPT, tokenizer: ByteTokenizer, *, name: str, version: str, digest: str,
                  max_tokens_cap: int, chat: ChatTemplate | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -57,7 +57,7 @@ class LmBackend:
         self.max_tokens_cap = max_tokens_cap
         self.context_length = model.config.max_seq_len
         self.info = ModelInfo(
-            name=name, version=version, platform="modelplane_lm",
+            name=name, version=version, digest=digest, platform="modelplane_lm",
             inputs=(TensorSpec(TEXT_INPUT, "BYTES", (-1,)),), outputs=(TensorSpec(TEXT_OUTPUT, "BYTES", (-1,)),),
         )
 

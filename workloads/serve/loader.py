@@ -52,8 +52,8 @@ def fetch(settings: ServeSettings) -> Path:
     return folder
 
 
-def model_version(folder: Path) -> str:
-    """The export's version: the first 16 hex digits of the sha256 of its manifest (or SavedModel graph)."""
+def export_digest(folder: Path) -> str:
+    """The export's digest: the first 16 hex digits of the sha256 of its manifest (or SavedModel graph)."""
     for marker in (MANIFEST_FILE, SAVED_MODEL_FILE):
         if (folder / marker).is_file():
             return sha256_file(folder / marker)[:16]
@@ -66,13 +66,16 @@ def load_backend(settings: ServeSettings) -> Backend:
     downloaded = folder != Path(settings.model_uri)
     keep_files = False
     try:
-        version = model_version(folder)
+        # A `<name>/<version>` URI names the version clients see; the cache is keyed by the digest all the same, as
+        # nothing stops new weights being uploaded under an old version folder.
+        digest = export_digest(folder)
+        version = settings.uri_version or digest
         if _is_lm_export(folder):
-            return _lm_backend(folder, settings, version)
+            return _lm_backend(folder, settings, version, digest)
         if (folder / SAVED_MODEL_FILE).is_file():
             # TensorFlow may read assets lazily, so a SavedModel's files outlive the load.
             keep_files = True
-            return _tf_backend(folder, settings.served_name, version)
+            return _tf_backend(folder, settings.served_name, version, digest)
         raise ValueError(
             f"--model-uri: {settings.model_uri} holds neither an LM export ({CONFIG_FILE} with model_type "
             f"{MODEL_TYPE!r} + {MANIFEST_FILE}) "
@@ -92,18 +95,18 @@ def _is_lm_export(folder: Path) -> bool:
     return bool(config.get("model_type") == MODEL_TYPE or config.get("format") == LEGACY_FORMAT)
 
 
-def _lm_backend(folder: Path, settings: ServeSettings, version: str) -> Backend:
+def _lm_backend(folder: Path, settings: ServeSettings, version: str, digest: str) -> Backend:
     # Imported only when an LM is served, so the TF-enabled image needs no torch.
     from workloads.lm.export import load_export
     from workloads.serve.chat import ChatTemplate
     from workloads.serve.lm_backend import LmBackend, pick_device
 
     model, tokenizer, _ = load_export(folder, device=pick_device(settings.device))
-    return LmBackend(model, tokenizer, name=settings.served_name, version=version,
+    return LmBackend(model, tokenizer, name=settings.served_name, version=version, digest=digest,
                      max_tokens_cap=settings.max_tokens_cap, chat=ChatTemplate.from_export(folder))
 
 
-def _tf_backend(folder: Path, name: str, version: str) -> Backend:
+def _tf_backend(folder: Path, name: str, version: str, digest: str) -> Backend:
     # Imported only when a SavedModel is served, so this image needs no TensorFlow for LMs.
     try:
         serving = importlib.import_module("workloads.trainer_tf.serving")
@@ -115,7 +118,7 @@ def _tf_backend(folder: Path, name: str, version: str) -> Backend:
     predictor = serving.TfSavedModel(folder)
     # The signature's own tensor names, datatypes and shapes, so v2 clients use what TF Serving would show.
     info = ModelInfo(
-        name=name, version=version, platform="tensorflow_savedmodel",
+        name=name, version=version, digest=digest, platform="tensorflow_savedmodel",
         inputs=tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in predictor.inputs),
         outputs=tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in predictor.outputs),
     )

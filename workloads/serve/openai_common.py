@@ -21,6 +21,7 @@ from fastapi.responses import StreamingResponse
 
 from workloads.common.logs import log_event
 from workloads.serve.backends import InvalidInputError, TextBackend
+from workloads.serve.cache import BYPASS, HIT, STATUS_HEADER
 from workloads.serve.completion import GenerationRequest, GenerationResult, TokenLogprob
 from workloads.serve.engine import BatchEngine, WorkItem
 from workloads.serve.errors import ApiError, error_content
@@ -126,9 +127,9 @@ async def respond(state: ServeState, backend: TextBackend, engine: BatchEngine, 
         if body.deterministic() else None
     content, cache_status = await run_request(state, backend, engine, work, route=route,
                                               cache_request=cache_request, render=render)
-    if cache_status == "hit":
+    if cache_status == HIT:
         content = _restamp(content, id_prefix)
-    return Response(content, media_type="application/json", headers={"X-Cache": cache_status})
+    return Response(content, media_type="application/json", headers={STATUS_HEADER: cache_status})
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -166,7 +167,7 @@ async def stream(state: ServeState, engine: BatchEngine, work: list[object], *, 
     chunks = _chunks(state, items, events, first, head=head, choice=choice, prelude=prelude,
                      usage_per=per_prompt if include_usage else 0)
     return StreamingResponse(chunks, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Cache": "bypass"})
+                             headers={"Cache-Control": "no-cache", STATUS_HEADER: BYPASS})
 
 
 def _cancel(items: Sequence[WorkItem]) -> None:

@@ -13,7 +13,7 @@ in Triton's model configuration shape (model_config.proto in triton-inference-se
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
@@ -23,11 +23,13 @@ from pydantic import ValidationError
 
 from workloads.serve.backends import InvalidInputError, TensorSpec
 from workloads.serve.bodies import HEADER_LENGTH, parse_json, split_body
+from workloads.serve.cache import STATUS_HEADER, CacheStatus
 from workloads.serve.errors import validation_message
 from workloads.serve.schemas import InferRequest, InferResponse
 from workloads.serve.state import (
     bad_request,
     check_model_name,
+    check_model_version,
     get_state,
     ready_engine,
     require_api_key,
@@ -64,12 +66,26 @@ async def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": "1", "extensions": [BINARY_EXTENSION]}
 
 
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_version_ready(name: str, version: str, request: Request) -> JSONResponse:
+    """`model_ready` for version `version` of the model (404 for another version)."""
+    check_model_version(get_state(request), name, version)
+    return await model_ready(name, request)
+
+
 @router.get("/models/{name}/ready")
 async def model_ready(name: str, request: Request) -> JSONResponse:
     """200 when `name` is loaded and warm; 503 while loading or draining; 404 for other names."""
     state = get_state(request)
     check_model_name(state, name)
     return JSONResponse({"name": name, "ready": state.ready}, status_code=200 if state.ready else 503)
+
+
+@router.get("/models/{name}/versions/{version}", dependencies=[Depends(require_api_key)])
+async def model_version_metadata(name: str, version: str, request: Request) -> dict[str, Any]:
+    """`model_metadata` for version `version` of the model (404 for another version)."""
+    check_model_version(get_state(request), name, version)
+    return await model_metadata(name, request)
 
 
 @router.get("/models/{name}", dependencies=[Depends(require_api_key)])
@@ -81,6 +97,13 @@ async def model_metadata(name: str, request: Request) -> dict[str, Any]:
     info = backend.info
     return {"name": info.name, "versions": [info.version], "platform": info.platform,
             "inputs": [t.to_json() for t in info.inputs], "outputs": [t.to_json() for t in info.outputs]}
+
+
+@router.get("/models/{name}/versions/{version}/config", dependencies=[Depends(require_api_key)])
+async def model_version_config(name: str, version: str, request: Request) -> dict[str, Any]:
+    """`model_config` for version `version` of the model (404 for another version)."""
+    check_model_version(get_state(request), name, version)
+    return await model_config(name, request)
 
 
 @router.get("/models/{name}/config", dependencies=[Depends(require_api_key)])
@@ -110,9 +133,21 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_INFER_BODY: Final = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}}}}
+"""The infer routes' documented body (read by hand: JSON, or JSON followed by binary tensor data)."""
+
+
+@router.post("/models/{name}/versions/{version}/infer", dependencies=[Depends(require_api_key)],
+             responses=_INFER_RESPONSES, openapi_extra=_INFER_BODY)
+async def infer_version(name: str, version: str, request: Request) -> Response:
+    """`infer` on version `version` of the model (404 for another version)."""
+    check_model_version(get_state(request), name, version)
+    return await infer(name, request)
+
+
 @router.post("/models/{name}/infer", dependencies=[Depends(require_api_key)], responses=_INFER_RESPONSES,
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}}}}})
+             openapi_extra=_INFER_BODY)
 async def infer(name: str, request: Request) -> Response:
     """Run the model on v2 tensors (JSON, or binary data after the JSON). The LM maps BYTES `text_input` to
     BYTES `text_output`."""
@@ -193,7 +228,7 @@ def _wants_binary(body: InferRequest, output: str) -> bool:
     return default
 
 
-def _respond(data: dict[str, Any], body: InferRequest, cache_status: str) -> Response:
+def _respond(data: dict[str, Any], body: InferRequest, cache_status: CacheStatus) -> Response:
     # Cached bodies are stored as JSON without the request id (which differs between equal requests);
     # binary outputs are cut from that JSON here, so one cache entry serves both forms.
     if body.id is not None:
@@ -205,7 +240,7 @@ def _respond(data: dict[str, Any], body: InferRequest, cache_status: str) -> Res
             output["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
     head = json.dumps(data, ensure_ascii=False).encode("utf-8")
-    headers = {"X-Cache": cache_status}
+    headers: dict[str, str] = {STATUS_HEADER: cache_status}
     if not chunks:
         return Response(head, media_type="application/json", headers=headers)
     headers[HEADER_LENGTH] = str(len(head))

@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from workloads.serve.backends import Backend, InvalidInputError
-from workloads.serve.cache import ResponseCache, cache_key
+from workloads.serve.cache import BYPASS, HIT, MISS, CacheStatus, ResponseCache, cache_key
 from workloads.serve.completion import GenerationResult
 from workloads.serve.engine import BatchEngine, DeadlineExceededError, QueueFullError, ShuttingDownError, WorkItem
 from workloads.serve.errors import ApiError
@@ -49,6 +49,8 @@ class ServeState:
     """Unix time the model became ready."""
     stop_loading: threading.Event = field(default_factory=threading.Event)
     """Set at shutdown to abandon load retries."""
+    api_key: str | None = None
+    """The API key clients must send, read once at start (`settings.api_key`); None: no authentication."""
 
     @property
     def ready(self) -> bool:
@@ -62,13 +64,14 @@ def get_state(request: Request) -> ServeState:
     return state
 
 
-_bearer = HTTPBearer(auto_error=False, description="The API key, when the server has --api-key-env set.")
+_bearer = HTTPBearer(auto_error=False,
+                     description="The API key, when the server has --api-key-file or --api-key-env set.")
 
 
 def require_api_key(request: Request,
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     """401 unless the request carries `Authorization: Bearer <key>` (when a key is configured)."""
-    expected = get_state(request).settings.api_key
+    expected = get_state(request).api_key
     if expected is None:
         return
     if credentials is None:
@@ -93,6 +96,16 @@ def check_model_name(state: ServeState, name: str, *, param: str | None = None) 
     if name != state.settings.served_name:
         raise ApiError(404, f"model {name!r} is not served here; this server serves {state.settings.served_name!r}",
                        param=param, code="model_not_found")
+
+
+def check_model_version(state: ServeState, name: str, version: str) -> None:
+    """404 unless `name` is the served model and `version` its version (checked once the model is loaded: the
+    version comes with it)."""
+    check_model_name(state, name)
+    served = state.backend.info.version if state.backend is not None else None
+    if served is not None and version != served:
+        raise ApiError(404, f"version {version!r} of model {name!r} is not served here; this server serves version "
+                            f"{served!r}", code="model_not_found")
 
 
 def submit(state: ServeState, engine: BatchEngine, payloads: Sequence[object],
@@ -159,22 +172,23 @@ def observe_first_tokens(state: ServeState, items: Sequence[WorkItem], results: 
 
 async def run_request(state: ServeState, backend: Backend, engine: BatchEngine, payloads: Sequence[object], *,
                       route: str, cache_request: dict[str, Any] | None,
-                      render: Callable[[list[object]], bytes]) -> tuple[bytes, str]:
+                      render: Callable[[list[object]], bytes]) -> tuple[bytes, CacheStatus]:
     """One non-streaming request: cache lookup, submit, wait, render, cache-put.
 
     `cache_request` is the canonical request JSON of a deterministic request (None bypasses the cache).
-    Returns the response body and its `X-Cache` status: hit, miss or bypass.
+    Returns the response body and its `X-Cache` status: hit, miss, or bypass when Redis was not asked.
     """
-    key = None
+    key: str | None = None
+    status: CacheStatus = BYPASS
     if state.cache is not None and cache_request is not None:
-        key = cache_key(state.settings.served_name, backend.info.version, route, cache_request)
-        cached = await state.cache.get(key)
+        key = cache_key(state.settings.served_name, backend.info.digest, route, cache_request)
+        cached, status = await state.cache.get(key)
         if cached is not None:
-            return cached, "hit"
+            return cached, HIT
     items = submit(state, engine, payloads)
     results = await wait_results(state, items)
     observe_first_tokens(state, items, results)
     content = render(results)
-    if key is not None and state.cache is not None:
+    if key is not None and status == MISS and state.cache is not None:
         await state.cache.put(key, content)
-    return content, "miss" if key is not None else "bypass"
+    return content, status

@@ -32,7 +32,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("no CPU pool category", {"modelplane:karpenter": {"cpuPool": {"instanceCategories": []}}},
      "modelplane:karpenter.cpuPool.instanceCategories", "must list at least one category like c (got [])"),
     ("bad CPU pool category", {"modelplane:karpenter": {"cpuPool": {"instanceCategories": ["c5"]}}},
-     "modelplane:karpenter.cpuPool.instanceCategories[0]", "must be one lowercase letter like c or m (got 'c5')"),
+     "modelplane:karpenter.cpuPool.instanceCategories[0]", "must be one of c, m, r, t (got 'c5'); did you mean 'c'?"),
     ("bad CPU pool memory limit", {"modelplane:karpenter": {"cpuPool": {"memoryLimit": "lots"}}},
      "modelplane:karpenter.cpuPool.memoryLimit",
      "must be a Kubernetes memory quantity like 256Gi (Ki, Mi, Gi or Ti) (got 'lots')"),

@@ -127,15 +127,17 @@ def test_jobs_are_sized_against_the_smallest_gpu_the_pool_admits() -> None:
     assert [job.model for job in parse_config("dev", raw).training.jobs] == ["1b"]
 
 
-def test_a_pool_of_an_unknown_gpu_family_cannot_be_sized() -> None:
-    raw = stack_config_with("dev", {"modelplane:gpuPools": [{"name": "gpu-train", "instanceFamilies": ["p9"],
+def test_a_pool_of_an_unknown_gpu_family_is_rejected_once_at_the_pool() -> None:
+    raw = stack_config_with("dev", {"modelplane:gpuPools": [{"name": "gpu-train", "instanceFamilies": ["p5x"],
                                                              "gpuLimit": 8}]})
     raw["modelplane:training"] = {"jobs": [JOB]}
     raw["modelplane:inference"] = {"services": _service()}
     with pytest.raises(ConfigError) as info:
         parse_config("dev", raw)
-    assert ("modelplane:training.jobs[0].gpuPool: cannot be sized: no GPU memory known for instance family 'p9' of "
-            "gpuPools 'gpu-train'; add it to infra/config/gpu_memory.py") in [str(i) for i in info.value.issues]
+    assert [str(i) for i in info.value.issues] == [
+        "modelplane:gpuPools[0].instanceFamilies[0]: must be an EC2 instance family with NVIDIA GPUs (got 'p5x'); "
+        "did you mean 'p5'? GPU families: g4dn, g5, g6, g6e, g7, g7e, gr6, p4d, p4de, p5, p5e, p5en, p6-b200, "
+        "p6-b300 (infra/config/instances.yaml)"]
 
 
 def test_every_trainer_field_problem_is_reported_not_just_the_first() -> None:

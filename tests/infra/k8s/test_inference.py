@@ -12,6 +12,7 @@ from infra.k8s.inference import InferenceService
 from infra.review.engine import render_program
 from infra.review.graph import Graph
 from tests.support.graph import assert_kind_validates
+from workloads.common.settings import API_KEY_FILE, REDIS_URL_FILE, SECRETS_DIR
 from workloads.serve.settings import ServeSettings, env_name
 
 GATEWAY = "cluster.local/ns/istio-ingress/sa/istio-ingressgateway"
@@ -72,18 +73,23 @@ def test_server_settings_come_from_the_service_entry(graph: Graph) -> None:
 
 def test_server_env_parses_with_the_servers_own_settings(graph: Graph) -> None:
     container = _deployment(graph)["spec"]["template"]["spec"]["containers"][0]
-    # The key's variable is checked against the process env; everything else must parse as rendered.
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e and e["name"] != env_name("api_key_env")}
+    # The Secret files exist only in the pod; everything else must parse as rendered.
+    env = {e["name"]: e["value"] for e in container["env"] if not e["value"].startswith(SECRETS_DIR)}
     settings = ServeSettings.parse([], env)
     assert (settings.model_uri, settings.served_name, settings.port) == ("s3://models/lm/", "lm", 8080)
     assert (settings.max_batch_size, settings.max_queue, settings.max_tokens_cap) == (32, 64, 256)
 
 
-def test_secrets_reach_the_server_by_reference(graph: Graph) -> None:
-    env = {e["name"]: e for e in _deployment(graph)["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MODELPLANE_SERVE_REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "url"
-    assert env["MODELPLANE_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "lm-api-key"
-    assert env["MODELPLANE_SERVE_API_KEY_ENV"]["value"] == "MODELPLANE_API_KEY"
+def test_secrets_reach_the_server_as_read_only_files(graph: Graph) -> None:
+    pod = _deployment(graph)["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env[env_name("redis_url_file")] == f"{SECRETS_DIR}/{REDIS_URL_FILE}"
+    assert env[env_name("api_key_file")] == f"{SECRETS_DIR}/{API_KEY_FILE}"
+    assert {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "secrets", "projected": {"defaultMode": 0o440, "sources": [
+        {"secret": {"name": "lm-api-key", "items": [{"key": "api-key", "path": API_KEY_FILE}]}},
+        {"secret": {"name": "lm-redis", "items": [{"key": "url", "path": REDIS_URL_FILE}]}},
+    ]}} in pod["volumes"]
     secret = graph.one("kubernetes:core/v1:Secret", "lm-redis").inputs
     assert secret["stringData"] == "[secret]" or secret["stringData"]["url"] == "[secret]"
 
@@ -149,7 +155,7 @@ def test_cache_and_api_key_off_leave_no_secrets() -> None:
     graph = _render(cache=False, apiKey=False)
     assert not graph.of_type("kubernetes:core/v1:Secret")
     env = {e["name"] for e in _deployment(graph)["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert not {"MODELPLANE_SERVE_REDIS_URL", "MODELPLANE_API_KEY", "MODELPLANE_SERVE_API_KEY_ENV"} & env
+    assert not {env_name("redis_url_file"), env_name("api_key_file")} & env
 
 
 def test_tf_serving_runtime_syncs_the_export_and_serves_rest() -> None:

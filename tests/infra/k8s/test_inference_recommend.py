@@ -13,6 +13,7 @@ from infra.k8s.inference import InferenceService
 from infra.review.engine import render_program
 from infra.review.graph import Graph
 from tests.support.graph import assert_kind_validates
+from workloads.common.settings import API_KEY_FILE, REDIS_URL_FILE, SECRETS_DIR
 from workloads.gateway.settings import GatewaySettings
 from workloads.recommend.model_settings import ServiceSettings
 
@@ -61,13 +62,14 @@ def test_runtime_runs_the_recommendation_service_from_the_recommend_image(graph:
 def test_runtime_env_is_the_services_own_settings(graph: Graph) -> None:
     (container,) = _pod(graph, "recs-model-stable")["containers"]
     env = _env(container)
-    plain = {name: e["value"] for name, e in env.items() if "value" in e}
+    plain = {name: e["value"] for name, e in env.items() if not e["value"].startswith(SECRETS_DIR)}
     settings = ServiceSettings.parse([], plain)
     assert (settings.model_uri, settings.port, settings.download_dir) == ("s3://models/recommender/", 8080, "/models")
     assert plain["AWS_ENDPOINT_URL"] == "http://minio:9000"
-    # The features' Redis (with its password on AWS) comes by reference, never as a plain value.
-    assert env[ServiceSettings.env_name("redis_url")]["valueFrom"] == {
-        "secretKeyRef": {"name": "recs-redis", "key": "url"}}
+    # The features' Redis (with its password on AWS) comes from the Secret mounted as a file, never as a value.
+    assert env[ServiceSettings.env_name("redis_url_file")]["value"] == f"{SECRETS_DIR}/{REDIS_URL_FILE}"
+    assert {"secret": {"name": "recs-redis", "items": [{"key": "url", "path": REDIS_URL_FILE}]}} in next(
+        v for v in _pod(graph, "recs-model-stable")["volumes"] if v["name"] == "secrets")["projected"]["sources"]
     assert graph.one(SECRET, "recs-redis").inputs["stringData"] == {"url": "[secret]"}
 
 
@@ -91,10 +93,12 @@ def test_gateway_fronts_the_runtime_without_a_response_cache(graph: Graph) -> No
     assert container["image"] == "ghcr.io/modelplane/serve:0.1.0"
     env = _env(container)
     # A recommendation changes with every feature update: the gateway gets no Redis, so it caches nothing.
-    assert GatewaySettings.env_name("redis_url") not in env
+    assert GatewaySettings.env_name("redis_url_file") not in env
     assert env[GatewaySettings.env_name("upstream")]["value"] == "http://recs-model.inference.svc.cluster.local:80"
-    assert env[GatewaySettings.env_name("api_keys_file")]["value"] == "/etc/modelplane/api-keys/api-key"
-    assert {"name": "api-keys", "secret": {"secretName": "recs-api-key"}} in _pod(graph, "recs-stable")["volumes"]
+    assert env[GatewaySettings.env_name("api_keys_file")]["value"] == f"{SECRETS_DIR}/{API_KEY_FILE}"
+    assert {"name": "secrets", "projected": {"defaultMode": 0o440, "sources": [
+        {"secret": {"name": "recs-api-key", "items": [{"key": "api-key", "path": API_KEY_FILE}]}}]}} in _pod(
+        graph, "recs-stable")["volumes"]
     assert [s.name for s in graph.of_type(SECRET)] == ["recs-api-key", "recs-redis"]
 
 
@@ -191,12 +195,11 @@ def test_stack_serves_the_recommender_export_behind_the_gateway(stack_graph: Cal
     job = graph.one("kubernetes:kubeflow.org/v1:PyTorchJob", "recommender-job").inputs["spec"]
     args = job["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"]
     assert model_uri == args[args.index("--export") + 1]  # the service loads what the job exports
-    assert _env(container)[ServiceSettings.env_name("redis_url")]["valueFrom"]["secretKeyRef"] == {
-        "name": "recommend-redis", "key": "url"}
+    assert _env(container)[ServiceSettings.env_name("redis_url_file")]["value"] == f"{SECRETS_DIR}/{REDIS_URL_FILE}"
     gateway_env = _env(_pod(graph, "recommend-stable")["containers"][0])
     assert gateway_env[GatewaySettings.env_name("upstream")]["value"] == (
         "http://recommend-model.inference.svc.cluster.local:80")
-    assert GatewaySettings.env_name("redis_url") not in gateway_env
+    assert GatewaySettings.env_name("redis_url_file") not in gateway_env
     assert [m["type"] for m in graph.one(HPA, "recommend-model-hpa").inputs["spec"]["metrics"]] == ["Resource"]
     assert_kind_validates(graph, "Deployment")
 

@@ -12,6 +12,7 @@ from infra.k8s.inference import InferenceService
 from infra.review.engine import render_program
 from infra.review.graph import Graph
 from tests.support.graph import assert_kind_validates
+from workloads.common.settings import API_KEY_FILE, REDIS_URL_FILE, SECRETS_DIR
 from workloads.gateway.settings import GatewaySettings
 
 INGRESS = "cluster.local/ns/istio-ingress/sa/istio-ingressgateway"
@@ -127,9 +128,13 @@ def test_gateway_fronts_the_runtime_with_the_cache_and_the_api_keys(graph: Graph
     env = {e["name"]: e for e in container["env"]}
     assert env["MODELPLANE_GATEWAY_UPSTREAM"]["value"] == "http://chat-vllm.inference.svc.cluster.local:80"
     assert env["MODELPLANE_GATEWAY_CACHE_VERSION"]["value"] == "s3://models/lm-small/"
-    assert env["MODELPLANE_GATEWAY_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "chat-redis", "key": "url"}
-    assert env["MODELPLANE_GATEWAY_API_KEYS_FILE"]["value"] == "/etc/modelplane/api-keys/api-key"
-    assert {"name": "api-keys", "secret": {"secretName": "chat-api-key"}} in pod["volumes"]
+    assert env["MODELPLANE_GATEWAY_REDIS_URL_FILE"]["value"] == f"{SECRETS_DIR}/{REDIS_URL_FILE}"
+    assert env["MODELPLANE_GATEWAY_API_KEYS_FILE"]["value"] == f"{SECRETS_DIR}/{API_KEY_FILE}"
+    assert {"name": "secrets", "projected": {"defaultMode": 0o440, "sources": [
+        {"secret": {"name": "chat-api-key", "items": [{"key": "api-key", "path": API_KEY_FILE}]}},
+        {"secret": {"name": "chat-redis", "items": [{"key": "url", "path": REDIS_URL_FILE}]}},
+    ]}} in pod["volumes"]
+    assert {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True} in container["volumeMounts"]
     assert "nodeSelector" not in pod and "tolerations" not in pod
     assert graph.one("kubernetes:core/v1:Secret", "chat-api-key").inputs["metadata"]["name"] == "chat-api-key"
 
@@ -146,7 +151,8 @@ def test_gateway_env_is_the_gateways_own_settings() -> None:
 
 def test_a_given_api_keys_secret_replaces_the_generated_one() -> None:
     graph = _render(vllm={**SERVICE["vllm"], "apiKeysSecret": "chat-clients"})
-    assert {"name": "api-keys", "secret": {"secretName": "chat-clients"}} in _pod(graph, "chat-stable")["volumes"]
+    sources = next(v for v in _pod(graph, "chat-stable")["volumes"] if v["name"] == "secrets")["projected"]["sources"]
+    assert {"secret": {"name": "chat-clients", "items": [{"key": "api-key", "path": API_KEY_FILE}]}} in sources
 
 
 def test_ingress_routes_v1_to_the_gateway_and_the_mesh_splits_the_runtime_canary() -> None:

@@ -1,13 +1,26 @@
 """LocalServices: MinIO and Redis in-cluster with generated credentials, no AWS."""
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
+from redis.exceptions import AuthenticationError
 
-from infra.k8s.local import LocalServices
+from infra.k8s.local import (
+    MINIO_CREDENTIALS,
+    MINIO_CREDENTIALS_DIR,
+    REDIS_CONFIG_DIR,
+    REDIS_CONFIG_KEY,
+    LocalServices,
+)
+from infra.k8s.podspec import SECRET_FILE_MODE
 from infra.review.engine import render_program
 from infra.review.graph import Graph
 from tests.support.graph import assert_kind_validates
+from tests.support.servers import free_port, redis_binary, wait_for_port
+from workloads.common.vocab import BUCKET_ROLES
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +61,62 @@ def test_bucket_job_creates_the_three_buckets(graph: Graph) -> None:
     assert all(f"local/{b}" in script["command"][2] for b in ("datasets", "checkpoints", "models"))
 
 
-def test_redis_requires_a_password_and_keeps_no_data(graph: Graph) -> None:
-    container = _by_name(graph, "kubernetes:apps/v1:Deployment", "redis")["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][:2] == ["--requirepass", "$(REDIS_PASSWORD)"]
-    assert "--save" in container["args"] and "allkeys-lru" in container["args"]
+def test_redis_takes_its_password_from_a_config_file_mounted_from_the_secret(graph: Graph, tmp_path: Path) -> None:
+    pod = _by_name(graph, "kubernetes:apps/v1:Deployment", "redis")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert not any("requirepass" in arg or "PASSWORD" in arg for arg in container["args"]), "no password in args"
+    assert "envFrom" not in container and "env" not in container
+    assert {"name": "config", "mountPath": REDIS_CONFIG_DIR, "readOnly": True} in container["volumeMounts"]
+    assert {"name": "config", "secret": {"secretName": "redis", "defaultMode": SECRET_FILE_MODE}} in pod["volumes"]
+    assert set(_by_name(graph, "kubernetes:core/v1:Secret", "redis")["stringData"]) == {REDIS_CONFIG_KEY}
+    # The rendered arguments, with the Secret's file as the pod sees it, run a real redis-server that demands it.
+    config = tmp_path / REDIS_CONFIG_KEY
+    config.write_text("requirepass s3cret\n", encoding="utf-8")
+    args = [str(config) if arg == f"{REDIS_CONFIG_DIR}/{REDIS_CONFIG_KEY}" else arg for arg in container["args"]]
+    port = free_port()
+    proc = subprocess.Popen([redis_binary(), *args, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc=proc)
+        with Redis(port=port) as anonymous, pytest.raises(AuthenticationError):
+            anonymous.ping()
+        with Redis(port=port, password="s3cret") as client:
+            assert client.ping() and client.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+            assert client.config_get("save") == {"save": ""}, "a cache keeps no data"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_minio_and_its_buckets_job_read_the_root_credentials_from_files(graph: Graph, tmp_path: Path) -> None:
+    minio = _by_name(graph, "kubernetes:apps/v1:Deployment", "minio")["spec"]["template"]["spec"]
+    assert {e["name"]: e["value"] for e in minio["containers"][0]["env"]} == {
+        f"{key}_FILE": f"{MINIO_CREDENTIALS_DIR}/{key}" for key in MINIO_CREDENTIALS}
+    job = _by_name(graph, "kubernetes:batch/v1:Job", "minio-buckets")["spec"]["template"]["spec"]
+    for pod in (minio, job):
+        assert "envFrom" not in pod["containers"][0]
+        assert {"name": "credentials", "secret": {"secretName": "minio", "defaultMode": SECRET_FILE_MODE}} in pod["volumes"]
+        assert {"name": "credentials", "mountPath": MINIO_CREDENTIALS_DIR, "readOnly": True} in \
+            pod["containers"][0]["volumeMounts"]
+    # The Job's script, run by a real shell against a stand-in `mc` that records its arguments and environment.
+    credentials, bin_dir, log = tmp_path / "credentials", tmp_path / "bin", tmp_path / "mc.log"
+    credentials.mkdir()
+    bin_dir.mkdir()
+    for key, value in zip(MINIO_CREDENTIALS, ("AKIAUSER", "pAssw0rd"), strict=True):
+        (credentials / key).write_text(value)
+    (bin_dir / "mc").write_text(f'#!/bin/sh\necho "$* | $MC_HOST_local" >> {log}\n')
+    (bin_dir / "mc").chmod(0o755)
+    script = job["containers"][0]["command"][2].replace(MINIO_CREDENTIALS_DIR, str(credentials))
+    subprocess.run(["/bin/sh", "-c", script], check=True, timeout=30, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    calls = [line.split(" | ") for line in log.read_text().splitlines()]
+    assert [args for args, _ in calls] == ["ls local", *(f"mb --ignore-existing local/{b}" for b in BUCKET_ROLES)]
+    assert {host for _, host in calls} == {"http://AKIAUSER:pAssw0rd@minio:9000"}, "keys only in MC_HOST_local"
+
+
+def test_the_local_services_pods_mount_no_service_account_token(graph: Graph) -> None:
+    pods = [r.inputs["spec"]["template"]["spec"] for r in graph.kubernetes_objects()
+            if r.type in ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job")]
+    assert len(pods) == 3 and all(pod["automountServiceAccountToken"] is False for pod in pods)
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "Service", "Secret", "Job", "PersistentVolumeClaim"])

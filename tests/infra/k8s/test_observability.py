@@ -4,6 +4,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from infra import versions
 from infra.config.platform import ObservabilityConfig
 from infra.k8s.observability import DASHBOARDS_DIR, RULES_DIR, Observability, load_rule_files
@@ -37,9 +39,11 @@ def _dashboards(graph: Graph) -> list[dict[str, Any]]:
 
 def _render(config: dict[str, Any]) -> Graph:
     """One Observability built from the section `config` (as the stack config parses it), on its own."""
-    return render_program("test", lambda: Observability(
-        "observability", ObservabilityConfig.model_validate(config), storage_class=None, create_storage_class=False,
-        mesh_scraping=False) and None)
+    def program() -> None:
+        Observability("observability", ObservabilityConfig.model_validate(config), storage_class=None,
+                      create_storage_class=False, mesh_scraping=False)
+
+    return render_program("test", program)
 
 
 def test_observability_defaults() -> None:
@@ -116,8 +120,41 @@ def test_grafana_admin_password_is_generated_and_kept_out_of_helm_values(prod: G
 
 
 def test_grafana_sidecar_loads_dashboards_from_every_namespace(prod: Graph) -> None:
-    assert _release(prod, "kube-prometheus-stack")["values"]["grafana"]["sidecar"] == {"dashboards": {
-        "enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}}
+    dashboards = _release(prod, "kube-prometheus-stack")["values"]["grafana"]["sidecar"]["dashboards"]
+    assert {key: dashboards[key] for key in ("enabled", "label", "labelValue", "searchNamespace")} == {
+        "enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}
+
+
+def _secret_file(mounts: list[dict[str, Any]], volumes: dict[str, str], path: str) -> str | None:
+    """`<Secret>/<key>` that `path` reads through one of the read-only `mounts` of a Secret volume, else None."""
+    for mount in mounts:
+        directory = mount["mountPath"].rstrip("/") + "/"
+        if mount.get("readOnly") is True and mount["name"] in volumes and path.startswith(directory):
+            return f"{volumes[mount['name']]}/{path.removeprefix(directory)}"
+    return None
+
+
+@pytest.mark.parametrize("name", ["dev", "staging", "prod"])
+def test_grafana_and_its_sidecars_read_the_admin_credentials_from_files(
+    stack_graph: Callable[[str], Graph], name: str
+) -> None:
+    grafana = _release(stack_graph(name), "kube-prometheus-stack")["values"]["grafana"]
+    mounts = grafana["extraSecretMounts"]
+    volumes = {m["name"]: m["secretName"] for m in mounts}
+    # grafana 12.11.1 templates/_pod.tpl: GF_SECURITY_ADMIN_USER/PASSWORD (grafana container) and REQ_USERNAME/
+    # REQ_PASSWORD (sidecars) become secretKeyRef env vars unless env has these two `__FILE` keys.
+    env = grafana["env"]
+    assert {_secret_file(mounts, volumes, env[f"GF_SECURITY_ADMIN_{key}__FILE"]) for key in ("USER", "PASSWORD")} == {
+        "grafana-admin/admin-user", "grafana-admin/admin-password"}
+    assert not {"envValueFrom", "envFromSecret", "envFromSecrets", "envRenderSecret"} & set(grafana)
+    for sidecar in ("dashboards", "datasources"):
+        values = grafana["sidecar"][sidecar]
+        # The init-container variants emit REQ_USERNAME from the Secret whatever env says.
+        assert not values.get(f"init{sidecar.capitalize()}")
+        files = {_secret_file(values["extraMounts"], volumes, values["env"][f"REQ_{key}_FILE"])
+                 for key in ("USERNAME", "PASSWORD")}
+        assert files == {"grafana-admin/admin-user", "grafana-admin/admin-password"}, sidecar
+        assert "envValueFrom" not in values
 
 
 def test_every_rule_file_becomes_a_prometheus_rule_verbatim(prod: Graph) -> None:

@@ -9,13 +9,24 @@ import pytest
 import yaml
 
 from infra.config.recommend import RecommendConfig
+from infra.k8s.local import REDIS_LABELS, REDIS_PORT
+from infra.k8s.local import SYSTEM_NAMESPACE as LOCAL_NAMESPACE
+from infra.k8s.mesh import sidecar_egress
+from infra.k8s.namespaces import INFERENCE_NAMESPACE
+from infra.k8s.netpol import DNS_NAMESPACE, DNS_POD_LABELS, DNS_PORT, to_pod_identity, to_ports
 from infra.k8s.observability import RULES_DIR
-from infra.k8s.recommend import StreamProcessor
+from infra.k8s.recommend import SERVICE_ACCOUNT, StreamProcessor
+from infra.k8s.streaming import CLUSTER as KAFKA_CLUSTER
+from infra.k8s.streaming import NAMESPACE as KAFKA_NAMESPACE
+from infra.k8s.streaming import PORT as KAFKA_PORT
 from infra.review.engine import render_program
 from infra.review.graph import HELM_RELEASE, Graph
 from tests.infra.k8s.test_dashboards import metric_names
 from tests.support.graph import assert_count, assert_kind_validates, policy_statements, render_variant
+from tests.support.netpol import NetworkModel, external, pod, pod_template_labels
 from workloads.common import metrics
+from workloads.common.settings import REDIS_URL_FILE, SECRETS_DIR
+from workloads.common.vocab import NAME_LABEL
 from workloads.recommend.settings import ProcessorSettings
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -32,7 +43,7 @@ SECTION = {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetLagPerRep
 
 def _render(section: dict[str, Any] | None = None, **options: Any) -> Graph:
     config = RecommendConfig.model_validate(section if section is not None else SECTION)
-    kwargs: dict[str, Any] = {"kafka_ports": [9098], "redis_port": 6379, "aws_credentials": True,
+    kwargs: dict[str, Any] = {"kafka_egress": [to_ports(9098), to_pod_identity()], "redis_egress": [to_ports(6379)],
                               "kafka_settings": {"kafka_auth": "iam", "kafka_region": "eu-west-1"}, **options}
 
     def program() -> None:
@@ -57,15 +68,18 @@ def test_the_processor_runs_its_module_with_settings_from_the_section(graph: Gra
     container = _pod(graph)["containers"][0]
     assert (container["image"], container["command"]) == (
         "ghcr.io/modelplane/recommend:0.1.0", ["python", "-m", "workloads.recommend.processor"])
-    # The env the pod gets, read back by the processor's own settings model (the Secret's value stands in).
-    environ = {e["name"]: e.get("value", "redis://:t@cache:6379/0") for e in container["env"]}
-    settings = ProcessorSettings.parse([], environ)
+    # The env the pod gets, read back by the processor's own settings model (the Secret's file stands in).
+    environ = {e["name"]: e["value"] for e in container["env"]}
+    assert environ.pop(ProcessorSettings.env_name("redis_url_file")) == f"{SECRETS_DIR}/{REDIS_URL_FILE}"
+    settings = ProcessorSettings.parse(["--redis-url", "redis://:t@cache:6379/0"], environ)
     assert (settings.topic, settings.group_id, settings.dead_letter_topic, settings.metrics_port) == (
         "recommend-events", "recommend-processor", "recommend-dead", 9100)
     assert (settings.bootstrap_servers, settings.kafka_auth, settings.kafka_region) == (
         "b-1.msk:9098,b-2.msk:9098", "iam", "eu-west-1")
-    redis = next(e for e in container["env"] if e["name"] == ProcessorSettings.env_name("redis_url"))
-    assert redis["valueFrom"] == {"secretKeyRef": {"name": "recommend-processor-redis", "key": "url"}}
+    pod = graph.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "secrets", "projected": {"defaultMode": 0o440, "sources": [
+        {"secret": {"name": "recommend-processor-redis", "items": [{"key": "url", "path": REDIS_URL_FILE}]}}]}}]
+    assert container["volumeMounts"] == [{"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True}]
     assert graph.one("kubernetes:core/v1:Secret").inputs["stringData"] == {"url": "[secret]"}
 
 
@@ -110,7 +124,7 @@ def test_the_pdb_lets_one_replica_go_at_a_time(graph: Graph) -> None:
                                              "selector": {"matchLabels": {"app.kubernetes.io/name": "recommend-processor"}}}
 
 
-def test_network_policy_admits_only_prometheus_and_reaches_only_dns_kafka_redis_istiod_and_pod_identity(
+def test_network_policy_admits_only_prometheus_and_reaches_only_kafka_redis_and_istiod(
         graph: Graph) -> None:
     spec = graph.one(NETPOL).inputs["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
@@ -118,16 +132,13 @@ def test_network_policy_admits_only_prometheus_and_reaches_only_dns_kafka_redis_
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
         "ports": [{"protocol": "TCP", "port": 9100}]}]
-    ports = {(p["protocol"], p["port"]) for rule in spec["egress"] for p in rule["ports"]}
-    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 9098), ("TCP", 6379), ("TCP", 15012), ("TCP", 80)}
-    identity = next(rule for rule in spec["egress"] if {"protocol": "TCP", "port": 80} in rule["ports"])
-    assert identity["to"] == [{"ipBlock": {"cidr": "169.254.170.23/32"}}]
+    # DNS is the namespace's allow-dns policy; Kafka and Redis are the rules the stack passes, in order.
+    assert spec["egress"] == [to_ports(9098), to_pod_identity(), to_ports(6379), sidecar_egress()]
 
 
-def test_off_the_mesh_and_aws_the_policy_drops_istiod_and_pod_identity() -> None:
-    graph = _render(mesh=False, aws_credentials=False, kafka_ports=[9092], kafka_settings={})
-    ports = {p["port"] for rule in graph.one(NETPOL).inputs["spec"]["egress"] for p in rule["ports"]}
-    assert ports == {53, 9092, 6379}
+def test_off_the_mesh_the_policy_drops_istiod() -> None:
+    graph = _render(mesh=False, kafka_egress=[to_ports(9092)], kafka_settings={})
+    assert graph.one(NETPOL).inputs["spec"]["egress"] == [to_ports(9092), to_ports(6379)]
     assert_count(graph, AUTHZ, 0)
     assert "scheme" not in graph.one(MONITOR).inputs["spec"]["endpoints"][0]
 
@@ -165,7 +176,7 @@ def test_the_alert_rules_compare_with_the_recorded_thresholds() -> None:
 def test_unknown_kafka_settings_are_refused(mocked_runtime: None) -> None:
     with pytest.raises(pulumi.InputPropertiesError) as info:
         StreamProcessor("p", RecommendConfig(enabled=True), image="i:1", bootstrap_servers="b:9092", redis_url="redis://r",
-                        kafka_ports=[9092], redis_port=6379, kafka_settings={"kafka_password": "x"})
+                        kafka_egress=[], redis_egress=[], kafka_settings={"kafka_password": "x"})
     [error] = info.value.errors or []
     assert error["property_path"] == "kafka_settings"
     assert error["reason"].startswith("['kafka_password'] are not ProcessorSettings fields")
@@ -232,9 +243,24 @@ def test_local_runs_the_processor_on_the_in_cluster_broker_and_redis_scaling_on_
     assert ProcessorSettings.env_name("kafka_region") not in env
     # No monitoring stack on local: no lag metric, no scrape target, no AWS credentials to fetch.
     assert [m["type"] for m in graph.one(HPA, "recommend-processor-hpa").inputs["spec"]["metrics"]] == ["Resource"]
-    egress = graph.one(NETPOL, "recommend-processor-netpol").inputs["spec"]["egress"]
-    assert {p["port"] for rule in egress for p in rule["ports"]} == {53, 9092, 6379}
     assert not [r for r in graph.resources if r.type == MONITOR and "recommend" in r.name]
+
+
+def test_on_local_the_processor_reaches_its_redis_and_kafka_only(stack_graph: Callable[[str], Graph]) -> None:
+    graph = stack_graph("local")
+    model = NetworkModel(graph)
+    processor = pod(INFERENCE_NAMESPACE, pod_template_labels(graph, "Deployment", SERVICE_ACCOUNT), "10.0.2.21")
+    redis = pod(LOCAL_NAMESPACE, REDIS_LABELS, "10.0.6.60")
+    broker = pod(KAFKA_NAMESPACE, {"strimzi.io/cluster": KAFKA_CLUSTER}, "10.0.7.70")
+    assert model.egress_allows(processor, redis, REDIS_PORT)
+    assert model.egress_allows(processor, broker, KAFKA_PORT)
+    assert model.egress_allows(processor, pod(DNS_NAMESPACE, DNS_POD_LABELS, "10.0.0.2"), DNS_PORT, "UDP")
+    # Not just anything on those ports: another pod on Redis's or Kafka's port, or a Kafka pod on Redis's.
+    other = pod(LOCAL_NAMESPACE, {NAME_LABEL: "other"}, "10.0.6.61")
+    assert not model.egress_allows(processor, other, REDIS_PORT)
+    assert not model.egress_allows(processor, pod(INFERENCE_NAMESPACE, {}, "10.0.2.22"), KAFKA_PORT)
+    assert not model.egress_allows(processor, broker, REDIS_PORT)
+    assert not model.egress_allows(processor, external("203.0.113.9"), REDIS_PORT)
 
 
 def test_no_processor_unless_enabled() -> None:

@@ -14,6 +14,7 @@ from tests.workloads.gateway.support import API_KEY, live_gateway
 from workloads.common import metrics as names
 from workloads.gateway.auth import ANONYMOUS, ApiKeys, RateLimiter
 from workloads.gateway.handlers import CACHE_HEADER
+from workloads.serve.cache import HIT, MISS
 from workloads.serve.errors import ApiError
 
 SECOND_KEY = "sk-second-caller"
@@ -101,4 +102,4 @@ def test_cached_answers_are_kept_per_api_key(vllm: VllmServer, redis: RedisServe
             sources.append(answer.headers[CACHE_HEADER])
             gateway.cache_written()
     # The second key asks what the first asked: it must not learn that, nor get the first key's answer.
-    assert sources == ["miss", "miss", "hit"]
+    assert sources == [MISS, MISS, HIT]

@@ -16,6 +16,7 @@ from tests.support.vllm import VllmServer
 from tests.workloads.gateway.support import API_KEY, LiveGateway, live_gateway, upstream_requests
 from workloads.common import metrics as names
 from workloads.gateway.handlers import CACHE_HEADER
+from workloads.serve.cache import HIT, MISS
 
 PROMPT = "The quick brown fox"
 
@@ -113,7 +114,7 @@ def test_a_cache_hit_skips_the_upstream_and_gets_a_fresh_id(vllm: VllmServer, ga
     second = client.completions.with_raw_response.create(**kwargs)
     time.sleep(0.3)
     assert (after_first - before, upstream_requests(vllm) - after_first) == (1, 0)
-    assert (first.headers[CACHE_HEADER], second.headers[CACHE_HEADER]) == ("miss", "hit")
+    assert (first.headers[CACHE_HEADER], second.headers[CACHE_HEADER]) == (MISS, HIT)
     one, two = first.parse(), second.parse()
     assert two.choices == one.choices
     assert two.id != one.id and two.id.startswith("cmpl-")
@@ -129,7 +130,7 @@ def test_the_cache_key_covers_the_messages(vllm: VllmServer, gateway: LiveGatewa
         answers.append(client.chat.completions.with_raw_response.create(
             model=vllm.model, max_tokens=4, temperature=0, messages=[{"role": "user", "content": text}]))
         gateway.cache_written()
-    assert [answer.headers[CACHE_HEADER] for answer in answers] == ["miss", "miss", "hit"]
+    assert [answer.headers[CACHE_HEADER] for answer in answers] == [MISS, MISS, HIT]
 
 
 def test_a_fixed_seed_makes_a_sampled_request_cacheable(vllm: VllmServer, gateway: LiveGateway) -> None:
@@ -139,7 +140,7 @@ def test_a_fixed_seed_makes_a_sampled_request_cacheable(vllm: VllmServer, gatewa
         answers.append(client.completions.with_raw_response.create(
             model=vllm.model, prompt="seeded", max_tokens=4, temperature=0.9, seed=7))
         gateway.cache_written()
-    assert [answer.headers[CACHE_HEADER] for answer in answers] == ["miss", "hit"]
+    assert [answer.headers[CACHE_HEADER] for answer in answers] == [MISS, HIT]
 
 
 def test_sampled_requests_without_a_seed_always_reach_the_upstream(vllm: VllmServer, gateway: LiveGateway) -> None:

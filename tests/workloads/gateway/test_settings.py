@@ -69,7 +69,8 @@ def test_key_sources_that_hold_no_key_are_errors(tmp_path: Path) -> None:
     found = problems(["--upstream", "http://vllm:8000", "--api-keys-file", str(empty), "--api-keys-env",
                       "MODELPLANE_TEST_UNSET_VARIABLE", "--api-keys-file", str(tmp_path / "missing")])
     assert len(found) == 2
-    assert found[0].startswith("--api-keys-file (MODELPLANE_GATEWAY_API_KEYS_FILE): cannot read the key file")
+    assert found[0].startswith("--api-keys-file (MODELPLANE_GATEWAY_API_KEYS_FILE): cannot read the file "
+                               "(FileNotFoundError")
     assert found[1] == ("--api-keys-env (MODELPLANE_GATEWAY_API_KEYS_ENV): environment variable "
                         "MODELPLANE_TEST_UNSET_VARIABLE is unset or empty; set it to the key(s) "
                         "(got 'MODELPLANE_TEST_UNSET_VARIABLE')")

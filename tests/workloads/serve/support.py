@@ -94,7 +94,7 @@ class AffinePredictor:
 def affine_loader(predictor: AffinePredictor) -> Loader:
     """A loader serving `predictor` as a tensor model: FP32 `x` [-1, 3] -> FP32 `y` [-1, 2]."""
     def load(settings: ServeSettings) -> Backend:
-        info = ModelInfo(name=settings.served_name, version="affine-1", platform="numpy",
+        info = ModelInfo(name=settings.served_name, version="affine-1", digest="affine-1", platform="numpy",
                          inputs=(TensorSpec("x", "FP32", (-1, 3)),), outputs=(TensorSpec("y", "FP32", (-1, 2)),))
         return TensorBackend(predictor, info)
 

@@ -15,6 +15,7 @@ from tests.support.servers import RedisServer
 from tests.workloads.serve.support import Gate, LiveServer, live_server, reference_greedy, wait_until_submitted
 from workloads.lm.model import GPT
 from workloads.lm.tokenizer import ByteTokenizer
+from workloads.serve.cache import HIT, MISS, STATUS_HEADER
 from workloads.serve.generation import allowed_tokens
 
 CHAT: list[ChatCompletionMessageParam] = [{"role": "system", "content": "be brief"},
@@ -195,7 +196,7 @@ def test_cached_chat_gets_a_fresh_id(model_uri: str, redis: RedisServer) -> None
             openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
         raw = [client.chat.completions.with_raw_response.create(model=server.name, messages=CHAT, max_tokens=6,
                                                                temperature=0) for _ in "ab"]
-    assert [r.headers["x-cache"] for r in raw] == ["miss", "hit"]
+    assert [r.headers[STATUS_HEADER] for r in raw] == [MISS, HIT]
     first, second = (r.parse() for r in raw)
     assert first.choices == second.choices
     assert first.id != second.id

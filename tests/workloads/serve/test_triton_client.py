@@ -87,7 +87,7 @@ class Identity:
 def _identity_loader(datatype: str) -> Loader:
     def load(settings: ServeSettings) -> Backend:
         spec = (TensorSpec("x", datatype, (-1, 3)),)
-        info = ModelInfo(name=settings.served_name, version="id-1", platform="numpy", inputs=spec,
+        info = ModelInfo(name=settings.served_name, version="id-1", digest="id-1", platform="numpy", inputs=spec,
                          outputs=(TensorSpec("y", datatype, (-1, 3)),))
         return TensorBackend(Identity(), info)
 

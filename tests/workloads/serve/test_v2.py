@@ -22,6 +22,7 @@ from tests.workloads.serve.support import (
 )
 from workloads.common import metrics as names
 from workloads.lm.model import GPT
+from workloads.serve.cache import HIT, MISS, STATUS_HEADER
 
 
 def _rows(values: list[list[float]], **overrides: Any) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def test_lm_v2_cache_hit_keeps_each_request_id(model_uri: str, redis: RedisServe
     with live_server(model_uri, redis_url=redis.url) as server, server.client() as client:
         first = client.post(f"/v2/models/{server.name}/infer", json=body("a"))
         second = client.post(f"/v2/models/{server.name}/infer", json=body("b"))
-    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert (first.headers[STATUS_HEADER], second.headers[STATUS_HEADER]) == (MISS, HIT)
     assert (first.json()["id"], second.json()["id"]) == ("a", "b")
     assert first.json()["outputs"] == second.json()["outputs"]
 

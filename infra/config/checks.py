@@ -1,0 +1,33 @@
+"""The rules that span a whole stack, run after its sections parse: overlapping ingress routes, the upper bounds of
+infra/config/limits.py (unless `modelplane:limits.allowLarge`), and plaintext credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from infra.config.credentials import Schema, plaintext_secret_issues
+from infra.config.errors import ConfigIssue
+from infra.config.issues import pydantic_issues
+from infra.config.limits import LimitsConfig, bound_issues
+from infra.config.routes import route_overlap_issues
+
+
+def stack_issues(stack: str, raw: Mapping[str, Any], ours: Mapping[str, Any], fields: dict[str, Any], *,
+                 secret_keys: Collection[str], schema: Schema) -> list[ConfigIssue]:
+    """The issues of the stack-wide rules for the config map `raw` (`ours`: its `modelplane:` keys, unprefixed) whose
+    sections parsed into `fields` (PlatformConfig field name -> section); adds the parsed `limits` to `fields`."""
+    issues: list[ConfigIssue] = []
+    services = fields["inference"].services if "inference" in fields else []
+    issues += route_overlap_issues([(svc.name, svc.ingress_routes()) for svc in services])
+    try:
+        limits = LimitsConfig.model_validate(ours.get("limits", {}))
+    except ValidationError as exc:
+        issues += pydantic_issues("limits", LimitsConfig, exc, ())
+    else:
+        fields["limits"] = limits
+        issues += [] if limits.allow_large else bound_issues(fields)
+    issues += plaintext_secret_issues(stack, raw, secret_keys, schema)
+    return issues
