@@ -83,7 +83,7 @@ bench: setup-workloads setup-tf setup-vllm
 # The server at ~80% of its measured capacity for 10 minutes against a real Redis restarted twice (SOAK_DURATION_S=60
 # for a short run). A fixed --basetemp keeps the figures (build/soak/*/soak.md) from other pytest runs' temp rotation.
 soak: setup-workloads
-	$(BIN)/python -m pytest -q -s tests/soak --basetemp=build/soak $(PYTEST_ARGS)
+	mkdir -p build && SOAK_DURATION_S=$${SOAK_DURATION_S:-600} $(BIN)/python -m pytest -q -s tests/soak --basetemp=build/soak $(PYTEST_ARGS)
 
 # The data path on one machine: S3 (moto) + Redis → torchrun training → serving → cache → metrics → vLLM behind the
 # gateway → alert rules.
