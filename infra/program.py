@@ -14,6 +14,7 @@ from infra.aws.cache import REDIS_PORT as CACHE_REDIS_PORT
 from infra.aws.cache import Cache
 from infra.aws.cluster import Cluster
 from infra.aws.deployer import Deployer
+from infra.aws.iam import Grant
 from infra.aws.identity import WorkloadIdentity
 from infra.aws.logging import LogSearchDomain, LogStore, domain_arn, grant_search_write
 from infra.aws.network import Network
@@ -24,6 +25,7 @@ from infra.aws.tags import merge_tags, tag_transform
 from infra.config.parse import PlatformConfig
 from infra.k8s.gpu import GpuNodePools
 from infra.k8s.inference import InferenceService
+from infra.k8s.kueue import Kueue
 from infra.k8s.local import SYSTEM_NAMESPACE, LocalServices
 from infra.k8s.logging import FALLBACK_GROUP, CloudWatchSink, LogShipper
 from infra.k8s.logging import NAMESPACE as LOGGING_NAMESPACE
@@ -40,6 +42,7 @@ from infra.k8s.recommend import StreamProcessor
 from infra.k8s.streaming import NAMESPACE as LOCAL_KAFKA_NAMESPACE
 from infra.k8s.streaming import PORT as LOCAL_KAFKA_PORT
 from infra.k8s.streaming import TOPICS_NAMESPACE, TOPICS_SERVICE_ACCOUNT, KafkaTopics, LocalKafka
+from infra.k8s.teams import Teams, local_queue_name
 from infra.k8s.training import TrainingJob
 from infra.k8s.training_operator import TrainingOperator
 from workloads.common.vocab import BUCKET_ROLES
@@ -59,8 +62,12 @@ def build(config: PlatformConfig) -> None:
     pulumi.export("kube_context", config.kube_context or "(current)")
     on_cluster = pulumi.ResourceOptions(provider=provider)
     after = _platform_services(config, provider)
-    services = LocalServices("local", workload_namespaces=[TRAINER_SERVICE_ACCOUNT[0], SERVER_SERVICE_ACCOUNT[0]],
-                             opts=pulumi.ResourceOptions(provider=provider, depends_on=after))
+    teams = _teams(config, provider, monitoring=after)
+    # The teams' jobs read MinIO too: their namespaces get its credentials, once they exist.
+    services = LocalServices("local", workload_namespaces=[TRAINER_SERVICE_ACCOUNT[0], SERVER_SERVICE_ACCOUNT[0],
+                                                           *(team.namespace_name for team in config.teams)],
+                             opts=pulumi.ResourceOptions(provider=provider, depends_on=[*after, teams] if teams
+                                                         else after))
     if config.addons.training_operator:
         # No modelplane.io/pool=system nodes here: the portable overlay leaves scheduling to the cluster.
         TrainingOperator("training-operator", system_pool=False, opts=on_cluster)
@@ -74,7 +81,7 @@ def build(config: PlatformConfig) -> None:
     _workloads(config, provider, WorkloadWiring(
         buckets={role: role for role in BUCKET_ROLES}, env=services.s3_env,
         secret_env_from=[services.s3_secret_name], redis_url=services.redis_url, kafka=kafka,
-        s3_egress=services.s3_egress, redis_egress=services.redis_egress,
+        s3_egress=services.s3_egress, redis_egress=services.redis_egress, teams=teams,
     ))
 
 
@@ -100,7 +107,8 @@ def _platform_services(config: PlatformConfig, provider: k8s.Provider) -> list[p
     # EKS ships no gp3 class; other clusters use their default StorageClass.
     monitoring = Observability(
         "observability", obs, storage_class="gp3" if config.is_aws else None, create_storage_class=config.is_aws,
-        mesh_scraping=bool(mesh.enabled), opts=pulumi.ResourceOptions(provider=provider, depends_on=after),
+        mesh_scraping=bool(mesh.enabled), team_namespaces=[team.namespace_name for team in config.teams],
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=after),
     )
     pulumi.export("prometheus_url", monitoring.prometheus_url)
     return [monitoring.operator]
@@ -127,10 +135,9 @@ def _build_aws(config: PlatformConfig) -> None:
     registry = ImageRegistry("images", config.registry, stack=config.stack, protect=config.deletion_protection)
     pulumi.export("image_repositories", registry.repository_urls)
     trainer_ns, trainer_sa = TRAINER_SERVICE_ACCOUNT
-    WorkloadIdentity(
-        "trainer", cluster_name=cluster.cluster_name, namespace=trainer_ns, service_account=trainer_sa,
-        grants=[store.grant_read("datasets"), store.grant_write("checkpoints"), store.grant_write("models")],
-    )
+    trainer_grants = [store.grant_read("datasets"), store.grant_write("checkpoints"), store.grant_write("models")]
+    WorkloadIdentity("trainer", cluster_name=cluster.cluster_name, namespace=trainer_ns, service_account=trainer_sa,
+                     grants=trainer_grants)
     server_grants = [store.grant_read("models")]
     cache = None
     if config.cache.enabled:
@@ -166,7 +173,10 @@ def _build_aws(config: PlatformConfig) -> None:
     pulumi.export("vpc_id", network.vpc_id)
     pulumi.export("cluster_name", cluster.cluster_name)
     pulumi.export("cluster_endpoint", cluster.cluster_endpoint)
-    _gpu_platform(config, cluster_name, cluster, _platform_services(config, cluster.provider))
+    monitoring = _platform_services(config, cluster.provider)
+    _gpu_platform(config, cluster_name, cluster, monitoring)
+    teams = _teams(config, cluster.provider, monitoring=monitoring, cluster_name=cluster.cluster_name,
+                   trainer_grants=trainer_grants)
     if config.logging.enabled:
         _aws_logging(config, network, cluster)
     for role, bucket in store.bucket_names.items():
@@ -177,7 +187,7 @@ def _build_aws(config: PlatformConfig) -> None:
                           identities=kafka_identities,
                           egress_rules=[to_ports(SASL_IAM_PORT), to_pod_identity()])
         if streaming else None,
-        s3_egress=[to_https(), to_pod_identity()], redis_egress=[to_ports(CACHE_REDIS_PORT)],
+        s3_egress=[to_https(), to_pod_identity()], redis_egress=[to_ports(CACHE_REDIS_PORT)], teams=teams,
     ))
 
 
@@ -185,6 +195,7 @@ def _logged_namespaces(config: PlatformConfig) -> list[str]:
     """The namespaces whose containers Fluent Bit ships: the workloads' and the platform services' own."""
     names = [*WORKLOAD_NAMESPACES, "kube-system"] + ([] if config.is_aws else [SYSTEM_NAMESPACE])
     names += [MESH_NAMESPACE, INGRESS_NAMESPACE] if config.mesh.enabled else []
+    names += [team.namespace_name for team in config.teams]
     return names + ([MONITORING_NAMESPACE] if config.observability.enabled else [])
 
 
@@ -253,6 +264,9 @@ class WorkloadWiring:
     """NetworkPolicy egress to the object store (S3 and the Pod Identity agent, or MinIO)."""
     redis_egress: Sequence[Rule] = ()
     """NetworkPolicy egress to the stack's Redis."""
+    teams: pulumi.Resource | None = None
+    """The Teams component, when the stack has teams: a queued job waits for its LocalQueue and Kueue's webhook (a
+    job created before the webhook would start unsuspended, outside its quota)."""
 
 
 def _s3(buckets: Mapping[str, pulumi.Input[str]], role: str, path: str) -> pulumi.Output[str]:
@@ -265,16 +279,21 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
     on_cluster = pulumi.ResourceOptions(provider=provider)
     recommend_image = _image(config, "recommend")
     trainer_ns, trainer_sa = TRAINER_SERVICE_ACCOUNT
+    team_namespaces = {team.name: team.namespace_name for team in config.teams}
     for job in config.training.jobs:
         trainer = "recommend" if job.task == "recommender" else "trainer-torch" if job.framework == "pytorch" else "trainer-tf"
         image = job.image or _image(config, trainer)
+        # A team's job runs in its namespace (its own trainer account) and queues on its LocalQueue.
         TrainingJob(
-            job.name, job, image=image, namespace=trainer_ns, service_account=trainer_sa,
+            job.name, job, image=image, namespace=team_namespaces[job.team] if job.team else trainer_ns,
+            service_account=trainer_sa, queue=local_queue_name(job.team) if job.team else None,
             data_uri=_s3(wiring.buckets, "datasets", job.dataset),
             checkpoint_uri=_s3(wiring.buckets, "checkpoints", f"{job.name}/"),
             export_uri=_s3(wiring.buckets, "models", f"{job.name}/"),
             env=wiring.env, secret_env_from=wiring.secret_env_from, egress_rules=wiring.s3_egress,
-            scraped=bool(config.observability.enabled), opts=on_cluster,
+            scraped=bool(config.observability.enabled),
+            opts=pulumi.ResourceOptions(provider=provider,
+                                        depends_on=[wiring.teams] if job.team and wiring.teams else None),
         )
     server_ns, server_sa = SERVER_SERVICE_ACCOUNT
     principals = [GATEWAY_PRINCIPAL]
@@ -344,3 +363,18 @@ def _gpu_platform(config: PlatformConfig, cluster_name: str, cluster: Cluster,
         TrainingOperator("training-operator", opts=on_cluster)
     pulumi.export("karpenter_interruption_queue", gpu.interruption_queue_name)
     pulumi.export("gpu_pools", gpu.gpu_pool_names)
+
+
+def _teams(config: PlatformConfig, provider: k8s.Provider, *, monitoring: Sequence[pulumi.Resource],
+           cluster_name: pulumi.Input[str] | None = None, trainer_grants: Sequence[Grant] = ()) -> Teams | None:
+    """Kueue and the teams' namespaces and queues, when the stack has teams (the trainer's grants per team on
+    aws); Kueue's ServiceMonitor waits for `monitoring` (the operator's CRDs)."""
+    if not config.teams:
+        return None
+    on_cluster = pulumi.ResourceOptions(provider=provider)
+    kueue = Kueue("kueue", system_pool=config.is_aws, monitoring=bool(config.observability.enabled),
+                  opts=pulumi.ResourceOptions(provider=provider, depends_on=list(monitoring)))
+    cpu_pool = config.karpenter.cpu_pool if config.is_aws else None
+    return Teams("teams", config.teams, gpu_pools=config.gpu_pools, cpu_pool=cpu_pool, local=not config.is_aws,
+                 service_account=TRAINER_SERVICE_ACCOUNT[1], kueue=kueue.release, cluster_name=cluster_name,
+                 trainer_grants=trainer_grants, opts=on_cluster)

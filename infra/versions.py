@@ -103,6 +103,14 @@ TRAINING_OPERATOR_REF: Final = "v1.9.4"
 """Kubeflow training operator v1 (PyTorchJob, TFJob): the git tag of github.com/kubeflow/trainer whose
 manifests/overlays/standalone infra/kustomize/training-operator builds on. v1 ships no Helm chart, only
 kustomize. The tag's overlay sets image ghcr.io/kubeflow/training-v1/training-operator:v1-93c5489."""
+KUEUE_CHART: Final = "oci://registry.k8s.io/kueue/charts/kueue"
+"""Kueue's published Helm chart (OCI): the install reference of site/content/en/docs/getting-started/installation.md
+("Install by Helm") in github.com/kubernetes-sigs/kueue."""
+KUEUE_VERSION: Final = "0.19.2"
+"""Kueue release v0.19.2 (2026-08-20), the newest stable tag of github.com/kubernetes-sigs/kueue: charts/kueue/Chart.yaml
+version 0.19.2, appVersion v0.19.2. hack/helm-chart-package.sh publishes the chart with the controller image at that
+tag (pullPolicy IfNotPresent); the chart installs its CRDs from templates/crd/, so Helm upgrades them with the chart.
+The CRDs and values.yaml we render against are vendored in tests/conformance/kueue/0.19.2/."""
 
 # Mesh and observability (issue 3).
 ISTIO_REPO: Final = "https://istio-release.storage.googleapis.com/charts"

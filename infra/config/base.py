@@ -38,6 +38,11 @@ def not_one_of(value: object, allowed: tuple[str, ...] | list[str]) -> str:
     return f"must be one of {', '.join(allowed)} (got {value!r}){suggestion}"
 
 
+def cpu_cores(quantity: str) -> float:
+    """Cores in a Kubernetes CPU quantity matching CPU_QUANTITY ("4" → 4.0, "1.5m" → 0.0015, "2500m" → 2.5)."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
 def cpu_problems(key: str, value: str, example: str) -> list[tuple[str, str]]:
     """The `(key, message)` problem for a value that is not a CPU quantity, or none."""
     if CPU_QUANTITY.match(value):

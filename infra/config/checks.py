@@ -1,5 +1,6 @@
 """The rules that span a whole stack, run after its sections parse: overlapping ingress routes, the upper bounds of
-infra/config/limits.py (unless `modelplane:limits.allowLarge`), and plaintext credentials."""
+infra/config/limits.py (unless `modelplane:limits.allowLarge`), plaintext credentials, and the teams' quotas
+against the pools and jobs (infra/config/teams.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from infra.config.errors import ConfigIssue
 from infra.config.issues import pydantic_issues
 from infra.config.limits import LimitsConfig, bound_issues
 from infra.config.routes import route_overlap_issues
+from infra.config.teams import parse_teams, pool_capacities, team_issues
 
 
 def stack_issues(stack: str, raw: Mapping[str, Any], ours: Mapping[str, Any], fields: dict[str, Any], *,
@@ -30,4 +32,11 @@ def stack_issues(stack: str, raw: Mapping[str, Any], ours: Mapping[str, Any], fi
         fields["limits"] = limits
         issues += [] if limits.allow_large else bound_issues(fields)
     issues += plaintext_secret_issues(stack, raw, secret_keys, schema)
+    jobs = fields["training"].jobs if "training" in fields else []
+    if "teams" in ours or any(job.team for job in jobs):
+        fields["teams"] = parse_teams(ours.get("teams", []), issues)
+        local = ours.get("target", "aws") == "kubeconfig"
+        cpu_pool = fields["karpenter"].cpu_pool if "karpenter" in fields else None
+        issues += team_issues(fields["teams"], pool_capacities(fields.get("gpu_pools", []), cpu_pool, local=local),
+                              jobs, local=local, services=services, declared=ours.get("teams", []))
     return issues

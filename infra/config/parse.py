@@ -29,6 +29,7 @@ from infra.config.recommend import RecommendConfig
 from infra.config.registry import RegistryConfig, parse_registry
 from infra.config.storage import CacheConfig, StorageConfig
 from infra.config.streaming import StreamingConfig
+from infra.config.teams import TeamConfig
 from infra.config.workloads import InferenceConfig, TrainingConfig
 
 RESERVED_TAGS = frozenset({"environment", "managed-by", "project"})
@@ -82,6 +83,8 @@ class PlatformConfig(Section):
     """Training jobs (PyTorchJob / TFJob). Defaults to none."""
     inference: InferenceConfig = InferenceConfig()
     """Inference services. Defaults to none."""
+    teams: list[TeamConfig] = []
+    """Teams sharing the fleet through Kueue queues and quotas (infra/config/teams.py). Defaults to none."""
     recommend: RecommendConfig = RecommendConfig()
     """The recommendation stream processor (needs streaming and a Redis). Defaults to off."""
     registry: RegistryConfig = RegistryConfig()
@@ -117,6 +120,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "recommend": RecommendConfig,
     "registry": RegistryConfig,
     "limits": LimitsConfig,
+    "teams": TeamConfig,
 }
 _AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter", "registry")
 _KUBECONFIG_ADDONS = ("trainingOperator",)

@@ -67,6 +67,9 @@ class TrainingJobConfig(Section):
     """GPUs per replica (torchrun starts one process per GPU). Defaults to 0 (CPU)."""
     gpu_pool: str | None = None
     """Name of the gpuPools entry to run on; required when gpusPerReplica > 0."""
+    team: str | None = None
+    """The teams entry whose queue admits the job (Kueue); it runs in the team's namespace. Defaults to none: the
+    training namespace, unqueued."""
     cpu: str = "4"
     """CPU per replica. Defaults to 4."""
     memory: str = "16Gi"

@@ -34,6 +34,7 @@ scrapes over https with that certificate, so the mesh sees Prometheus's principa
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -123,7 +124,8 @@ class Observability(pulumi.ComponentResource):
 
     Takes the `observability` section; `storage_class` names the Prometheus volume's class (None: the cluster
     default), which `create_storage_class` creates as encrypted gp3 of the EBS CSI driver (EKS ships none);
-    `mesh_scraping` scrapes serving pods over Istio mTLS with a certificate-only sidecar.
+    `mesh_scraping` scrapes serving pods over Istio mTLS with a certificate-only sidecar; `team_namespaces` are
+    the teams' namespaces, whose training pods are scraped like those of `training`.
     """
 
     prometheus_url: str
@@ -132,7 +134,8 @@ class Observability(pulumi.ComponentResource):
     """The kube-prometheus-stack release: depend on it before creating ServiceMonitors or PodMonitors (its CRDs)."""
 
     def __init__(self, name: str, config: ObservabilityConfig, *, storage_class: str | None, create_storage_class: bool,
-                 mesh_scraping: bool, opts: pulumi.ResourceOptions | None = None) -> None:
+                 mesh_scraping: bool, team_namespaces: Sequence[str] = (),
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("modelplane:observability:Observability", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         rule_files = load_rule_files()
@@ -158,7 +161,7 @@ class Observability(pulumi.ComponentResource):
                 metadata={"name": f"modelplane-{stem}", "namespace": NAMESPACE, "labels": dict(_LABELS)},
                 spec={"groups": groups}, opts=with_crds,
             )
-        self._workload_monitors(name, mesh_scraping, with_crds)
+        self._workload_monitors(name, mesh_scraping, team_namespaces, with_crds)
         for stem, text in dashboards.items():
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{stem}",
@@ -220,7 +223,8 @@ class Observability(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _workload_monitors(self, name: str, mesh_scraping: bool, opts: pulumi.ResourceOptions) -> None:
+    def _workload_monitors(self, name: str, mesh_scraping: bool, team_namespaces: Sequence[str],
+                           opts: pulumi.ResourceOptions) -> None:
         serving_endpoint = scrape_endpoint(mesh_scraping) | {
             # A Service annotated prometheus.io/path (TF Serving) is scraped at that path instead.
             "relabelings": [{"sourceLabels": ["__meta_kubernetes_service_annotation_prometheus_io_path"],
@@ -243,7 +247,7 @@ class Observability(pulumi.ComponentResource):
             f"{name}-training-monitor", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
             metadata={"name": "modelplane-training", "namespace": NAMESPACE, "labels": dict(_LABELS)},
             spec={
-                "namespaceSelector": {"matchNames": [TRAINING_NAMESPACE]},
+                "namespaceSelector": {"matchNames": [TRAINING_NAMESPACE, *team_namespaces]},
                 "selector": {"matchLabels": {COMPONENT_LABEL: "training"}, "matchExpressions": [
                     {"key": "training.kubeflow.org/replica-type", "operator": "In", "values": ["master", "chief"]}]},
                 "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],

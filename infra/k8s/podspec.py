@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import pulumi
 
+from infra.config.base import cpu_cores
 from workloads.common.settings import SECRETS_DIR
 from workloads.common.vocab import GPU_RESOURCE, GPU_TOLERATION, POOL_LABEL
 
@@ -67,8 +68,7 @@ def scheduling(gpu_pool: str | None, gpus: int) -> dict[str, Any]:
 
 def cpu_threads(cpu: str) -> int:
     """Whole CPUs in a Kubernetes CPU quantity ("4" → 4, "2500m" → 2), at least 1."""
-    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    return max(1, int(cores))
+    return max(1, int(cpu_cores(cpu)))
 
 
 def secret_path(file: str) -> str:

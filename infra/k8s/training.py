@@ -21,6 +21,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config.workloads import TrainingJobConfig
+from infra.k8s.kueue import QUEUE_LABEL
 from infra.k8s.netpol import Rule, allow_spec, egress, ingress, network_policy, pod_peer, select
 from infra.k8s.observability import from_prometheus
 from infra.k8s.podspec import (
@@ -69,14 +70,15 @@ class TrainingJob(pulumi.ComponentResource):
     def __init__(self, name: str, job: TrainingJobConfig, *, image: str, namespace: str, service_account: str,
                  data_uri: pulumi.Input[str], checkpoint_uri: pulumi.Input[str], export_uri: pulumi.Input[str],
                  env: Mapping[str, pulumi.Input[str]], secret_env_from: Sequence[pulumi.Input[str]] = (),
-                 egress_rules: Sequence[Rule] = (), scraped: bool = False,
+                 egress_rules: Sequence[Rule] = (), scraped: bool = False, queue: str | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """`job` is the stack's entry; `image` the trainer image (pinned); `namespace` and `service_account`
         where it runs with its IAM role; `data_uri`, `checkpoint_uri` and `export_uri` the S3 locations behind
         the platform's trainer flags; `env` plain env for every replica (delivered through a ConfigMap);
         `secret_env_from` Secrets whose keys become env vars (the local stack's MinIO keys); `egress_rules` the
         NetworkPolicy egress to the stack's data (S3 or MinIO) beyond the job's own ranks; `scraped` admits
-        Prometheus to the metrics port."""
+        Prometheus to the metrics port; `queue` names the Kueue LocalQueue that admits the job (its team's), set
+        as the job's queue label, which Kueue's kubeflow integrations read from the job's own labels."""
         super().__init__("modelplane:training:TrainingJob", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         kind, specs_key, leader, container_name = _KIND[job.framework]
@@ -119,7 +121,8 @@ class TrainingJob(pulumi.ComponentResource):
             spec["nprocPerNode"] = str(max(job.gpus_per_replica, 1))
         resource = k8s.apiextensions.CustomResource(
             f"{name}-job", api_version="kubeflow.org/v1", kind=kind,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace,
+                                                labels={**labels, **({QUEUE_LABEL: queue} if queue else {})}),
             spec=spec, opts=child,
         )
         ranks = {JOB_LABEL: name}

@@ -16,6 +16,7 @@ from policies.rules import (
     elasticache,
     helm,
     iam,
+    kueue,
     logging,
     mesh,
     netpol,
@@ -41,6 +42,7 @@ ALL_POLICIES: Final[tuple[Policy, ...]] = (
     *mesh.POLICIES,
     *helm.POLICIES,
     *reliability.POLICIES,
+    *kueue.POLICIES,
     *cost.POLICIES,
 )
-"""The pack's rules, security first, then reliability, then cost."""
+"""The pack's rules, security first, then reliability, then GPU sharing (Kueue), then cost."""

@@ -15,6 +15,9 @@ Tags and paths were read from the repositories at those tags (the CRDs the chart
   prometheus-adapter 5.3.0 from the same repository (tag prometheus-adapter-5.3.0); the values.yaml of its grafana
   dependency 12.11.1 from github.com/grafana-community/helm-charts tag grafana-12.11.1 (charts/grafana/).
 - github.com/NVIDIA/k8s-device-plugin tag v0.18.2 and github.com/NVIDIA/dcgm-exporter tag 4.5.3-4.8.2 (chart 4.8.2).
+- Kueue: github.com/kubernetes-sigs/kueue tag v0.19.2, config/components/crd/bases/kueue.x-k8s.io_*.yaml (the CRDs
+  charts/kueue/templates/crd/ generates its templates from, adding labels and the conversion webhook) and
+  charts/kueue/values.yaml.
 Strimzi (tests/conformance/strimzi/) and Fluent Bit (tests/infra/k8s/fluent_bit_values.yaml) were vendored earlier
 with their own SOURCE notes; the suite checks Strimzi's CRDs too.
 """
@@ -73,6 +76,7 @@ GRAFANA_CHART_VERSION = _GRAFANA_OF_KPS.get(versions.KUBE_PROMETHEUS_STACK_VERSI
 
 _ISTIO_CHARTS = "manifests/charts"
 _KPS = "charts/kube-prometheus-stack"
+_KUEUE_CRDS = "config/components/crd/bases"
 
 BUNDLES: tuple[Bundle, ...] = (
     Bundle("karpenter", versions.KARPENTER_VERSION, "aws/karpenter-provider-aws", f"v{versions.KARPENTER_VERSION}", {
@@ -121,6 +125,11 @@ BUNDLES: tuple[Bundle, ...] = (
         "helm-charts/helm3/strimzi-kafka-operator/crds/045-Crd-kafkanodepool.yaml": "045-Crd-kafkanodepool.yaml",
         "helm-charts/helm3/strimzi-kafka-operator/values.yaml": "values.yaml",
     }, {versions.STRIMZI_CHART: "values.yaml"}),
+    Bundle("kueue", versions.KUEUE_VERSION, "kubernetes-sigs/kueue", f"v{versions.KUEUE_VERSION}", {
+        **{f"{_KUEUE_CRDS}/kueue.x-k8s.io_{plural}.yaml": f"kueue.x-k8s.io_{plural}.yaml" for plural in (
+            "resourceflavors", "clusterqueues", "localqueues", "cohorts", "workloadpriorityclasses")},
+        "charts/kueue/values.yaml": "values.yaml",
+    }, {versions.KUEUE_CHART: "values.yaml"}),
 )
 """Every vendored bundle, versions read from infra/versions.py (a bump there points at a directory not vendored yet)."""
 

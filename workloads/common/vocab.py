@@ -28,6 +28,8 @@ NAME_LABEL: Final = "app.kubernetes.io/name"
 """Label naming an object's app; Services, PDBs, NetworkPolicies and AuthorizationPolicies select pods on it."""
 MANAGED_BY_LABELS: Final = {"app.kubernetes.io/managed-by": "modelplane"}
 """Labels of every Kubernetes object the platform creates itself."""
+TEAM_LABEL: Final = "modelplane.io/team"
+"""Namespace label naming the team that owns it; Kueue manages (and its webhooks intercept) jobs only there."""
 BucketRole = Literal["datasets", "checkpoints", "models"]
 """A model-store bucket's role: what the workloads keep in it."""
 BUCKET_ROLES: Final[tuple[BucketRole, ...]] = get_args(BucketRole)

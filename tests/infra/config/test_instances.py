@@ -80,7 +80,7 @@ def test_every_family_and_size_of_the_table_is_accepted_where_it_belongs() -> No
     config = parse_config("dev", stack_config_with("dev", {
         "modelplane:gpuPools": pools, "modelplane:nodePools": [{**SYSTEM, "instanceTypes": cpu_types}],
         "modelplane:karpenter": {"cpuPool": {"instanceCategories": instances.cpu_categories()}},
-        "modelplane:training": {"jobs": []}, "modelplane:inference": {"services": []}}))
+        "modelplane:training": {"jobs": []}, "modelplane:inference": {"services": []}, "modelplane:teams": None}))
     assert [p.instance_families for p in config.gpu_pools][:len(gpu_families)] == [[f] for f in gpu_families]
 
 

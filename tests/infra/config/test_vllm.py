@@ -21,6 +21,7 @@ def _raw(pools: list[dict[str, Any]] | None = None, **changes: Any) -> dict[str,
     raw = stack_config_with("dev", {"modelplane:gpuPools": pools if pools is not None else [
         {"name": "gpu-train", "instanceFamilies": ["g5"], "gpuLimit": 4}, POOL]})
     raw["modelplane:training"] = {"jobs": [JOB]}
+    raw.pop("modelplane:teams")  # these jobs are not queued: dev's teams would claim gpu-train's GPUs
     raw["modelplane:inference"] = {"services": [{**SERVICE, **changes}]}
     return raw
 

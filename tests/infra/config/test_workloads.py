@@ -12,12 +12,15 @@ from infra.config.errors import ConfigError
 from infra.config.parse import parse_config
 from tests.support.graph import stack_config_with
 
+NO_TEAMS = {"modelplane:teams": None}
+"""Dev without its teams: these jobs are not queued, and the teams' quota would claim gpu-train's GPUs."""
+
 JOB = {"name": "lm", "framework": "pytorch", "gpusPerReplica": 1, "gpuPool": "gpu-train", "dataset": "lm/manifest.json"}
 SERVICE = {"name": "lm", "model": "lm"}
 
 
 def _issues(training: list[dict[str, Any]] | None = None, inference: list[dict[str, Any]] | None = None) -> list[str]:
-    raw = stack_config_with("dev", {"modelplane:training": {"jobs": training if training is not None else [JOB]},
+    raw = stack_config_with("dev", {**NO_TEAMS, "modelplane:training": {"jobs": training if training is not None else [JOB]},
                                     "modelplane:inference": {"services": inference or [SERVICE]}})
     with pytest.raises(ConfigError) as info:
         parse_config("dev", raw)
@@ -33,7 +36,8 @@ def _service(**changes: Any) -> list[dict[str, Any]]:
 
 
 def test_the_base_entries_are_valid() -> None:
-    raw = stack_config_with("dev", {"modelplane:training": {"jobs": [JOB]}, "modelplane:inference": {"services": [SERVICE]}})
+    raw = stack_config_with("dev", {**NO_TEAMS, "modelplane:training": {"jobs": [JOB]},
+                                    "modelplane:inference": {"services": [SERVICE]}})
     config = parse_config("dev", raw)
     assert [j.name for j in config.training.jobs] == ["lm"] and [s.name for s in config.inference.services] == ["lm"]
 
@@ -117,7 +121,7 @@ def test_invalid_entry_is_reported_at_its_key_path(
 
 def test_jobs_are_sized_against_the_smallest_gpu_the_pool_admits() -> None:
     pools = [{"name": "gpu-train", "instanceTypes": ["p5.48xlarge", "g6e.12xlarge"], "gpuLimit": 8}]
-    raw = stack_config_with("dev", {"modelplane:gpuPools": pools})
+    raw = stack_config_with("dev", {**NO_TEAMS, "modelplane:gpuPools": pools})
     raw["modelplane:training"] = {"jobs": _job(model="1b", microBatch=8)}
     raw["modelplane:inference"] = {"services": _service()}
     with pytest.raises(ConfigError) as info:
@@ -128,7 +132,7 @@ def test_jobs_are_sized_against_the_smallest_gpu_the_pool_admits() -> None:
 
 
 def test_a_pool_of_an_unknown_gpu_family_is_rejected_once_at_the_pool() -> None:
-    raw = stack_config_with("dev", {"modelplane:gpuPools": [{"name": "gpu-train", "instanceFamilies": ["p5x"],
+    raw = stack_config_with("dev", {**NO_TEAMS, "modelplane:gpuPools": [{"name": "gpu-train", "instanceFamilies": ["p5x"],
                                                              "gpuLimit": 8}]})
     raw["modelplane:training"] = {"jobs": [JOB]}
     raw["modelplane:inference"] = {"services": _service()}

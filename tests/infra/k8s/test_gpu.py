@@ -312,13 +312,16 @@ def test_gpu_addons_can_be_switched_off() -> None:
 
 
 def test_cpu_pool_can_be_switched_off() -> None:
-    graph = render_variant("dev", {"modelplane:karpenter": {"cpuPool": {"enabled": False}}})
+    # The teams' quotas may then name only the GPU pools (a quota on a pool that does not exist is a config error).
+    teams = [{"name": "research", "quotas": [{"pool": "gpu-train", "gpus": 2, "cpu": "16", "memory": "96Gi"}]}]
+    graph = render_variant("dev", {"modelplane:karpenter": {"cpuPool": {"enabled": False}}, "modelplane:teams": teams})
     assert "cpu" not in {r.inputs["metadata"]["name"] for r in graph.of_type(NODE_POOL)}
     assert "al2023-50gib" not in {r.inputs["metadata"]["name"] for r in graph.of_type(NODE_CLASS)}
 
 
 def test_local_stack_has_no_karpenter(stack_graph: Callable[[str], Graph]) -> None:
     local = stack_graph("local")
-    # Fluent Bit (stdout) and Strimzi (the in-cluster Kafka) are the local stack's only charts; no Karpenter or NVIDIA.
+    # Fluent Bit (stdout), Strimzi (the in-cluster Kafka) and Kueue (the team's queue) are the local stack's only
+    # charts; no Karpenter or NVIDIA.
     charts = sorted(r.inputs["chart"] for r in local.of_type(HELM_RELEASE))
-    assert not local.of_type(NODE_POOL) and charts == ["fluent-bit", versions.STRIMZI_CHART]
+    assert not local.of_type(NODE_POOL) and charts == sorted(["fluent-bit", versions.STRIMZI_CHART, versions.KUEUE_CHART])

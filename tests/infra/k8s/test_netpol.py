@@ -17,7 +17,7 @@ from infra.k8s.local import MINIO_LABELS, MINIO_PORT, REDIS_LABELS, REDIS_PORT
 from infra.k8s.local import SYSTEM_NAMESPACE as LOCAL_NAMESPACE
 from infra.k8s.mesh import GATEWAY_POD_LABELS, GATEWAY_SERVICE_PORTS, INGRESS_NAMESPACE, ISTIOD_POD_LABELS
 from infra.k8s.mesh import SYSTEM_NAMESPACE as MESH_NAMESPACE
-from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE
+from infra.k8s.namespaces import INFERENCE_NAMESPACE
 from infra.k8s.netpol import ALLOW_DNS, DEFAULT_DENY, DNS_NAMESPACE, DNS_POD_LABELS, DNS_PORT, ISTIOD_XDS_PORT
 from infra.k8s.observability import ADAPTER_PORT, OPERATOR_WEBHOOK_PORT, PROMETHEUS_POD_LABELS
 from infra.k8s.observability import NAMESPACE as MONITORING_NAMESPACE
@@ -51,11 +51,12 @@ def owned_namespaces(graph: Graph) -> list[str]:
 
 
 def trainer(graph: Graph, job: str, ip: str = TRAINER_IP, replica_type: str = "master") -> Endpoint:
-    """A rank of `job`, labelled as its rendered pod template (plus the operator's replica-type label)."""
-    kind = next(r.inputs["kind"] for r in graph.kubernetes_objects()
-                if r.inputs.get("kind") in ("PyTorchJob", "TFJob") and r.inputs["metadata"]["name"] == job)
-    labels = {**pod_template_labels(graph, kind, job), "training.kubeflow.org/replica-type": replica_type}
-    return pod(TRAINING_NAMESPACE, labels, ip, {"metrics": TRAINER_METRICS_PORT})
+    """A rank of `job` in the job's namespace (training, or its team's), labelled as its rendered pod template (plus
+    the operator's replica-type label)."""
+    rendered = next(r.inputs for r in graph.kubernetes_objects()
+                    if r.inputs.get("kind") in ("PyTorchJob", "TFJob") and r.inputs["metadata"]["name"] == job)
+    labels = {**pod_template_labels(graph, rendered["kind"], job), "training.kubeflow.org/replica-type": replica_type}
+    return pod(rendered["metadata"]["namespace"], labels, ip, {"metrics": TRAINER_METRICS_PORT})
 
 
 def jobs(graph: Graph) -> list[str]:
