@@ -29,7 +29,7 @@ def test_every_bad_setting_is_reported_at_once() -> None:
     assert info.value.errors == [
         "--model-uri (MODELPLANE_RECOMMEND_SERVICE_MODEL_URI): the S3 URI has no bucket (got 's3://')",
         "--redis-url (MODELPLANE_RECOMMEND_SERVICE_REDIS_URL): use a redis://HOST:PORT/DB or rediss:// URL "
-        "(got 'http://r')",
+        "(the value is not shown: it may hold a secret)",
         "--max-k (MODELPLANE_RECOMMEND_SERVICE_MAX_K): Input should be greater than or equal to 1 (got '0')",
     ]
 

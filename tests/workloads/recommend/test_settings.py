@@ -26,7 +26,8 @@ def test_every_bad_setting_is_named_at_once() -> None:
     assert info.value.errors == [
         "--bootstrap-servers (MODELPLANE_RECOMMEND_BOOTSTRAP_SERVERS): is required "
         "(Kafka bootstrap servers, HOST:PORT[,HOST:PORT...])",
-        "--redis-url (MODELPLANE_RECOMMEND_REDIS_URL): use a redis://HOST:PORT/DB or rediss:// URL (got 'http://r')",
+        "--redis-url (MODELPLANE_RECOMMEND_REDIS_URL): use a redis://HOST:PORT/DB or rediss:// URL "
+        "(the value is not shown: it may hold a secret)",
         "--recent-items (MODELPLANE_RECOMMEND_RECENT_ITEMS): Input should be greater than or equal to 1 (got '0')",
     ]
 
