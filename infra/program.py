@@ -43,8 +43,9 @@ from infra.k8s.streaming import NAMESPACE as LOCAL_KAFKA_NAMESPACE
 from infra.k8s.streaming import PORT as LOCAL_KAFKA_PORT
 from infra.k8s.streaming import TOPICS_NAMESPACE, TOPICS_SERVICE_ACCOUNT, KafkaTopics, LocalKafka
 from infra.k8s.teams import Teams, local_queue_name
+from infra.k8s.trainer import Trainer
 from infra.k8s.training import TrainingJob
-from infra.k8s.training_operator import TrainingOperator
+from infra.k8s.training_runtime import TrainingRuntime
 from workloads.common.vocab import BUCKET_ROLES
 
 TRAINER_SERVICE_ACCOUNT = (TRAINING_NAMESPACE, "trainer")
@@ -68,9 +69,7 @@ def build(config: PlatformConfig) -> None:
                                                            *(team.namespace_name for team in config.teams)],
                              opts=pulumi.ResourceOptions(provider=provider, depends_on=[*after, teams] if teams
                                                          else after))
-    if config.addons.training_operator:
-        # No modelplane.io/pool=system nodes here: the portable overlay leaves scheduling to the cluster.
-        TrainingOperator("training-operator", system_pool=False, opts=on_cluster)
+    trainer = _trainer(config, provider, monitoring=after)
     if config.logging.enabled:
         LogShipper("logging", namespaces=_logged_namespaces(config), sink=None, opts=on_cluster)
     kafka = None
@@ -80,8 +79,9 @@ def build(config: PlatformConfig) -> None:
                             egress_rules=[egress([namespace_peer(LOCAL_KAFKA_NAMESPACE)], tcp(LOCAL_KAFKA_PORT))])
     _workloads(config, provider, WorkloadWiring(
         buckets={role: role for role in BUCKET_ROLES}, env=services.s3_env,
-        secret_env_from=[services.s3_secret_name], redis_url=services.redis_url, kafka=kafka,
-        s3_egress=services.s3_egress, redis_egress=services.redis_egress, teams=teams,
+        secret_env_from=[services.s3_secret_name], secret_env=services.s3_secret_env, redis_url=services.redis_url,
+        kafka=kafka,
+        s3_egress=services.s3_egress, redis_egress=services.redis_egress, teams=teams, trainer=trainer,
     ))
 
 
@@ -177,6 +177,7 @@ def _build_aws(config: PlatformConfig) -> None:
     _gpu_platform(config, cluster_name, cluster, monitoring)
     teams = _teams(config, cluster.provider, monitoring=monitoring, cluster_name=cluster.cluster_name,
                    trainer_grants=trainer_grants)
+    trainer = _trainer(config, cluster.provider, monitoring=monitoring)
     if config.logging.enabled:
         _aws_logging(config, network, cluster)
     for role, bucket in store.bucket_names.items():
@@ -188,6 +189,7 @@ def _build_aws(config: PlatformConfig) -> None:
                           egress_rules=[to_ports(SASL_IAM_PORT), to_pod_identity()])
         if streaming else None,
         s3_egress=[to_https(), to_pod_identity()], redis_egress=[to_ports(CACHE_REDIS_PORT)], teams=teams,
+        trainer=trainer,
     ))
 
 
@@ -256,6 +258,8 @@ class WorkloadWiring:
     """Extra plain env (the local stack's MinIO endpoint)."""
     secret_env_from: Sequence[pulumi.Input[str]] = ()
     """Secrets exposed as env (the local stack's MinIO keys)."""
+    secret_env: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """The same keys as env var → (Secret, key), for pods given env entries rather than envFrom (training jobs)."""
     redis_url: pulumi.Input[str] | None = None
     """Response-cache URL with its password, when the stack has a cache."""
     kafka: KafkaWiring | None = None
@@ -267,6 +271,8 @@ class WorkloadWiring:
     teams: pulumi.Resource | None = None
     """The Teams component, when the stack has teams: a queued job waits for its LocalQueue and Kueue's webhook (a
     job created before the webhook would start unsuspended, outside its quota)."""
+    trainer: pulumi.Resource | None = None
+    """The Trainer v2 + JobSet install; the runtime and the jobs wait for its CRDs and webhooks."""
 
 
 def _s3(buckets: Mapping[str, pulumi.Input[str]], role: str, path: str) -> pulumi.Output[str]:
@@ -280,20 +286,27 @@ def _workloads(config: PlatformConfig, provider: k8s.Provider, wiring: WorkloadW
     recommend_image = _image(config, "recommend")
     trainer_ns, trainer_sa = TRAINER_SERVICE_ACCOUNT
     team_namespaces = {team.name: team.namespace_name for team in config.teams}
+    # The runtime and the jobs need Trainer's and JobSet's CRDs and webhooks. The runtime comes with the install (a
+    # team's own TrainJobs use it too); the config requires the install when the stack has jobs.
+    installed = [wiring.trainer] if wiring.trainer else []
+    runtime = TrainingRuntime("training-runtime", config.training, image=_image(config, "trainer-torch"),
+                              opts=pulumi.ResourceOptions(provider=provider, depends_on=installed)
+                              ) if wiring.trainer else None
     for job in config.training.jobs:
         trainer = "recommend" if job.task == "recommender" else "trainer-torch" if job.framework == "pytorch" else "trainer-tf"
         image = job.image or _image(config, trainer)
         # A team's job runs in its namespace (its own trainer account) and queues on its LocalQueue.
         TrainingJob(
-            job.name, job, image=image, namespace=team_namespaces[job.team] if job.team else trainer_ns,
+            job.name, job, config.training, image=image, runtime=runtime,
+            namespace=team_namespaces[job.team] if job.team else trainer_ns,
             service_account=trainer_sa, queue=local_queue_name(job.team) if job.team else None,
             data_uri=_s3(wiring.buckets, "datasets", job.dataset),
             checkpoint_uri=_s3(wiring.buckets, "checkpoints", f"{job.name}/"),
             export_uri=_s3(wiring.buckets, "models", f"{job.name}/"),
-            env=wiring.env, secret_env_from=wiring.secret_env_from, egress_rules=wiring.s3_egress,
+            env=wiring.env, secret_env=wiring.secret_env, egress_rules=wiring.s3_egress,
             scraped=bool(config.observability.enabled),
-            opts=pulumi.ResourceOptions(provider=provider,
-                                        depends_on=[wiring.teams] if job.team and wiring.teams else None),
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=[
+                *installed, *([wiring.teams] if job.team and wiring.teams else [])]),
         )
     server_ns, server_sa = SERVER_SERVICE_ACCOUNT
     principals = [GATEWAY_PRINCIPAL]
@@ -349,9 +362,8 @@ def _after_identity(provider: k8s.Provider, kafka: KafkaWiring, name: str) -> pu
 
 def _gpu_platform(config: PlatformConfig, cluster_name: str, cluster: Cluster,
                   monitoring: list[pulumi.Resource]) -> None:
-    """Karpenter with the GPU and CPU NodePools, the NVIDIA add-ons and the training operator."""
+    """Karpenter with the GPU and CPU NodePools and the NVIDIA add-ons."""
     assert config.region  # guaranteed by parse_config for target aws
-    on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
     gpu = GpuNodePools(
         "gpu", config.gpu_pools, config.karpenter, config.addons, cluster_name=cluster_name,
         cluster_arn=cluster.cluster_arn, cluster_endpoint=cluster.cluster_endpoint,
@@ -359,10 +371,18 @@ def _gpu_platform(config: PlatformConfig, cluster_name: str, cluster: Cluster,
         tags=merge_tags(config.tags, None, config.stack),
         opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=monitoring),  # DCGM's ServiceMonitor CRD
     )
-    if config.addons.training_operator:
-        TrainingOperator("training-operator", opts=on_cluster)
     pulumi.export("karpenter_interruption_queue", gpu.interruption_queue_name)
     pulumi.export("gpu_pools", gpu.gpu_pool_names)
+
+
+def _trainer(config: PlatformConfig, provider: k8s.Provider, *,
+             monitoring: Sequence[pulumi.Resource]) -> Trainer | None:
+    """JobSet and Trainer v2, when enabled and the stack trains (jobs or teams): on the system pool on aws, unpinned
+    elsewhere (kind, minikube and k3d nodes carry no pool label); JobSet's ServiceMonitor waits for `monitoring`."""
+    if not config.addons.trainer or not (config.training.jobs or config.teams):
+        return None
+    return Trainer("trainer", system_pool=config.is_aws, monitoring=bool(config.observability.enabled),
+                   opts=pulumi.ResourceOptions(provider=provider, depends_on=list(monitoring)))
 
 
 def _teams(config: PlatformConfig, provider: k8s.Provider, *, monitoring: Sequence[pulumi.Resource],

@@ -99,10 +99,27 @@ DCGM_EXPORTER_REPO: Final = "https://nvidia.github.io/dcgm-exporter/helm-charts"
 """NVIDIA's Helm repository for the DCGM exporter."""
 DCGM_EXPORTER_VERSION: Final = "4.8.2"
 """NVIDIA/dcgm-exporter tag 4.5.3-4.8.2, deployment/Chart.yaml (image 4.5.3-4.8.2-distroless)."""
-TRAINING_OPERATOR_REF: Final = "v1.9.4"
-"""Kubeflow training operator v1 (PyTorchJob, TFJob): the git tag of github.com/kubeflow/trainer whose
-manifests/overlays/standalone infra/kustomize/training-operator builds on. v1 ships no Helm chart, only
-kustomize. The tag's overlay sets image ghcr.io/kubeflow/training-v1/training-operator:v1-93c5489."""
+JOBSET_CHART: Final = "oci://registry.k8s.io/jobset/charts/jobset"
+"""JobSet's published Helm chart (OCI): the install reference of charts/jobset/README.md and
+site/content/en/docs/installation/_index.md ("Install with Helm", namespace jobset-system) in
+github.com/kubernetes-sigs/jobset; kubeflow/trainer's chart depends on the same repository."""
+JOBSET_VERSION: Final = "0.12.0"
+"""JobSet release v0.12.0 (2026-05-08) of github.com/kubernetes-sigs/jobset (charts/jobset/Chart.yaml version 0.12.0):
+the version charts/kubeflow-trainer/Chart.yaml at Trainer v2.3.0 depends on. hack/helm-chart-package.sh packages the
+chart with the controller image registry.k8s.io/jobset/jobset:v0.12.0 (pullPolicy IfNotPresent). The chart ships its
+CRD in crds/, which Helm installs but never upgrades (helm.sh/docs/chart_best_practices/custom_resource_definitions):
+a bump applies the new CRD first. The CRD and values.yaml we render against are vendored in
+tests/conformance/jobset/0.12.0/."""
+TRAINER_CHART: Final = "oci://ghcr.io/kubeflow/charts/kubeflow-trainer"
+"""Kubeflow Trainer v2's published Helm chart (OCI): .github/workflows/publish-helm-charts.yaml of
+github.com/kubeflow/trainer at v2.3.0 pushes each tag's chart to oci://ghcr.io/kubeflow/charts, and
+docs/operator-guides/installation.md installs `oci://ghcr.io/kubeflow/charts/kubeflow-trainer`."""
+TRAINER_VERSION: Final = "2.3.0"
+"""Kubeflow Trainer release v2.3.0 (2026-08-06) of github.com/kubeflow/trainer: charts/kubeflow-trainer/Chart.yaml
+version 2.3.0, whose image tag defaults to v<chart version> (templates/_helpers.tpl `trainer.defaultImageTag`):
+ghcr.io/kubeflow/trainer/trainer-controller-manager:v2.3.0. The chart installs its CRDs (TrainJob, TrainingRuntime,
+ClusterTrainingRuntime, trainer.kubeflow.org/v1alpha1) from templates/crd/, so Helm upgrades them with the chart.
+The CRDs and values.yaml we render against are vendored in tests/conformance/trainer/2.3.0/."""
 KUEUE_CHART: Final = "oci://registry.k8s.io/kueue/charts/kueue"
 """Kueue's published Helm chart (OCI): the install reference of site/content/en/docs/getting-started/installation.md
 ("Install by Helm") in github.com/kubernetes-sigs/kueue."""

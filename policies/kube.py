@@ -1,8 +1,8 @@
 """Readers for Kubernetes objects in the wire format: pod templates, containers and Karpenter NodePools.
 
-Written against the upstream shapes (core/v1 PodSpec, Kubeflow `*ReplicaSpecs`, Karpenter
-`karpenter.sh/v1` NodePool), never against how modelplane happens to build them, so the
-rules hold for any object a component may add later.
+Written against the upstream shapes (core/v1 PodSpec, JobSet `jobset.x-k8s.io/v1alpha2`, Kubeflow Trainer
+`trainer.kubeflow.org/v1alpha1`, Karpenter `karpenter.sh/v1` NodePool), never against how modelplane happens to build
+them, so the rules hold for any object a component may add later.
 """
 
 from __future__ import annotations
@@ -66,14 +66,21 @@ def labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def pod_specs(props: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(path, PodSpec) for every pod template in the object: Pods, workloads, CronJobs, Kubeflow jobs, any CRD.
+    """(path, PodSpec) for every pod template in the object: Pods, workloads, CronJobs, JobSets, training runtimes, any CRD.
 
-    A PodSpec is any mapping under `spec` with a `containers` list, so `spec.template.spec`,
-    `spec.jobTemplate.spec.template.spec` and `spec.pytorchReplicaSpecs.Worker.template.spec` are all found.
+    A PodSpec is any mapping under `spec`, reached through maps and lists, with a `containers` list, so
+    `spec.template.spec`, `spec.jobTemplate.spec.template.spec`, a JobSet's
+    `spec.replicatedJobs[node].template.spec.template.spec` and a (Cluster)TrainingRuntime's
+    `spec.template.spec.replicatedJobs[node].template.spec.template.spec` are all found (list items are named by
+    their `name`). A TrainJob has no pod template: its `spec.runtimePatches` hold PodSpec *patches*
+    (`pod_spec_patches`), whose `containers` carry no image or resources, so they are never read as PodSpecs.
     """
     spec = props.get("spec")
-    if isinstance(spec, Mapping):
-        yield from _find_pod_specs(spec, "spec")
+    if not isinstance(spec, Mapping):
+        return
+    if is_trainjob(props):
+        spec = {key: value for key, value in spec.items() if key != "runtimePatches"}
+    yield from _find_pod_specs(spec, "spec")
 
 
 def _find_pod_specs(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -83,6 +90,65 @@ def _find_pod_specs(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, M
     for key, value in node.items():
         if isinstance(value, Mapping):
             yield from _find_pod_specs(value, f"{path}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    yield from _find_pod_specs(item, f"{path}.{key}[{item.get('name') or i}]")
+
+
+TRAINER_GROUP: Final = "trainer.kubeflow.org"
+"""The API group of Kubeflow Trainer v2's TrainJob, TrainingRuntime and ClusterTrainingRuntime."""
+
+
+def is_trainjob(props: Mapping[str, Any]) -> bool:
+    """Whether the object is a Kubeflow Trainer v2 TrainJob (any trainer.kubeflow.org version)."""
+    return kind_of(props) == "TrainJob" and api_group(props) == TRAINER_GROUP
+
+
+def trainjob_trainer(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A TrainJob's `spec.trainer` (empty for other objects, or when unset).
+
+    It overrides the runtime's trainer container (kubeflow/trainer v2.3.0 pkg/apis/trainer/v1alpha1/trainjob_types.go
+    `Trainer`: image, command, args, env, numNodes, resourcesPerNode merged key by key over the container's
+    resources, numProcPerNode): the only container fields a TrainJob sets itself.
+    """
+    trainer = (props.get("spec") or {}).get("trainer") if is_trainjob(props) else None
+    return trainer if isinstance(trainer, Mapping) else {}
+
+
+def pod_spec_patches(props: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(path, PodSpecPatch) for every pod patch of a TrainJob: `spec.runtimePatches[manager].trainingRuntimeSpec.
+    template.spec.replicatedJobs[name].template.spec.template.spec`.
+
+    kubeflow/trainer v2.3.0 trainjob_types.go `PodSpecPatch`: serviceAccountName, volumes, initContainers and
+    containers (`ContainerPatch`: name, env, volumeMounts, securityContext; no image, no resources),
+    imagePullSecrets, securityContext, nodeSelector, affinity, tolerations, schedulingGates,
+    terminationGracePeriodSeconds. The controller strategic-merges each patch over the runtime's JobSet spec
+    (pkg/runtime/core/trainingruntime.go mergeRuntimePatches), so a field a patch leaves out keeps the runtime's value:
+    a rule reads a patch for what it sets, never for what it lacks.
+    """
+    if not is_trainjob(props):
+        return
+    for i, patch in enumerate(as_list((props.get("spec") or {}).get("runtimePatches"))):
+        if not isinstance(patch, Mapping):
+            continue
+        base = f"spec.runtimePatches[{patch.get('manager') or i}].trainingRuntimeSpec.template.spec"
+        jobset = _mapping(patch, "trainingRuntimeSpec", "template", "spec")
+        for j, replicated in enumerate(as_list(jobset.get("replicatedJobs"))):
+            if not isinstance(replicated, Mapping):
+                continue
+            pod = _mapping(replicated, "template", "spec", "template", "spec")
+            if pod:
+                yield f"{base}.replicatedJobs[{replicated.get('name') or j}].template.spec.template.spec", pod
+
+
+def _mapping(node: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
+    for key in keys:
+        found = node.get(key)
+        if not isinstance(found, Mapping):
+            return {}
+        node = found
+    return node
 
 
 def containers(pod_spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -61,7 +61,9 @@ def buildspec() -> str:
                 "commands": [
                     'export PATH="$HOME/.pulumi/bin:$PATH"',
                     'pulumi login "$PULUMI_BACKEND_URL"',
-                    'pulumi up --yes --non-interactive --stack "$STACK" --policy-pack policies',
+                    # --refresh: what was deleted or changed on the cluster (a finished TrainJob removed to rerun
+                    # it, a JobSet reaped by its TTL) is recreated instead of assumed to exist.
+                    'pulumi up --yes --non-interactive --refresh --stack "$STACK" --policy-pack policies',
                 ],
             },
         },

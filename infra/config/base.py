@@ -12,6 +12,8 @@ CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")
 """A Kubernetes CPU quantity: whole or fractional cores, or millicores (500m)."""
 MEMORY_QUANTITY = re.compile(r"^\d+(Ki|Mi|Gi|Ti)$")
 """A Kubernetes memory quantity in binary units: Ki, Mi, Gi or Ti."""
+UNIT_BYTES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+"""Bytes per unit of MEMORY_QUANTITY."""
 
 
 class Section(BaseModel):
@@ -48,6 +50,13 @@ def cpu_problems(key: str, value: str, example: str) -> list[tuple[str, str]]:
     if CPU_QUANTITY.match(value):
         return []
     return [(key, f"must be a Kubernetes CPU quantity like {example} or 500m (got {value!r})")]
+
+
+def memory_bytes(memory: str) -> int:
+    """Bytes of a memory quantity the config validated (digits and Ki, Mi, Gi or Ti)."""
+    match = MEMORY_QUANTITY.match(memory)
+    assert match, memory
+    return int(memory[: -len(match.group(1))]) * UNIT_BYTES[match.group(1)]
 
 
 def memory_problems(key: str, value: str, example: str) -> list[tuple[str, str]]:

@@ -9,7 +9,8 @@ Karpenter CRDs they mirror. `GpuNodePools` (infra/k8s/gpu.py) takes these models
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -197,7 +198,7 @@ class KarpenterConfig(Section):
 
 
 class AddonsConfig(Section):
-    """`modelplane:addons`: cluster add-ons, switched per stack; kubeconfig stacks may set only trainingOperator."""
+    """`modelplane:addons`: cluster add-ons, switched per stack; kubeconfig stacks may set only trainer."""
 
     nvidia_device_plugin: bool = True
     """NVIDIA device plugin on al2023 GPU nodes (Bottlerocket ships its own). Defaults to true."""
@@ -205,8 +206,12 @@ class AddonsConfig(Section):
     """DCGM exporter on GPU nodes, scraped through a ServiceMonitor. Defaults to true."""
     dcgm_scrape_interval: str = "15s"
     """How often Prometheus scrapes DCGM. Defaults to 15s (the chart's default)."""
-    training_operator: bool = True
-    """Kubeflow training operator (PyTorchJob, TFJob), on every target. Defaults to true."""
+    trainer: bool = True
+    """Install JobSet and Kubeflow Trainer v2 (TrainJob), on every target, when the stack has training jobs or teams.
+    Defaults to true."""
+
+    MOVED_KEYS: ClassVar[Mapping[str, str]] = {"trainingOperator": "modelplane:addons.trainer"}
+    """Keys this section once had, by where they live now: JobSet and Trainer v2 replaced the v1 training operator."""
 
     def checks(self) -> list[tuple[str, str]]:
         """The scrape interval is a Prometheus duration."""

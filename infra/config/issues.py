@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
+from typing import get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -45,9 +47,14 @@ def _unknown_key_message(model: type[Section], loc: tuple[int | str, ...]) -> st
             continue
         field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
         annotation = field.annotation if field else None
+        # A list of entries (training.jobs): the unknown key sat in one entry.
+        annotation = next(iter(get_args(annotation)), None) if get_origin(annotation) is list else annotation
         current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     allowed = sorted(f.alias or n for n, f in current.model_fields.items()) if current else []
     key = str(loc[-1])
+    moved: Mapping[str, str] = getattr(current, "MOVED_KEYS", {})
+    if key in moved:
+        return f"has moved to {moved[key]}; set it there and remove it here"
     hint = difflib.get_close_matches(key, allowed, n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
     return f"unknown key {key!r}{suggestion} Allowed keys: {', '.join(allowed)}"

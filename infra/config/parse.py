@@ -70,7 +70,7 @@ class PlatformConfig(Section):
     karpenter: KarpenterConfig = KarpenterConfig()
     """The Karpenter controller and CPU NodePool (target aws). Defaults to the KarpenterConfig defaults."""
     addons: AddonsConfig = AddonsConfig()
-    """Platform add-ons on/off; kubeconfig stacks may set only trainingOperator. Defaults to the AddonsConfig defaults."""
+    """Platform add-ons on/off; kubeconfig stacks may set only trainer. Defaults to the AddonsConfig defaults."""
     mesh: MeshConfig = MeshConfig()
     """Istio. Defaults to on for target aws, off for kubeconfig."""
     observability: ObservabilityConfig = ObservabilityConfig()
@@ -80,7 +80,7 @@ class PlatformConfig(Section):
     streaming: StreamingConfig = StreamingConfig()
     """Kafka (MSK on aws, in-cluster on kubeconfig) and its topics. Defaults to on for target aws, off for kubeconfig."""
     training: TrainingConfig = TrainingConfig()
-    """Training jobs (PyTorchJob / TFJob). Defaults to none."""
+    """Training jobs (TrainJob / JobSet) and their group restart policy. Defaults to none."""
     inference: InferenceConfig = InferenceConfig()
     """Inference services. Defaults to none."""
     teams: list[TeamConfig] = []
@@ -123,7 +123,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "teams": TeamConfig,
 }
 _AWS_ONLY = ("network", "cluster", "nodePools", "storage", "cache", "gpuPools", "karpenter", "registry")
-_KUBECONFIG_ADDONS = ("trainingOperator",)
+_KUBECONFIG_ADDONS = ("trainer",)
 """The `addons` keys that apply to a kubeconfig stack (the others install onto GPU nodes, which only aws has)."""
 _SCALARS: dict[str, Callable[[Any], bool]] = {
     "target": lambda v: v in ("aws", "kubeconfig"),
@@ -347,11 +347,12 @@ def _parse_kubeconfig_addons(ours: dict[str, Any], issues: list[ConfigIssue]) ->
     value = ours.get("addons", {})
     if isinstance(value, dict):
         for key in value:
-            if key not in _KUBECONFIG_ADDONS:
+            if key not in _KUBECONFIG_ADDONS and key not in AddonsConfig.MOVED_KEYS:
                 issues.append(ConfigIssue(f"{NAMESPACE}:addons.{key}", f"has no effect with target 'kubeconfig' (only "
                                                                        f"{', '.join(_KUBECONFIG_ADDONS)} applies); "
                                                                        "remove it"))
-        value = {key: v for key, v in value.items() if key in _KUBECONFIG_ADDONS}
+        # A moved key stays in, so the model reports where it went.
+        value = {key: v for key, v in value.items() if key in _KUBECONFIG_ADDONS or key in AddonsConfig.MOVED_KEYS}
     addons = _parse("addons", AddonsConfig, value, issues)
     return {"addons": addons} if addons is not None else {}
 

@@ -21,11 +21,18 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from infra.config.base import CPU_QUANTITY, MEMORY_QUANTITY, Section, cpu_cores, cpu_problems, memory_problems
+from infra.config.base import (
+    CPU_QUANTITY,
+    MEMORY_QUANTITY,
+    Section,
+    cpu_cores,
+    cpu_problems,
+    memory_bytes,
+    memory_problems,
+)
 from infra.config.errors import ConfigIssue
 from infra.config.gpu import CpuPoolConfig, GpuPoolConfig
 from infra.config.issues import NAMESPACE, pydantic_issues
-from infra.config.vllm import memory_bytes
 from infra.config.workloads import InferenceServiceConfig, TrainingJobConfig
 
 TEAM_NAMESPACE_PREFIX = "team-"
@@ -44,10 +51,10 @@ _AUTONAME_SUFFIX = 8
 TEAM_NAME_MAX = _IAM_ROLE_NAME_MAX - _AUTONAME_SUFFIX - len(_TRAINER_ROLE.format(team=""))
 """The longest team name whose trainer role name fits IAM's 64 characters: 64 - 8 - len('teams--trainer-role') = 37
 (so `team-<name>` is a DNS label too)."""
-RESERVED_NAMESPACES = frozenset({"default", "training", "inference", "kubeflow", "kueue-system", "monitoring",
-                                 "logging", "kafka", "istio-system", "istio-ingress", "modelplane-system"})
+RESERVED_NAMESPACES = frozenset({"default", "training", "inference", "kubeflow-system", "jobset-system", "kueue-system",
+                                 "monitoring", "logging", "kafka", "istio-system", "istio-ingress", "modelplane-system"})
 """Namespaces the platform itself renders (infra/k8s/namespaces.py's workload namespaces; the observability, logging,
-streaming, mesh, Kueue, training-operator and local system namespaces) and `default`: no team may take one.
+streaming, mesh, Kueue, JobSet, Trainer and local system namespaces) and `default`: no team may take one.
 Declared here, not imported, because infra/k8s imports infra/config; tests/infra/config/test_teams.py checks it covers
 every namespace each stack renders."""
 RESERVED_NAMESPACE_PREFIX = "kube-"

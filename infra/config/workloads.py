@@ -6,12 +6,13 @@ their key paths and reports every problem of every section at once.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from pydantic.alias_generators import to_camel
 
-from infra.config.base import Section, cpu_problems, memory_problems, not_one_of
+from infra.config.base import MEMORY_QUANTITY, UNIT_BYTES, Section, cpu_problems, memory_bytes, memory_problems, not_one_of
 from infra.config.gpu import GpuPoolConfig
 from infra.config.instances import smallest_gpu
 from infra.config.routes import IngressConfig, Route, routes_for
@@ -22,6 +23,8 @@ from workloads.lm.presets import PRESETS, default_seq_len
 from workloads.trainer_torch.config import TrainSettings
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
+_SHM_DEFAULT_CAP = 8 * 2**30
+"""The default /dev/shm size's ceiling (a quarter of memory below it): enough for data-loader workers and NCCL."""
 
 
 def image_is_pinned(image: str) -> bool:
@@ -53,7 +56,8 @@ class TrainingJobConfig(Section):
     name: str = Field(pattern=_NAME)
     """Job name (lowercase letters, digits, dashes); also its checkpoint and export prefix."""
     framework: Literal["pytorch", "tensorflow"]
-    """pytorch (PyTorchJob + torchrun) or tensorflow (TFJob + MultiWorkerMirroredStrategy)."""
+    """pytorch (a Kubeflow Trainer TrainJob on our torchrun runtime) or tensorflow (a JobSet of
+    MultiWorkerMirroredStrategy workers)."""
     task: Literal["lm", "recommender"] = "lm"
     """What trains: lm (the language-model trainer) or recommender (`python -m workloads.recommend.train`, PyTorch,
     one replica). Defaults to lm. Valid values: lm, recommender."""
@@ -74,8 +78,9 @@ class TrainingJobConfig(Section):
     """CPU per replica. Defaults to 4."""
     memory: str = "16Gi"
     """Memory per replica. Defaults to 16Gi."""
-    shm_size: str = "8Gi"
-    """Memory-backed /dev/shm size. Defaults to 8Gi."""
+    shm_size: str | None = None
+    """Memory-backed /dev/shm size, below `memory` (it counts against the memory limit). Defaults to a quarter of
+    memory, at most 8Gi."""
     dataset: str
     """Dataset location under the datasets bucket: the prepared manifest (PyTorch) or an image-record prefix (TF)."""
     model: str | None = None
@@ -91,16 +96,24 @@ class TrainingJobConfig(Section):
     """PyTorch trainer's --activation-checkpointing. Defaults to the trainer's default."""
     args: list[str] = []
     """Other trainer flags, passed through after those above (the trainer validates them)."""
-    backoff_limit: int = Field(default=3, ge=0, le=100)
-    """Job restarts before failing. Defaults to 3."""
-    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
-    """Seconds finished pods are kept. Defaults to 86400."""
+    collective_timeout_seconds: int = Field(default=1800, ge=60, le=86400)
+    """Seconds a collective (all-reduce, barrier) may wait for a peer before the rank fails, so a hung rank fails
+    the job (and the group restarts) instead of holding its GPUs (the trainers' --collective-timeout). Defaults to
+    1800. Valid values: 60 to 86400. Distributed trainers only (not task recommender)."""
+
+    MOVED_KEYS: ClassVar[Mapping[str, str]] = {
+        "backoffLimit": "modelplane:training.maxRestarts",
+        "ttlSecondsAfterFinished": "modelplane:training.ttlSecondsAfterFinished",
+    }
+    """Keys a job entry once had, by where they live now: restarts and cleanup are JobSet-level, which a TrainJob
+    cannot set per job, so they are one setting of the stack's training section."""
 
     def checks(self) -> list[tuple[str, str]]:
         """Resource quantities, GPU pool pairing, pinned image, trainer fields, no flags set elsewhere."""
         problems = _resource_checks(self.cpu, self.memory, "gpusPerReplica", self.gpus_per_replica, self.gpu_pool)
         problems += _image_checks("image", self.image)
-        problems += memory_problems("shmSize", self.shm_size, "8Gi")
+        if self.shm_size is not None:
+            problems += memory_problems("shmSize", self.shm_size, "8Gi") or self._shm_problems(self.shm_size)
         problems += self._trainer_field_checks() + self._task_checks()
         owners = {TrainSettings.flag_name(field): to_camel(field) for field in _TRAINER_FIELDS} if self.lm else {}
         for i, arg in enumerate(self.args):
@@ -112,6 +125,23 @@ class TrainingJobConfig(Section):
                                                "instead of passing it in args"))
         return problems
 
+    def _shm_problems(self, shm_size: str) -> list[tuple[str, str]]:
+        # A memory-backed /dev/shm counts against the container's memory limit: as large as the limit, filling it
+        # gets the rank OOM-killed.
+        if not MEMORY_QUANTITY.match(self.memory) or memory_bytes(shm_size) < memory_bytes(self.memory):
+            return []
+        return [("shmSize", f"{shm_size} is not below memory {self.memory} (a memory-backed /dev/shm counts "
+                            "against the memory limit); set shmSize below memory, e.g. a quarter of it")]
+
+    @property
+    def shm_limit(self) -> str:
+        """The /dev/shm size: `shmSize`, or a quarter of memory capped at 8Gi (in the largest whole unit)."""
+        if self.shm_size is not None:
+            return self.shm_size
+        size = min(memory_bytes(self.memory) // 4, _SHM_DEFAULT_CAP)
+        unit = next(u for u in ("Gi", "Mi", "Ki") if size % UNIT_BYTES[u] == 0)
+        return f"{size // UNIT_BYTES[unit]}{unit}"
+
     @property
     def lm(self) -> bool:
         """True when the job runs the LM trainer (task lm with PyTorch), whose settings the trainer fields are."""
@@ -122,6 +152,9 @@ class TrainingJobConfig(Section):
         if self.task != "recommender":
             return []
         problems: list[tuple[str, str]] = []
+        if "collective_timeout_seconds" in self.model_fields_set:
+            problems.append(("collectiveTimeoutSeconds", f"applies to distributed trainers only (task recommender is one "
+                                                         f"process, got {self.collective_timeout_seconds}); remove it"))
         if self.framework != "pytorch":
             problems.append(("framework", f"must be pytorch with task recommender (got {self.framework!r}): the "
                                           "recommender trains with PyTorch; set framework: pytorch"))
@@ -196,10 +229,17 @@ _TRAINER_FIELDS = ("model", "seq_len", "micro_batch", "parallel", "activation_ch
 
 
 class TrainingConfig(Section):
-    """`modelplane:training`: the stack's training jobs."""
+    """`modelplane:training`: the stack's training jobs and how a failed job group restarts."""
 
     jobs: list[TrainingJobConfig] = []
     """Training jobs. Defaults to none."""
+    max_restarts: int = Field(default=3, ge=0, le=20)
+    """Whole-group restarts of a failed job before it fails: every rank is recreated and resumes from the newest
+    committed checkpoint (the JobSet failurePolicy of the PyTorch runtime and of each TensorFlow JobSet). Defaults
+    to 3. Valid values: 0 to 20 (a job failing more often has a fault a restart does not fix)."""
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0, le=2**31 - 1)
+    """Seconds a finished job (its JobSet and pods, with their logs) is kept before deletion. Defaults to 86400.
+    Valid values: 0 to 2147483647 (JobSet's `ttlSecondsAfterFinished` is an int32)."""
 
 
 class InferenceServiceConfig(Section):

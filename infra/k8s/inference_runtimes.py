@@ -28,7 +28,8 @@ from typing import Any, Final
 import pulumi
 
 from infra import versions
-from infra.config.vllm import SHM_GIB, cpu_kv_cache_gib, memory_bytes
+from infra.config.base import memory_bytes
+from infra.config.vllm import SHM_GIB, cpu_kv_cache_gib
 from infra.config.workloads import InferenceServiceConfig
 from infra.k8s.podspec import (
     REDIS_URL_SECRET_KEY,

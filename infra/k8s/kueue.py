@@ -49,11 +49,10 @@ METRICS_PORT: Final = 8443
 """The manager's metrics port (HTTPS)."""
 HEALTH_PORT: Final = 8081
 """The manager's health probe port (the chart's Deployment probes /healthz and /readyz on it)."""
-FRAMEWORKS: Final = ("batch/job", "jobset.x-k8s.io/jobset", "trainer.kubeflow.org/trainjob",
-                     "kubeflow.org/pytorchjob", "kubeflow.org/tfjob")
-"""The job kinds Kueue manages: plain Jobs, JobSets and Trainer v2 TrainJobs, plus the training operator v1 kinds
-our jobs still use until Trainer v2 replaces them. Kueue defers a framework until its CRD is installed
-(pkg/controller/jobframework/setup.go), so listing JobSet and TrainJob before they are installed is safe."""
+FRAMEWORKS: Final = ("batch/job", "jobset.x-k8s.io/jobset", "trainer.kubeflow.org/trainjob")
+"""The job kinds Kueue manages: plain Jobs, JobSets (our TensorFlow jobs) and Trainer v2 TrainJobs (our PyTorch jobs).
+Kueue defers a framework until its CRD is installed (pkg/controller/jobframework/setup.go), so the order in which
+Kueue and JobSet/Trainer are installed does not matter."""
 PODS_READY_TIMEOUT: Final = "10m"
 """How long an admitted job has for all its pods to be Ready before Kueue evicts and requeues it: Karpenter
 launching a GPU node and pulling a multi-GiB training image fits in it."""
@@ -79,7 +78,7 @@ def manager_config() -> dict[str, Any]:
         # Only jobs that name a queue are Kueue's; the policy check rejects GPU jobs without one.
         "manageJobsWithoutQueueName": False,
         # Only team namespaces' jobs go through Kueue's webhooks: with the chart's default selector (all but
-        # kube-system) no Job, PyTorchJob or TFJob could be created anywhere while the manager is down.
+        # kube-system) no Job, JobSet or TrainJob could be created anywhere while the manager is down.
         "managedJobsNamespaceSelector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]},
         # A distributed job holds no GPUs while part of it is Pending: until every pod of the admitted job is Ready,
         # nothing else is admitted (blockAdmission), and a job not Ready in time is evicted and requeued.

@@ -26,6 +26,8 @@ SYSTEM_NAMESPACE: Final = "modelplane-system"
 """Namespace of the local stand-ins (MinIO, Redis); the program creates it on kubeconfig stacks."""
 S3_SECRET: Final = "s3-credentials"
 """Secret (in each workload namespace) holding MinIO's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
+S3_SECRET_KEYS: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+"""Keys of the Secret S3_SECRET: MinIO's access and secret key under boto3's env var names."""
 MINIO_PORT: Final = 9000
 """MinIO's S3 API port (container and Service)."""
 REDIS_PORT: Final = 6379
@@ -88,9 +90,8 @@ class LocalServices(pulumi.ComponentResource):
                            string_data={REDIS_CONFIG_KEY: pulumi.Output.concat("requirepass ", redis_password.result, "\n")},
                            opts=child)
         for workload_ns in workload_namespaces:
-            k8s.core.v1.Secret(f"{name}-s3-{workload_ns}", metadata=_meta(S3_SECRET, workload_ns), string_data={
-                "AWS_ACCESS_KEY_ID": access_key.result, "AWS_SECRET_ACCESS_KEY": secret_key.result,
-            }, opts=child)
+            k8s.core.v1.Secret(f"{name}-s3-{workload_ns}", metadata=_meta(S3_SECRET, workload_ns), string_data=dict(
+                zip(S3_SECRET_KEYS, (access_key.result, secret_key.result), strict=True)), opts=child)
         self._minio(name, ns)
         self._redis(name, ns)
         self._network_policies(name, ns, workload_namespaces)
@@ -104,6 +105,12 @@ class LocalServices(pulumi.ComponentResource):
     def s3_env(self) -> dict[str, str]:
         """Plain (non-secret) env that points boto3 at MinIO."""
         return {"AWS_ENDPOINT_URL": self.s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+
+    @property
+    def s3_secret_env(self) -> dict[str, tuple[str, str]]:
+        """The MinIO keys as env var → (Secret, key), for pods that take env entries rather than envFrom (a
+        TrainJob's trainer)."""
+        return {key: (self.s3_secret_name, key) for key in S3_SECRET_KEYS}
 
     def _network_policies(self, name: str, ns: str, workload_namespaces: Sequence[str]) -> None:
         child = pulumi.ResourceOptions(parent=self)

@@ -62,7 +62,7 @@ from infra.k8s.netpol import (
     to_kube_api,
 )
 from workloads.common import metrics
-from workloads.common.vocab import COMPONENT_LABEL, MANAGED_BY_LABELS, NAME_LABEL
+from workloads.common.vocab import COMPONENT_LABEL, JOBSET_ENV, MANAGED_BY_LABELS, NAME_LABEL
 
 RULES_DIR: Final = Path(__file__).resolve().parent / "rules"
 """Alert rule files, one PrometheusRule each (unit tests in rules/tests/)."""
@@ -78,6 +78,10 @@ PROMETHEUS_PRINCIPAL: Final = principal(NAMESPACE, PROMETHEUS_SERVICE_ACCOUNT)
 """Prometheus's mTLS principal (allowed to scrape by the mesh and by meshed services)."""
 PROMETHEUS_POD_LABELS: Final = {NAME_LABEL: "prometheus"}
 """Labels of the Prometheus pods, for NetworkPolicy peers (prometheus-operator pkg/prometheus/statefulset.go)."""
+LEADER_POD_LABELS: Final = {JOBSET_ENV["JOBSET_JOB_INDEX"]: "0", "batch.kubernetes.io/job-completion-index": "0"}
+"""Labels of a training job's leader pod, the one serving /metrics: Job 0 of its replicated Job (JobSet) and pod 0
+of that Indexed Job (Kubernetes, kubernetes.io/docs/reference/labels-annotations-taints); rank 0 of a TrainJob's
+`node` Job, worker 0 of a TF JobSet."""
 PROMETHEUS_SERVICE: Final = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc"
 """Prometheus's in-cluster Service (the chart's `<release>-prometheus`), which serves on PROMETHEUS_PORT."""
 PROMETHEUS_PORT: Final = 9090
@@ -240,16 +244,14 @@ class Observability(pulumi.ComponentResource):
             },
             opts=opts,
         )
-        # Training pods are outside the mesh (plain http). Only rank 0 / the chief serves /metrics;
-        # the operator labels pods with the lower-cased replica type (kubeflow/trainer v1.9.4
-        # pkg/controller.v1/common/pod.go).
+        # Training pods are outside the mesh (plain http). Only rank 0 (a TrainJob) / worker 0 (a TF JobSet)
+        # serves /metrics: the first pod of the first Job of its JobSet.
         k8s.apiextensions.CustomResource(
             f"{name}-training-monitor", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
             metadata={"name": "modelplane-training", "namespace": NAMESPACE, "labels": dict(_LABELS)},
             spec={
                 "namespaceSelector": {"matchNames": [TRAINING_NAMESPACE, *team_namespaces]},
-                "selector": {"matchLabels": {COMPONENT_LABEL: "training"}, "matchExpressions": [
-                    {"key": "training.kubeflow.org/replica-type", "operator": "In", "values": ["master", "chief"]}]},
+                "selector": {"matchLabels": {COMPONENT_LABEL: "training", **LEADER_POD_LABELS}},
                 "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
             },
             opts=opts,

@@ -4,11 +4,14 @@ A workload Kueue manages carries the `kueue.x-k8s.io/queue-name` label naming a 
 (https://kueue.sigs.k8s.io/docs/tasks/run/jobs/); with `manageJobsWithoutQueueName: false` (the chart's default, and
 ours) Kueue's webhook leaves an unlabelled job alone, so it takes GPUs outside every team's quota. The rule reads GPU
 requests where each kind keeps them: container and init-container `resources` under any pod template (batch/v1 Job
-`spec.template`, JobSet `spec.replicatedJobs[].template.spec.template`, Kubeflow `spec.*ReplicaSpecs.*.template`) and
-TrainJob's `spec.trainer.resourcesPerNode` (kubeflow/trainer pkg/apis/trainer/v1alpha1/trainjob_types.go: its
-`podTemplateOverrides` carry no resources). A team namespace is one holding a LocalQueue in the stack (every team's
-has one, and a LocalQueue is what the label must name), plus any named in `teamNamespaces`. Where the stack holds the
-namespace's LocalQueues, a label naming none of them is a violation too: Kueue leaves such a workload inadmissible.
+`spec.template`, JobSet `spec.replicatedJobs[].template.spec.template`) and TrainJob's `spec.trainer.resourcesPerNode`
+(kubeflow/trainer v2.3.0 pkg/apis/trainer/v1alpha1/trainjob_types.go: the pod patches of its `runtimePatches` carry
+no resources). A TrainJob whose resourcesPerNode names no GPU amount keeps its runtime's (resourcesPerNode merges key
+by key over the runtime's trainer container), so its GPUs are then read from the pod templates of the
+ClusterTrainingRuntime (or TrainingRuntime of its namespace) its `spec.runtimeRef` names, when the stack holds it.
+A team namespace is one holding a LocalQueue in the stack (every team's has one, and a LocalQueue is what the label
+must name), plus any named in `teamNamespaces`. Where the stack holds the namespace's LocalQueues, a label naming none
+of them is a violation too: Kueue leaves such a workload inadmissible.
 
 A ClusterQueue's `spec.resourceGroups[].flavors[].resources[].nominalQuota` (the same in Kueue v0.19.2's
 v1beta1 and v1beta2 CRDs, config/components/crd/bases/kueue.x-k8s.io_clusterqueues.yaml) is admitted capacity; when
@@ -33,15 +36,25 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies.kube import GPU_RESOURCE, api_group, describe, is_nodepool, kind_of, labels, metadata, nodepool_limits
+from policies.kube import (
+    GPU_RESOURCE,
+    TRAINER_GROUP,
+    api_group,
+    describe,
+    is_nodepool,
+    is_trainjob,
+    kind_of,
+    labels,
+    metadata,
+    nodepool_limits,
+)
 from policies.kube import requirements as nodepool_requirements
 from policies.wire import as_list, quantity, setting
 
 KUEUE_GROUP: Final = "kueue.x-k8s.io"
 """The API group of Kueue's LocalQueue, ClusterQueue and ResourceFlavor."""
 QUEUED_KINDS: Final = frozenset({
-    ("batch", "Job"), ("jobset.x-k8s.io", "JobSet"), ("trainer.kubeflow.org", "TrainJob"),
-    ("kubeflow.org", "PyTorchJob"), ("kubeflow.org", "TFJob"),
+    ("batch", "Job"), ("jobset.x-k8s.io", "JobSet"), (TRAINER_GROUP, "TrainJob"),
 })
 """(API group, kind) of the batch workloads Kueue's integrations admit."""
 RESOURCE_KEYS: Final = ("resources", "resourcesPerNode")
@@ -95,6 +108,22 @@ def gpu_requests(node: Any, path: str, gpu: str) -> Iterator[str]:
             yield from gpu_requests(item, f"{path}[{name if name else i}]", gpu)
 
 
+def _runtime_gpu_requests(trainjob: PolicyResource, resources: list[PolicyResource], gpu: str) -> Iterator[str]:
+    """GPU requests a TrainJob inherits: none when its resourcesPerNode names a GPU amount, else its runtime's."""
+    per_node = ((trainjob.props.get("spec") or {}).get("trainer") or {}).get("resourcesPerNode") or {}
+    if any(gpu in (per_node.get(field) or {}) for field in ("requests", "limits")):
+        return
+    ref = (trainjob.props.get("spec") or {}).get("runtimeRef") or {}
+    kind = ref.get("kind") or "ClusterTrainingRuntime"  # the CRD's defaults (trainjob_types.go RuntimeRef)
+    group = ref.get("apiGroup") or TRAINER_GROUP
+    for runtime in resources:
+        if (kind_of(runtime.props), api_group(runtime.props), _name(runtime)) != (kind, group, ref.get("name")):
+            continue
+        if kind == "ClusterTrainingRuntime" or _namespace(runtime) == _namespace(trainjob):
+            where = f"{kind} {_name(runtime)} spec"
+            yield from gpu_requests(runtime.props.get("spec"), where, gpu)
+
+
 def _queue_label(args: StackValidationArgs, report: ReportViolation) -> None:
     label, gpu = setting(args, _LABEL_SCHEMA, "queueLabel"), setting(args, _LABEL_SCHEMA, "gpuResource")
     queues: dict[str, list[str]] = {namespace: [] for namespace in setting(args, _LABEL_SCHEMA, "teamNamespaces")}
@@ -108,6 +137,8 @@ def _queue_label(args: StackValidationArgs, report: ReportViolation) -> None:
             continue
         value = labels(props).get(label)
         requested = list(gpu_requests(props.get("spec"), "spec", gpu))
+        if is_trainjob(props):
+            requested += _runtime_gpu_requests(resource, args.resources, gpu)
         names = sorted(queues[namespace])
         choice = f"one of its LocalQueues {names}" if names else "the team's LocalQueue"
         if requested and value and names and value not in names:
@@ -211,7 +242,7 @@ def _quota_fits(args: StackValidationArgs, report: ReportViolation) -> None:
 
 KUEUE_QUEUE_LABEL = StackValidationPolicy(
     name="kueue-queue-label",
-    description="A GPU Job, JobSet, TrainJob, PyTorchJob or TFJob in a team namespace names its LocalQueue in the "
+    description="A GPU Job, JobSet or TrainJob in a team namespace names its LocalQueue in the "
                 "kueue.x-k8s.io/queue-name label.",
     validate=_queue_label, enforcement_level=EnforcementLevel.MANDATORY, config_schema=_LABEL_SCHEMA,
     url="https://kueue.sigs.k8s.io/docs/tasks/run/jobs/",

@@ -18,7 +18,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from policies.kube import containers, describe, kind_of, pod_specs
+from policies.kube import containers, describe, kind_of, pod_specs, trainjob_trainer
 from policies.wire import as_list
 
 REPOSITORY: Final = "aws:ecr/repository:Repository"
@@ -64,14 +64,17 @@ def _by_digest(args: ResourceValidationArgs, report: ReportViolation) -> None:
         return
     if not _requires_digest(args.get_config() or {}):
         return
-    for path, spec in pod_specs(args.props):
-        for field, container in containers(spec):
-            image = str(container.get("image") or "")
-            if PRIVATE_ECR.match(image) and "@sha256:" not in image:
-                report(f"{describe(args.props, args.name)} {path}.{field} pulls {image!r} by tag, so what runs is "
-                       f"whatever was pushed last under it, not the reviewed build. Fix: run the images workflow "
-                       f"(.github/workflows/images.yml) so images/digests.json records the digest (the stack then "
-                       f"renders <repository>@sha256:...).", args.urn)
+    images = [(f"{path}.{field}", str(container.get("image") or ""))
+              for path, spec in pod_specs(args.props) for field, container in containers(spec)]
+    trainer = trainjob_trainer(args.props)
+    if "image" in trainer:  # a TrainJob's image replaces its runtime's trainer image
+        images.append(("spec.trainer.image", str(trainer.get("image") or "")))
+    for where, image in images:
+        if PRIVATE_ECR.match(image) and "@sha256:" not in image:
+            report(f"{describe(args.props, args.name)} {where} pulls {image!r} by tag, so what runs is "
+                   f"whatever was pushed last under it, not the reviewed build. Fix: run the images workflow "
+                   f"(.github/workflows/images.yml) so images/digests.json records the digest (the stack then "
+                   f"renders <repository>@sha256:...).", args.urn)
 
 
 ECR_REPOSITORY_HARDENED = ResourceValidationPolicy(
@@ -82,7 +85,7 @@ ECR_REPOSITORY_HARDENED = ResourceValidationPolicy(
 )
 ECR_IMAGE_BY_DIGEST = ResourceValidationPolicy(
     name="ecr-image-by-digest",
-    description="Pods pull private-ECR images by @sha256 digest (with requireDigest on).",
+    description="Pods and TrainJob trainer images pull private-ECR images by @sha256 digest (with requireDigest on).",
     validate=_by_digest, enforcement_level=EnforcementLevel.MANDATORY, config_schema=_DIGEST_SCHEMA,
     url="https://docs.aws.amazon.com/AmazonECR/latest/userguide/docker-pull-ecr-image.html",
 )

@@ -1,7 +1,9 @@
 """Reliability: production inference survives a node or zone loss; training jobs can resume.
 
 Inference workloads are Deployments/StatefulSets labelled like `inferenceLabels`
-(modelplane's InferenceService sets app.kubernetes.io/component=inference).
+(modelplane's InferenceService sets app.kubernetes.io/component=inference). Training jobs are Kubeflow Trainer v2
+TrainJobs, and JobSets and batch Jobs labelled like `trainingLabels` (modelplane's TrainingJob sets
+app.kubernetes.io/component=training on the JobSet it renders for TensorFlow).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from policies.kube import (
     api_group,
     containers,
     describe,
+    is_trainjob,
     kind_of,
     labels,
     metadata,
     pod_specs,
     pod_template_labels,
     selector_matches,
+    trainjob_trainer,
 )
 from policies.wire import as_list, quantity, setting
 
@@ -158,19 +162,29 @@ _CHECKPOINT_SCHEMA = PolicyConfigSchema(properties={
         "type": "array", "items": {"type": "string"}, "default": ["s3://", "gs://", "az://", "hdfs://"],
         "description": "Durable storage URI prefixes a checkpoint location must use (not a pod-local path).",
     },
+    "trainingLabels": {
+        "type": "object", "additionalProperties": {"type": "string"},
+        "default": {"app.kubernetes.io/component": "training"},
+        "description": "Labels (on the object) that make a JobSet or batch Job a training job; every TrainJob is one.",
+    },
 })
+LABELLED_KINDS: Final = frozenset({("jobset.x-k8s.io", "JobSet"), ("batch", "Job")})
+"""(API group, kind) of the generic batch workloads that are training jobs when labelled like `trainingLabels`."""
 
 
-def _is_training_job(props: Mapping[str, Any]) -> bool:
-    group, kind = api_group(props), kind_of(props)
-    return (group == "kubeflow.org" and kind.endswith("Job")) or (group == "trainer.kubeflow.org" and kind == "TrainJob")
+def _is_training_job(args: ResourceValidationArgs) -> bool:
+    props = args.props
+    if is_trainjob(props):
+        return True
+    return ((api_group(props), kind_of(props)) in LABELLED_KINDS
+            and _has_labels(setting(args, _CHECKPOINT_SCHEMA, "trainingLabels"), labels(props)))
 
 
 def _checkpoint_values(props: Mapping[str, Any], flags: list[str], env_names: list[str]) -> Iterator[str]:
     sources = [c for _, spec in pod_specs(props) for _, c in containers(spec)]
-    trainer = (props.get("spec") or {}).get("trainer")
-    if isinstance(trainer, Mapping):
-        sources.append(trainer)  # TrainJob (Kubeflow Trainer v2) has no pod template of its own
+    trainer = trainjob_trainer(props)
+    if trainer:
+        sources.append(trainer)  # a TrainJob has no pod template: its trainer sets the command, args and env
     for container in sources:
         words = [str(w) for w in [*as_list(container.get("command")), *as_list(container.get("args"))]]
         for i, word in enumerate(words):
@@ -183,7 +197,7 @@ def _checkpoint_values(props: Mapping[str, Any], flags: list[str], env_names: li
 
 
 def _checkpoint_uri(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if not args.resource_type.startswith("kubernetes:") or not _is_training_job(args.props):
+    if not args.resource_type.startswith("kubernetes:") or not _is_training_job(args):
         return
     flags, env_names = setting(args, _CHECKPOINT_SCHEMA, "checkpointFlags"), setting(args, _CHECKPOINT_SCHEMA, "checkpointEnv")
     schemes = tuple(setting(args, _CHECKPOINT_SCHEMA, "uriSchemes"))
@@ -192,7 +206,7 @@ def _checkpoint_uri(args: ResourceValidationArgs, report: ReportViolation) -> No
         got = f" (got {values})" if values else ""
         report(f"{describe(args.props, args.name)} has no durable checkpoint location{got}, so a spot reclaim or a "
                f"crashed rank restarts training from step 0. Fix: pass one of {flags} with an {'/'.join(schemes)} URI "
-               f"(TrainingJob sets --checkpoints from the checkpoints bucket).", args.urn)
+               f"(TrainingJob sets --checkpoints, or --backup-uri for TensorFlow, from the checkpoints bucket).", args.urn)
 
 
 _URL = "https://kubernetes.io/docs/concepts/workloads/pods/disruptions/"
@@ -220,7 +234,8 @@ INFERENCE_ZONE_SPREAD = ResourceValidationPolicy(
 )
 TRAINING_CHECKPOINT_URI = ResourceValidationPolicy(
     name="training-checkpoint-uri",
-    description="Training jobs write checkpoints to durable storage (an s3:// URI) so they can resume.",
+    description="Training jobs (TrainJobs; JobSets and Jobs labelled as training) write checkpoints to durable "
+                "storage (an s3:// URI) so they can resume.",
     validate=_checkpoint_uri, enforcement_level=EnforcementLevel.MANDATORY, config_schema=_CHECKPOINT_SCHEMA,
 )
 

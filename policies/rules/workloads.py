@@ -1,4 +1,10 @@
-"""Kubernetes workload security: every pod template (Deployments, Jobs, Kubeflow jobs, any CRD with one).
+"""Kubernetes workload security: every pod template (Deployments, Jobs, JobSets, training runtimes, any CRD with one).
+
+A Kubeflow Trainer v2 TrainJob has no pod template: its pods are its runtime's (a ClusterTrainingRuntime's pod
+templates, checked like any), overridden by what the TrainJob sets. So a TrainJob is judged on those overrides:
+`spec.trainer` (its image must be pinned; a resource its resourcesPerNode requests must be limited there too) and
+the pod patches of `spec.runtimePatches`, for what they set (a privileged or root security context, a hostPath
+volume), since what a patch leaves out keeps the runtime's checked value.
 
 Node agents (device plugin, DCGM, CNI, log and node exporters) need privileges, root and host paths.
 The privilege rules skip a DaemonSet only when the `systemDaemonSets` allowlist names its namespace
@@ -44,7 +50,9 @@ from policies.kube import (
     kind_of,
     labels,
     metadata,
+    pod_spec_patches,
     pod_specs,
+    trainjob_trainer,
 )
 from policies.rules.mesh import HELM_TYPES, chart_name
 from policies.wire import as_list, quantity, setting
@@ -116,7 +124,8 @@ def _agent_release_elsewhere(args: ResourceValidationArgs, report: ReportViolati
 Validate = Callable[[ResourceValidationArgs, ReportViolation], None]
 
 
-def _pod_rule(check: PodCheck, *, skip_system_agents: bool, also: Validate | None = None) -> Validate:
+def _pod_rule(check: PodCheck, *, skip_system_agents: bool, also: Validate | None = None,
+              patch: PodCheck | None = None) -> Validate:
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if also is not None:
             also(args, report)
@@ -124,6 +133,9 @@ def _pod_rule(check: PodCheck, *, skip_system_agents: bool, also: Validate | Non
             return
         for path, spec in _pod_specs(args):
             check(args, path, spec, report)
+        if patch is not None and args.resource_type.startswith("kubernetes:"):
+            for path, spec in pod_spec_patches(args.props):
+                patch(args, path, spec, report)
     return validate
 
 
@@ -149,6 +161,17 @@ def _non_root(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], 
                    f"securityContext.runAsNonRoot: true and a non-zero runAsUser (pod_security_context()).", args.urn)
 
 
+def _root_patch(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
+    """A TrainJob pod patch that switches the runtime's pods to root (unset fields keep the runtime's non-root)."""
+    contexts = [("securityContext", spec.get("securityContext") or {}),
+                *((f"{field}.securityContext", c.get("securityContext") or {}) for field, c in containers(spec))]
+    for where, context in contexts:
+        if context.get("runAsNonRoot") is False or quantity(context.get("runAsUser")) == 0:
+            got = "runAsUser: 0" if quantity(context.get("runAsUser")) == 0 else "runAsNonRoot: false"
+            report(f"{describe(args.props, args.name)} {path}.{where} patches the runtime's pods to run as root "
+                   f"({got}). Fix: drop it from the patch (the runtime's securityContext runs them non-root).", args.urn)
+
+
 def _host_access(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
     shared = [key for key in ("hostNetwork", "hostPID", "hostIPC") if spec.get(key) is True]
     host_paths = [str(v.get("name")) for v in as_list(spec.get("volumes")) if isinstance(v, Mapping) and "hostPath" in v]
@@ -170,7 +193,36 @@ def _limits(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], re
             missing.append(f"{GPU_RESOURCE} (must equal its request)")
         if missing:
             report(f"{describe(args.props, args.name)} {path}.{field} sets no limits.{', limits.'.join(missing)}. "
-                   f"Fix: set resources.limits for cpu and memory (Resources(...).manifest() sets limits = requests).", args.urn)
+                   f"Fix: set resources.limits for cpu and memory (Resources(...).manifest() sets limits = requests)"
+                   f"{_RUNTIME_NOTE if kind_of(args.props) in RUNTIME_KINDS else ''}.", args.urn)
+
+
+RUNTIME_KINDS: Final = frozenset({"ClusterTrainingRuntime", "TrainingRuntime"})
+"""Kubeflow Trainer v2 runtimes: pod templates that every TrainJob referencing them runs."""
+_RUNTIME_NOTE: Final = ("; a TrainJob's resourcesPerNode merges over them key by key, so they are what every TrainJob "
+                        "that sets none runs with, outside Kueue's quotas when it requests nothing")
+
+
+def _trainer_resources(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A TrainJob's resourcesPerNode: each resource it requests is limited there too (GPUs: equal to the request).
+
+    The controller merges resourcesPerNode key by key over the runtime container's resources, so a request without
+    its limit meets a limit sized for no particular job (a request above it makes the pods invalid).
+    """
+    if not args.resource_type.startswith("kubernetes:"):
+        return
+    resources = trainjob_trainer(args.props).get("resourcesPerNode")
+    if not isinstance(resources, Mapping):
+        return
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    missing = [f"limits.{key}" for key in requests if key != GPU_RESOURCE and limits.get(key) in (None, "")]
+    gpu_requested = quantity(requests.get(GPU_RESOURCE))
+    if gpu_requested and quantity(limits.get(GPU_RESOURCE)) != gpu_requested:
+        missing.append(f"limits.{GPU_RESOURCE} (must equal its request)")
+    if missing:
+        report(f"{describe(args.props, args.name)} spec.trainer.resourcesPerNode requests {sorted(requests)} but sets "
+               f"no {', '.join(missing)}, so its pods get the runtime's limits, sized for no particular job. Fix: "
+               f"set a limit for each resource it requests (container_resources() sets limits = requests).", args.urn)
 
 
 _IMAGE_SCHEMA = PolicyConfigSchema(properties={
@@ -201,29 +253,41 @@ def _helm_images(args: ResourceValidationArgs, report: ReportViolation) -> None:
             _unpinned(args, f"Helm release '{args.name}' {path}", image, report)
 
 
+def _other_images(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Images outside pod templates: Helm values, and a TrainJob's trainer image (it replaces the runtime's)."""
+    _helm_images(args, report)
+    trainer = trainjob_trainer(args.props) if args.resource_type.startswith("kubernetes:") else {}
+    if "image" in trainer:
+        _unpinned(args, f"{describe(args.props, args.name)} spec.trainer.image", str(trainer.get("image") or ""), report)
+
+
 def _rule(name: str, description: str, check: PodCheck, *, system_agents_exempt: bool,
-          schema: PolicyConfigSchema | None = None, also: Validate | None = None) -> ResourceValidationPolicy:
+          schema: PolicyConfigSchema | None = None, also: Validate | None = None,
+          patch: PodCheck | None = None) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(
         name=name, description=description,
-        validate=_pod_rule(check, skip_system_agents=system_agents_exempt, also=also),
+        validate=_pod_rule(check, skip_system_agents=system_agents_exempt, also=also, patch=patch),
         enforcement_level=EnforcementLevel.MANDATORY, config_schema=schema, url=_URL,
     )
 
 
+# A patch's container securityContext and volumes are judged like a pod's: both rules report only what is set.
 K8S_NO_PRIVILEGED = _rule("k8s-no-privileged", "Containers are not privileged and add no SYS_ADMIN/ALL capability.",
-                          _privileged, system_agents_exempt=True, schema=_SYSTEM_SCHEMA)
+                          _privileged, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, patch=_privileged)
 K8S_RUN_AS_NON_ROOT = _rule("k8s-run-as-non-root", "Containers run as non-root (runAsNonRoot: true, runAsUser != 0).",
-                            _non_root, system_agents_exempt=True, schema=_SYSTEM_SCHEMA)
+                            _non_root, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, patch=_root_patch)
 K8S_NO_HOST_ACCESS = _rule("k8s-no-host-access",
                            "Pods use no hostNetwork, hostPID, hostIPC or hostPath outside allowlisted system DaemonSets "
                            "(by namespace, name and chart).",
-                           _host_access, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, also=_agent_release_elsewhere)
-K8S_RESOURCE_LIMITS = _rule("k8s-resource-limits", "Every container sets CPU and memory limits (and GPU limits = requests).",
-                            _limits, system_agents_exempt=False)
+                           _host_access, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, also=_agent_release_elsewhere,
+                           patch=_host_access)
+K8S_RESOURCE_LIMITS = _rule("k8s-resource-limits", "Every container sets CPU and memory limits (and GPU limits = requests); "
+                            "a TrainJob limits what its resourcesPerNode requests.",
+                            _limits, system_agents_exempt=False, also=_trainer_resources)
 K8S_IMAGE_PINNED = _rule("k8s-image-pinned",
-                         "Every container image, and every image a Helm release's values choose, is pinned to a tag or "
-                         "digest, never latest or untagged.",
-                         _images, system_agents_exempt=False, schema=_IMAGE_SCHEMA, also=_helm_images)
+                         "Every container image, TrainJob trainer image and image a Helm release's values choose is "
+                         "pinned to a tag or digest, never latest or untagged.",
+                         _images, system_agents_exempt=False, schema=_IMAGE_SCHEMA, also=_other_images)
 
 POLICIES: Final = (K8S_NO_PRIVILEGED, K8S_RUN_AS_NON_ROOT, K8S_NO_HOST_ACCESS, K8S_RESOURCE_LIMITS, K8S_IMAGE_PINNED)
 """The Kubernetes workload security rules."""

@@ -7,8 +7,11 @@ Tags and paths were read from the repositories at those tags (the CRDs the chart
   symlinks to and charts/karpenter-crd/templates/ wraps) and charts/karpenter*/values.yaml.
 - Istio: github.com/istio/istio tag 1.29.6, manifests/charts/base/files/crd-all.gen.yaml (the CRDs the `base` chart
   installs) and the values.yaml of manifests/charts/{base,istio-cni,istio-control/istio-discovery,gateway}.
-- Kubeflow training operator v1: github.com/kubeflow/trainer tag v1.9.4, manifests/base/crds/ (what the standalone
-  overlay infra/kustomize/training-operator builds on installs).
+- JobSet: github.com/kubernetes-sigs/jobset tag v0.12.0, charts/jobset/crds/jobset.x-k8s.io_jobsets.yaml (the CRD the
+  chart installs) and charts/jobset/values.yaml.
+- Kubeflow Trainer v2: github.com/kubeflow/trainer tag v2.3.0, manifests/base/crds/trainer.kubeflow.org_*.yaml (the
+  CRDs charts/kubeflow-trainer/templates/crd/ wraps in `{{- if .Values.crds.enabled }}`, otherwise identical) and
+  charts/kubeflow-trainer/values.yaml.
 - prometheus-operator v0.93.1: the CRDs kube-prometheus-stack 88.5.3 installs (charts/kube-prometheus-stack/charts/
   crds/crds/, each a verbatim copy of prometheus-operator v0.93.1 example/prometheus-operator-crd/) in
   github.com/prometheus-community/helm-charts tag kube-prometheus-stack-88.5.3, with that chart's values.yaml;
@@ -98,10 +101,6 @@ BUNDLES: tuple[Bundle, ...] = (
         free_form={"istiod": ("meshConfig",)},
         # istio-discovery/templates/zzy_descope_legacy.yaml: "Copy anything under `.pilot` to `.`".
         root_aliases={"istiod": ("pilot",)}),
-    Bundle("training-operator", versions.TRAINING_OPERATOR_REF, "kubeflow/trainer", versions.TRAINING_OPERATOR_REF, {
-        "manifests/base/crds/kubeflow.org_pytorchjobs.yaml": "kubeflow.org_pytorchjobs.yaml",
-        "manifests/base/crds/kubeflow.org_tfjobs.yaml": "kubeflow.org_tfjobs.yaml",
-    }),
     Bundle("kube-prometheus-stack", versions.KUBE_PROMETHEUS_STACK_VERSION, "prometheus-community/helm-charts",
            f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_VERSION}", {
                f"{_KPS}/charts/crds/crds/crd-podmonitors.yaml": "crd-podmonitors.yaml",
@@ -130,6 +129,15 @@ BUNDLES: tuple[Bundle, ...] = (
             "resourceflavors", "clusterqueues", "localqueues", "cohorts", "workloadpriorityclasses")},
         "charts/kueue/values.yaml": "values.yaml",
     }, {versions.KUEUE_CHART: "values.yaml"}),
+    Bundle("jobset", versions.JOBSET_VERSION, "kubernetes-sigs/jobset", f"v{versions.JOBSET_VERSION}", {
+        "charts/jobset/crds/jobset.x-k8s.io_jobsets.yaml": "jobset.x-k8s.io_jobsets.yaml",
+        "charts/jobset/values.yaml": "values.yaml",
+    }, {versions.JOBSET_CHART: "values.yaml"}),
+    Bundle("trainer", versions.TRAINER_VERSION, "kubeflow/trainer", f"v{versions.TRAINER_VERSION}", {
+        **{f"manifests/base/crds/trainer.kubeflow.org_{plural}.yaml": f"trainer.kubeflow.org_{plural}.yaml"
+           for plural in ("trainjobs", "clustertrainingruntimes", "trainingruntimes")},
+        "charts/kubeflow-trainer/values.yaml": "values.yaml",
+    }, {versions.TRAINER_CHART: "values.yaml"}, subcharts={"jobset": "jobset"}),
 )
 """Every vendored bundle, versions read from infra/versions.py (a bump there points at a directory not vendored yet)."""
 

@@ -179,11 +179,48 @@ def test_the_crd_check_catches_a_field_that_does_not_exist(graph: Callable[[str]
     assert "spec.template.spec" in errors[1] and "'nodeClassRefs' was unexpected" in errors[1]
 
 
-def test_the_crd_check_catches_a_wrong_type_in_a_training_job(graph: Callable[[str], Graph]) -> None:
-    schemas = _schemas()
-    (job, *_) = [r for r in _custom_resources(graph("prod")) if r["kind"] == "PyTorchJob"]
-    broken = copy.deepcopy(job)
-    (replica, *_) = broken["spec"]["pytorchReplicaSpecs"].values()
-    replica["replicas"] = "two"
-    errors = crd_errors(broken, schemas[("kubeflow.org/v1", "PyTorchJob")])
-    assert any("replicas: 'two' is not of type 'integer'" in e for e in errors), errors
+TRAINING_KINDS = {("trainer.kubeflow.org/v1alpha1", "TrainJob"), ("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime"),
+                  ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime"), ("jobset.x-k8s.io/v1alpha2", "JobSet")}
+"""The kinds training renders on (Trainer v2 and JobSet at the pinned versions)."""
+
+
+def _train_job() -> dict[str, Any]:
+    """A minimal TrainJob as trainer.kubeflow.org/v1alpha1 defines it (pkg/apis/trainer/v1alpha1/trainjob_types.go)."""
+    return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+            "metadata": {"name": "lm", "namespace": "team-ml"},
+            "spec": {"runtimeRef": {"name": "modelplane-torch"},
+                     "trainer": {"image": "ghcr.io/modelplane/trainer-torch:0.1.0", "numNodes": 2,
+                                 "resourcesPerNode": {"limits": {"nvidia.com/gpu": 1}}}}}
+
+
+def test_training_kinds_are_checked_against_the_pinned_trainer_and_jobset_crds() -> None:
+    schemas = set(_schemas())
+    assert TRAINING_KINDS - schemas == set()
+    assert not {key for key in schemas if key[0] == "kubeflow.org/v1"}, "the v1 training operator's CRDs are gone"
+
+
+def test_the_crd_check_catches_a_wrong_type_in_a_train_job() -> None:
+    schema = _schemas()[("trainer.kubeflow.org/v1alpha1", "TrainJob")]
+    assert crd_errors(_train_job(), schema) == []
+    broken = _train_job()
+    broken["spec"]["trainer"]["numNodes"] = "two"
+    broken["spec"]["runtimeReff"] = broken["spec"].pop("runtimeRef")
+    errors = crd_errors(broken, schema)
+    assert any("spec.trainer.numNodes: 'two' is not of type 'integer'" in e for e in errors), errors
+    assert any("'runtimeReff' was unexpected" in e for e in errors), errors
+    assert any("'runtimeRef' is a required property" in e for e in errors), errors
+
+
+def test_the_crd_check_catches_an_unknown_field_in_a_job_set() -> None:
+    schema = _schemas()[("jobset.x-k8s.io/v1alpha2", "JobSet")]
+    job_set = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "tf"},
+               "spec": {"network": {"enableDNSHostnames": True},
+                        "replicatedJobs": [{"name": "worker", "replicas": 2, "template": {"spec": {
+                            "template": {"spec": {"containers": [{"name": "worker", "image": "trainer-tf"}]}}}}}]}}
+    assert crd_errors(job_set, schema) == []
+    job_set["spec"]["network"]["enableDnsHostnames"] = job_set["spec"]["network"].pop("enableDNSHostnames")
+    job_set["spec"]["replicatedJobs"][0]["replicas"] = "two"
+    errors = crd_errors(job_set, schema)
+    assert len(errors) == 2, errors
+    assert "spec.network" in errors[0] and "'enableDnsHostnames' was unexpected" in errors[0]
+    assert "spec.replicatedJobs.0.replicas: 'two' is not of type 'integer'" in errors[1]

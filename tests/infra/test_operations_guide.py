@@ -1,4 +1,5 @@
-"""The day-2 guide (docs/operations.md and the README's deploy section): shell that parses, and AWS CLI calls that exist.
+"""The day-2 guide (docs/operations.md and the README's deploy section): shell that parses, and AWS CLI calls that exist;
+the README's local TrainJob path names what the local stack renders.
 
 Every `aws SERVICE OPERATION --flag` is checked against botocore's service models (what the AWS CLI is generated
 from): the operation must exist and each flag must be one of its input members. The CLI's hand-written commands
@@ -8,10 +9,13 @@ from): the operation must exist and each flag must be one of its input members. 
 import re
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import botocore.session
 import pytest
+
+from infra.review.graph import Graph
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "operations.md"
@@ -61,7 +65,7 @@ def test_every_block_is_valid_bash(block: str) -> None:
 def test_the_guide_covers_each_step_of_the_issue() -> None:
     text = GUIDE.read_text()
     for needle in ("pulumi stack init", "--secrets-provider", "docs/deployer-policy.json", "aws service-quotas",
-                   "aws eks update-kubeconfig", "port-forward", "-api-key", "aws s3 cp", "pytorchjob",
+                   "aws eks update-kubeconfig", "port-forward", "-api-key", "aws s3 cp", "trainjob",
                    "update-nodegroup-version", "KARPENTER_AMI_ALIASES", "kubectl delete nodepools",
                    "LoadBalancer", "pulumi state unprotect", "pulumi destroy", "What to check"):
         assert needle in text, needle
@@ -91,3 +95,18 @@ def test_aws_calls_name_real_operations_and_flags(call: list[str]) -> None:
             continue
         assert flag.removeprefix("--").removeprefix("no-").replace("-", "") in members, (
             f"aws {service} {command}: no flag {flag} (inputs: {sorted(members)})")
+
+
+def test_the_readmes_local_trainjob_path_names_what_the_local_stack_renders(stack_graph: Callable[[str], Graph]) -> None:
+    text = README.read_text()
+    start = text.index("### A TrainJob admitted through a LocalQueue")
+    section = text[start:text.index("\n## ", start)]
+    rendered = {(r.inputs.get("kind"), r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"]): r.inputs
+                for r in stack_graph("local").resources if r.inputs.get("kind") and "metadata" in r.inputs}
+    [(_, namespace, queue)] = [key for key in rendered if key[0] == "LocalQueue"]
+    [runtime] = [name for kind, _, name in rendered if kind == "ClusterTrainingRuntime"]
+    job = rendered[("TrainJob", namespace, "tiny-lm")]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == queue
+    assert job["spec"]["runtimeRef"]["name"] == runtime
+    for name in (f"`{namespace}`", f"-n {namespace}", f"LocalQueue `{queue}`", f"queue-name: {queue}", f"`{runtime}`"):
+        assert name in section, name

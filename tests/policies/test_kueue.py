@@ -2,7 +2,9 @@
 
 import copy
 import dataclasses
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from infra.k8s import kueue
 from infra.review.graph import Graph
 from infra.review.policy import evaluate
 from policies.rules.kueue import KUEUE_QUEUE_LABEL, KUEUE_QUOTA_FITS_POOLS
-from tests.policies.helpers import Res, graph, k8s, k8s_type, stack_violations, urn
+from tests.policies.helpers import Res, edit, graph, k8s, k8s_type, modelplane, scratch_copy, stack_violations, urn
 from workloads.common.vocab import POOL_LABEL
 
 QUEUE_LABEL = {"kueue.x-k8s.io/queue-name": "team-a"}
@@ -48,23 +50,23 @@ def jobset(resources: dict[str, Any], labels: dict[str, str] | None = None) -> R
     return obj("jobset.x-k8s.io/v1alpha2", "JobSet", "train", {"replicatedJobs": replicated}, labels=labels)
 
 
-def trainjob(resources: dict[str, Any], labels: dict[str, str] | None = None) -> Res:
-    spec = {"runtimeRef": {"name": "torch-distributed"}, "trainer": {"numNodes": 2, "resourcesPerNode": resources}}
+def trainjob(resources: dict[str, Any] | None, labels: dict[str, str] | None = None, *,
+             runtime_ref: dict[str, str] | None = None) -> Res:
+    trainer: dict[str, Any] = {"numNodes": 2}
+    if resources is not None:
+        trainer["resourcesPerNode"] = resources
+    spec = {"runtimeRef": runtime_ref or {"name": "modelplane-torch"}, "trainer": trainer}
     return obj("trainer.kubeflow.org/v1alpha1", "TrainJob", "train", spec, labels=labels)
 
 
-def pytorchjob(resources: dict[str, Any], labels: dict[str, str] | None = None) -> Res:
-    replicas = {"Master": {"replicas": 1, "template": pod_template(resources)},
-                "Worker": {"replicas": 1, "template": pod_template(resources)}}
-    return obj("kubeflow.org/v1", "PyTorchJob", "train", {"pytorchReplicaSpecs": replicas}, labels=labels)
+def runtime(resources: dict[str, Any], *, kind: str = "ClusterTrainingRuntime", namespace: str | None = None) -> Res:
+    """A training runtime whose `node` pod template asks for `resources`."""
+    replicated = [{"name": "node", "template": {"spec": {"template": pod_template(resources)}}}]
+    spec = {"mlPolicy": {"torch": {}}, "template": {"spec": {"replicatedJobs": replicated}}}
+    return obj("trainer.kubeflow.org/v1alpha1", kind, "modelplane-torch", spec, namespace=namespace)
 
 
-def tfjob(resources: dict[str, Any], labels: dict[str, str] | None = None) -> Res:
-    replicas = {"Worker": {"replicas": 2, "template": pod_template(resources)}}
-    return obj("kubeflow.org/v1", "TFJob", "train", {"tfReplicaSpecs": replicas}, labels=labels)
-
-
-BUILDERS = [job, jobset, trainjob, pytorchjob, tfjob]
+BUILDERS = [job, jobset, trainjob]
 
 
 @pytest.mark.parametrize("build", BUILDERS, ids=lambda b: b.__name__)
@@ -122,6 +124,34 @@ def test_team_namespaces_are_configurable() -> None:
     found = stack_violations(KUEUE_QUEUE_LABEL, [job(GPU, namespace="research")],
                              config={"teamNamespaces": ["research"]})
     assert len(found) == 1 and "to the team's LocalQueue" in found[0][1]
+
+
+GPU_RUNTIME_PATH = ("ClusterTrainingRuntime modelplane-torch spec.template.spec.replicatedJobs[node].template.spec.template"
+                    ".spec.containers[trainer].resources.limits")
+
+
+def test_a_trainjob_without_gpu_resources_of_its_own_inherits_its_runtimes_gpus() -> None:
+    for resources in (None, CPU):
+        found = stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), runtime(GPU), trainjob(resources)])
+        assert len(found) == 1 and f"requests nvidia.com/gpu ({GPU_RUNTIME_PATH})" in found[0][1]
+    assert stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), runtime(GPU), trainjob(None, labels=QUEUE_LABEL)]) == []
+
+
+def test_a_trainjob_naming_a_gpu_amount_overrides_its_runtimes() -> None:
+    no_gpus = {"limits": {"nvidia.com/gpu": 0}}
+    assert stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), runtime(GPU), trainjob(no_gpus)]) == []
+    found = stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), runtime(CPU), trainjob(GPU)])
+    assert len(found) == 1 and "spec.trainer.resourcesPerNode.limits" in found[0][1] and "Runtime" not in found[0][1]
+
+
+def test_only_the_runtime_a_trainjob_references_counts() -> None:
+    other = trainjob(None, runtime_ref={"name": "torch-distributed"})
+    assert stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), runtime(GPU), other]) == []
+    namespaced = {"name": "modelplane-torch", "kind": "TrainingRuntime"}
+    elsewhere = runtime(GPU, kind="TrainingRuntime", namespace="team-b")
+    assert stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), elsewhere, trainjob(None, runtime_ref=namespaced)]) == []
+    here = runtime(GPU, kind="TrainingRuntime", namespace="team-a")
+    assert stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), here, trainjob(None, runtime_ref=namespaced)])
 
 
 def test_other_kinds_are_out_of_scope() -> None:
@@ -260,12 +290,13 @@ def test_dev_rejects_its_gpu_training_job_without_the_queue_label(stack_graph: C
     queues = {r.inputs["metadata"]["namespace"] for r in dev.resources if r.inputs.get("kind") == "LocalQueue"}
 
     def unlabel(inputs: dict[str, Any]) -> None:
-        if inputs.get("kind") in ("Job", "JobSet", "TrainJob", "PyTorchJob", "TFJob"):
+        if inputs.get("kind") in ("Job", "JobSet", "TrainJob"):
             inputs["metadata"].get("labels", {}).pop(kueue.QUEUE_LABEL, None)
 
     assert evaluate(dev, policies=[KUEUE_QUEUE_LABEL]) == []
     found = evaluate(changed(dev, unlabel), policies=[KUEUE_QUEUE_LABEL])
     assert found and all(v.level == "mandatory" for v in found)
+    assert any(v.message.startswith("TrainJob ") for v in found)
     assert {v.message.split(" in team namespace ")[1].split(" ")[0] for v in found} <= queues
 
 
@@ -282,3 +313,17 @@ def test_dev_rejects_team_quotas_over_a_shrunk_gpu_pool(stack_graph: Callable[[s
     found = evaluate(changed(dev, shrink), policies=[KUEUE_QUOTA_FITS_POOLS])
     assert sorted({v.urn for v in found}) == gpu_queues and len(gpu_queues) >= 2
     assert all("spec.limits['nvidia.com/gpu'] of 1" in v.message for v in found)
+
+
+def test_modelplane_policy_rejects_devs_gpu_trainjob_when_the_platform_drops_its_queue_label(tmp_path: Path) -> None:
+    # A scratch program whose jobs carry another label than Kueue's: to the pack, dev's TrainJobs are unqueued.
+    tree = scratch_copy(tmp_path)
+    edit(tree / "infra" / "k8s" / "kueue.py", f'QUEUE_LABEL: Final = "{kueue.QUEUE_LABEL}"',
+         'QUEUE_LABEL: Final = "example.com/not-kueues-label"')
+    result = modelplane(tree, "policy", "--stack", "dev", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = [v for v in json.loads(result.stdout)["violations"] if v["rule"] == "kueue-queue-label"]
+    trainjobs = [v for v in found if ":TrainJob::" in v["urn"]]
+    assert trainjobs and all(v["level"] == "mandatory" for v in found)
+    assert all("requests nvidia.com/gpu" in v["message"] and "without the kueue.x-k8s.io/queue-name label" in v["message"]
+               for v in trainjobs)

@@ -1,4 +1,4 @@
-"""Image registry rules: ECR repositories are hardened; production pods pull private-ECR images by digest."""
+"""Image registry rules: ECR repositories are hardened; pods and TrainJobs pull private-ECR images by digest."""
 
 import pytest
 from pulumi_policy import EnforcementLevel
@@ -63,3 +63,17 @@ def test_require_digest_decides_on_any_stack(stack, require, expected) -> None:
     found = violations(ECR_IMAGE_BY_DIGEST, DEPLOYMENT, _deployment(f"{ECR}:0.1.0"), stack=stack,
                        config={"requireDigest": require})
     assert len(found) == expected
+
+
+def test_with_require_digest_a_trainjobs_trainer_image_is_pulled_by_digest() -> None:
+    trainjob = "kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob"
+
+    def job(image: str) -> dict:
+        return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+                "metadata": {"name": "lm", "namespace": "team-ml"},
+                "spec": {"runtimeRef": {"name": "modelplane-torch"}, "trainer": {"image": image}}}
+
+    on = {"requireDigest": True}
+    found = violations(ECR_IMAGE_BY_DIGEST, trainjob, job(f"{ECR}:0.1.0"), stack="prod", config=on)
+    assert len(found) == 1 and "TrainJob team-ml/lm spec.trainer.image pulls" in found[0]
+    assert violations(ECR_IMAGE_BY_DIGEST, trainjob, job(f"{ECR}@{DIGEST}"), stack="prod", config=on) == []

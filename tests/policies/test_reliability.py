@@ -122,35 +122,52 @@ def test_missing_zone_spread_is_reported_in_production() -> None:
     assert len(found) == 1 and "topology.kubernetes.io/zone" in found[0]
 
 
-def training(args: list[str], env: list[dict] | None = None, kind: str = "PyTorchJob") -> dict:
-    container = {"name": "pytorch", "image": "trainer:1", "args": args, "env": env or []}
-    key = "pytorchReplicaSpecs" if kind == "PyTorchJob" else "tfReplicaSpecs"
-    return k8s("kubeflow.org/v1", kind, "pretrain", {key: {"Master": {"template": {"spec": {"containers": [container]}}}}},
-               namespace="training")
+def trainjob(args: list[str], env: list[dict] | None = None) -> dict:
+    trainer = {"image": "trainer:1", "args": args, "env": env or []}
+    return k8s("trainer.kubeflow.org/v1alpha1", "TrainJob", "pretrain",
+               {"runtimeRef": {"name": "modelplane-torch"}, "trainer": trainer}, namespace="team-ml")
+
+
+def jobset(args: list[str], labels: dict[str, str] | None = None) -> dict:
+    """A TensorFlow-style JobSet: one replicated job of workers, labelled as training unless `labels` says otherwise."""
+    container = {"name": "tensorflow", "image": "trainer:1", "args": args}
+    replicated = [{"name": "worker", "replicas": 2,
+                   "template": {"spec": {"template": {"spec": {"containers": [container]}}}}}]
+    return k8s("jobset.x-k8s.io/v1alpha2", "JobSet", "digits", {"replicatedJobs": replicated}, namespace="team-ml",
+               labels={"app.kubernetes.io/component": "training"} if labels is None else labels)
 
 
 @pytest.mark.parametrize("obj", [
-    training(["--steps", "100", "--checkpoints", "s3://ckpt/pretrain"]),
-    training(["--checkpoint-uri=s3://ckpt/pretrain"]),
-    training(["--backup-dir", "/backup", "--backup-uri", "s3://ckpt/tf"], kind="TFJob"),
-    training([], env=[{"name": "CHECKPOINT_URI", "value": "s3://ckpt/x"}]),
+    trainjob(["--steps", "100", "--checkpoints", "s3://ckpt/pretrain"]),
+    trainjob(["--checkpoint-uri=s3://ckpt/pretrain"]),
+    trainjob([], env=[{"name": "CHECKPOINT_URI", "value": "s3://ckpt/x"}]),
+    jobset(["--backup-dir", "/backup", "--backup-uri", "s3://ckpt/tf"]),
 ])
 def test_training_with_a_durable_checkpoint_complies(obj) -> None:
     assert violations(TRAINING_CHECKPOINT_URI, k8s_type(obj), obj) == []
 
 
 @pytest.mark.parametrize(("obj", "expected"), [
-    (training(["--steps", "100"]), "no durable checkpoint location"),
-    (training(["--checkpoints", "/tmp/ckpt"]), "got ['/tmp/ckpt']"),
-    (training(["--checkpoints"]), "got ['']"),
+    (trainjob(["--steps", "100"]), "TrainJob team-ml/pretrain has no durable checkpoint location"),
+    (trainjob(["--checkpoints", "/tmp/ckpt"]), "got ['/tmp/ckpt']"),
+    (trainjob(["--checkpoints"]), "got ['']"),
+    (jobset(["--backup-dir", "/backup"]), "JobSet team-ml/digits has no durable checkpoint location"),
+    (jobset(["--backup-uri", "/backup"]), "got ['/backup']"),
 ])
 def test_training_without_a_durable_checkpoint_is_reported(obj, expected) -> None:
     found = violations(TRAINING_CHECKPOINT_URI, k8s_type(obj), obj)
-    assert len(found) == 1 and expected in found[0] and "PyTorchJob training/pretrain" in found[0]
+    assert len(found) == 1 and expected in found[0]
 
 
-def test_trainjob_trainer_block_is_read() -> None:
-    obj = k8s("trainer.kubeflow.org/v1alpha1", "TrainJob", "ft", {"trainer": {"args": ["--checkpoints", "s3://c/ft"]}})
-    assert violations(TRAINING_CHECKPOINT_URI, k8s_type(obj), obj) == []
-    obj["spec"]["trainer"]["args"] = []
-    assert violations(TRAINING_CHECKPOINT_URI, k8s_type(obj), obj)
+def test_a_jobset_is_a_training_job_only_when_labelled_as_one() -> None:
+    batch = jobset(["--input", "s3://data/raw"], labels={"app.kubernetes.io/component": "etl"})
+    assert violations(TRAINING_CHECKPOINT_URI, k8s_type(batch), batch) == []
+    assert violations(TRAINING_CHECKPOINT_URI, k8s_type(batch), batch,
+                      config={"trainingLabels": {"app.kubernetes.io/component": "etl"}})
+
+
+def test_a_training_runtime_is_a_template_not_a_job() -> None:
+    runtime = k8s("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime", "modelplane-torch",
+                  {"template": {"spec": {"replicatedJobs": []}}}, namespace=None,
+                  labels={"app.kubernetes.io/component": "training"})
+    assert violations(TRAINING_CHECKPOINT_URI, k8s_type(runtime), runtime) == []

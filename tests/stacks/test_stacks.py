@@ -12,6 +12,7 @@ from infra.review.cli import app
 from infra.review.engine import list_stacks
 from infra.review.graph import Graph
 from tests.support.graph import assert_count, load_platform_config, manifest_objects
+from tests.support.training import TRAIN_JOB, runtime_of, train_job_pod
 from workloads.common.vocab import SUBNET_ROLE_TAG
 
 STACKS = list_stacks()
@@ -92,14 +93,40 @@ def test_local_stack_runs_minio_redis_and_one_cpu_job_and_service(stack_graph: C
     local = stack_graph("local")
     deployments = {r.inputs["metadata"]["name"] for r in local.of_type("kubernetes:apps/v1:Deployment")}
     assert {"minio", "redis", "tiny-lm"} <= deployments
-    job = local.one("kubernetes:kubeflow.org/v1:PyTorchJob", "tiny-lm-job").inputs
-    container = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
+    job = local.one(TRAIN_JOB, "tiny-lm-job").inputs
+    container = train_job_pod(local, job)["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    assert {"secretRef": {"name": "s3-credentials"}} in container["envFrom"]
+    # The local stack's MinIO keys reach the ranks as env read from the namespace's Secret.
+    assert {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "s3-credentials", "key": "AWS_SECRET_ACCESS_KEY"}}} in container["env"]
+
+
+@pytest.mark.parametrize("stack", ["local", "dev"])
+def test_queued_trainjobs_carry_the_queue_label_the_runtime_ref_the_restart_policy_and_the_timeouts(
+        stack_graph: Callable[[str], Graph], stack: str) -> None:
+    graph = stack_graph(stack)
+    queued = {"local": {"tiny-lm": "ml", "recommender": "ml"}, "dev": {"lm-small": "research"}}[stack]
+    jobs = {r.inputs["metadata"]["name"]: r.inputs for r in graph.of_type(TRAIN_JOB)}
+    for name, queue in queued.items():
+        job = jobs[name]
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == queue
+        assert job["spec"]["runtimeRef"]["name"] == "modelplane-torch"
+        restart = runtime_of(graph, job)["spec"]["template"]["spec"]["failurePolicy"]
+        assert restart == {"maxRestarts": 3, "restartStrategy": "BlockingRecreate"}
+        container = train_job_pod(graph, job)["spec"]["containers"][0]
+        assert {"name": "TORCH_NCCL_ASYNC_ERROR_HANDLING", "value": "1"} in container["env"]
+        if job["spec"]["trainer"].get("command") != ["python", "-m", "workloads.recommend.train"]:
+            assert container["args"][container["args"].index("--collective-timeout") + 1] == "1800"
+
+
+@pytest.mark.parametrize("stack", list_stacks())
+def test_no_stack_renders_a_training_operator_v1_job(stack_graph: Callable[[str], Graph], stack: str) -> None:
+    kinds = {r.inputs.get("kind") for r in stack_graph(stack).kubernetes_objects()}
+    assert not kinds & {"PyTorchJob", "TFJob"}, f"{stack} renders {kinds & {'PyTorchJob', 'TFJob'}}"
 
 
 def test_dev_and_prod_declare_gpu_training_and_inference(stack_graph: Callable[[str], Graph]) -> None:
     for stack in ("dev", "prod"):
         graph = stack_graph(stack)
-        assert graph.of_type("kubernetes:kubeflow.org/v1:PyTorchJob")
+        assert graph.of_type(TRAIN_JOB)
         assert graph.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")

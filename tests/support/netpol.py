@@ -25,6 +25,7 @@ from typing import Any
 
 from infra.k8s.netpol import NAMESPACE_NAME_LABEL
 from infra.review.graph import Graph
+from tests.support.training import jobset_pod, train_job_pod
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 """Type token of a NetworkPolicy in the graph."""
@@ -155,14 +156,15 @@ class NetworkModel:
 
 
 def pod_template_labels(graph: Graph, kind: str, name: str) -> dict[str, str]:
-    """The pod labels of the rendered object `kind`/`name` (Deployment, Job, PyTorchJob's or TFJob's leader)."""
+    """The pod labels of the rendered object `kind`/`name` (Deployment, Job; a TrainJob's: its runtime template's
+    with its patches'; a JobSet's: its template's), without those the controllers add."""
     for resource in graph.kubernetes_objects():
         inputs = resource.inputs
         if inputs.get("kind") != kind or inputs.get("metadata", {}).get("name") != name:
             continue
-        spec = inputs["spec"]
-        if kind in ("PyTorchJob", "TFJob"):
-            replica_specs = spec["pytorchReplicaSpecs" if kind == "PyTorchJob" else "tfReplicaSpecs"]
-            return dict(next(iter(replica_specs.values()))["template"]["metadata"]["labels"])
-        return dict(spec["template"]["metadata"]["labels"])
+        if kind == "TrainJob":
+            return dict(train_job_pod(graph, inputs)["metadata"]["labels"])
+        if kind == "JobSet":
+            return dict(jobset_pod(inputs)["metadata"]["labels"])
+        return dict(inputs["spec"]["template"]["metadata"]["labels"])
     raise LookupError(f"no {kind} named {name!r} rendered")

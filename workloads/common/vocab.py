@@ -68,9 +68,23 @@ BACKUP_DIR_FLAG: Final = "--backup-dir"
 """TF trainer flag: the local BackupAndRestore folder (set by the platform to an emptyDir)."""
 BACKUP_URI_FLAG: Final = "--backup-uri"
 """TF trainer flag: the S3 prefix the chief mirrors backups to (set by the platform from the checkpoints bucket)."""
+COLLECTIVE_TIMEOUT_FLAG: Final = "--collective-timeout"
+"""Trainer flag: seconds a collective may wait for a peer before the rank fails, so a hung rank fails the job
+instead of holding its GPUs (set by the platform from the job's `collectiveTimeoutSeconds`)."""
 PLATFORM_TRAINER_FLAGS: Final = (DATA_FLAG, CHECKPOINTS_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG, BACKUP_DIR_FLAG,
-                                 BACKUP_URI_FLAG)
+                                 BACKUP_URI_FLAG, COLLECTIVE_TIMEOUT_FLAG)
 """Flags the TrainingJob component sets itself; a job's own `args` may not repeat them."""
+
+JOBSET_ENV: Final = {
+    "JOBSET_NAME": "jobset.sigs.k8s.io/jobset-name",
+    "JOBSET_REPLICATED_JOB_NAME": "jobset.sigs.k8s.io/replicatedjob-name",
+    "JOBSET_REPLICATED_JOB_REPLICAS": "jobset.sigs.k8s.io/replicatedjob-replicas",
+    "JOBSET_JOB_INDEX": "jobset.sigs.k8s.io/job-index",
+}
+"""Env var → the JobSet pod label it is read from (downward API), from which the TF trainer computes `TF_CONFIG`.
+Label keys from kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go at JOBSET_VERSION."""
+TF_WORKER_PORT: Final = 2222
+"""Port each TF worker's gRPC server listens on (TF_CONFIG addresses; TFJob's default port)."""
 
 SERVE_ENV_PREFIX: Final = "MODELPLANE_SERVE_"
 """Prefix of the server's environment variables: `MODELPLANE_SERVE_<FIELD>` (see workloads.serve.settings)."""

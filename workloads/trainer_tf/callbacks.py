@@ -1,7 +1,10 @@
-"""Keras callbacks: the S3-mirrored `BackupAndRestore`, and JSON progress lines with metrics."""
+"""Keras callbacks: the S3-mirrored `BackupAndRestore`, JSON progress lines with metrics, and the step watchdog."""
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ import tf_keras as keras
 
 from workloads.common.logs import log_event
 from workloads.common.uri import S3Uri
+from workloads.common.vocab import COLLECTIVE_TIMEOUT_FLAG
 from workloads.trainer_tf import backup
 from workloads.trainer_tf.config import WorkerRole
 from workloads.trainer_tf.telemetry import TrainTelemetry
@@ -98,3 +102,58 @@ class EpochProgress(keras.callbacks.Callback):
         )
         if self._telemetry is not None:
             self._telemetry.record_epoch(epoch + 1, loss)
+
+
+EXIT_COLLECTIVE_TIMEOUT = 1
+"""A training step outlived --collective-timeout: a failure like any other, for the job's restart policy."""
+
+
+class CollectiveWatchdog(keras.callbacks.Callback):
+    """Ends the process when one training step (its gradient all-reduce waits for every worker) outlives the timeout.
+
+    One monitor thread for the whole run: a hung or dead peer blocks the all-reduce, so the step never ends, and
+    the worker exits with a message naming --collective-timeout instead of holding its node until someone notices.
+    """
+
+    def __init__(self, timeout_s: int, role: WorkerRole) -> None:
+        """Watch every training step for `timeout_s` seconds."""
+        super().__init__()
+        self._supports_tf_logs = True  # the hooks read no logs, so Keras need not copy them to the host each step
+        self._timeout_s = timeout_s
+        self._role = role
+        self._deadline: float | None = None
+        self._done = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._watch, name="collective-watchdog", daemon=True).start()
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Start the step's clock."""
+        with self._cond:
+            self._deadline = time.monotonic() + self._timeout_s
+            self._cond.notify()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """The step finished in time."""
+        with self._cond:
+            self._deadline = None
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Stop watching (evaluation and export are not steps)."""
+        with self._cond:
+            self._done = True
+            self._cond.notify()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._done:
+                remaining = None if self._deadline is None else self._deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            else:
+                return
+        print(f"error: {COLLECTIVE_TIMEOUT_FLAG}: worker {self._role.rank} waited more than {self._timeout_s} s for a "
+              f"training step, whose gradient all-reduce waits for every worker; a worker is hung or dead (see its "
+              f"log), or slower than that, then raise {COLLECTIVE_TIMEOUT_FLAG}", file=sys.stderr, flush=True)
+        log_event("collective_timeout", stream=sys.stderr, worker=self._role.rank, timeout_s=self._timeout_s)
+        os._exit(EXIT_COLLECTIVE_TIMEOUT)

@@ -1,6 +1,8 @@
-"""Entry point: validate flags, `TF_CONFIG`, S3 and the data, then import TensorFlow and train.
+"""Entry point: validate flags, `TF_CONFIG` (or the JobSet pod's variables), S3 and the data, then import TensorFlow
+and train.
 
-Exit codes: 0 done, 2 bad configuration (the message names the flag or variable), 1 anything else.
+Exit codes: 0 done, 2 bad configuration (the message names the flag or variable), 1 anything else (a training
+step that outlived `--collective-timeout` among them).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from workloads.common.settings import SettingsError
 from workloads.common.uri import S3Uri
 from workloads.trainer_tf.config import TrainSettings, check_batch_size, parse_args, parse_tf_config
 from workloads.trainer_tf.data import load_images
+from workloads.trainer_tf.jobset import TF_CONFIG_VAR, resolve_tf_config
 
 EXIT_CONFIG = 2
 """Exit code for a configuration error, as argparse uses."""
@@ -56,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the trainer; returns the process exit code."""
     try:
         config = parse_args(argv)
-        role = parse_tf_config(os.environ.get("TF_CONFIG"))
+        tf_config = resolve_tf_config(os.environ)
+        if tf_config is not None:
+            # MultiWorkerMirroredStrategy's cluster resolver reads TF_CONFIG from the environment itself.
+            os.environ[TF_CONFIG_VAR] = tf_config
+        role = parse_tf_config(tf_config)
         check_batch_size(config, role)
         preflight(config)
         data = load_images(config.data)

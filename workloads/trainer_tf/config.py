@@ -51,6 +51,11 @@ class TrainSettings(WorkloadSettings):
     """Seed for the weights, the shuffle and the held-out split. Defaults to 0."""
     metrics_port: int = Field(0, ge=0, le=65535)
     """Port of the chief's Prometheus /metrics; 0 turns it off. Defaults to 0."""
+    collective_timeout: int = Field(1800, ge=1)
+    """Seconds a training step may take, waiting in its gradient all-reduce for the other workers, before this worker
+    exits 1, so a hung worker fails the job instead of holding the others; must exceed the longest wait of one worker
+    for another in a step (the first step traces the model; the step after an epoch end waits for the chief's backup
+    upload). Defaults to 1800."""
 
     @field_validator("data")
     @classmethod

@@ -19,7 +19,7 @@ import tf_keras as keras
 from workloads.common.logs import log_event
 from workloads.common.settings import SettingsError
 from workloads.trainer_tf import backup
-from workloads.trainer_tf.callbacks import EpochProgress, MirroredBackupAndRestore
+from workloads.trainer_tf.callbacks import CollectiveWatchdog, EpochProgress, MirroredBackupAndRestore
 from workloads.trainer_tf.config import TrainSettings, WorkerRole
 from workloads.trainer_tf.data import HOLDOUT_FRACTION, split_holdout
 from workloads.trainer_tf.export import REPORT_NAME, AccuracyReport, next_version, upload_version
@@ -37,7 +37,12 @@ SAVED_EPOCH_VARIABLE = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def make_strategy(role: WorkerRole) -> tf.distribute.Strategy:
-    """MultiWorkerMirroredStrategy when `TF_CONFIG` is set (it reads it itself), else the default strategy."""
+    """MultiWorkerMirroredStrategy when `TF_CONFIG` is set (it reads it itself), else the default strategy.
+
+    No `CommunicationOptions(timeout_seconds=...)`: TF 2.21 holds a sleeping thread per collective for the whole
+    timeout (its docstring: "should only be used for debugging"; measured here: +15 threads per step, so about
+    steps/s x 15 x `--collective-timeout` threads). `CollectiveWatchdog` bounds the steps instead.
+    """
     if role.distributed:
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
@@ -156,7 +161,8 @@ def run(config: TrainSettings, role: WorkerRole, data: ImageSet) -> None:
         model = build_model(tuple(train.images.shape[1:]), train.num_classes, config.lr)
     progress = EpochProgress(role, telemetry, epochs=config.epochs, steps_per_epoch=steps,
                              global_batch=config.batch_size)
-    callbacks = [MirroredBackupAndRestore(config.backup_dir, config.backup_uri, role, telemetry), progress]
+    callbacks = [MirroredBackupAndRestore(config.backup_dir, config.backup_uri, role, telemetry), progress,
+                 CollectiveWatchdog(config.collective_timeout, role)]
     started = time.monotonic()
     model.fit(train_dataset(train, role, config.batch_size, config.seed), epochs=config.epochs,
               steps_per_epoch=steps, callbacks=callbacks, verbose=0)

@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 import torch
@@ -129,7 +130,7 @@ class Checkpointer:
     """Saves, finds, loads and prunes checkpoints under one S3 prefix. Every rank holds one."""
 
     def __init__(self, root: S3Uri, ctx: DistContext, *, keep_last: int, async_save: bool = False,
-                 client: Any | None = None) -> None:
+                 client: Any | None = None, timeout_s: int | None = None) -> None:
         self.root = root
         self.ctx = ctx
         self.keep_last = keep_last
@@ -138,8 +139,10 @@ class Checkpointer:
         self._pending_step = 0
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="ckpt-commit") if async_save else None
         # Background saves run collectives from another thread: they get their own gloo group, so they never
-        # interleave with the training loop's collectives (and NCCL-only groups cannot run them at all).
-        self._group = dist.new_group(backend="gloo") if async_save and distributed.active() else None
+        # interleave with the training loop's collectives (and NCCL-only groups cannot run them at all). They wait
+        # for peers as long as the loop's do (--collective-timeout; None: torch's default), not torch's 30 minutes.
+        timeout = timedelta(seconds=timeout_s) if timeout_s is not None else None
+        self._group = dist.new_group(backend="gloo", timeout=timeout) if async_save and distributed.active() else None
 
     def step_uri(self, step: int, name: str = "") -> S3Uri:
         """URI of the step folder, or of one file in it."""

@@ -1,7 +1,7 @@
 """The trainer's settings: flags, their `MODELPLANE_TRAIN_*` environment fallbacks, and up-front validation.
 
 Built on `workloads.common.settings`: every field is a flag (`--data`) and a variable
-(`MODELPLANE_TRAIN_DATA`), so a PyTorchJob can pass S3 URIs through env and the command line stays
+(`MODELPLANE_TRAIN_DATA`), so a TrainJob can pass S3 URIs through env and the command line stays
 the same across stacks; a flag wins over the env. Values left unset are derived here (sequence length
 from the preset, gradient accumulation from `--global-batch`, the final learning rate from `--lr`), and
 every problem is reported at once. Imports no torch, so a bad flag fails before torch loads.
@@ -88,6 +88,10 @@ class TrainSettings(WorkloadSettings):
     """Prometheus /metrics port on rank 0; 0 disables it. Defaults to 0."""
     peak_tflops: float | None = Field(None, gt=0)
     """Per-device peak TFLOP/s for MFU. Defaults to the device table's value."""
+    collective_timeout: int = Field(1800, ge=1)
+    """Seconds a collective (all-reduce, barrier, broadcast) waits for the other ranks before this rank fails, so a
+    hung rank fails the job instead of holding every device; must exceed the longest wait of one rank for another
+    (a checkpoint save, node-local rank 0's data download). Defaults to 1800."""
     sigterm_grace: float = Field(100.0, gt=0)
     """Seconds after SIGTERM to finish the step and commit a checkpoint (keep below torchrun's
     --shutdown-timeout and the pod's terminationGracePeriodSeconds). Defaults to 100."""

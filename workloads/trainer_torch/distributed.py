@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -50,16 +51,34 @@ def context_from_env() -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def init(ctx: DistContext) -> None:
-    """Join the process group when launched by torchrun: NCCL on GPUs, gloo on CPU."""
+def init(ctx: DistContext, timeout_s: int) -> None:
+    """Join the process group when launched by torchrun: NCCL on GPUs, gloo on CPU.
+
+    `timeout_s` bounds every collective: gloo raises when a peer does not answer in time, and NCCL's watchdog
+    aborts the communicator and ends the process (TORCH_NCCL_ASYNC_ERROR_HANDLING defaults to tearing down), so a
+    hung rank fails the whole job instead of holding its devices
+    (https://docs.pytorch.org/docs/stable/distributed.html#torch.distributed.init_process_group).
+    """
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
     if "RANK" not in os.environ or dist.is_initialized():
         return
+    timeout = timedelta(seconds=timeout_s)
     if ctx.device.type == "cuda":
-        dist.init_process_group(backend="nccl", device_id=ctx.device)
+        dist.init_process_group(backend="nccl", device_id=ctx.device, timeout=timeout)
     else:
-        dist.init_process_group(backend="gloo")
+        dist.init_process_group(backend="gloo", timeout=timeout)
+
+
+TIMEOUT_MESSAGES = ("Timed out waiting", "Watchdog caught collective operation timeout")
+"""How a collective that outlived the group's timeout is worded: gloo's TCP transport (gloo/transport/tcp/
+unbound_buffer.cc, a plain RuntimeError) and ProcessGroupNCCL's watchdog (a DistBackendError where a wait sees it;
+by default the watchdog ends the process itself, having logged the same words)."""
+
+
+def is_collective_timeout(exc: BaseException) -> bool:
+    """True when `exc` is a collective that waited longer than the process group's timeout."""
+    return isinstance(exc, RuntimeError) and any(message in str(exc) for message in TIMEOUT_MESSAGES)
 
 
 def shutdown() -> None:

@@ -26,6 +26,8 @@ EXIT_GRACE_EXPIRED: Final = 142
 """The grace period ran out before the checkpoint committed (128 + SIGALRM: a timer fired)."""
 FAULT_ENV: Final = "MODELPLANE_FAULT_SIGKILL"
 """Test-only: `RANK:STEP:MARKER_FILE` makes that rank SIGKILL itself after STEP, once per marker file."""
+HANG_ENV: Final = "MODELPLANE_FAULT_HANG"
+"""Test-only: `RANK:STEP` makes that rank stop answering collectives after STEP, as a deadlocked rank would."""
 
 
 class StopSignal:
@@ -67,23 +69,32 @@ class StopSignal:
 
 
 class FaultInjector:
-    """SIGKILLs this rank after a given step, once (a marker file survives the restart)."""
+    """SIGKILLs this rank after a given step, once (a marker file survives the restart), or hangs it after a step."""
 
-    def __init__(self, rank: int, spec: str | None) -> None:
+    def __init__(self, rank: int, spec: str | None, hang: str | None = None) -> None:
         self.step: int | None = None
         self.marker: Path | None = None
+        self.hang_step: int | None = None
         if spec:
             target_rank, step, marker = spec.split(":", 2)
             if int(target_rank) == rank:
                 self.step, self.marker = int(step), Path(marker)
+        if hang:
+            target_rank, step = hang.split(":", 1)
+            if int(target_rank) == rank:
+                self.hang_step = int(step)
 
     @classmethod
     def from_env(cls, rank: int) -> FaultInjector:
-        """The injector configured by `MODELPLANE_FAULT_SIGKILL`, inert when unset."""
-        return cls(rank, os.environ.get(FAULT_ENV))
+        """The injector configured by `MODELPLANE_FAULT_SIGKILL` and `MODELPLANE_FAULT_HANG`, inert when unset."""
+        return cls(rank, os.environ.get(FAULT_ENV), os.environ.get(HANG_ENV))
 
     def after_step(self, step: int) -> None:
-        """Kill the process hard if this is the configured step and the marker does not exist yet."""
+        """Hang, or kill the process hard if this is the configured step and the marker does not exist yet."""
+        if self.hang_step == step:
+            log_event("fault_injected", step=step, fault="hang")
+            # Sleeps through signals too: only the SIGTERM watchdog (or SIGKILL) ends it, as with a stuck rank.
+            threading.Event().wait()
         if self.step != step or self.marker is None or self.marker.exists():
             return
         self.marker.write_text(str(step))

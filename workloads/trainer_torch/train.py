@@ -57,7 +57,8 @@ class Trainer:
         self.stop = StopSignal(cfg.sigterm_grace)
         self.fault = FaultInjector.from_env(ctx.rank)
         self.checkpointer = Checkpointer(cfg.checkpoints, ctx, keep_last=cfg.keep_last,
-                                         async_save=cfg.async_checkpoint, client=self.client)
+                                         async_save=cfg.async_checkpoint, client=self.client,
+                                         timeout_s=cfg.collective_timeout)
         self.metrics = TrainMetrics() if ctx.is_main else None
         self.schedule = WarmupCosine(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
         cuda = ctx.device.type == "cuda"

@@ -50,7 +50,8 @@ def test_build_installs_the_pinned_cli_and_runs_up_of_its_own_stack_with_the_pol
     spec = yaml.safe_load(project.inputs["source"]["buildspec"])
     assert spec["phases"]["install"]["runtime-versions"] == {"python": "3.11"}
     assert any("--version \"$PULUMI_VERSION\"" in c for c in spec["phases"]["install"]["commands"])
-    assert 'pulumi up --yes --non-interactive --stack "$STACK" --policy-pack policies' in spec["phases"]["build"]["commands"]
+    command = 'pulumi up --yes --non-interactive --refresh --stack "$STACK" --policy-pack policies'
+    assert command in spec["phases"]["build"]["commands"]
     assert project.inputs["concurrentBuildLimit"] == 1
 
 

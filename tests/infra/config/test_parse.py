@@ -178,8 +178,15 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
                                           "modelplane:cluster": None, "modelplane:nodePools": None,
                                           "modelplane:gpuPools": None, "modelplane:karpenter": None,
                                           "modelplane:storage": None, "modelplane:cache": None,
-                                          "modelplane:addons": {"dcgmExporter": False, "trainingOperator": False}},
-     "modelplane:addons.dcgmExporter", "has no effect with target 'kubeconfig' (only trainingOperator applies); remove it"),
+                                          "modelplane:addons": {"dcgmExporter": False, "trainer": False}},
+     "modelplane:addons.dcgmExporter", "has no effect with target 'kubeconfig' (only trainer applies); remove it"),
+    ("retired training operator switch", {"modelplane:addons": {"trainingOperator": False}},
+     "modelplane:addons.trainingOperator", "has moved to modelplane:addons.trainer; set it there and remove it here"),
+    ("retired training operator switch on a kubeconfig stack", {
+        "modelplane:target": "kubeconfig", "modelplane:network": None, "modelplane:cluster": None,
+        "modelplane:nodePools": None, "modelplane:gpuPools": None, "modelplane:karpenter": None,
+        "modelplane:storage": None, "modelplane:cache": None, "modelplane:addons": {"trainingOperator": True}},
+     "modelplane:addons.trainingOperator", "has moved to modelplane:addons.trainer; set it there and remove it here"),
 ]
 
 

@@ -321,7 +321,8 @@ def test_cpu_pool_can_be_switched_off() -> None:
 
 def test_local_stack_has_no_karpenter(stack_graph: Callable[[str], Graph]) -> None:
     local = stack_graph("local")
-    # Fluent Bit (stdout), Strimzi (the in-cluster Kafka) and Kueue (the team's queue) are the local stack's only
-    # charts; no Karpenter or NVIDIA.
+    # Fluent Bit (stdout), Strimzi (the in-cluster Kafka), Kueue (the team's queue), JobSet and Kubeflow Trainer (the
+    # TrainJobs) are the local stack's only charts; no Karpenter or NVIDIA.
     charts = sorted(r.inputs["chart"] for r in local.of_type(HELM_RELEASE))
-    assert not local.of_type(NODE_POOL) and charts == sorted(["fluent-bit", versions.STRIMZI_CHART, versions.KUEUE_CHART])
+    assert not local.of_type(NODE_POOL) and charts == sorted(
+        ["fluent-bit", versions.STRIMZI_CHART, versions.KUEUE_CHART, versions.JOBSET_CHART, versions.TRAINER_CHART])

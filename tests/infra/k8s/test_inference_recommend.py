@@ -13,6 +13,7 @@ from infra.k8s.inference import InferenceService
 from infra.review.engine import render_program
 from infra.review.graph import Graph
 from tests.support.graph import assert_kind_validates
+from tests.support.training import TRAIN_JOB
 from workloads.common.settings import API_KEY_FILE, REDIS_URL_FILE, SECRETS_DIR
 from workloads.gateway.settings import GatewaySettings
 from workloads.recommend.model_settings import ServiceSettings
@@ -192,8 +193,7 @@ def test_stack_serves_the_recommender_export_behind_the_gateway(stack_graph: Cal
                                           "local": "ghcr.io/modelplane/recommend:0.1.0"}[stack])
     assert container["command"] == ["python", "-m", "workloads.recommend.service"]
     model_uri = _env(container)[ServiceSettings.env_name("model_uri")]["value"]
-    job = graph.one("kubernetes:kubeflow.org/v1:PyTorchJob", "recommender-job").inputs["spec"]
-    args = job["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"]
+    args = graph.one(TRAIN_JOB, "recommender-job").inputs["spec"]["trainer"]["args"]
     assert model_uri == args[args.index("--export") + 1]  # the service loads what the job exports
     assert _env(container)[ServiceSettings.env_name("redis_url_file")]["value"] == f"{SECRETS_DIR}/{REDIS_URL_FILE}"
     gateway_env = _env(_pod(graph, "recommend-stable")["containers"][0])

@@ -78,8 +78,7 @@ def test_admission_is_all_or_nothing_with_a_bounded_requeue_backoff(eks: Graph) 
 
 def test_batch_integrations_are_enabled_and_nothing_else(eks: Graph) -> None:
     assert _config(eks)["integrations"] == {"frameworks": [
-        "batch/job", "jobset.x-k8s.io/jobset", "trainer.kubeflow.org/trainjob", "kubeflow.org/pytorchjob",
-        "kubeflow.org/tfjob"]}
+        "batch/job", "jobset.x-k8s.io/jobset", "trainer.kubeflow.org/trainjob"]}
 
 
 def test_config_keeps_the_chart_defaults_the_deployment_relies_on(eks: Graph) -> None:

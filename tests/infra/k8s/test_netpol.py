@@ -19,19 +19,21 @@ from infra.k8s.mesh import GATEWAY_POD_LABELS, GATEWAY_SERVICE_PORTS, INGRESS_NA
 from infra.k8s.mesh import SYSTEM_NAMESPACE as MESH_NAMESPACE
 from infra.k8s.namespaces import INFERENCE_NAMESPACE
 from infra.k8s.netpol import ALLOW_DNS, DEFAULT_DENY, DNS_NAMESPACE, DNS_POD_LABELS, DNS_PORT, ISTIOD_XDS_PORT
-from infra.k8s.observability import ADAPTER_PORT, OPERATOR_WEBHOOK_PORT, PROMETHEUS_POD_LABELS
+from infra.k8s.observability import ADAPTER_PORT, LEADER_POD_LABELS, OPERATOR_WEBHOOK_PORT, PROMETHEUS_POD_LABELS
 from infra.k8s.observability import NAMESPACE as MONITORING_NAMESPACE
 from infra.k8s.recommend import METRICS_PORT as PROCESSOR_METRICS_PORT
 from infra.k8s.recommend import SERVICE_ACCOUNT as PROCESSOR
 from infra.k8s.streaming import NAMESPACE as KAFKA_NAMESPACE
 from infra.k8s.streaming import PORT as KAFKA_PORT
-from infra.k8s.training import METRICS_PORT as TRAINER_METRICS_PORT
-from infra.k8s.training_operator import NAMESPACE as OPERATOR_NAMESPACE
+from infra.k8s.trainer import TRAINER_NAMESPACE as OPERATOR_NAMESPACE
+from infra.k8s.training_runtime import METRICS_PORT as TRAINER_METRICS_PORT
 from infra.review.graph import Graph
 from tests.support.graph import assert_kind_validates
 from tests.support.netpol import NETWORK_POLICY, Endpoint, NetworkModel, external, pod, pod_template_labels
 
 STACKS = ("local", "dev", "staging", "prod")
+TRAINING_KINDS = ("TrainJob", "JobSet")
+"""The kinds a TrainingJob renders (PyTorch, TensorFlow)."""
 CONFORMANCE = Path(__file__).resolve().parents[2] / "conformance"
 """The vendored upstream chart values (tests/conformance/)."""
 RENDEZVOUS_PORT = 29500
@@ -50,18 +52,19 @@ def owned_namespaces(graph: Graph) -> list[str]:
     return sorted(names)
 
 
-def trainer(graph: Graph, job: str, ip: str = TRAINER_IP, replica_type: str = "master") -> Endpoint:
-    """A rank of `job` in the job's namespace (training, or its team's), labelled as its rendered pod template (plus
-    the operator's replica-type label)."""
+def trainer(graph: Graph, job: str, ip: str = TRAINER_IP, index: int = 0) -> Endpoint:
+    """Rank `index` of `job` in the job's namespace (training, or its team's), labelled as its rendered pod template
+    plus the JobSet and Job controllers' index labels (0: the leader)."""
     rendered = next(r.inputs for r in graph.kubernetes_objects()
-                    if r.inputs.get("kind") in ("PyTorchJob", "TFJob") and r.inputs["metadata"]["name"] == job)
-    labels = {**pod_template_labels(graph, rendered["kind"], job), "training.kubeflow.org/replica-type": replica_type}
+                    if r.inputs.get("kind") in TRAINING_KINDS and r.inputs["metadata"]["name"] == job)
+    labels = {**pod_template_labels(graph, rendered["kind"], job), **LEADER_POD_LABELS,
+              "batch.kubernetes.io/job-completion-index": str(index)}
     return pod(rendered["metadata"]["namespace"], labels, ip, {"metrics": TRAINER_METRICS_PORT})
 
 
 def jobs(graph: Graph) -> list[str]:
     return sorted(r.inputs["metadata"]["name"] for r in graph.kubernetes_objects()
-                  if r.inputs.get("kind") in ("PyTorchJob", "TFJob"))
+                  if r.inputs.get("kind") in TRAINING_KINDS)
 
 
 def deployment_pod(graph: Graph, name: str, ip: str = "10.0.2.20") -> Endpoint:
@@ -131,7 +134,7 @@ def test_a_rank_of_the_same_job_is_admitted_on_any_port(stack_graph: Callable[[s
     graph = stack_graph(name)
     model = NetworkModel(graph)
     for job in jobs(graph):
-        assert model.admits(trainer(graph, job, OTHER_IP, "worker"), trainer(graph, job), port), job
+        assert model.admits(trainer(graph, job, OTHER_IP, index=1), trainer(graph, job), port), job
 
 
 def test_ingress_gateway_reaches_inference_pods_but_not_trainers(dev: Graph) -> None:

@@ -15,7 +15,6 @@ import pulumi_kubernetes as k8s
 import pytest
 from typer.testing import CliRunner
 
-from infra.k8s.namespaces import TRAINING_NAMESPACE
 from infra.review import engine
 from infra.review.cli import app
 from infra.review.engine import render_program
@@ -74,4 +73,5 @@ def test_local_renders_the_same_policies_twice_through_the_cli(tmp_path: Path) -
         runs.append({r["urn"]: r["inputs"] for r in graph["resources"] if r["type"] == NETWORK_POLICY})
     assert runs[0] == runs[1]
     trainer = next(inputs for urn, inputs in runs[0].items() if "TrainingJob$" in urn and "tiny-lm" in urn)
-    assert trainer["metadata"]["namespace"] == TRAINING_NAMESPACE
+    # tiny-lm queues on team ml's LocalQueue, so it runs (and its policy lives) in the team's namespace.
+    assert trainer["metadata"]["namespace"] == "team-ml"

@@ -207,9 +207,10 @@ def test_the_mesh_admits_the_service_account_prometheus_runs_as(prod: Graph) -> 
 def test_training_leaders_are_scraped_on_their_metrics_port(prod: Graph) -> None:
     spec = prod.one(POD_MONITOR).inputs["spec"]
     assert spec["namespaceSelector"] == {"matchNames": ["training"]}
-    assert spec["selector"]["matchLabels"] == {"app.kubernetes.io/component": "training"}
-    assert spec["selector"]["matchExpressions"] == [
-        {"key": "training.kubeflow.org/replica-type", "operator": "In", "values": ["master", "chief"]}]
+    # Only the leader (JobSet's Job 0, its pod 0) serves /metrics.
+    assert spec["selector"] == {"matchLabels": {"app.kubernetes.io/component": "training",
+                                                "jobset.sigs.k8s.io/job-index": "0",
+                                                "batch.kubernetes.io/job-completion-index": "0"}}
     assert spec["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
 
 

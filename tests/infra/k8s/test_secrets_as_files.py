@@ -12,6 +12,7 @@ from infra.k8s.inference_runtimes import API_KEY_SECRET_KEY
 from infra.k8s.podspec import REDIS_URL_SECRET_KEY, SECRET_FILE_MODE, SECRETS_VOLUME
 from infra.review.engine import SECRET
 from infra.review.graph import Graph, Resource
+from tests.support.training import training_pods
 from workloads.common.settings import API_KEY_FILE, REDIS_URL_FILE, SECRETS_DIR
 from workloads.gateway.settings import GatewaySettings
 from workloads.recommend.model_settings import ServiceSettings
@@ -28,22 +29,19 @@ POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 """Where the pod template sits in each workload kind the program builds directly."""
-REPLICA_SPECS = {"kubernetes:kubeflow.org/v1:PyTorchJob": "pytorchReplicaSpecs",
-                 "kubernetes:kubeflow.org/v1:TFJob": "tfReplicaSpecs"}
-"""The training operator's kinds: one pod template per replica type."""
 
 
 def pod_templates(graph: Graph) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(where, pod spec) of every pod template in the graph: `where` is the resource's URN (and replica type)."""
+    """(where, pod spec) of every pod template in the graph: `where` is the resource's URN. A TrainJob's pod is its
+    runtime's template with the TrainJob's trainer and patches applied (tests/support/training.py)."""
     for resource in graph.kubernetes_objects():
         if resource.type in POD_TEMPLATE_PATHS:
             spec: Any = resource.inputs
             for key in POD_TEMPLATE_PATHS[resource.type]:
                 spec = spec[key]
             yield resource.urn, spec
-        elif resource.type in REPLICA_SPECS:
-            for replica, replica_spec in resource.inputs["spec"][REPLICA_SPECS[resource.type]].items():
-                yield f"{resource.urn} ({replica})", replica_spec["template"]["spec"]
+    for resource, template in training_pods(graph):
+        yield resource.urn, template["spec"]
 
 
 def secret_env(where: str, pod: dict[str, Any]) -> list[str]:
@@ -69,6 +67,16 @@ def test_no_secret_reaches_a_container_as_an_env_var(stack_graph: Callable[[str]
     assert pods, f"{stack}: no pod template found to scan"
     leaks = [line for where, pod in pods for line in secret_env(where, pod)]
     assert not leaks, "Secrets as env vars (mount them as files instead):\n  " + "\n  ".join(leaks)
+
+
+def test_the_scan_covers_the_training_pods(stack_graph: Callable[[str], Graph]) -> None:
+    scanned = [where for where, _ in pod_templates(stack_graph("dev"))]
+    assert any(":TrainJob::lm-small-job" in where for where in scanned), scanned
+    assert any(":JobSet::digits-cnn-job" in where for where in scanned), scanned
+    # The local stack keeps MinIO's keys as env: the scan sees them in its TrainJobs' pods.
+    local = [line for where, pod in pod_templates(stack_graph("local")) if ":TrainJob::" in where
+             for line in secret_env(where, pod)]
+    assert any("env AWS_SECRET_ACCESS_KEY from Secret s3-credentials" in line for line in local), local
 
 
 def test_the_scan_names_the_resource_the_container_and_the_variable() -> None:

@@ -9,11 +9,11 @@ import yaml
 
 from infra.review.graph import Graph, Resource
 from tests.support.graph import render_variant
+from tests.support.training import JOBSET, TRAIN_JOB, train_job_pod
 
 FLAVOR = "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor"
 CLUSTER_QUEUE = "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue"
 LOCAL_QUEUE = "kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue"
-PYTORCH_JOB = "kubernetes:kubeflow.org/v1:PyTorchJob"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
 
 
@@ -127,15 +127,15 @@ def test_each_team_namespace_denies_by_default_and_has_a_trainer_account_with_a_
 
 
 def test_the_teams_job_runs_in_its_namespace_with_the_queue_label(dev: Graph) -> None:
-    jobs = _by_name(dev.of_type(PYTORCH_JOB))
+    jobs = _by_name([*dev.of_type(TRAIN_JOB), *dev.of_type(JOBSET)])
     job = jobs["lm-small"]
     assert job["metadata"]["namespace"] == "team-research"
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "research"
-    master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-    assert master["serviceAccountName"] == "trainer"
+    assert train_job_pod(dev, job)["spec"]["serviceAccountName"] == "trainer"
     # Jobs without a team keep the training namespace, unqueued.
-    assert jobs["recommender"]["metadata"]["namespace"] == "training"
-    assert "kueue.x-k8s.io/queue-name" not in jobs["recommender"]["metadata"]["labels"]
+    for unqueued in ("recommender", "digits-cnn"):
+        assert jobs[unqueued]["metadata"]["namespace"] == "training"
+        assert "kueue.x-k8s.io/queue-name" not in jobs[unqueued]["metadata"]["labels"]
 
 
 def test_local_has_one_label_less_flavor_and_a_cpu_only_team(local: Graph) -> None:
@@ -147,9 +147,12 @@ def test_local_has_one_label_less_flavor_and_a_cpu_only_team(local: Graph) -> No
     assert (local_queue.inputs["metadata"]["namespace"], local_queue.inputs["spec"]) == ("team-ml", {"clusterQueue": "ml"})
 
 
-def test_local_queued_job_runs_through_the_teams_queue_and_reaches_minio(local: Graph) -> None:
-    job = _by_name(local.of_type(PYTORCH_JOB))["recommender"]
-    assert (job["metadata"]["namespace"], job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"]) == ("team-ml", "ml")
+def test_local_jobs_run_through_the_teams_queue_and_reach_minio(local: Graph) -> None:
+    jobs = _by_name(local.of_type(TRAIN_JOB))
+    assert sorted(jobs) == ["recommender", "tiny-lm"]
+    for job in jobs.values():
+        assert (job["metadata"]["namespace"], job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"]) == (
+            "team-ml", "ml")
     secrets = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
                for r in local.of_type("kubernetes:core/v1:Secret")}
     assert ("team-ml", "s3-credentials") in secrets

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.support.servers import S3Server, free_port
+from workloads.common.vocab import JOBSET_ENV
+from workloads.trainer_tf.jobset import jobset_tf_config
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 """The repository root: the working directory of every trainer process."""
@@ -38,12 +40,20 @@ def trainer_env(server: S3Server, tmpdir: Path | None = None) -> dict[str, str]:
     return env
 
 
+def jobset_env(replicas: int, index: int, name: str = "digits") -> dict[str, str]:
+    """The JobSet variables of worker `index` in a JobSet `name` of `replicas` workers, as the downward API sets them."""
+    name_var, job_var, replicas_var, index_var = JOBSET_ENV  # declared in this order
+    return {name_var: name, job_var: "worker", replicas_var: str(replicas), index_var: str(index)}
+
+
 def tf_config(ports: list[int], index: int) -> str:
-    """`TF_CONFIG` for worker `index` of a cluster listening on loopback `ports`."""
-    return json.dumps({
-        "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-        "task": {"type": "worker", "index": index},
-    })
+    """`TF_CONFIG` for worker `index`: what the trainer computes from its JobSet variables, each JobSet hostname
+    (resolvable only in the cluster) swapped for the loopback port that worker listens on."""
+    computed = jobset_tf_config(jobset_env(len(ports), index))
+    assert computed is not None
+    spec = json.loads(computed)
+    spec["cluster"]["worker"] = [f"127.0.0.1:{port}" for port in ports]
+    return json.dumps(spec)
 
 
 @dataclass
@@ -131,13 +141,14 @@ def start_worker(args: list[str], env: dict[str, str], logdir: Path, index: int 
 def start_cluster(
     num_workers: int, args_for: Callable[[int], list[str]], server: S3Server, workdir: Path
 ) -> list[Worker]:
-    """Start `num_workers` processes with `TF_CONFIG` on fresh loopback ports; worker 0 is the chief."""
+    """Start `num_workers` processes as the pods of a JobSet, on fresh loopback ports; worker 0 is the chief."""
     ports = [free_port() for _ in range(num_workers)]
     workers = []
     for index in range(num_workers):
         env = trainer_env(server, workdir / f"tmp-{index}")
         if num_workers > 1:
-            env["TF_CONFIG"] = tf_config(ports, index)
+            # A JobSet pod's env, plus the loopback TF_CONFIG that wins over it (the JobSet hostnames do not resolve).
+            env.update(jobset_env(num_workers, index), TF_CONFIG=tf_config(ports, index))
         workers.append(start_worker(args_for(index), env, workdir / "logs", index))
     return workers
 

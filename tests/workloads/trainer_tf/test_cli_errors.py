@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.servers import S3Server, free_port
-from tests.workloads.trainer_tf.cluster import run_cli, trainer_env
+from tests.workloads.trainer_tf.cluster import jobset_env, run_cli, trainer_env
 from workloads.common import s3 as s3io
+from workloads.common.vocab import COLLECTIVE_TIMEOUT_FLAG
 from workloads.trainer_tf.cli import main
 
 
@@ -55,6 +57,29 @@ def test_tf_config_task_index_out_of_range_fails(
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
                                                 "task": {"type": "worker", "index": 1}}))
     assert "TF_CONFIG: task index 1 is out of range" in _fails_with(_args(bucket, tmp_path), capsys)
+
+
+def test_jobset_env_without_tf_config_sets_the_cluster(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TF_CONFIG", "")
+    for var, value in jobset_env(replicas=3, index=1).items():
+        monkeypatch.setenv(var, value)
+    # Three workers from the JobSet's replicas: a global batch of 2 cannot feed them all.
+    error = _fails_with(_args(bucket, tmp_path, "--batch-size", "2"), capsys)
+    assert error == "--batch-size: must be at least the number of workers in TF_CONFIG (3) so every worker gets " \
+                    "examples (got 2)"
+    assert json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"][2] == "digits-worker-2-0.digits:2222"
+
+
+def test_partial_jobset_env_fails_naming_the_missing_variables(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TF_CONFIG", "")
+    monkeypatch.setenv("JOBSET_NAME", "digits")
+    error = _fails_with(_args(bucket, tmp_path), capsys)
+    assert error.startswith("JOBSET_REPLICATED_JOB_NAME, JOBSET_REPLICATED_JOB_REPLICAS, JOBSET_JOB_INDEX: missing "
+                            "or empty, so TF_CONFIG cannot be computed")
 
 
 def test_unknown_data_source_fails_naming_data(
@@ -107,5 +132,5 @@ def test_the_module_prints_help_and_exits_zero(s3: S3Server) -> None:
     result = run_cli(["--help"], trainer_env(s3), timeout=60)
     assert result.returncode == 0
     for flag in ("--data", "--epochs", "--batch-size", "--lr", "--backup-dir", "--backup-uri", "--export", "--seed",
-                 "--metrics-port"):
+                 "--metrics-port", COLLECTIVE_TIMEOUT_FLAG):
         assert flag in result.stdout

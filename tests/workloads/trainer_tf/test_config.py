@@ -9,7 +9,7 @@ import pytest
 
 from workloads.common.settings import SettingsError
 from workloads.common.uri import S3Uri
-from workloads.common.vocab import DATA_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG
+from workloads.common.vocab import COLLECTIVE_TIMEOUT_FLAG, DATA_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG
 from workloads.trainer_tf.config import TrainSettings, check_batch_size, parse_args, parse_tf_config
 
 REQUIRED = ["--backup-dir", "/tmp/backup", "--export", "s3://bucket/models/digits/"]
@@ -83,7 +83,15 @@ def test_settings_come_from_modelplane_tf_train_env_under_flags() -> None:
 
 def test_platform_flags_are_the_vocabulary_flags() -> None:
     flags = {action.option_strings[0] for action in TrainSettings.build_parser()._actions if action.option_strings}
-    assert {DATA_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG} <= flags
+    assert {DATA_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG, COLLECTIVE_TIMEOUT_FLAG} <= flags
+
+
+def test_collective_timeout_defaults_to_half_an_hour_and_must_be_positive() -> None:
+    assert parse_args(REQUIRED).collective_timeout == 1800
+    assert parse_args([*REQUIRED, COLLECTIVE_TIMEOUT_FLAG, "30"]).collective_timeout == 30
+    with pytest.raises(SettingsError, match=r"--collective-timeout \(MODELPLANE_TF_TRAIN_COLLECTIVE_TIMEOUT\): "
+                                            r"Input should be greater than or equal to 1"):
+        parse_args([*REQUIRED, COLLECTIVE_TIMEOUT_FLAG, "0"])
 
 
 def test_backup_uri_must_be_an_s3_uri() -> None:

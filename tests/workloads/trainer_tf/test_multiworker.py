@@ -1,7 +1,8 @@
 """Real MultiWorkerMirroredStrategy runs: two local worker processes with TF_CONFIG on loopback ports.
 
-One shared run checks accuracy, export, metrics and logs; a second is SIGKILLed after an epoch and
-restarted to check that training resumes from the last backed-up epoch.
+Each worker gets a JobSet pod's env and the TF_CONFIG the trainer computes from it, on loopback (cluster.py). One
+shared run checks accuracy, export, metrics and logs; a second is SIGKILLed after an epoch and restarted to check
+that training resumes from the last backed-up epoch.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def test_both_workers_finish_every_epoch(two_workers: ClusterRun) -> None:
         assert [e["epoch"] for e in worker.named("epoch_end")] == list(range(1, EPOCHS + 1))
         assert worker.named("train_start")[0]["start_epoch"] == 1
         assert worker.named("train_start")[0]["workers"] == 2
+        assert worker.named("config")[0]["worker"] == worker.index, "the rank is the JobSet job index"
 
 
 def test_workers_train_in_lockstep_on_disjoint_shards(two_workers: ClusterRun) -> None:

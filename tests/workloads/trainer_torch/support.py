@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -58,15 +59,40 @@ def subprocess_env(server_env: dict[str, str], **extra: str) -> dict[str, str]:
             "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", **extra}
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, read from /proc (torchrun starts each worker in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # exited while listing
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_job(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL torchrun's agent and every worker at once, as losing the node does (or deleting the pod once its
+    grace period is over: first it gets SIGTERM), and reap the agent."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.communicate()
+
+
 def run_group(command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run `command` in its own process group; on timeout kill the whole group (torchrun's workers too)."""
+    """Run `command` and wait; on timeout kill it and every process it started (torchrun's workers too)."""
     with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as proc:
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            kill_job(proc)
             raise
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 

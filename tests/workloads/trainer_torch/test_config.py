@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from workloads.common.settings import SettingsError
-from workloads.common.vocab import CHECKPOINTS_FLAG, DATA_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG
+from workloads.common.vocab import (
+    CHECKPOINTS_FLAG,
+    COLLECTIVE_TIMEOUT_FLAG,
+    DATA_FLAG,
+    EXPORT_FLAG,
+    METRICS_PORT_FLAG,
+)
 from workloads.trainer_torch.config import TrainSettings, parse_config
 
 BASE = ["--data", "s3://b/data/manifest.json", "--checkpoints", "s3://b/ckpt", "--model", "tiny"]
@@ -26,7 +32,15 @@ def test_defaults_resolve_seq_len_grad_accum_and_min_lr() -> None:
 
 def test_platform_flags_are_the_vocabulary_flags() -> None:
     flags = {action.option_strings[0] for action in TrainSettings.build_parser()._actions if action.option_strings}
-    assert {DATA_FLAG, CHECKPOINTS_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG} <= flags
+    assert {DATA_FLAG, CHECKPOINTS_FLAG, EXPORT_FLAG, METRICS_PORT_FLAG, COLLECTIVE_TIMEOUT_FLAG} <= flags
+
+
+def test_collective_timeout_defaults_to_half_an_hour_and_must_be_positive() -> None:
+    assert parse_config(BASE, environ={}).collective_timeout == 1800
+    assert parse_config(BASE, environ={"MODELPLANE_TRAIN_COLLECTIVE_TIMEOUT": "60"}).collective_timeout == 60
+    assert errors_for([*BASE, COLLECTIVE_TIMEOUT_FLAG, "0"]) == [
+        "--collective-timeout (MODELPLANE_TRAIN_COLLECTIVE_TIMEOUT): Input should be greater than or equal to 1 "
+        "(got '0')"]
 
 
 def test_non_s3_uris_are_rejected_naming_the_flag() -> None:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,13 @@ from safetensors.torch import load as load_safetensors
 from torch.distributed.checkpoint._fsspec_filesystem import FsspecWriter
 
 from tests.support.servers import S3Server, free_port
-from tests.workloads.trainer_torch.support import REPO, TINY, Bucket, events, subprocess_env, torchrun
+from tests.workloads.trainer_torch.support import REPO, TINY, Bucket, events, kill_job, subprocess_env, torchrun
 from workloads.common import metrics as names
+from workloads.common.vocab import COLLECTIVE_TIMEOUT_FLAG
 from workloads.lm.export import load_export
 from workloads.trainer_torch.__main__ import main
 from workloads.trainer_torch.checkpoint import UPLOAD_THREADS
-from workloads.trainer_torch.lifecycle import EXIT_PREEMPTED, FAULT_ENV
+from workloads.trainer_torch.lifecycle import EXIT_PREEMPTED, FAULT_ENV, HANG_ENV
 
 # DCP warns on every single-process save and load; that is the mode these tests use on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is:UserWarning")
@@ -128,6 +130,57 @@ def test_sigkilled_rank_resumes_bit_exactly_from_newest_committed_checkpoint(
     weights_a = load_safetensors(bucket.read("run-a/export/model.safetensors"))
     weights_b = load_safetensors(bucket.read("run-b/export/model.safetensors"))
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_whole_group_restart_resumes_bit_exactly_from_newest_committed_checkpoint(
+        run_a: Run, s3: S3Server, bucket: Bucket, dataset: str, tmp_path: Path) -> None:
+    # What JobSet's failurePolicy does: every pod of the job (each torchrun agent and its ranks) is deleted and
+    # recreated; SIGKILL is the worst case (a lost node), with no SIGTERM checkpoint to resume from.
+    args, env = run_args(dataset, bucket, "run-c", tmp_path / "local"), subprocess_env(s3.env())
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "workloads.trainer_torch", *args]
+    with (tmp_path / "stderr.log").open("w") as stderr:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                start_new_session=True)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                if '"event": "checkpoint"' in line:
+                    break
+        finally:
+            kill_job(proc)
+    committed = bucket.committed_steps("run-c/ckpt/")
+    assert committed and committed[-1] < STEPS, (tmp_path / "stderr.log").read_text()[-4000:]
+
+    proc = torchrun(args, env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    resumed = events(proc.stdout, "resumed")
+    assert sorted(e["rank"] for e in resumed) == [0, 1] and {e["step"] for e in resumed} == {committed[-1]}
+    model_a, _ = state_dicts(bucket, "run-a", STEPS)
+    model_c, _ = state_dicts(bucket, "run-c", STEPS)
+    assert all(torch.equal(model_a[key], model_c[key]) for key in model_a)
+    weights_a = load_safetensors(bucket.read("run-a/export/model.safetensors"))
+    weights_c = load_safetensors(bucket.read("run-c/export/model.safetensors"))
+    assert weights_a.keys() == weights_c.keys() and all(torch.equal(weights_a[k], weights_c[k]) for k in weights_a)
+
+
+def test_a_hung_rank_fails_the_job_within_the_collective_timeout(
+        s3: S3Server, bucket: Bucket, dataset: str, tmp_path: Path) -> None:
+    timeout_s = 5
+    args = ["--data", dataset, "--checkpoints", bucket.uri("hang/ckpt"), *TINY, "--max-steps", "1000",
+            "--checkpoint-every", "1000", "--local-dir", str(tmp_path / "local"),
+            COLLECTIVE_TIMEOUT_FLAG, str(timeout_s), "--sigterm-grace", "2"]
+    started = time.monotonic()
+    proc = torchrun(args, subprocess_env(s3.env(), **{HANG_ENV: "1:3"}), timeout=120)
+    elapsed = time.monotonic() - started
+    assert proc.returncode != 0, "a job with a hung rank must fail, not finish"
+    assert [e["step"] for e in events(proc.stdout, "fault_injected")] == [3]
+    failed = events(proc.stderr, "collective_timeout")
+    assert [(e["rank"], e["timeout_s"]) for e in failed] == [(0, timeout_s)], proc.stderr[-4000:]
+    assert (f"error: {COLLECTIVE_TIMEOUT_FLAG}: rank 0 waited more than {timeout_s} s for the other ranks"
+            in proc.stderr)
+    assert max(e["step"] for e in events(proc.stdout, "step")) <= 5
+    assert elapsed < 60, f"the job took {elapsed:.0f} s to fail"
 
 
 def test_missing_manifest_is_a_clear_error(bucket: Bucket, tmp_path: Path,
