@@ -98,6 +98,8 @@ def _find_pod_specs(node: Mapping[str, Any], path: str) -> Iterator[tuple[str, M
 
 TRAINER_GROUP: Final = "trainer.kubeflow.org"
 """The API group of Kubeflow Trainer v2's TrainJob, TrainingRuntime and ClusterTrainingRuntime."""
+JOBSET_GROUP: Final = "jobset.x-k8s.io"
+"""The API group of JobSet (a TrainJob's runtime template, and the JobSet Trainer builds from it)."""
 
 
 def is_trainjob(props: Mapping[str, Any]) -> bool:

@@ -6,9 +6,10 @@ ours) Kueue's webhook leaves an unlabelled job alone, so it takes GPUs outside e
 requests where each kind keeps them: container and init-container `resources` under any pod template (batch/v1 Job
 `spec.template`, JobSet `spec.replicatedJobs[].template.spec.template`) and TrainJob's `spec.trainer.resourcesPerNode`
 (kubeflow/trainer v2.3.0 pkg/apis/trainer/v1alpha1/trainjob_types.go: the pod patches of its `runtimePatches` carry
-no resources). A TrainJob whose resourcesPerNode names no GPU amount keeps its runtime's (resourcesPerNode merges key
-by key over the runtime's trainer container), so its GPUs are then read from the pod templates of the
-ClusterTrainingRuntime (or TrainingRuntime of its namespace) its `spec.runtimeRef` names, when the stack holds it.
+no resources). A TrainJob also runs its runtime's pod templates: the ClusterTrainingRuntime (or TrainingRuntime of its
+namespace) its `spec.runtimeRef` names, read when the stack holds it. resourcesPerNode merges key by key over the
+trainer's `node` container only, so that container's GPUs count unless resourcesPerNode names a GPU amount, and every
+other container's (initializers, sidecars) always count.
 A team namespace is one holding a LocalQueue in the stack (every team's has one, and a LocalQueue is what the label
 must name), plus any named in `teamNamespaces`. Where the stack holds the namespace's LocalQueues, a label naming none
 of them is a violation too: Kueue leaves such a workload inadmissible.
@@ -24,6 +25,7 @@ every one of them, as a template label or as an allowed value of a template requ
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -38,6 +40,7 @@ from pulumi_policy import (
 
 from policies.kube import (
     GPU_RESOURCE,
+    JOBSET_GROUP,
     TRAINER_GROUP,
     api_group,
     describe,
@@ -54,7 +57,7 @@ from policies.wire import as_list, quantity, setting
 KUEUE_GROUP: Final = "kueue.x-k8s.io"
 """The API group of Kueue's LocalQueue, ClusterQueue and ResourceFlavor."""
 QUEUED_KINDS: Final = frozenset({
-    ("batch", "Job"), ("jobset.x-k8s.io", "JobSet"), (TRAINER_GROUP, "TrainJob"),
+    ("batch", "Job"), (JOBSET_GROUP, "JobSet"), (TRAINER_GROUP, "TrainJob"),
 })
 """(API group, kind) of the batch workloads Kueue's integrations admit."""
 RESOURCE_KEYS: Final = ("resources", "resourcesPerNode")
@@ -108,11 +111,37 @@ def gpu_requests(node: Any, path: str, gpu: str) -> Iterator[str]:
             yield from gpu_requests(item, f"{path}[{name if name else i}]", gpu)
 
 
+ANCESTOR_LABEL: Final = "trainer.kubeflow.org/trainjob-ancestor-step"
+"""Marks the runtime's replicated Job a TrainJob's `trainer` applies to (kubeflow/trainer v2.3.0 pkg/constants)."""
+TRAINER_ANCESTOR: Final = "trainer"
+"""ANCESTOR_LABEL's value on the trainer's replicated Job (constants.AncestorTrainer)."""
+TRAINER_CONTAINER: Final = "node"
+"""The container of that Job that resourcesPerNode is merged over (constants.Node)."""
+
+
+def _without_trainer_resources(runtime_spec: Any) -> Any:
+    """A runtime spec without the resources a TrainJob's resourcesPerNode replaces: those of the `node` container of
+    the trainer's replicated Job, when the runtime has an mlPolicy (kubeflow/trainer v2.3.0
+    pkg/runtime/core/trainingruntime.go); other Jobs and containers (initializers, sidecars) keep theirs."""
+    spec = copy.deepcopy(runtime_spec)
+    if not isinstance(spec, dict) or not spec.get("mlPolicy"):
+        return spec
+    for job in as_list(((spec.get("template") or {}).get("spec") or {}).get("replicatedJobs")):
+        template = job.get("template") if isinstance(job, dict) else None
+        if not isinstance(template, dict) or labels(template).get(ANCESTOR_LABEL) != TRAINER_ANCESTOR:
+            continue
+        pod = ((template.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in as_list(pod.get("containers")):
+            if isinstance(container, dict) and container.get("name") == TRAINER_CONTAINER:
+                container.pop("resources", None)
+    return spec
+
+
 def _runtime_gpu_requests(trainjob: PolicyResource, resources: list[PolicyResource], gpu: str) -> Iterator[str]:
-    """GPU requests a TrainJob inherits: none when its resourcesPerNode names a GPU amount, else its runtime's."""
+    """GPU requests a TrainJob inherits from its runtime's pod templates: all of them, but the trainer container's
+    only when the TrainJob's resourcesPerNode names no GPU amount (it merges key by key over that container's)."""
     per_node = ((trainjob.props.get("spec") or {}).get("trainer") or {}).get("resourcesPerNode") or {}
-    if any(gpu in (per_node.get(field) or {}) for field in ("requests", "limits")):
-        return
+    overridden = any(gpu in (per_node.get(field) or {}) for field in ("requests", "limits"))
     ref = (trainjob.props.get("spec") or {}).get("runtimeRef") or {}
     kind = ref.get("kind") or "ClusterTrainingRuntime"  # the CRD's defaults (trainjob_types.go RuntimeRef)
     group = ref.get("apiGroup") or TRAINER_GROUP
@@ -120,8 +149,9 @@ def _runtime_gpu_requests(trainjob: PolicyResource, resources: list[PolicyResour
         if (kind_of(runtime.props), api_group(runtime.props), _name(runtime)) != (kind, group, ref.get("name")):
             continue
         if kind == "ClusterTrainingRuntime" or _namespace(runtime) == _namespace(trainjob):
+            spec = runtime.props.get("spec")
             where = f"{kind} {_name(runtime)} spec"
-            yield from gpu_requests(runtime.props.get("spec"), where, gpu)
+            yield from gpu_requests(_without_trainer_resources(spec) if overridden else spec, where, gpu)
 
 
 def _queue_label(args: StackValidationArgs, report: ReportViolation) -> None:

@@ -24,6 +24,7 @@ from pulumi_policy import (
 
 from policies.environment import ENVIRONMENT_SCHEMA, is_production
 from policies.kube import (
+    JOBSET_GROUP,
     api_group,
     containers,
     describe,
@@ -168,7 +169,7 @@ _CHECKPOINT_SCHEMA = PolicyConfigSchema(properties={
         "description": "Labels (on the object) that make a JobSet or batch Job a training job; every TrainJob is one.",
     },
 })
-LABELLED_KINDS: Final = frozenset({("jobset.x-k8s.io", "JobSet"), ("batch", "Job")})
+LABELLED_KINDS: Final = frozenset({(JOBSET_GROUP, "JobSet"), ("batch", "Job")})
 """(API group, kind) of the generic batch workloads that are training jobs when labelled like `trainingLabels`."""
 
 

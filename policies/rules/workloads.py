@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from pulumi_policy import (
@@ -181,18 +181,24 @@ def _host_access(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any
                f"PVC or a Service); node agents belong in a DaemonSet listed in systemDaemonSets.", args.urn)
 
 
+def _unlimited(resources: Mapping[str, Any], required: Iterable[str]) -> list[str]:
+    """The `limits.<key>` a ResourceRequirements lacks: each of `required`, and a GPU limit equal to its request."""
+    limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+    missing = [f"limits.{key}" for key in required if limits.get(key) in (None, "")]
+    gpu_requested = quantity(requests.get(GPU_RESOURCE))
+    if gpu_requested and quantity(limits.get(GPU_RESOURCE)) != gpu_requested:
+        missing.append(f"limits.{GPU_RESOURCE} (must equal its request)")
+    return missing
+
+
 def _limits(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
     for field, container in containers(spec):
         if field.startswith("ephemeralContainers"):
             continue  # the API forbids resources on ephemeral containers
         resources = container.get("resources") or {}
-        limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
-        missing = [key for key in ("cpu", "memory") if limits.get(key) in (None, "")]
-        gpu_requested = quantity(requests.get(GPU_RESOURCE))
-        if gpu_requested and quantity(limits.get(GPU_RESOURCE)) != gpu_requested:
-            missing.append(f"{GPU_RESOURCE} (must equal its request)")
+        missing = _unlimited(resources, ("cpu", "memory"))
         if missing:
-            report(f"{describe(args.props, args.name)} {path}.{field} sets no limits.{', limits.'.join(missing)}. "
+            report(f"{describe(args.props, args.name)} {path}.{field} sets no {', '.join(missing)}. "
                    f"Fix: set resources.limits for cpu and memory (Resources(...).manifest() sets limits = requests)"
                    f"{_RUNTIME_NOTE if kind_of(args.props) in RUNTIME_KINDS else ''}.", args.urn)
 
@@ -214,11 +220,8 @@ def _trainer_resources(args: ResourceValidationArgs, report: ReportViolation) ->
     resources = trainjob_trainer(args.props).get("resourcesPerNode")
     if not isinstance(resources, Mapping):
         return
-    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-    missing = [f"limits.{key}" for key in requests if key != GPU_RESOURCE and limits.get(key) in (None, "")]
-    gpu_requested = quantity(requests.get(GPU_RESOURCE))
-    if gpu_requested and quantity(limits.get(GPU_RESOURCE)) != gpu_requested:
-        missing.append(f"limits.{GPU_RESOURCE} (must equal its request)")
+    requests = resources.get("requests") or {}
+    missing = _unlimited(resources, [key for key in requests if key != GPU_RESOURCE])
     if missing:
         report(f"{describe(args.props, args.name)} spec.trainer.resourcesPerNode requests {sorted(requests)} but sets "
                f"no {', '.join(missing)}, so its pods get the runtime's limits, sized for no particular job. Fix: "

@@ -31,8 +31,8 @@ def local_queue(namespace: str = "team-a") -> Res:
     return obj(kueue.API_VERSION, "LocalQueue", namespace, {"clusterQueue": namespace}, namespace=namespace)
 
 
-def pod_template(resources: dict[str, Any], *, init: bool = False) -> dict[str, Any]:
-    main = {"name": "trainer", "image": "trainer:1", "resources": {} if init else resources}
+def pod_template(resources: dict[str, Any], *, init: bool = False, container: str = "trainer") -> dict[str, Any]:
+    main = {"name": container, "image": "trainer:1", "resources": {} if init else resources}
     spec: dict[str, Any] = {"containers": [main], "restartPolicy": "Never"}
     if init:
         spec["initContainers"] = [{"name": "warmup", "image": "trainer:1", "resources": resources}]
@@ -59,9 +59,17 @@ def trainjob(resources: dict[str, Any] | None, labels: dict[str, str] | None = N
     return obj("trainer.kubeflow.org/v1alpha1", "TrainJob", "train", spec, labels=labels)
 
 
-def runtime(resources: dict[str, Any], *, kind: str = "ClusterTrainingRuntime", namespace: str | None = None) -> Res:
-    """A training runtime whose `node` pod template asks for `resources`."""
-    replicated = [{"name": "node", "template": {"spec": {"template": pod_template(resources)}}}]
+def runtime(resources: dict[str, Any], *, kind: str = "ClusterTrainingRuntime", namespace: str | None = None,
+            initializer: dict[str, Any] | None = None) -> Res:
+    """A training runtime whose trainer Job's `node` container asks for `resources` (and, with `initializer`, a
+    dataset-initializer Job asking for those)."""
+    replicated = [{"name": "node", "template": {
+        "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+        "spec": {"template": pod_template(resources, container="node")}}}]
+    if initializer is not None:
+        replicated.insert(0, {"name": "dataset-initializer", "template": {
+            "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "dataset-initializer"}},
+            "spec": {"template": pod_template(initializer, container="dataset-initializer")}}})
     spec = {"mlPolicy": {"torch": {}}, "template": {"spec": {"replicatedJobs": replicated}}}
     return obj("trainer.kubeflow.org/v1alpha1", kind, "modelplane-torch", spec, namespace=namespace)
 
@@ -127,7 +135,7 @@ def test_team_namespaces_are_configurable() -> None:
 
 
 GPU_RUNTIME_PATH = ("ClusterTrainingRuntime modelplane-torch spec.template.spec.replicatedJobs[node].template.spec.template"
-                    ".spec.containers[trainer].resources.limits")
+                    ".spec.containers[node].resources.limits")
 
 
 def test_a_trainjob_without_gpu_resources_of_its_own_inherits_its_runtimes_gpus() -> None:
@@ -142,6 +150,13 @@ def test_a_trainjob_naming_a_gpu_amount_overrides_its_runtimes() -> None:
     assert stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), runtime(GPU), trainjob(no_gpus)]) == []
     found = stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), runtime(CPU), trainjob(GPU)])
     assert len(found) == 1 and "spec.trainer.resourcesPerNode.limits" in found[0][1] and "Runtime" not in found[0][1]
+
+
+def test_a_trainjobs_gpu_amount_leaves_the_gpus_of_its_runtimes_other_jobs() -> None:
+    no_gpus = {"limits": {"nvidia.com/gpu": 0}}
+    found = stack_violations(KUEUE_QUEUE_LABEL, [local_queue(), runtime(GPU, initializer=GPU), trainjob(no_gpus)])
+    assert len(found) == 1 and "replicatedJobs[dataset-initializer]" in found[0][1]
+    assert "replicatedJobs[node]" not in found[0][1]
 
 
 def test_only_the_runtime_a_trainjob_references_counts() -> None:

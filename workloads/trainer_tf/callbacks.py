@@ -1,4 +1,5 @@
-"""Keras callbacks: the S3-mirrored `BackupAndRestore`, JSON progress lines with metrics, and the step watchdog."""
+"""Keras callbacks: the S3-mirrored `BackupAndRestore`, JSON progress lines with metrics, the step watchdog, and the
+test-only hang injector."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Final
 
 import tf_keras as keras
 
@@ -126,6 +129,16 @@ class CollectiveWatchdog(keras.callbacks.Callback):
         self._cond = threading.Condition()
         threading.Thread(target=self._watch, name="collective-watchdog", daemon=True).start()
 
+    def __enter__(self) -> CollectiveWatchdog:
+        """Watch the `fit` inside the `with` block."""
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop watching however `fit` ended: an exception skips `on_train_end` and may leave a step's clock running."""
+        self.stop()
+
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         """Start the step's clock."""
         with self._cond:
@@ -139,6 +152,10 @@ class CollectiveWatchdog(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """Stop watching (evaluation and export are not steps)."""
+        self.stop()
+
+    def stop(self) -> None:
+        """End the monitor thread; a step in flight is no longer timed."""
         with self._cond:
             self._done = True
             self._cond.notify()
@@ -157,3 +174,40 @@ class CollectiveWatchdog(keras.callbacks.Callback):
               f"log), or slower than that, then raise {COLLECTIVE_TIMEOUT_FLAG}", file=sys.stderr, flush=True)
         log_event("collective_timeout", stream=sys.stderr, worker=self._role.rank, timeout_s=self._timeout_s)
         os._exit(EXIT_COLLECTIVE_TIMEOUT)
+
+
+HANG_ENV: Final = "MODELPLANE_TF_FAULT_HANG"
+"""Test-only: `INDEX:STEP` makes worker INDEX stop responding, alive, before its STEP-th training step (1-based,
+counted in this process); unset, nothing is injected."""
+
+
+class HangInjector(keras.callbacks.Callback):
+    """Test-only: blocks one worker before a given step, as a deadlocked worker would, so its peers' watchdogs fire.
+
+    The process stays alive (its TF heartbeats keep answering) but never enters the step, so the other workers wait
+    in that step's all-reduce. Listed before `CollectiveWatchdog`, whose clock therefore never starts on the hung
+    worker: only the healthy workers time out, which is the path under test.
+    """
+
+    def __init__(self, step: int) -> None:
+        """Hang before the `step`-th training step this process runs."""
+        super().__init__()
+        self._supports_tf_logs = True  # reads no logs
+        self._step = step
+        self._started = 0
+
+    @classmethod
+    def from_env(cls, rank: int, environ: Mapping[str, str] | None = None) -> HangInjector | None:
+        """The injector `MODELPLANE_TF_FAULT_HANG` asks for on worker `rank`; None when unset or for another worker."""
+        spec = (os.environ if environ is None else environ).get(HANG_ENV)
+        if not spec:
+            return None
+        index, step = spec.split(":", 1)
+        return cls(int(step)) if int(index) == rank else None
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Block forever once the configured step is next."""
+        self._started += 1
+        if self._started == self._step:
+            log_event("fault_injected", step=self._step, fault="hang")
+            threading.Event().wait()  # never set: only a signal from outside ends the process

@@ -19,7 +19,7 @@ import tf_keras as keras
 from workloads.common.logs import log_event
 from workloads.common.settings import SettingsError
 from workloads.trainer_tf import backup
-from workloads.trainer_tf.callbacks import CollectiveWatchdog, EpochProgress, MirroredBackupAndRestore
+from workloads.trainer_tf.callbacks import CollectiveWatchdog, EpochProgress, HangInjector, MirroredBackupAndRestore
 from workloads.trainer_tf.config import TrainSettings, WorkerRole
 from workloads.trainer_tf.data import HOLDOUT_FRACTION, split_holdout
 from workloads.trainer_tf.export import REPORT_NAME, AccuracyReport, next_version, upload_version
@@ -147,6 +147,7 @@ def _evaluate(model: keras.Model, heldout: ImageSet) -> tuple[float, np.ndarray]
 def run(config: TrainSettings, role: WorkerRole, data: ImageSet) -> None:
     """Train, evaluate and export; the chief also serves metrics and publishes backups."""
     keras.utils.disable_interactive_logging()  # Keras' progress prints would break the JSON-line stdout.
+    hang = HangInjector.from_env(role.rank)
     strategy = make_strategy(role)
     telemetry = TrainTelemetry() if role.is_chief else None
     if telemetry is not None and config.metrics_port:
@@ -161,11 +162,15 @@ def run(config: TrainSettings, role: WorkerRole, data: ImageSet) -> None:
         model = build_model(tuple(train.images.shape[1:]), train.num_classes, config.lr)
     progress = EpochProgress(role, telemetry, epochs=config.epochs, steps_per_epoch=steps,
                              global_batch=config.batch_size)
-    callbacks = [MirroredBackupAndRestore(config.backup_dir, config.backup_uri, role, telemetry), progress,
-                 CollectiveWatchdog(config.collective_timeout, role)]
+    callbacks: list[keras.callbacks.Callback] = [
+        MirroredBackupAndRestore(config.backup_dir, config.backup_uri, role, telemetry), progress]
+    if hang is not None:
+        callbacks.append(hang)  # before the watchdog: see HangInjector
     started = time.monotonic()
-    model.fit(train_dataset(train, role, config.batch_size, config.seed), epochs=config.epochs,
-              steps_per_epoch=steps, callbacks=callbacks, verbose=0)
+    # The `with` disarms the watchdog even when `fit` raises (Keras then skips `on_train_end`).
+    with CollectiveWatchdog(config.collective_timeout, role) as watchdog:
+        model.fit(train_dataset(train, role, config.batch_size, config.seed), epochs=config.epochs,
+                  steps_per_epoch=steps, callbacks=[*callbacks, watchdog], verbose=0)
     log_event("train_end", first_epoch=progress.first_epoch, epochs_run=progress.epochs_run,
               seconds=round(time.monotonic() - started, 3), worker=role.rank)
     accuracy, predicted = _evaluate(model, heldout)
