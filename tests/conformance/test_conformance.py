@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,54 +14,11 @@ import pytest
 from infra import versions
 from infra.review.engine import list_stacks, render
 from infra.review.graph import HELM_RELEASE, Graph
-from tests.conformance.sources import BUNDLES, REFRESH_HINT, Bundle
-from tests.support.conformance import chart_defaults, chart_view, crd_errors, crd_schemas, unknown_value_paths
-
-FLUENT_BIT_VALUES = Path(__file__).resolve().parents[1] / "infra" / "k8s" / "fluent_bit_values.yaml"
-"""Fluent Bit's values.yaml, vendored with issue 15 (its SOURCE is infra/versions.py FLUENT_BIT_CHART_VERSION)."""
+from tests.conformance.sources import BUNDLES, Bundle
+from tests.conformance.vendored import chart_values_files, crd_schemas_vendored, unknown_chart_values, vendored
+from tests.support.conformance import crd_errors
 
 _graphs: dict[str, Graph] = {}
-
-
-def _vendored(bundle: Bundle) -> Path:
-    """The bundle's directory, or a failure saying how to vendor the pinned version."""
-    missing = [name for name in [*bundle.files.values(), "SOURCE"] if not (bundle.directory / name).is_file()]
-    if missing:
-        hint = REFRESH_HINT.format(name=bundle.name, repo=bundle.repo, version=bundle.version)
-        raise AssertionError(f"{bundle.name} {bundle.version} (infra/versions.py) is not vendored: missing {missing} in "
-                             f"{bundle.directory}; {hint}")
-    return bundle.directory
-
-
-def _schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    files = [_vendored(b) / name for b in BUNDLES for name in b.files.values() if not name.startswith("values")]
-    return crd_schemas(files)
-
-
-def _charts() -> dict[str, Path]:
-    charts = {chart: _vendored(b) / name for b in BUNDLES for chart, name in b.charts.items()}
-    return {**charts, "fluent-bit": FLUENT_BIT_VALUES}
-
-
-def _unknown(chart: str, values: dict[str, Any]) -> list[str]:
-    """The values paths `chart` does not have, with the bundle's free-form paths and root aliases applied."""
-    bundle = next((b for b in BUNDLES if chart in b.charts), None)
-    free_form = bundle.free_form.get(chart, ()) if bundle else ()
-    aliases = bundle.root_aliases.get(chart, ()) if bundle else ()
-    defaults = chart_defaults(_charts()[chart])
-    for key, name in (bundle.subcharts.items() if bundle else ()):
-        dependency = next(b for b in BUNDLES if b.name == name)
-        defaults[key] = _merged(chart_defaults(_vendored(dependency) / "values.yaml"), defaults.get(key) or {})
-    ours, defaults = chart_view(values, defaults, free_form, aliases)
-    return unknown_value_paths(ours, defaults)
-
-
-def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """`over` on top of `base`, maps merged key by key, as Helm coalesces a parent's values over a dependency's."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merged(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
-    return out
 
 
 def _is_custom(api_version: str) -> bool:
@@ -94,19 +50,19 @@ def _release(graph: Graph, chart: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda b: b.name)
 def test_every_pinned_version_is_vendored_with_its_source(bundle: Bundle) -> None:
-    source = (_vendored(bundle) / "SOURCE").read_text()
+    source = (vendored(bundle) / "SOURCE").read_text()
     assert bundle.repo in source and bundle.tag in source, f"{bundle.directory}/SOURCE does not name {bundle.repo} {bundle.tag}"
 
 
 def test_a_version_bump_without_vendored_files_says_how_to_refresh() -> None:
     bumped = dataclasses.replace(BUNDLES[0], version="99.0.0")
     with pytest.raises(AssertionError, match=r"karpenter 99\.0\.0 .* not vendored.*tests\.conformance\.refresh karpenter"):
-        _vendored(bumped)
+        vendored(bumped)
 
 
 @pytest.mark.parametrize("stack", list_stacks())
 def test_every_custom_resource_validates_against_its_crd(graph: Callable[[str], Graph], stack: str) -> None:
-    schemas = _schemas()
+    schemas = crd_schemas_vendored()
     resources = _custom_resources(graph(stack))
     assert resources, f"{stack} renders no custom resources"
     problems = []
@@ -122,14 +78,14 @@ def test_every_custom_resource_validates_against_its_crd(graph: Callable[[str], 
 
 @pytest.mark.parametrize("stack", list_stacks())
 def test_every_helm_values_path_exists_in_its_chart(graph: Callable[[str], Graph], stack: str) -> None:
-    charts = _charts()
+    charts = chart_values_files()
     problems = []
     for release in graph(stack).of_type(HELM_RELEASE):
         chart = release.inputs["chart"]
         if chart not in charts:
             problems.append(f"{chart}: no vendored values.yaml; add the chart to tests/conformance/sources.py")
             continue
-        unknown = _unknown(chart, release.inputs.get("values") or {})
+        unknown = unknown_chart_values(chart, release.inputs.get("values") or {})
         problems += [f"{chart}: {path}" for path in unknown]
     assert not problems, "values the charts do not have:\n" + "\n".join(problems)
 
@@ -138,7 +94,7 @@ def test_the_values_check_catches_a_misspelt_key(graph: Callable[[str], Graph]) 
     values = copy.deepcopy(_release(graph("prod"), "kube-prometheus-stack")["values"])
     values["prometheus"]["prometheusSpec"]["retentionSizee"] = values["prometheus"]["prometheusSpec"].pop("retention", "7d")
     values["grafanna"] = values.pop("grafana")
-    unknown = _unknown("kube-prometheus-stack", values)
+    unknown = unknown_chart_values("kube-prometheus-stack", values)
     assert unknown == ["prometheus.prometheusSpec.retentionSizee", "grafanna"]
 
 
@@ -150,24 +106,24 @@ def test_grafana_values_are_checked_against_the_grafana_chart_kube_prometheus_st
     assert grafana["env"] and grafana["extraSecretMounts"]  # keys of the grafana chart only, accepted
     grafana["extraSecretMountz"] = grafana.pop("extraSecretMounts")
     grafana["sidecar"]["datasources"]["extraMountz"] = []
-    assert _unknown("kube-prometheus-stack", values) == ["grafana.sidecar.datasources.extraMountz",
+    assert unknown_chart_values("kube-prometheus-stack", values) == ["grafana.sidecar.datasources.extraMountz",
                                                           "grafana.extraSecretMountz"]
 
 
 def test_the_values_check_catches_a_map_where_the_chart_has_a_scalar(graph: Callable[[str], Graph]) -> None:
     values = copy.deepcopy(_release(graph("prod"), versions.KARPENTER_CHART)["values"])
     values["replicas"] = {"min": 2}
-    unknown = _unknown(versions.KARPENTER_CHART, values)
+    unknown = unknown_chart_values(versions.KARPENTER_CHART, values)
     assert unknown == ["replicas (dict, chart has int)"]
 
 
 def test_istiod_legacy_pilot_prefix_and_mesh_config_are_checked_as_the_chart_reads_them() -> None:
-    assert _unknown("istiod", {"pilot": {"cni": {"enabled": True}}, "meshConfig": {"trustDomain": "x"}}) == []
-    assert _unknown("istiod", {"pilot": {"cnii": {"enabled": True}}}) == ["cnii"]
+    assert unknown_chart_values("istiod", {"pilot": {"cni": {"enabled": True}}, "meshConfig": {"trustDomain": "x"}}) == []
+    assert unknown_chart_values("istiod", {"pilot": {"cnii": {"enabled": True}}}) == ["cnii"]
 
 
 def test_the_crd_check_catches_a_field_that_does_not_exist(graph: Callable[[str], Graph]) -> None:
-    schemas = _schemas()
+    schemas = crd_schemas_vendored()
     (pool, *_) = [r for r in _custom_resources(graph("prod")) if r["kind"] == "NodePool"]
     assert crd_errors(pool, schemas[("karpenter.sh/v1", "NodePool")]) == []
     broken = copy.deepcopy(pool)
@@ -194,13 +150,13 @@ def _train_job() -> dict[str, Any]:
 
 
 def test_training_kinds_are_checked_against_the_pinned_trainer_and_jobset_crds() -> None:
-    schemas = set(_schemas())
+    schemas = set(crd_schemas_vendored())
     assert TRAINING_KINDS - schemas == set()
     assert not {key for key in schemas if key[0] == "kubeflow.org/v1"}, "the v1 training operator's CRDs are gone"
 
 
 def test_the_crd_check_catches_a_wrong_type_in_a_train_job() -> None:
-    schema = _schemas()[("trainer.kubeflow.org/v1alpha1", "TrainJob")]
+    schema = crd_schemas_vendored()[("trainer.kubeflow.org/v1alpha1", "TrainJob")]
     assert crd_errors(_train_job(), schema) == []
     broken = _train_job()
     broken["spec"]["trainer"]["numNodes"] = "two"
@@ -212,7 +168,7 @@ def test_the_crd_check_catches_a_wrong_type_in_a_train_job() -> None:
 
 
 def test_the_crd_check_catches_an_unknown_field_in_a_job_set() -> None:
-    schema = _schemas()[("jobset.x-k8s.io/v1alpha2", "JobSet")]
+    schema = crd_schemas_vendored()[("jobset.x-k8s.io/v1alpha2", "JobSet")]
     job_set = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": {"name": "tf"},
                "spec": {"network": {"enableDNSHostnames": True},
                         "replicatedJobs": [{"name": "worker", "replicas": 2, "template": {"spec": {

@@ -16,7 +16,7 @@ from infra.k8s.kueue import KUEUE_NAMESPACE, Kueue
 from infra.review.engine import render_program
 from infra.review.graph import HELM_RELEASE, Graph
 from tests.conformance.sources import BUNDLES, Bundle
-from tests.conformance.test_conformance import _vendored
+from tests.conformance.vendored import vendored
 from tests.support.conformance import chart_defaults, unknown_value_paths
 
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -179,4 +179,4 @@ def test_bundle_vendors_the_queue_crds_of_the_pinned_tag() -> None:
 def test_a_kueue_bump_without_vendored_files_fails_naming_the_refresh() -> None:
     bumped: Bundle = dataclasses.replace(BUNDLE, version="99.0.0")
     with pytest.raises(AssertionError, match=r"kueue 99\.0\.0 .* not vendored.*tests\.conformance\.refresh kueue"):
-        _vendored(bumped)
+        vendored(bumped)

@@ -18,7 +18,7 @@ from infra.review import engine
 from infra.review.engine import render_program
 from infra.review.graph import HELM_RELEASE, Graph
 from tests.conformance.sources import BUNDLES
-from tests.conformance.test_conformance import _unknown
+from tests.conformance.vendored import unknown_chart_values
 from tests.support.graph import render_variant, stack_config_with
 
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -153,14 +153,14 @@ def test_each_namespace_denies_by_default_and_admits_only_the_webhook_and_the_ap
 @pytest.mark.parametrize("chart", [versions.JOBSET_CHART, versions.TRAINER_CHART])
 def test_release_values_exist_in_the_vendored_chart_and_a_misspelt_key_is_caught(eks: Graph, chart: str) -> None:
     values = copy.deepcopy(_values(eks, chart))
-    assert _unknown(chart, values) == []
+    assert unknown_chart_values(chart, values) == []
     values["replicaz"] = 2
-    assert _unknown(chart, values) == ["replicaz"]
+    assert unknown_chart_values(chart, values) == ["replicaz"]
 
 
 def test_trainer_chart_values_under_jobset_are_checked_against_the_jobset_chart() -> None:
-    assert _unknown(versions.TRAINER_CHART, {"jobset": {"install": False, "controller": {"replicas": 2}}}) == []
-    assert _unknown(versions.TRAINER_CHART, {"jobset": {"instal": False}}) == ["jobset.instal"]
+    assert unknown_chart_values(versions.TRAINER_CHART, {"jobset": {"install": False, "controller": {"replicas": 2}}}) == []
+    assert unknown_chart_values(versions.TRAINER_CHART, {"jobset": {"instal": False}}) == ["jobset.instal"]
 
 
 def test_bundles_vendor_the_crds_of_the_pinned_tags() -> None:
