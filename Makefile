@@ -7,7 +7,7 @@ TF_VENV := .venv-tf
 VLLM_VENV := .venv-vllm
 PYTEST_ARGS ?=
 
-.PHONY: lock setup setup-workloads setup-tf setup-vllm preview test test-infra test-workloads test-tf lint bench soak demo clean
+.PHONY: lock setup setup-workloads setup-tf setup-vllm preview test test-infra test-workloads test-tf lint bench gpu-wheels soak demo clean
 
 # Infra + tooling only: enough for `make preview` (no torch download). Every transitive dependency comes from the
 # lock at its pinned version and hash; pip shows its progress, as the first run downloads a few hundred MB.
@@ -80,6 +80,20 @@ bench: setup-workloads setup-tf setup-vllm
 	$(BIN)/python -m pytest -q -s tests/bench --ignore=tests/bench/test_bench_trainer_tf.py
 	$(TF_VENV)/bin/python -m pytest -q -s tests/bench/test_bench_trainer_tf.py
 
+# Wheels for the GPU figures on a lent GPU machine (tests/bench/gpu_trainer.sh; Python 3.12 there, no registry): the
+# trainer image's pins but numpy (the machine has torch, numpy and their own needs) and moto's server from the lock.
+GPU_WHEELS := .whl
+MOTO_SERVER_PINS := moto flask flask-cors werkzeug responses xmltodict cryptography cffi pycparser jinja2 markupsafe \
+	blinker itsdangerous requests charset-normalizer certifi
+gpu-wheels: setup
+	mkdir -p $(GPU_WHEELS)
+	{ grep -E '^[A-Za-z0-9_.-]+==' images/trainer-torch/requirements.txt | grep -v '^numpy=='; \
+	  grep -E '^($(subst $(eval) ,|,$(MOTO_SERVER_PINS)))==' $(INFRA_LOCK) | sed 's/ *\\$$//'; } | sort -u > $(GPU_WHEELS)/pins.txt
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(addprefix --platform ,manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux_2_34_x86_64) \
+		-d $(GPU_WHEELS) -r $(GPU_WHEELS)/pins.txt
+	du -sh $(GPU_WHEELS)
+
 # The server at ~80% of its measured capacity for 10 minutes against a real Redis restarted twice (SOAK_DURATION_S=60
 # for a short run). A fixed --basetemp keeps the figures (build/soak/*/soak.md) from other pytest runs' temp rotation.
 soak: setup-workloads
@@ -91,4 +105,4 @@ demo: setup-workloads setup-vllm
 	$(BIN)/python -m workloads.demo
 
 clean:
-	rm -rf $(VENV) $(TF_VENV) $(VLLM_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TF_VENV) $(VLLM_VENV) $(GPU_WHEELS) .mypy_cache .ruff_cache .pytest_cache
