@@ -11,6 +11,7 @@ import pytest
 from infra.versions import IMAGE_DIGESTS_ENV
 from tests.support.servers import RedisServer, S3Server, redis_server, s3_server
 from tests.support.vllm import VllmServer, vllm_server, write_mini_export
+from workloads.common.vocab import VLLM_DTYPE_FLAG
 from workloads.demo.kafka import TansuBroker, tansu_broker
 
 # No image has been built here, so images/digests.json records none and prod (registry.requireDigest) would not
@@ -49,7 +50,10 @@ def kafka() -> Iterator[TansuBroker]:
 
 @pytest.fixture(scope="session")
 def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    """A real vLLM OpenAI server (CPU, `.venv-vllm`) serving a random `mini` export, started once per session."""
+    """A real vLLM OpenAI server (CPU, `.venv-vllm`) serving a random `mini` export in float32, started once per
+    session: vLLM's "auto" dtype downcasts a float32 checkpoint to bf16 on this CPU build (vllm/config/model.py
+    `_resolve_auto_dtype`), whose rounding would hide a small mapping error such as the wrong GELU."""
     folder = tmp_path_factory.mktemp("vllm")
-    with vllm_server(write_mini_export(folder / "mini-gpt"), folder / "vllm.log") as server:
+    with vllm_server(write_mini_export(folder / "mini-gpt"), folder / "vllm.log",
+                     extra_args=(VLLM_DTYPE_FLAG, "float32")) as server:
         yield server

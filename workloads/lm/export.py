@@ -39,6 +39,10 @@ META_KEY: Final = "modelplane_meta"
 """config.json key of the training facts (step, tokens, data, val_loss); transformers keeps it as an attribute."""
 
 
+WEIGHT_FILES_GLOB: Final = "model*.safetensors*"
+"""Every weight file name of an export: model.safetensors, its numbered shards and their index."""
+
+
 class ExportError(RuntimeError):
     """An export is incomplete, corrupt or of an unknown format."""
 
@@ -59,7 +63,7 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
     if not manifest_path.is_file():
         raise ExportError(f"{folder}: no {MANIFEST_FILE}; the export is incomplete")
     manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    stray = sorted(path.name for path in folder.glob("model*.safetensors*") if path.name not in manifest["files"])
+    stray = sorted(path.name for path in folder.glob(WEIGHT_FILES_GLOB) if path.name not in manifest["files"])
     if stray:
         raise ExportError(f"{folder}: weight files {stray} are not in the manifest (left from an earlier export?); "
                           "re-export into an empty prefix or delete them")
@@ -80,9 +84,19 @@ def _write_json(folder: Path, name: str, data: dict[str, Any]) -> str:
 
 def save_export(model: GPT, folder: Path, *, tokenizer: ByteTokenizer | None = None,
                 meta: dict[str, Any] | None = None, max_shard_bytes: int = hf.MAX_SHARD_BYTES) -> list[str]:
-    """Write `model` as a Hugging Face folder into `folder`, the manifest last; returns every file name."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write `model` as a Hugging Face folder into `folder`, the manifest last; returns every file name.
+
+    Over an earlier export, its manifest goes first (so no reader trusts it while files change) and then its
+    weight files, which would otherwise shadow the new ones (`verify_manifest` refuses them).
+    """
     tokenizer = tokenizer or ByteTokenizer()
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"tokenizer {tokenizer.to_dict()} has ids up to {tokenizer.vocab_size - 1}, beyond the "
+                         f"model's vocab_size {model.config.vocab_size}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST_FILE).unlink(missing_ok=True)
+    for stale in folder.glob(WEIGHT_FILES_GLOB):
+        stale.unlink()
     dtype = next(model.parameters()).dtype
     files = hf.save_weights(hf.to_hf(model.state_dict()), folder, max_shard_bytes=max_shard_bytes)
     files.append(_write_json(folder, CONFIG_FILE, hf.hf_config(model.config, tokenizer, dtype) | {META_KEY: meta or {}}))
@@ -112,5 +126,9 @@ def load_export(folder: Path, *, device: torch.device | str = "cpu") -> tuple[GP
         tokenizer = read_byte_tokenizer(folder)
     except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
         raise ExportError(f"{folder / TOKENIZER_FILE}: not a tokenizer our server can use ({exc})") from exc
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ExportError(f"{folder / TOKENIZER_FILE}: special ids up to {tokenizer.vocab_size - 1} "
+                          f"({tokenizer.to_dict()}), but {CONFIG_FILE} vocab_size is {model.config.vocab_size}: "
+                          "every id must have an embedding row; export the model with the tokenizer it was trained on")
     model.load_state_dict(hf.from_hf(hf.load_weights(folder, device=str(device))))
     return model.to(device).eval(), tokenizer, config

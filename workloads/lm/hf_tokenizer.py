@@ -100,7 +100,9 @@ class HfTokenizerFile:
         self.path = file
         """The tokenizer.json read."""
         self.tokenizer = Tokenizer.from_file(str(file))
-        """The loaded tokenizer."""
+        """The loaded tokenizer, without the truncation or padding a tokenizer.json may carry: documents stay whole."""
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
         self.eos_id = self._eos_id(file)
         """Id appended after every document."""
 
@@ -110,8 +112,9 @@ class HfTokenizerFile:
         return max(self.tokenizer.get_vocab(with_added_tokens=True).values()) + 1
 
     def encode_document(self, text: str) -> list[int]:
-        """Ids of one document: the tokenizer's own framing (e.g. BOS), then EOS."""
-        return [*self.tokenizer.encode(text, add_special_tokens=True).ids, self.eos_id]
+        """Ids of one document: the tokenizer's own framing (e.g. BOS), then EOS unless that framing ends with it."""
+        ids: list[int] = self.tokenizer.encode(text, add_special_tokens=True).ids
+        return ids if ids and ids[-1] == self.eos_id else [*ids, self.eos_id]
 
     def _eos_id(self, file: Path) -> int:
         """EOS from tokenizer_config.json beside the file, else the tokenizer's only special token."""

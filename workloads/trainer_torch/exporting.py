@@ -55,8 +55,10 @@ def upload_export(model: GPT, uri: S3Uri, meta: dict[str, Any], client: Any | No
 
     Any previous manifest is deleted first, so while the new files land a reader sees an
     incomplete export (which it refuses) rather than an old manifest over new weights; then every
-    other object under the prefix that the new export does not write, because a reader downloads
-    the whole prefix, and a leftover `model.safetensors` or index would shadow the new weights.
+    other file of the export's folder that the new export does not write, because a leftover
+    `model.safetensors` or index would shadow the new weights. Subfolders are left alone: readers
+    (ours, transformers, vLLM) look at the folder's own files only, and a subfolder may hold
+    other exports (`name/` next to `name/1/`).
     """
     client = client or s3.client()
     cpu_model = model
@@ -70,9 +72,10 @@ def upload_export(model: GPT, uri: S3Uri, meta: dict[str, Any], client: Any | No
         files = save_export(cpu_model, folder, tokenizer=tokenizer, meta=meta)
         s3.retrying(client.delete_object)(Bucket=uri.bucket, Key=uri.join(MANIFEST_FILE).key)
         new_keys = {uri.join(name).key for name in files}
-        # The prefix as the server downloads it (s3.download_dir): a folder, so models/a never touches models/ab.
-        for key in s3.list_keys(S3Uri(uri.bucket, uri.key.rstrip("/") + "/"), client):
-            if key not in new_keys:
+        # The prefix as a folder, so models/a never touches models/ab, and only its own files, not its subfolders'.
+        folder_prefix = uri.key.rstrip("/") + "/"
+        for key in s3.list_keys(S3Uri(uri.bucket, folder_prefix), client):
+            if key not in new_keys and "/" not in key.removeprefix(folder_prefix):
                 s3.retrying(client.delete_object)(Bucket=uri.bucket, Key=key)
         # save_export lists the manifest last, so it lands only after every file it vouches for.
         for name in files:

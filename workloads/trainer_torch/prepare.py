@@ -4,7 +4,8 @@
 
 Every UTF-8 text file under `--src` (sorted, so the output is reproducible) becomes one
 document framed as BOS + bytes + EOS by the byte tokenizer, or, with `--tokenizer`, encoded by a
-Hugging Face tokenizer.json with its own framing (e.g. BOS) and then EOS. Documents are concatenated into
+Hugging Face tokenizer.json with its own framing (e.g. BOS) and then EOS, which is uploaded beside the shards
+(with its tokenizer_config.json when there is one). Documents are concatenated into
 shards of `--shard-tokens` tokens; the last `--val-fraction` of the token stream becomes the
 `val` split. Each shard is uploaded as soon as it is written, and `manifest.json` (shard list,
 token counts, sha256 per shard) is uploaded last, so a dataset without a manifest is incomplete.
@@ -25,6 +26,7 @@ import numpy as np
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
+from tokenizers import Tokenizer
 
 from workloads.common import s3
 from workloads.common.hashing import sha256_file
@@ -33,7 +35,7 @@ from workloads.common.settings import S3UriSetting, SettingsError, WorkloadSetti
 from workloads.common.uri import S3Uri, S3UriError
 from workloads.common.vocab import PREPARE_ENV_PREFIX
 from workloads.lm.hf_tokenizer import HfTokenizerFile, as_byte_tokenizer
-from workloads.lm.layout import MANIFEST_FILE
+from workloads.lm.layout import MANIFEST_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch.data import DTYPE, FORMAT
 
@@ -64,6 +66,11 @@ def encode(raw: bytes, tokenizer: ByteTokenizer) -> np.ndarray:
     return ids
 
 
+def tokenizer_file(path: Path) -> Path:
+    """The tokenizer.json `--tokenizer` names: the file itself, or the one in the folder it names."""
+    return path / TOKENIZER_FILE if path.is_dir() else path
+
+
 Encoder = Callable[[bytes], np.ndarray]
 """Token ids of one document (UTF-8 bytes in), framed as the tokenizer frames documents."""
 
@@ -77,23 +84,28 @@ def load_encoder(path: Path | None) -> tuple[Encoder, dict[str, Any]]:
     if path is None:
         byte = ByteTokenizer()
         return (lambda raw: encode(raw, byte)), byte.to_dict()
+    file = tokenizer_file(path)
     try:
-        hf = HfTokenizerFile(path)
+        loaded = Tokenizer.from_file(str(file))
     except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
         raise PrepareError(f"--tokenizer: cannot load a Hugging Face tokenizer.json from {path} ({exc})") from exc
+    # Ours is recognised by its vocabulary alone, so an export's tokenizer.json works without its config beside it.
     try:
-        ours: ByteTokenizer | None = as_byte_tokenizer(hf.tokenizer, hf.path)
+        byte = as_byte_tokenizer(loaded, file)
     except ValueError:  # not our byte tokenizer: encode with it as a Hugging Face tokenizer below
-        ours = None
-    if ours is not None:
-        byte = ours
+        pass
+    else:
         return (lambda raw: encode(raw, byte)), byte.to_dict()
+    try:
+        hf = HfTokenizerFile(file)
+    except ValueError as exc:
+        raise PrepareError(f"--tokenizer: {exc}") from exc
     dtype = np.dtype(DTYPE)
     limit = np.iinfo(dtype).max + 1
     if hf.id_limit > limit:
         raise PrepareError(f"--tokenizer: {hf.path} has ids up to {hf.id_limit - 1:,}, but shards store {dtype.name} "
                            f"ids (at most {limit - 1:,}): use a tokenizer with at most {limit:,} ids")
-    entry = {"type": "huggingface", "file": hf.path.name, "sha256": sha256_file(hf.path), "id_limit": hf.id_limit,
+    entry = {"type": "huggingface", "file": TOKENIZER_FILE, "sha256": sha256_file(hf.path), "id_limit": hf.id_limit,
              "eos_id": hf.eos_id}
     return (lambda raw: np.asarray(hf.encode_document(raw.decode("utf-8")), dtype=DTYPE)), entry
 
@@ -161,6 +173,13 @@ def prepare(src: Path, out: S3Uri, *, shard_tokens: int, val_fraction: float, pa
             position += len(ids)
         train.flush()
         val.flush()
+    if tokenizer is not None and tokenizer_entry["type"] == "huggingface":
+        # The dataset carries the tokenizer that made its ids (and its config, for the special tokens), as
+        # tokenizer.json beside the manifest that names it, so whatever trains or serves on it can decode them.
+        source = tokenizer_file(tokenizer)
+        s3.upload_file(source, out.join(TOKENIZER_FILE), client)
+        if source.with_name(TOKENIZER_CONFIG_FILE).is_file():
+            s3.upload_file(source.with_name(TOKENIZER_CONFIG_FILE), out.join(TOKENIZER_CONFIG_FILE), client)
     splits = {"train": train.summary()}
     if val.shards:
         splits["val"] = val.summary()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
 from tests.workloads.trainer_torch.support import Bucket
 from workloads.common.uri import S3Uri
@@ -56,6 +57,10 @@ def test_a_bpe_tokenizer_json_frames_each_document_with_its_end_token(bucket: Bu
     entry = manifest["tokenizer"]
     assert (entry["type"], entry["file"], entry["eos_id"], len(entry["sha256"])) == ("huggingface", "tokenizer.json",
                                                                                    eos, 64)
+    # The dataset carries the tokenizer its manifest names, so its ids can be decoded later.
+    carried = bucket.read("tok/bpe/tokenizer.json")
+    assert carried == (tmp_path / "tokenizer.json").read_bytes()
+    assert hashlib.sha256(carried).hexdigest() == entry["sha256"]
 
 
 def test_an_exports_byte_tokenizer_gives_the_byte_tokenizers_data(bucket: Bucket, tmp_path: Path) -> None:
@@ -90,3 +95,40 @@ def test_an_unreadable_tokenizer_or_unknown_end_token_is_a_clear_error(bucket: B
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
     with pytest.raises(PrepareError, match=r"eos_token '</s>' is not in .*documents need an end token"):
         prepare(write_docs(tmp_path / "src"), out, shard_tokens=64, val_fraction=0.0, tokenizer=tmp_path)
+
+
+def test_an_exports_tokenizer_json_alone_is_still_the_byte_tokenizer(bucket: Bucket, tmp_path: Path) -> None:
+    # Copied out of an export without its tokenizer_config.json: three special tokens, but our vocabulary.
+    write_tokenizer(ByteTokenizer(bos_id=300, eos_id=301, pad_id=302), tmp_path, max_length=256)
+    (tmp_path / "tokenizer_config.json").unlink()
+    manifest = prepare(write_docs(tmp_path / "src"), S3Uri.parse(bucket.uri("tok/alone")), shard_tokens=64,
+                       val_fraction=0.0, tokenizer=tmp_path / "tokenizer.json")
+    assert manifest["tokenizer"] == ByteTokenizer(bos_id=300, eos_id=301, pad_id=302).to_dict()
+    assert stream(bucket, "tok/alone", manifest)[:3] == [300, *b"th"]
+
+
+def test_a_tokenizer_saved_with_truncation_or_padding_still_encodes_whole_documents(bucket: Bucket,
+                                                                                    tmp_path: Path) -> None:
+    # tokenizer.json keeps `truncation` and `padding` settings, and `encode` applies them: documents would be cut.
+    tokenizer = bpe_tokenizer(tmp_path / "plain.json")
+    tokenizer.enable_truncation(max_length=8)
+    tokenizer.enable_padding(length=8)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    manifest = prepare(write_docs(tmp_path / "src"), S3Uri.parse(bucket.uri("tok/cut")), shard_tokens=64,
+                       val_fraction=0.0, tokenizer=tmp_path / "tokenizer.json")
+    plain = Tokenizer.from_file(str(tmp_path / "plain.json"))
+    assert stream(bucket, "tok/cut", manifest) == [i for text in DOCS.values() for i in [*plain.encode(text).ids, eos]]
+
+
+def test_a_tokenizer_whose_framing_ends_with_eos_gets_no_second_one(bucket: Bucket, tmp_path: Path) -> None:
+    tokenizer = bpe_tokenizer(tmp_path / "tokenizer.json")
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    # As T5's and BART's tokenizer.json do: the post-processor closes every sequence with the end token.
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A <|endoftext|>",
+                                                             special_tokens=[("<|endoftext|>", eos)])
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    manifest = prepare(write_docs(tmp_path / "src"), S3Uri.parse(bucket.uri("tok/framed")), shard_tokens=64,
+                       val_fraction=0.0, tokenizer=tmp_path / "tokenizer.json")
+    ids = stream(bucket, "tok/framed", manifest)
+    assert ids.count(eos) == len(DOCS) and ids[-1] == eos
