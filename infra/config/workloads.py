@@ -18,7 +18,7 @@ from infra.config.instances import smallest_gpu
 from infra.config.routes import IngressConfig, Route, routes_for
 from infra.config.vllm import VllmConfig
 from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
-from workloads.lm.memory import Checkpointing, Parallel, default_parallel, fit_problem
+from workloads.lm.memory import GIB, Checkpointing, Parallel, build_bytes, default_parallel, fit_problem
 from workloads.lm.presets import PRESETS, default_seq_len
 from workloads.trainer_torch.config import TrainSettings
 
@@ -114,7 +114,7 @@ class TrainingJobConfig(Section):
         problems += _image_checks("image", self.image)
         if self.shm_size is not None:
             problems += memory_problems("shmSize", self.shm_size, "8Gi") or self._shm_problems(self.shm_size)
-        problems += self._trainer_field_checks() + self._task_checks()
+        problems += self._trainer_field_checks() + self._task_checks() + self._host_memory_problems()
         owners = {TrainSettings.flag_name(field): to_camel(field) for field in _TRAINER_FIELDS} if self.lm else {}
         for i, arg in enumerate(self.args):
             flag = arg.split("=", 1)[0]
@@ -132,6 +132,27 @@ class TrainingJobConfig(Section):
             return []
         return [("shmSize", f"{shm_size} is not below memory {self.memory} (a memory-backed /dev/shm counts "
                             "against the memory limit); set shmSize below memory, e.g. a quarter of it")]
+
+    def _host_memory_problems(self) -> list[tuple[str, str]]:
+        # Every rank of a replica builds the whole fp32 model in host memory at once before placing it on its GPU
+        # (workloads.trainer_torch.train): below that the pod is OOM-killed before the first step.
+        model = self.trainer_setting("model") if self.lm else None
+        if model not in PRESETS or not MEMORY_QUANTITY.match(self.memory):
+            return []
+        ranks = self.ranks_per_replica
+        needed = ranks * build_bytes(PRESETS[model])
+        if needed < memory_bytes(self.memory):
+            return []
+        return [("memory", f"{self.memory} is not above the {needed / GIB:.2f} GiB the replica's {ranks} rank(s) hold "
+                           f"while building the {model!r} model (each initialises all of its fp32 parameters, "
+                           f"{build_bytes(PRESETS[model]) / GIB:.2f} GiB, in host memory before placing them on its "
+                           f"device); raise memory to {needed // GIB + 1}Gi or more, or use fewer gpusPerReplica or "
+                           "a smaller model")]
+
+    @property
+    def ranks_per_replica(self) -> int:
+        """torchrun's processes per replica: one per GPU, one on CPU (the TrainJob's numProcPerNode)."""
+        return max(self.gpus_per_replica, 1)
 
     @property
     def shm_limit(self) -> str:
@@ -221,7 +242,7 @@ class TrainingJobConfig(Section):
             micro_batch=self.trainer_setting("micro_batch"), seq_len=self.seq_len or default_seq_len(model),
             precision="bf16", checkpointing=self.trainer_setting("activation_checkpointing"),
             name=lambda field: "replicas x gpusPerReplica" if field == "world_size" else to_camel(field))
-        return [("model", f"does not fit: {problem}")] if problem else []
+        return [("model", f"job {self.name!r} does not fit: {problem}")] if problem else []
 
 
 _TRAINER_FIELDS = ("model", "seq_len", "micro_batch", "parallel", "activation_checkpointing")

@@ -150,7 +150,7 @@ def _train_job_spec(job: TrainingJobConfig, runtime: TrainingRuntime, image: str
     the runtime's `node` pods (labels, identity, placement, /dev/shm size)."""
     trainer: dict[str, Any] = {"image": image, "args": args, "env": env, "numNodes": job.replicas,
                                # One torchrun process per GPU (or one on CPU-only nodes).
-                               "numProcPerNode": max(job.gpus_per_replica, 1),
+                               "numProcPerNode": job.ranks_per_replica,
                                "resourcesPerNode": container_resources(job.cpu, job.memory, job.gpus_per_replica)}
     if job.task == "recommender":
         # One process (replicas 1): no rendezvous, so no torchrun.

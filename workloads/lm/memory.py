@@ -84,6 +84,12 @@ def activation_bytes(config: GPTConfig, *, micro_batch: int, seq_len: int, preci
     return blocks + head
 
 
+def build_bytes(config: GPTConfig) -> int:
+    """Host bytes one rank holds while it builds the model: every parameter in fp32, because each rank initialises the
+    whole model on the CPU (the same weights on every rank) before placing it on its device, whole or sharded."""
+    return config.n_params(non_embedding=False) * FP32
+
+
 def default_parallel(world_size: int) -> Parallel:
     """The trainer's --parallel when unset: fsdp when the world size is > 1, else ddp."""
     return "fsdp" if world_size > 1 else "ddp"

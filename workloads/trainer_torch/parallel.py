@@ -29,6 +29,7 @@ class ParallelModel:
 
     def __init__(self, model: GPT, ctx: DistContext, *, mode: str, activation_checkpointing: str,
                  compile_blocks: bool) -> None:
+        """Place `model` (built on the CPU) on `ctx.device`: sharded under fsdp, else whole (replicated by DDP)."""
         self.ctx = ctx
         self.model = model
         """The module the optimizer and checkpoints see (sharded in place under FSDP)."""
@@ -41,8 +42,14 @@ class ParallelModel:
         self.forward: torch.nn.Module = model
         """The module to call for a training step."""
         if mode == "fsdp" and distributed.active():
+            # `model` is still on the CPU: fully_shard moves each unit to the mesh's device as it shards it and frees
+            # the unsharded copy (torch/distributed/fsdp/_fully_shard/_fsdp_init.py:567, _move_states_to_device;
+            # _fsdp_param.py:329), so a device holds one block unsharded, never the whole fp32 model (7b: 24 GiB,
+            # more than an A10G or L4 has, though its shards fit).
             self._shard(ctx)
-        elif distributed.active():
+            return
+        model.to(ctx.device)
+        if distributed.active():
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             # Gradients live in the all-reduce buckets: no copy into and out of them each step (docs/benchmarks.md:
             # 1 -> 2 rank scaling x1.60 -> x1.65 on CPU).

@@ -120,7 +120,7 @@ class TrainMetrics:
         r = self.registry
         self.tokens = Counter(names.TRAIN_TOKENS_TOTAL, "Tokens consumed by the optimizer, all ranks.", registry=r)
         self.step = Gauge(names.TRAIN_STEP, "Last completed optimizer step.", registry=r)
-        self.loss = Gauge(names.TRAIN_LOSS, "Training loss at the last step.", registry=r)
+        self.loss = Gauge(names.TRAIN_LOSS, "Training loss at the last logged or checkpointed step.", registry=r)
         self.mfu = Gauge(names.TRAIN_MFU_RATIO, "Model FLOPs utilisation, 0..1.", registry=r)
         self.last_checkpoint = Gauge(names.TRAIN_LAST_CHECKPOINT_TIMESTAMP,
                                      "Unix time of the last committed checkpoint.", registry=r)
@@ -133,11 +133,12 @@ class TrainMetrics:
         """Serve /metrics on `port` from a daemon thread."""
         start_http_server(port, registry=self.registry)
 
-    def on_step(self, step: int, tokens: int, loss: float) -> None:
-        """Record one optimizer step."""
+    def on_step(self, step: int, tokens: int, loss: float | None) -> None:
+        """Record one optimizer step; `loss` only on the steps that read it back from the device (None elsewhere)."""
         self.tokens.inc(tokens)
         self.step.set(step)
-        self.loss.set(loss)
+        if loss is not None:
+            self.loss.set(loss)
         self.last_step.set(time.time())
 
     def on_checkpoint(self, duration_s: float) -> None:

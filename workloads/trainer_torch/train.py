@@ -6,9 +6,11 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.nn.functional import cross_entropy
 
 from workloads.common import s3
@@ -66,6 +68,10 @@ class Trainer:
         self.autocast: Any = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
         # On CPU the step's tensors live in malloc's memory; on GPUs the caching allocator already keeps them.
         self.host_memory_retained = not cuda and retain_freed_memory()
+        # Ranks agree on stopping every step over a CPU (gloo) group: on GPUs an NCCL all-reduce read back with
+        # .item() would make each step wait for the GPU to drain, so it could never queue the next one ahead.
+        self.control_group = dist.new_group(backend="gloo", timeout=timedelta(seconds=cfg.collective_timeout)) \
+            if cuda and distributed.active() else None
 
     def run(self) -> int:
         """Train to `--max-steps` (or until SIGTERM), then evaluate and export."""
@@ -74,6 +80,8 @@ class Trainer:
         finally:
             # Before the entry point leaves the process group: the background save uses a group of its own.
             self.checkpointer.close()
+            if self.control_group is not None:
+                dist.destroy_process_group(self.control_group)
 
     def _run(self) -> int:
         if self.metrics is not None and self.cfg.metrics_port:
@@ -91,25 +99,28 @@ class Trainer:
         flops_per_token = self.cfg.preset.flops_per_token(self.cfg.seq_len)
         while progress.step < self.cfg.max_steps:
             loss, lr, grad_norm = self._step(progress)
-            stats = torch.stack([loss, torch.tensor(float(self.stop.requested), device=self.ctx.device)])
-            distributed.all_reduce_sum(stats)
-            global_loss, stop = stats[0].item() / self.ctx.world_size, stats[1].item() > 0
+            stop = self._stop_agreed()
+            # Summed on the device; read (a wait for the GPU) only on the steps that log or checkpoint it.
+            distributed.all_reduce_sum(loss)
             progress.step += 1
             progress.consumed += self.cfg.sequences_per_step
             progress.tokens += self.cfg.tokens_per_step
             meter.add(self.cfg.tokens_per_step)
             self.fault.after_step(progress.step)
+            log = self.ctx.is_main and (progress.step == 1 or progress.step % self.cfg.log_every == 0
+                                        or progress.step == self.cfg.max_steps or stop)
+            save = stop or progress.step % self.cfg.checkpoint_every == 0 or progress.step == self.cfg.max_steps
+            global_loss = loss.item() / self.ctx.world_size if log or save else None
             if self.metrics is not None:
                 self.metrics.on_step(progress.step, self.cfg.tokens_per_step, global_loss)
-            if self.ctx.is_main and (progress.step == 1 or progress.step % self.cfg.log_every == 0
-                                     or progress.step == self.cfg.max_steps or stop):
+            if log and global_loss is not None:
                 tokens_per_s, step_s = meter.report()
                 ratio = mfu(flops_per_token, tokens_per_s, peak * self.ctx.world_size)
                 self._log_step(progress, global_loss, lr, float(grad_norm), tokens_per_s, ratio, step_s)
             if stop:
                 log_event("stopping", rank=self.ctx.rank, step=progress.step, signal=self.stop.signal_name,
                           grace_s=self.cfg.sigterm_grace)
-            if stop or progress.step % self.cfg.checkpoint_every == 0 or progress.step == self.cfg.max_steps:
+            if save and global_loss is not None:
                 meter.exclude(self._checkpoint(progress, global_loss))
             if stop:
                 self.checkpointer.wait()
@@ -120,6 +131,13 @@ class Trainer:
         self.checkpointer.wait()
         self._finish(progress)
         return 0
+
+    def _stop_agreed(self) -> bool:
+        """True when any rank was asked to stop (SIGTERM); every rank calls it once per step."""
+        flag = torch.tensor(float(self.stop.requested))
+        if distributed.active():
+            dist.all_reduce(flag, group=self.control_group)  # None: the default group, gloo on CPU
+        return bool(flag.item() > 0)
 
     def _load_data(self) -> None:
         manifest = read_manifest(self.cfg.data, self.client)
@@ -141,7 +159,8 @@ class Trainer:
 
     def _build_model(self) -> None:
         distributed.seed_all(self.cfg.seed)  # identical initial weights on every rank
-        self.model = GPT(self.cfg.preset).to(self.ctx.device)
+        # Built on the CPU; ParallelModel places it (under FSDP one unit at a time, never whole on the device).
+        self.model = GPT(self.cfg.preset)
         # Shard (or replicate) before the optimizer exists: under FSDP it must hold the sharded parameters.
         self.parallel = ParallelModel(self.model, self.ctx, mode=self.cfg.parallel,
                                  activation_checkpointing=self.cfg.activation_checkpointing,

@@ -72,13 +72,13 @@ INVALID: list[tuple[str, list[dict[str, Any]] | None, list[dict[str, Any]] | Non
     ("two jobs of one name", [JOB, JOB], None,
      "modelplane:training.jobs[1].name: duplicate name 'lm' (also jobs[0])"),
     ("job that cannot fit its pool's smallest GPU", _job(model="7b", microBatch=4), None,
-     "modelplane:training.jobs[0].model: does not fit: '7b' needs an estimated 181.42 GiB per rank (params 24.04, "
+     "modelplane:training.jobs[0].model: job 'lm' does not fit: '7b' needs an estimated 181.42 GiB per rank (params 24.04, "
      "grads 24.04, optimizer 48.09, activations 32.24, buffers 36.06, overhead 16.95) with ddp over 1 rank(s), "
      "micro-batch 4 x 2048 tokens, bf16, activation checkpointing none; g5 (A10G 24 GB), the smallest GPU of "
      "gpuPools 'gpu-train', has 22.49 GiB. To fit: shard the model states with parallel fsdp; or recompute "
      "activations with activationCheckpointing selective or full; or lower microBatch (got 4; "),
     ("fsdp job that still cannot fit", _job(model="1b", replicas=2, microBatch=32), None,
-     "modelplane:training.jobs[0].model: does not fit: '1b' needs an estimated "),
+     "modelplane:training.jobs[0].model: job 'lm' does not fit: '1b' needs an estimated "),
     ("trainer flag in args that has a field", _job(args=["--micro-batch", "4"]), None,
      "modelplane:training.jobs[0].args[0]: --micro-batch has its own field; set microBatch: 4 instead of passing it "
      "in args"),
