@@ -17,7 +17,8 @@ Before writing a step, rank 0 empties its folder: a crashed save's files (anothe
 shards or RNG files) would otherwise be listed in the new `COMMIT`.
 
 Storage failures (S3 errors, s3fs's OSErrors, DCP's CheckpointException) surface as
-`CheckpointError` naming `--checkpoints`, which the entry point reports and exits 2 on.
+`CheckpointError` naming `--checkpoints`, which the entry point reports and exits 2 on. A background
+save's failure is logged (`checkpoint_failed`) as it happens and raised by the next save or `wait`.
 
 Resharding: DCP records each tensor's global shape and the slice each file holds, so a
 checkpoint loads at any world size, under ddp or fsdp. The data position (`consumed`) counts
@@ -220,8 +221,13 @@ class Checkpointer:
             self._pending_step = step
 
     def _commit_after(self, upload: Future[Any], step: int, started: float) -> None:
-        upload.result()
-        self._commit(step, started)
+        try:
+            upload.result()
+            self._commit(step, started)
+        except BaseException as exc:
+            # Logged now, not only when the next save (maybe hours later) re-raises it from `wait`.
+            log_event("checkpoint_failed", rank=self.ctx.rank, step=step, error=_cause(exc))
+            raise
 
     def _commit(self, step: int, started: float) -> None:
         """Rank 0: list the step's files with their sizes into COMMIT, then prune."""

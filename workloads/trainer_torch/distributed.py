@@ -141,7 +141,9 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # This rank's own GPU only (`init` made it current): a list of every visible GPU's states would not restore
+        # on a node with fewer GPUs (torch.cuda.set_rng_state_all indexes torch.cuda.default_generators by position).
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -156,5 +158,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         "gauss": state["numpy_gauss"],
     })
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # written by earlier trainers: every visible GPU's state, this rank's at its index
+        device = torch.cuda.current_device() if torch.cuda.is_available() else len(cuda)
+        cuda = cuda[device] if device < len(cuda) else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -33,7 +34,7 @@ def checkpointer(bucket: Bucket, keep_last: int = 2, *, async_save: bool = False
     return Checkpointer(root, CTX, keep_last=keep_last, async_save=async_save)
 
 
-def trained(value: float) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+def trained(value: float) -> tuple[torch.nn.Linear, torch.optim.Optimizer]:
     """A small model whose weights are all `value`, after one AdamW step (so the optimizer has state)."""
     model = torch.nn.Linear(3, 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
@@ -56,7 +57,8 @@ def test_save_writes_dcp_shards_then_a_commit_listing_their_sizes(bucket: Bucket
     prefix = ckpt.root.key + "/step-000000005/"
     shards = [f"__0_{i}.distcp" for i in range(UPLOAD_THREADS)]
     files = sorted([".metadata", *shards, "rng-rank00000.pt", "state.json"])
-    assert bucket.keys(prefix) == sorted(prefix + n for n in [*files, "COMMIT"])
+    # Nothing outside the step folder either (the listing is of the root key itself, no slash).
+    assert bucket.keys(ckpt.root.key) == sorted(prefix + n for n in [*files, "COMMIT"])
     marker = json.loads(bucket.read(prefix + "COMMIT"))
     assert marker["step"] == 5 and sorted(marker["files"]) == files
     for name, entry in marker["files"].items():
@@ -70,6 +72,18 @@ def test_folder_without_commit_marker_is_ignored(bucket: Bucket) -> None:
     listing = ckpt.listing()
     assert (listing.committed, listing.partial) == ([10], [20])
     assert ckpt.latest() == 10
+
+
+@pytest.mark.parametrize("slash", ["", "/"], ids=["no-trailing-slash", "trailing-slash"])
+def test_listing_sees_only_its_own_prefix(bucket: Bucket, slash: str) -> None:
+    root = f"list-{uuid.uuid4().hex[:6]}"
+    bucket.write(f"{root}/step-000000003/COMMIT", b"{}")
+    bucket.write(f"{root}/step-000000004/__0_0.distcp", b"partial")
+    bucket.write(f"{root}-other/step-000000009/COMMIT", b"{}")  # a sibling prefix sharing the name's start
+    ckpt = Checkpointer(S3Uri.parse(bucket.uri(root + slash)), CTX, keep_last=1)
+    listing = ckpt.listing()
+    assert (listing.committed, listing.partial, ckpt.latest()) == ([3], [4], 3)
+    assert ckpt.step_uri(3, "COMMIT").key == f"{root}/step-000000003/COMMIT"
 
 
 def test_prune_keeps_last_k_committed_and_drops_stale_partials(bucket: Bucket) -> None:
@@ -135,9 +149,12 @@ def test_async_save_commits_only_after_the_upload_and_the_next_save_waits(
 
     monkeypatch.setattr(checkpoint_module.FsspecWriter, "write_data", held)
     model, optimizer = trained(2.0)
+    saved_moments = {k: v.clone() for k, v in optimizer.state[model.weight].items()}
     ckpt.save(2, model, optimizer, state={"step": 2}, rng=rng_state())  # returns while the upload is held
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()  # training goes on while the upload is held: weights and moments change in place
     with torch.no_grad():
-        model.weight.fill_(-1.0)  # training goes on while the upload is held
+        model.weight.fill_(-1.0)
     assert ckpt.latest() == 1, "an upload in flight is not a checkpoint"
     assert not any(k.endswith("/COMMIT") for k in bucket.keys(ckpt.step_uri(2).key + "/"))
 
@@ -158,6 +175,8 @@ def test_async_save_commits_only_after_the_upload_and_the_next_save_waits(
     restored, restored_optimizer = trained(0.0)
     ckpt.load(2, restored, restored_optimizer)
     assert torch.equal(restored.weight, torch.full((3, 3), 2.0)), "the save holds the weights at save time"
+    moments = restored_optimizer.state[restored.weight]
+    assert all(torch.equal(moments[k], v) for k, v in saved_moments.items()), "and the optimizer state"
 
 
 def denied(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,6 +197,22 @@ def test_failed_shard_upload_is_a_checkpoint_error_naming_the_flag(
         ckpt.wait()  # an async save's error surfaces here
     ckpt.close()
     assert ckpt.latest() is None
+
+
+def test_failed_async_upload_is_logged_when_it_fails_not_only_at_the_next_save(
+        bucket: Bucket, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = checkpointer(bucket, async_save=True)
+    denied(monkeypatch)
+    save(ckpt, 3)
+    out, deadline = "", time.monotonic() + 120  # the loop goes on; nobody calls wait() until the next save
+    while '"checkpoint_failed"' not in out and time.monotonic() < deadline:
+        time.sleep(0.05)
+        out += capsys.readouterr().out
+    failed = [json.loads(line) for line in out.splitlines() if '"checkpoint_failed"' in line]
+    assert [(e["step"], e["rank"]) for e in failed] == [(3, 0)] and "PermissionError: Access Denied" in failed[0]["error"]
+    with pytest.raises(CheckpointError):
+        ckpt.wait()
+    ckpt.close()
 
 
 def test_save_to_a_missing_bucket_is_a_checkpoint_error(bucket: Bucket) -> None:
@@ -223,32 +258,36 @@ from tests.workloads.trainer_torch import test_checkpoint as t
 from workloads.common.uri import S3Uri
 from workloads.trainer_torch.checkpoint import Checkpointer, FsspecWriter
 
-original = FsspecWriter.write_data
-def stuck(self, plan, planner):
-    done = original(self, plan, planner)  # the shards are in S3; .metadata and COMMIT are not
-    print("uploaded", flush=True)
+stage = sys.argv[2]
+original = getattr(FsspecWriter, stage)
+def stuck(self, *args, **kwargs):
+    done = original(self, *args, **kwargs)  # write_data: the shards are in S3; finish: .metadata is too; COMMIT is not
+    print("done " + stage, flush=True)
     time.sleep(600)
     return done
-FsspecWriter.write_data = stuck
+setattr(FsspecWriter, stage, stuck)
 ckpt = Checkpointer(S3Uri.parse(sys.argv[1]), t.CTX, keep_last=2, async_save=True)
 t.save(ckpt, 2)
 time.sleep(600)
 """
 
 
-def test_sigkill_during_an_async_upload_leaves_the_previous_checkpoint_newest(s3: S3Server, bucket: Bucket) -> None:
+@pytest.mark.parametrize(("stage", "written"), [("write_data", ".distcp"), ("finish", "/.metadata")],
+                         ids=["after-shards", "after-dcp-metadata"])
+def test_sigkill_during_an_async_upload_leaves_the_previous_checkpoint_newest(
+        s3: S3Server, bucket: Bucket, stage: str, written: str) -> None:
     ckpt = checkpointer(bucket)
     save(ckpt, 1)
-    with subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(ckpt.root)], cwd=REPO, env=subprocess_env(s3.env()),
-                          stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(ckpt.root), stage], cwd=REPO,
+                          env=subprocess_env(s3.env()), stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         try:
             ready, _, _ = select.select([child.stdout], [], [], 120)
             line = child.stdout.readline() if ready else ""
         finally:
             child.send_signal(signal.SIGKILL)  # also on failure, so the test never waits on a stuck child
-    assert line.strip() == "uploaded", f"the child printed {line!r} instead of 'uploaded' (nothing within 120 s?)"
-    assert any(k.endswith(".distcp") for k in bucket.keys(ckpt.step_uri(2).key + "/")), "killed mid-save"
+    assert line.strip() == f"done {stage}", f"the child printed {line!r} (nothing within 120 s?)"
+    assert any(k.endswith(written) for k in bucket.keys(ckpt.step_uri(2).key + "/")), "killed mid-save"
     listing = ckpt.listing()
     assert (listing.committed, listing.partial, ckpt.latest()) == ([1], [2], 1)
     model, optimizer = trained(0.0)
