@@ -50,6 +50,10 @@ the group is recreated, but only once all pods of the failed attempt are gone, s
 group's checkpoint resume nor holds GPUs the new group needs."""
 TERMINATION_GRACE_S: Final = 120
 """Spot's two-minute notice: time for the trainer's SIGTERM checkpoint."""
+TORCHRUN_SHUTDOWN_TIMEOUT_S: Final = TERMINATION_GRACE_S - 5
+"""Seconds torchrun lets its workers finish after forwarding SIGTERM before it SIGKILLs them (`--shutdown-timeout`;
+torch 2.13 torch/distributed/launcher/api.py defaults it to 30, which would kill the SIGTERM checkpoint that the
+trainer's --sigterm-grace, 100 s by default, allows); just inside the pod's grace period."""
 HOME_ENV: Final = {"HOME": "/tmp"}
 """Every training container's HOME: the writable /tmp emptyDir (the root filesystem is read-only)."""
 RUNTIME_ENV: Final = {
@@ -80,7 +84,8 @@ class TrainingRuntime(pulumi.ComponentResource):
             "name": NODE,
             "image": image,
             # torchrun reads the PET_* variables Trainer's torch plugin sets on this container.
-            "command": ["torchrun", "--module", "workloads.trainer_torch"],
+            "command": ["torchrun", f"--shutdown-timeout={TORCHRUN_SHUTDOWN_TIMEOUT_S}", "--module",
+                        "workloads.trainer_torch"],
             "env": env_list(RUNTIME_ENV),
             # Trainer merges each TrainJob's resourcesPerNode over these key by key (every TrainingJob sets cpu and
             # memory); they bound a TrainJob created by hand without any, at a job entry's defaults.

@@ -171,6 +171,8 @@ class Trainer:
         groups = [{"params": matrices, "weight_decay": self.cfg.weight_decay}, {"params": vectors, "weight_decay": 0.0}]
         # Fused: one kernel over every parameter on CPU too (torch >= 2.4), not AdamW's per-tensor Python loop.
         self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+        self.group_decay = [group["weight_decay"] for group in groups]
+        """Each parameter group's weight decay from the flags, reapplied over a resumed optimizer's saved values."""
         self.scheduler = build_scheduler(self.optimizer, self.schedule)
 
     def _resume(self) -> Progress:
@@ -186,8 +188,10 @@ class Trainer:
         sched["lr_lambdas"] = [None] * len(self.optimizer.param_groups)
         sched["base_lrs"] = [self.cfg.lr] * len(self.optimizer.param_groups)
         self.scheduler.load_state_dict(sched)
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+        for group, base, decay in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.group_decay,
+                                      strict=True):
             group["lr"] = base * self.schedule(self.scheduler.last_epoch)  # LambdaLR's own formula, bit for bit
+            group["weight_decay"] = decay  # load_state_dict restored the saved one: --weight-decay wins, as --lr does
         if rng is not None:
             distributed.set_rng_state(rng)
         else:
@@ -204,6 +208,10 @@ class Trainer:
         if state["seq_len"] != self.cfg.seq_len:
             raise CheckpointError(f"--seq-len: {where} was trained with --seq-len {state['seq_len']} (got "
                                   f"{self.cfg.seq_len}); the saved data position counts windows of that length")
+        if state["seed"] != self.cfg.seed:
+            raise CheckpointError(f"--seed: {where} was trained with --seed {state['seed']} (got {self.cfg.seed}); "
+                                  "the saved data position is a place in that seed's data order: resume with "
+                                  f"--seed {state['seed']} or start a new --checkpoints prefix")
         if state["world_size"] != self.ctx.world_size:
             log_event("world_size_changed", rank=self.ctx.rank, checkpoint=state["world_size"],
                       now=self.ctx.world_size)

@@ -75,7 +75,7 @@ def test_runtime_has_one_node_job_that_trainer_fills_in(runtime: dict[str, Any])
     assert job["template"]["metadata"]["labels"] == {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}
     (container,) = job["template"]["spec"]["template"]["spec"]["containers"]
     assert container["name"] == "node" and container["image"] == TORCH_IMAGE
-    assert container["command"] == ["torchrun", "--module", "workloads.trainer_torch"]
+    assert container["command"] == ["torchrun", "--shutdown-timeout=115", "--module", "workloads.trainer_torch"]
     # What a TrainJob without resourcesPerNode would get: a job entry's defaults, never unbounded.
     assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}}
 
@@ -93,6 +93,15 @@ def test_a_failure_restarts_the_whole_group_a_bounded_number_of_times(runtime: d
 def test_restarts_and_ttl_follow_the_training_section() -> None:
     spec = _render({"maxRestarts": 1, "ttlSecondsAfterFinished": 60}).one(RUNTIME).inputs["spec"]["template"]["spec"]
     assert (spec["failurePolicy"]["maxRestarts"], spec["ttlSecondsAfterFinished"]) == (1, 60)
+
+
+def test_torchrun_gives_the_sigterm_checkpoint_its_grace_before_killing_workers(runtime: dict[str, Any]) -> None:
+    # torchrun forwards SIGTERM and SIGKILLs its workers after --shutdown-timeout (default 30 s): it must outlast the
+    # trainer's default --sigterm-grace and end inside the pod's grace period.
+    pod = _pod_template(runtime)["spec"]
+    (container,) = pod["containers"]
+    timeout = int(next(arg for arg in container["command"] if arg.startswith("--shutdown-timeout=")).split("=")[1])
+    assert TorchSettings.model_fields["sigterm_grace"].default < timeout < pod["terminationGracePeriodSeconds"]
 
 
 def test_a_timed_out_collective_tears_the_rank_down(runtime: dict[str, Any], train_job: dict[str, Any]) -> None:
