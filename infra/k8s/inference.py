@@ -82,7 +82,8 @@ class InferenceService(pulumi.ComponentResource):
         recommend, which reads the live features there); `mesh` whether to create the
         Istio routes; `queue_depth_autoscaling` whether the observability stack is there: the HPA can use its
         custom metrics (prometheus-adapter) and ServiceMonitors can be created (the operator's CRD);
-        `gateway_image` our serve image, which runs the caching gateway (runtimes vllm and recommend);
+        `gateway_image` our serve image, which runs the caching gateway (runtimes vllm and recommend) and checks
+        vLLM's export before vLLM starts;
         `egress_rules` the runtime's NetworkPolicy egress to the model store (S3 or MinIO), `redis_egress` to the
         stack's Redis (given to the pods that use it)."""
         ours, vllm, recommend = (svc.runtime == runtime for runtime in ("modelplane-serve", "vllm", "recommend"))
@@ -117,7 +118,7 @@ class InferenceService(pulumi.ComponentResource):
         env_from = [{"secretRef": {"name": secret}} for secret in secret_env_from]
         for track, track_image in tracks.items():
             container, init_containers, volumes = containers(svc, track_image, model_uri, dict(env or {}),
-                                                             env_from, files)
+                                                             env_from, files, gateway_image or image)
             self._deployment(runtime, namespace, track, svc.min_replicas, runtime_labels,
                              _pod(service_account, [container], volumes, init_containers),
                              scheduling(svc.gpu_pool, svc.gpus))

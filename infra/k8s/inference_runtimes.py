@@ -15,7 +15,12 @@ vLLM's weights come from S3 in one of two ways (`vllm.weights`):
   at 0.31.0 maps AWS_ENDPOINT_URL to the streamer's S3 endpoint, so MinIO works too). The CUDA image ships the
   streamer (docker/Dockerfile `vllm-openai-base` installs runai-model-streamer[s3,gcs]).
 - `s3-sync` (the default without GPUs): vLLM's CPU image has no streamer, so an init container copies the
-  folder to a pod volume first, as for TF Serving.
+  folder to a pod volume first.
+vLLM loads whatever it finds, so either way an init container in our serve image runs first
+(`python -m workloads.lm.fetch`): it downloads exactly the files the export's manifest lists and checks them as our
+own server does, or with the streamer checks in S3 that the manifest exists and lists every file there at its
+size. An export still being written, or one whose upload crashed, then holds the pod in Init with a message
+saying so instead of being served.
 Either way the pod reads S3 as the servers' ServiceAccount, whose role `WorkloadIdentity` grants read on the
 models bucket (infra/program.py), with no keys in the pod.
 """
@@ -56,6 +61,7 @@ from workloads.common.vocab import (
     VLLM_TENSOR_PARALLEL_SIZE_FLAG,
 )
 from workloads.gateway.settings import env_name as gateway_env
+from workloads.lm.fetch_settings import FetchSettings
 from workloads.recommend.model_settings import ServiceSettings
 from workloads.serve.settings import env_name
 
@@ -89,6 +95,13 @@ GATEWAY_RESOURCES: Final = ("1", "1Gi")
 API_KEY_SECRET_KEY: Final = "api-key"
 """The Secret key holding API keys (one per line for the gateway), generated or given by vllm.apiKeysSecret."""
 
+SYNC_RESOURCES: Final = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+"""Resources of TF Serving's AWS CLI init container."""
+MODEL_CHECK_RESOURCES: Final = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+"""Resources of vLLM's model check in our serve image: it imports torch with the loader's check (260 MB peak RSS
+with the CPU wheel; the serve image's CUDA wheel maps more), so twice the AWS CLI's. The vLLM container asks for far
+more, so the pod's scheduling is unchanged."""
+
 GATEWAY_HEALTH_PATH: Final = "/health"
 """The gateway's liveness and readiness route (200 while the process serves)."""
 RECOMMEND_HEALTH_PATH: Final = "/health"
@@ -96,10 +109,11 @@ RECOMMEND_HEALTH_PATH: Final = "/health"
 
 
 def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[str], env: dict[str, str],
-               env_from: list[dict[str, Any]], files: SecretFiles,
+               env_from: list[dict[str, Any]], files: SecretFiles, serve_image: str,
                ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """The runtime's (container, init containers, volumes); `files` the Secret files our server or the
-    recommendation service reads (REDIS_URL_FILE, and API_KEY_FILE for our server)."""
+    recommendation service reads (REDIS_URL_FILE, and API_KEY_FILE for our server); `serve_image` our serve image,
+    which checks vLLM's export before vLLM starts."""
     port = PORTS[svc.runtime]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, {"name": "models", "emptyDir": {}}]
     base = {
@@ -115,7 +129,7 @@ def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[
     if svc.runtime == "modelplane-serve":
         return _serve(svc, ours, model_uri, env, files), [], [*volumes, *secret_volumes]
     if svc.runtime == "vllm":
-        return _vllm(svc, base, model_uri, env, env_from, volumes)
+        return _vllm(svc, base, model_uri, env, env_from, volumes, serve_image)
     if svc.runtime == "recommend":
         return _recommend(ours, model_uri, env, files), [], [*volumes, *secret_volumes]
     volumes.append({"name": "monitoring", "configMap": {"name": f"{svc.name}-tf-serving-monitoring"}})
@@ -129,6 +143,37 @@ def containers(svc: InferenceServiceConfig, image: str, model_uri: pulumi.Input[
         "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
     }
     return container, [_sync(model_uri, f"{MODELS_DIR}/{svc.name}", env, env_from)], volumes
+
+
+def _s3_init(name: str, image: str, command: list[str], args: list[pulumi.Input[str]], env: dict[str, str],
+             env_from: list[dict[str, Any]], resources: dict[str, Any], models_volume: bool) -> dict[str, Any]:
+    """An init container reading S3 with the pod's S3 env (`env`, `env_from`: the local stack's MinIO endpoint and
+    keys; none on AWS, where the pod's role signs), mounting the models volume when it writes there."""
+    init: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "command": command,
+        "args": args,
+        "env": env_list({**env, "HOME": "/tmp"}),
+        "resources": resources,
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         *([{"name": "models", "mountPath": MODELS_DIR}] if models_volume else [])],
+    }
+    if env_from:
+        init["envFrom"] = env_from
+    return init
+
+
+def _fetch(serve_image: str, model_uri: pulumi.Input[str], target: str | None, env: dict[str, str],
+           env_from: list[dict[str, Any]]) -> dict[str, Any]:
+    """vLLM's init container in our serve image: download the export to `target` and verify it against its
+    manifest, or with `target` None (the streamer reads S3 itself) only check in S3 that it is complete."""
+    flag = FetchSettings.flag_name
+    args: list[pulumi.Input[str]] = [flag("model_uri"), model_uri,
+                                     *([flag("target"), target] if target else [flag("verify_only")])]
+    return _s3_init("fetch-model" if target else "verify-model", serve_image, ["python", "-m", "workloads.lm.fetch"],
+                    args, env, env_from, MODEL_CHECK_RESOURCES, models_volume=target is not None)
 
 
 def _file_settings(var: Callable[[str], str], files: SecretFiles, fields: Mapping[str, str]) -> dict[str, str]:
@@ -186,25 +231,13 @@ def _recommend(base: dict[str, Any], model_uri: pulumi.Input[str], env: dict[str
 
 def _sync(model_uri: pulumi.Input[str], target: str, env: dict[str, str],
           env_from: list[dict[str, Any]]) -> dict[str, Any]:
-    """An init container copying the S3 folder `model_uri` to `target`, with the pod's S3 env (`env`, `env_from`:
-    the local stack's MinIO endpoint and keys; none on AWS, where the pod's role signs)."""
-    sync: dict[str, Any] = {
-        "name": "fetch-model",
-        "image": versions.AWS_CLI_IMAGE,
-        "command": ["aws", "s3", "sync", "--only-show-errors"],
-        "args": [model_uri, target],
-        "env": env_list({**env, "HOME": "/tmp"}),
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "models", "mountPath": MODELS_DIR}],
-    }
-    if env_from:
-        sync["envFrom"] = env_from
-    return sync
+    """TF Serving's init container: the AWS CLI copying the S3 folder `model_uri` (a SavedModel) to `target`."""
+    return _s3_init("fetch-model", versions.AWS_CLI_IMAGE, ["aws", "s3", "sync", "--only-show-errors"],
+                    [model_uri, target], env, env_from, SYNC_RESOURCES, models_volume=True)
 
 
 def _vllm(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.Input[str], env: dict[str, str],
-          env_from: list[dict[str, Any]], volumes: list[dict[str, Any]],
+          env_from: list[dict[str, Any]], volumes: list[dict[str, Any]], serve_image: str,
           ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     vllm = svc.vllm
     streamed = vllm.loading(svc.gpus) == "runai-streamer"
@@ -238,7 +271,8 @@ def _vllm(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.I
         "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
         "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
     }
-    return container, [] if streamed else [_sync(model_uri, f"{MODELS_DIR}/{svc.name}", env, env_from)], volumes
+    return container, [_fetch(serve_image, model_uri, None if streamed else f"{MODELS_DIR}/{svc.name}", env,
+                              env_from)], volumes
 
 
 def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], redis_secret: pulumi.Input[str] | None,

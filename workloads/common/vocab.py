@@ -112,6 +112,8 @@ RECOMMEND_SERVICE_ENV_PREFIX: Final = "MODELPLANE_RECOMMEND_SERVICE_"
 """Prefix of the recommendation service's environment variables (see workloads.recommend.model_settings)."""
 INDEX_LIFECYCLE_ENV_PREFIX: Final = "MODELPLANE_INDEX_LIFECYCLE_"
 """Prefix of the log index lifecycle Job's environment variables (see workloads.logging.lifecycle)."""
+MODEL_FETCH_ENV_PREFIX: Final = "MODELPLANE_MODEL_FETCH_"
+"""Prefix of the verified export fetcher's environment variables (see workloads.lm.fetch_settings)."""
 RECOMMENDATIONS_ROUTE: Final = "/v1/recommendations"
 """The recommendation API's path (POST; GET appends `/{user_id}`): service, gateway and ingress routes share it."""
 

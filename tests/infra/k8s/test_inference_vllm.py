@@ -27,12 +27,17 @@ DR = "kubernetes:networking.istio.io/v1:DestinationRule"
 AUTHZ = "kubernetes:security.istio.io/v1:AuthorizationPolicy"
 
 
-def _render(image: str = versions.VLLM_IMAGE, queue_depth_autoscaling: bool = True, **overrides: Any) -> Graph:
+SERVE_IMAGE = "ghcr.io/modelplane/serve:0.1.0"
+
+
+def _render(image: str = versions.VLLM_IMAGE, queue_depth_autoscaling: bool = True,
+            s3_env: dict[str, str] | None = None, **overrides: Any) -> Graph:
     svc = InferenceServiceConfig.model_validate({**SERVICE, **overrides})
     return render_program("test", lambda: InferenceService(
-        "chat", svc, image=image, gateway_image="ghcr.io/modelplane/serve:0.1.0", namespace="inference",
+        "chat", svc, image=image, gateway_image=SERVE_IMAGE, namespace="inference",
         service_account="model-server", model_uri="s3://models/lm-small/", allowed_principals=[INGRESS, PROMETHEUS],
-        redis_url=pulumi.Output.secret("rediss://:t@h:6379/0"), queue_depth_autoscaling=queue_depth_autoscaling) and None)
+        redis_url=pulumi.Output.secret("rediss://:t@h:6379/0"), queue_depth_autoscaling=queue_depth_autoscaling,
+        env=s3_env, secret_env_from=["minio-keys"] if s3_env else ()) and None)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +66,18 @@ def test_runtime_serves_the_s3_model_with_the_run_ai_streamer(graph: Graph) -> N
         "--served-model-name": "chat", "--port": "8000", "--dtype": "bfloat16", "--enable-prefix-caching": "",
         "--load-format": "runai_streamer", "--max-model-len": "2048", "--tensor-parallel-size": "4",
         "--gpu-memory-utilization": "0.9"}
-    assert not _pod(graph, "chat-vllm-stable")["initContainers"]
+
+
+def test_streamed_runtime_first_checks_in_s3_that_the_export_is_complete(graph: Graph) -> None:
+    # The streamer reads S3 itself: our serve image checks the manifest and the listed files' sizes, downloads nothing.
+    pod = _pod(graph, "chat-vllm-stable")
+    (check,) = pod["initContainers"]
+    assert (check["name"], check["image"], check["command"], check["args"]) == (
+        "verify-model", SERVE_IMAGE, ["python", "-m", "workloads.lm.fetch"],
+        ["--model-uri", "s3://models/lm-small/", "--verify-only"])
+    assert check["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert "models" not in {volume["name"] for volume in pod["volumes"]}
+    assert check["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_runtime_probes_health_with_a_generous_startup_budget(graph: Graph) -> None:
@@ -225,14 +241,28 @@ def test_without_gpus_the_cpu_runtime_syncs_the_model_and_sizes_its_kv_cache() -
     graph = _render(image=versions.VLLM_CPU_IMAGE, gpus=0, gpuPool=None, cpu="2", memory="8Gi",
                     vllm={"preset": "mini", "maxModelLen": 512})
     pod = _pod(graph, "chat-vllm-stable")
-    (sync,) = pod["initContainers"]
-    assert (sync["command"][:3], sync["args"]) == (["aws", "s3", "sync"], ["s3://models/lm-small/", "/models/chat"])
+    (fetch,) = pod["initContainers"]
+    # Our serve image downloads the files the manifest lists and verifies them, as our own server's loader does.
+    assert (fetch["name"], fetch["image"], fetch["command"], fetch["args"]) == (
+        "fetch-model", SERVE_IMAGE, ["python", "-m", "workloads.lm.fetch"],
+        ["--model-uri", "s3://models/lm-small/", "--target", "/models/chat"])
+    assert {"name": "models", "mountPath": "/models"} in fetch["volumeMounts"]
     (container,) = pod["containers"]
     assert container["args"][0] == "/models/chat"
     flags = _args(container)
     assert "--load-format" not in flags and "--tensor-parallel-size" not in flags
     assert {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "2"} in container["env"]
     assert "nodeSelector" not in pod
+
+
+@pytest.mark.parametrize("gpus", [4, 0])
+def test_the_model_check_reads_s3_with_the_pods_s3_env(gpus: int) -> None:
+    cpu: dict[str, Any] = {} if gpus else {"image": versions.VLLM_CPU_IMAGE, "gpuPool": None, "cpu": "2", "memory": "8Gi",
+                           "vllm": {"preset": "mini"}}
+    graph = _render(gpus=gpus, s3_env={"AWS_ENDPOINT_URL": "http://minio.minio:9000"}, **cpu)
+    (init,) = _pod(graph, "chat-vllm-stable")["initContainers"]
+    assert {"name": "AWS_ENDPOINT_URL", "value": "http://minio.minio:9000"} in init["env"]
+    assert init["envFrom"] == [{"secretRef": {"name": "minio-keys"}}]
 
 
 def test_the_smallest_cpu_memory_the_config_admits_gets_the_minimum_kv_cache() -> None:
