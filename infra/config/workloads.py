@@ -19,7 +19,7 @@ from infra.config.routes import IngressConfig, Route, routes_for
 from infra.config.vllm import VllmConfig
 from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
 from workloads.lm.memory import GIB, Checkpointing, Parallel, build_bytes, default_parallel, fit_problem
-from workloads.lm.presets import PRESETS, default_seq_len
+from workloads.lm.presets import PRESETS, default_seq_len, preset_config
 from workloads.trainer_torch.config import TrainSettings
 
 _NAME = r"^[a-z][a-z0-9-]{0,40}$"
@@ -85,6 +85,9 @@ class TrainingJobConfig(Section):
     """Dataset location under the datasets bucket: the prepared manifest (PyTorch) or an image-record prefix (TF)."""
     model: str | None = None
     """PyTorch trainer's --model preset (its settings list the presets). Defaults to the trainer's default."""
+    vocab_size: int | None = Field(default=None, ge=1, le=65536)
+    """PyTorch trainer's --vocab-size: embedding rows, at least the id_limit of the dataset's Hugging Face tokenizer
+    (rounded up to a multiple of 64). Defaults to the preset's (byte-level data)."""
     seq_len: int | None = Field(default=None, ge=1)
     """PyTorch trainer's --seq-len. Defaults to the trainer's default for the preset."""
     micro_batch: int | None = Field(default=None, ge=1)
@@ -140,12 +143,13 @@ class TrainingJobConfig(Section):
         if model not in PRESETS or not MEMORY_QUANTITY.match(self.memory):
             return []
         ranks = self.ranks_per_replica
-        needed = ranks * build_bytes(PRESETS[model])
+        config = preset_config(model, self.vocab_size)
+        needed = ranks * build_bytes(config)
         if needed < memory_bytes(self.memory):
             return []
         return [("memory", f"{self.memory} is not above the {needed / GIB:.2f} GiB the replica's {ranks} rank(s) hold "
                            f"while building the {model!r} model (each initialises all of its fp32 parameters, "
-                           f"{build_bytes(PRESETS[model]) / GIB:.2f} GiB, in host memory before placing them on its "
+                           f"{build_bytes(config) / GIB:.2f} GiB, in host memory before placing them on its "
                            f"device); raise memory to {needed // GIB + 1}Gi or more, or use fewer gpusPerReplica or "
                            "a smaller model")]
 
@@ -240,12 +244,12 @@ class TrainingJobConfig(Section):
             model, device_bytes=gpu.memory_mib * 2**20, device=f"{family} ({gpu.model}), the smallest GPU of "
             f"gpuPools {pool.name!r},", parallel=self.parallel or default_parallel(world_size), world_size=world_size,
             micro_batch=self.trainer_setting("micro_batch"), seq_len=self.seq_len or default_seq_len(model),
-            precision="bf16", checkpointing=self.trainer_setting("activation_checkpointing"),
+            precision="bf16", checkpointing=self.trainer_setting("activation_checkpointing"), vocab_size=self.vocab_size,
             name=lambda field: "replicas x gpusPerReplica" if field == "world_size" else to_camel(field))
         return [("model", f"job {self.name!r} does not fit: {problem}")] if problem else []
 
 
-_TRAINER_FIELDS = ("model", "seq_len", "micro_batch", "parallel", "activation_checkpointing")
+_TRAINER_FIELDS = ("model", "vocab_size", "seq_len", "micro_batch", "parallel", "activation_checkpointing")
 """TrainingJobConfig fields that are the PyTorch trainer's settings of the same name (rendered as its flags)."""
 
 

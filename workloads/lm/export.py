@@ -3,7 +3,8 @@
 An export is a folder (local or under an S3 prefix) that transformers and vLLM load as it is:
 - `config.json`: the GPT-2 config (`workloads.lm.hf`), plus `modelplane_meta` (step, tokens, data...);
 - `model.safetensors`, or numbered shards and `model.safetensors.index.json` past 2 GiB;
-- `generation_config.json`, `tokenizer.json` and `tokenizer_config.json` (`workloads.lm.hf_tokenizer`);
+- `generation_config.json`, `tokenizer.json` and `tokenizer_config.json` (`workloads.lm.hf_tokenizer`): our byte
+  tokenizer, or the Hugging Face tokenizer the data was prepared with, unchanged (then only vLLM serves it);
 - `manifest.json`: sha256 and size of every other file. It is written last, so an export
   without a manifest is incomplete and is never loaded.
 
@@ -22,7 +23,7 @@ from safetensors.torch import load_model
 
 from workloads.common.hashing import sha256_file
 from workloads.lm import hf
-from workloads.lm.hf_tokenizer import read_byte_tokenizer, write_tokenizer
+from workloads.lm.hf_tokenizer import ExportTokenizer, read_byte_tokenizer, write_tokenizer
 from workloads.lm.layout import (
     CONFIG_FILE,
     GENERATION_CONFIG_FILE,
@@ -82,7 +83,7 @@ def _write_json(folder: Path, name: str, data: dict[str, Any]) -> str:
     return name
 
 
-def save_export(model: GPT, folder: Path, *, tokenizer: ByteTokenizer | None = None,
+def save_export(model: GPT, folder: Path, *, tokenizer: ExportTokenizer | None = None,
                 meta: dict[str, Any] | None = None, max_shard_bytes: int = hf.MAX_SHARD_BYTES) -> list[str]:
     """Write `model` as a Hugging Face folder into `folder`, the manifest last; returns every file name.
 

@@ -17,9 +17,9 @@ from typing import Any, Final
 import torch
 from safetensors.torch import load_file, save_file
 
+from workloads.lm.hf_tokenizer import ExportTokenizer
 from workloads.lm.layout import MODEL_TYPE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE
 from workloads.lm.presets import GPTConfig
-from workloads.lm.tokenizer import ByteTokenizer
 
 MAX_SHARD_BYTES: Final = 2 * 1024**3
 """Largest safetensors shard: weights beyond 2 GiB are split, with an index naming each tensor's shard."""
@@ -34,8 +34,8 @@ _CONV1D_WEIGHTS: Final = (".c_attn.weight", ".c_proj.weight", ".c_fc.weight")
 _TIED: Final = "lm_head.weight"
 
 
-def hf_config(config: GPTConfig, tokenizer: ByteTokenizer, dtype: torch.dtype) -> dict[str, Any]:
-    """config.json of the `GPT2LMHeadModel` that computes what `GPT(config)` computes."""
+def hf_config(config: GPTConfig, tokenizer: ExportTokenizer, dtype: torch.dtype) -> dict[str, Any]:
+    """config.json of the `GPT2LMHeadModel` that computes what `GPT(config)` computes, with `tokenizer`'s special ids."""
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": MODEL_TYPE,
@@ -57,6 +57,7 @@ def hf_config(config: GPTConfig, tokenizer: ByteTokenizer, dtype: torch.dtype) -
         "reorder_and_upcast_attn": False,
         "tie_word_embeddings": True,
         "use_cache": True,
+        # Written even when None (null): left out, GPT2Config would default them to GPT-2's 50256.
         "bos_token_id": tokenizer.bos_id,
         "eos_token_id": tokenizer.eos_id,
         "pad_token_id": tokenizer.pad_id,
@@ -64,8 +65,8 @@ def hf_config(config: GPTConfig, tokenizer: ByteTokenizer, dtype: torch.dtype) -
     }
 
 
-def generation_config(tokenizer: ByteTokenizer) -> dict[str, Any]:
-    """generation_config.json: stop at EOS, pad with our pad id."""
+def generation_config(tokenizer: ExportTokenizer) -> dict[str, Any]:
+    """generation_config.json: stop at EOS, pad with the pad id (null where a Hugging Face tokenizer names none)."""
     return {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
 
 

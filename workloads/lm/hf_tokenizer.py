@@ -5,11 +5,15 @@ own id (0..255, through GPT-2's printable byte alphabet, which the ByteLevel pre
 and whose special tokens carry our BOS/EOS/pad ids; its post-processor prepends BOS, the framing the
 trainer gives every document and our server gives every prompt. So `AutoTokenizer` and vLLM encode
 ordinary text to exactly our ids.
+
+Data prepared with any other Hugging Face tokenizer (`prepare --tokenizer`) is exported with that
+tokenizer's own files, unchanged (`HfTokenizerExport`); our server serves byte-level exports only.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,8 +57,10 @@ def build_byte_tokenizer(tokenizer: ByteTokenizer) -> Tokenizer:
     return hf
 
 
-def write_tokenizer(tokenizer: ByteTokenizer, folder: Path, *, max_length: int) -> list[str]:
+def write_tokenizer(tokenizer: ExportTokenizer, folder: Path, *, max_length: int) -> list[str]:
     """Write tokenizer.json and tokenizer_config.json into `folder`; returns their names."""
+    if isinstance(tokenizer, HfTokenizerExport):
+        return tokenizer.write(folder, max_length=max_length)
     build_byte_tokenizer(tokenizer).save(str(folder / TOKENIZER_FILE))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -73,7 +79,8 @@ def as_byte_tokenizer(hf: Tokenizer, where: Path) -> ByteTokenizer:
     vocab = hf.get_vocab(with_added_tokens=True)
     if any(vocab.get(char) != byte for byte, char in byte_alphabet().items()):
         raise ValueError(f"{where}: not our byte-level tokenizer (ids 0..255 are not the bytes); "
-                         "our server serves byte-level exports only: serve this model with vLLM")
+                         "our server serves byte-level exports only: serve this model with the vLLM runtime "
+                         "(runtime: vllm)")
     missing = [text for text in (BOS_TOKEN, EOS_TOKEN, PAD_TOKEN) if text not in vocab]
     if missing:
         raise ValueError(f"{where}: special tokens {missing} are missing")
@@ -130,3 +137,68 @@ class HfTokenizerFile:
             raise ValueError(f"{file}: cannot tell the end-of-document token among special tokens {list(specials)}; "
                              f"put a {TOKENIZER_CONFIG_FILE} with eos_token beside it")
         return int(*specials.values())
+
+
+@dataclass(frozen=True)
+class HfTokenizerExport:
+    """A dataset's Hugging Face tokenizer (`prepare --tokenizer`), which the export carries unchanged."""
+
+    tokenizer_json: bytes
+    """The dataset's tokenizer.json, byte for byte."""
+    tokenizer_config: bytes | None
+    """The dataset's tokenizer_config.json, byte for byte; None when it had none (the export gets a minimal one)."""
+    eos_token: str
+    """Text of the token that ends every document."""
+    eos_id: int
+    """Id of `eos_token`: generation stops on it."""
+    bos_id: int | None
+    """Id of tokenizer_config.json's bos_token; None when it names none."""
+    pad_id: int | None
+    """Id of tokenizer_config.json's pad_token; None when it names none."""
+    id_limit: int
+    """One more than the largest id the tokenizer can produce, special tokens included."""
+
+    @classmethod
+    def parse(cls, tokenizer_json: bytes, tokenizer_config: bytes | None, *, eos_id: int) -> HfTokenizerExport:
+        """The tokenizer of a dataset whose documents end with `eos_id`; `ValueError` naming what does not agree."""
+        hf = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+        config = json.loads(tokenizer_config) if tokenizer_config is not None else {}
+        ids = {}
+        for key in ("bos_token", "eos_token", "pad_token"):
+            text = _token_text(config.get(key))
+            ids[key] = hf.token_to_id(text) if text else None
+            if text and ids[key] is None:
+                raise ValueError(f"{TOKENIZER_CONFIG_FILE}: {key} {text!r} is not in {TOKENIZER_FILE}")
+        if ids["eos_token"] not in (None, eos_id):
+            raise ValueError(f"{TOKENIZER_CONFIG_FILE}: eos_token has id {ids['eos_token']}, but the documents end "
+                             f"with id {eos_id}")
+        eos_token = hf.id_to_token(eos_id)
+        if eos_token is None:
+            raise ValueError(f"{TOKENIZER_FILE}: has no token with the end-of-document id {eos_id}")
+        return cls(tokenizer_json=tokenizer_json, tokenizer_config=tokenizer_config, eos_token=eos_token,
+                   eos_id=eos_id, bos_id=ids["bos_token"], pad_id=ids["pad_token"],
+                   id_limit=max(hf.get_vocab(with_added_tokens=True).values()) + 1)
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids in use (as `ByteTokenizer.vocab_size`): every one needs an embedding row."""
+        return self.id_limit
+
+    def to_dict(self) -> dict[str, Any]:
+        """A short description for messages."""
+        return {"type": "huggingface", "eos_id": self.eos_id, "id_limit": self.id_limit}
+
+    def write(self, folder: Path, *, max_length: int) -> list[str]:
+        """Write tokenizer.json and tokenizer_config.json (the dataset's, else a minimal one); returns their names."""
+        (folder / TOKENIZER_FILE).write_bytes(self.tokenizer_json)
+        config = self.tokenizer_config
+        if config is None:
+            # What AutoTokenizer needs to load tokenizer.json and stop generation at the documents' end token.
+            config = json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": self.eos_token,
+                                 "model_max_length": max_length}, indent=2, sort_keys=True).encode()
+        (folder / TOKENIZER_CONFIG_FILE).write_bytes(config)
+        return [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE]
+
+
+ExportTokenizer = ByteTokenizer | HfTokenizerExport
+"""The tokenizer an export carries: ours (byte-level), or the Hugging Face tokenizer its data was prepared with."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from workloads.lm.presets import PRESETS, GPTConfig
+from workloads.lm.presets import PRESETS, GPTConfig, preset_config
 
 Parallel = Literal["ddp", "fsdp"]
 """How ranks share the model: ddp replicates everything, fsdp shards parameters, gradients and optimizer states."""
@@ -152,14 +152,18 @@ def fixes(model: str, *, parallel: Parallel, world_size: int, micro_batch: int, 
 
 def fit_problem(model: str, *, device_bytes: int, device: str, parallel: Parallel, world_size: int,
                 micro_batch: int, seq_len: int, precision: Precision, checkpointing: Checkpointing = "none",
-                cuda: bool = True, name: Callable[[str], str] = _flag) -> str | None:
-    """Why preset `model` cannot train in `device_bytes` per rank (the estimate and what to change), or None."""
-    needed = estimate(PRESETS[model], parallel=parallel, world_size=world_size, micro_batch=micro_batch,
-                      seq_len=seq_len, precision=precision, checkpointing=checkpointing, cuda=cuda)
+                cuda: bool = True, vocab_size: int | None = None, name: Callable[[str], str] = _flag) -> str | None:
+    """Why preset `model` (with `vocab_size` embedding rows, default the preset's) cannot train in `device_bytes` per
+    rank (the estimate and what to change), or None."""
+    config = preset_config(model, vocab_size)
+    needed = estimate(config, parallel=parallel, world_size=world_size, micro_batch=micro_batch, seq_len=seq_len,
+                      precision=precision, checkpointing=checkpointing, cuda=cuda)
     if needed.total <= device_bytes:
         return None
     advice = fixes(model, parallel=parallel, world_size=world_size, micro_batch=micro_batch,
                    checkpointing=checkpointing, name=name)
-    return (f"{model!r} needs an estimated {needed.breakdown()} with {parallel} over {world_size} rank(s), "
+    own_vocab = config.vocab_size != PRESETS[model].vocab_size
+    shape = f"{model!r} with {name('vocab_size')} {config.vocab_size}" if own_vocab else repr(model)
+    return (f"{shape} needs an estimated {needed.breakdown()} with {parallel} over {world_size} rank(s), "
             f"micro-batch {micro_batch} x {seq_len} tokens, {precision}, activation checkpointing {checkpointing}; "
             f"{device} has {device_bytes / GIB:.2f} GiB. To fit: " + "; or ".join(advice))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -71,3 +71,9 @@ PRESETS: dict[str, GPTConfig] = {
 def default_seq_len(model: str) -> int:
     """The trainer's --seq-len when unset: preset `model`'s max_seq_len."""
     return PRESETS[model].max_seq_len
+
+
+def preset_config(model: str, vocab_size: int | None = None) -> GPTConfig:
+    """Preset `model`'s shape with `vocab_size` embedding rows (default: the preset's, for byte-level data)."""
+    preset = PRESETS[model]
+    return preset if vocab_size is None else replace(preset, vocab_size=vocab_size)

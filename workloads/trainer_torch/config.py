@@ -20,7 +20,7 @@ from workloads.common.settings import S3UriSetting, WorkloadSettings
 from workloads.common.uri import S3Uri
 from workloads.common.vocab import TRAIN_ENV_PREFIX
 from workloads.lm.memory import GIB, Checkpointing, Parallel, Precision, default_parallel, fit_problem
-from workloads.lm.presets import PRESETS, GPTConfig, default_seq_len
+from workloads.lm.presets import PRESETS, GPTConfig, default_seq_len, preset_config
 
 WARMUP_CAP: Final = 100
 """Most warmup steps --warmup-steps defaults to; shorter runs warm up for a tenth of --max-steps."""
@@ -45,6 +45,9 @@ class TrainSettings(WorkloadSettings):
     """S3 prefix for the final Hugging Face-style export. Defaults to none (no export)."""
     model: str = "small"
     """Model preset. Defaults to small. Valid values: tiny, mini, small, medium, large, 1b, 7b."""
+    vocab_size: int = Field(default=None, ge=1, le=65536, validate_default=True)
+    """Embedding rows. Defaults to the preset's (320, byte-level data); set it to at least the data's tokenizer
+    id_limit for Hugging Face-tokenized data, rounded up to a multiple of 64 for speed."""
     seq_len: int = Field(default=None, ge=1, validate_default=True)
     """Tokens per training sequence. Defaults to the preset's max_seq_len; at most that."""
     micro_batch: int = Field(8, ge=1)
@@ -133,6 +136,14 @@ class TrainSettings(WorkloadSettings):
             raise ValueError(f"unknown preset; valid values: {', '.join(PRESETS)}")
         return value
 
+    @field_validator("vocab_size", mode="before")
+    @classmethod
+    def _default_vocab_size(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            return value
+        model = info.data.get("model", "")
+        return PRESETS[model].vocab_size if model in PRESETS else 1
+
     @field_validator("seq_len", mode="before")
     @classmethod
     def _default_seq_len(cls, value: Any, info: ValidationInfo) -> Any:
@@ -217,8 +228,8 @@ class TrainSettings(WorkloadSettings):
 
     @property
     def preset(self) -> GPTConfig:
-        """The shape of the --model preset."""
-        return PRESETS[self.model]
+        """The model's shape: the --model preset with --vocab-size embedding rows."""
+        return preset_config(self.model, self.vocab_size)
 
     @property
     def world_size(self) -> int:
@@ -247,7 +258,7 @@ class TrainSettings(WorkloadSettings):
         problem = fit_problem(self.model, device_bytes=limit, device=device, parallel=self.parallel,
                               world_size=self.world_size, micro_batch=self.micro_batch, seq_len=self.seq_len,
                               precision=precision, checkpointing=self.activation_checkpointing,
-                              cuda=device_bytes is not None)
+                              cuda=device_bytes is not None, vocab_size=self.vocab_size)
         return f"--model: does not fit in memory: {problem}" if problem else None
 
 

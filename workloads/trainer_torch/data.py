@@ -1,6 +1,7 @@
 """Token shards: the manifest format, verified downloads, windows and the resumable sampler.
 
-A dataset is a prefix holding `manifest.json` and raw little-endian uint16 shards. Each training
+A dataset is a prefix holding `manifest.json` and raw little-endian uint16 shards (and, when a Hugging Face
+tokenizer made them, that tokenizer.json, which the export carries). Each training
 example is a window of `seq_len + 1` tokens inside one shard (inputs plus shifted targets). The
 order of windows is a pure function of (seed, epoch), and the data position is one integer,
 the number of windows consumed so far across all ranks. That makes resume exact and lets
@@ -9,6 +10,7 @@ each rank compute its own slice without coordination.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -21,8 +23,8 @@ from botocore.exceptions import ClientError
 from workloads.common import s3
 from workloads.common.hashing import sha256_file
 from workloads.common.uri import S3Uri
-from workloads.lm.layout import MANIFEST_FILE
-from workloads.lm.presets import PRESETS
+from workloads.lm.hf_tokenizer import ExportTokenizer, HfTokenizerExport
+from workloads.lm.layout import MANIFEST_FILE, TOKENIZER_CONFIG_FILE
 from workloads.lm.tokenizer import ByteTokenizer
 
 FORMAT: Final = "modelplane-tokens/v1"
@@ -79,24 +81,64 @@ class DatasetManifest:
             raise DataError(f"--data: {uri} lists no train shards; re-run prepare on a non-empty corpus")
         return cls(uri=uri, splits=splits, tokenizer=dict(data.get("tokenizer", {})))
 
-    def byte_tokenizer(self, model: str) -> ByteTokenizer:
-        """The byte tokenizer that made the ids; `DataError` for any other, or one with more ids than `model` embeds."""
+    def model_tokenizer(self, model: str, vocab_size: int, client: Any | None = None) -> ExportTokenizer:
+        """The tokenizer that made the ids, for the export: the byte tokenizer, or the dataset's Hugging Face
+        tokenizer (downloaded and checked against the manifest); `DataError` when `vocab_size` rows cannot embed
+        its ids."""
+        if self.tokenizer.get("type") == "huggingface":
+            return self._hf_tokenizer(vocab_size, client)
         try:
             tokenizer = ByteTokenizer.from_dict(self.tokenizer)
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"--data: {self.uri} was not made by the byte tokenizer ({exc}); the trainer trains "
-                            "byte-level data only: prepare without --tokenizer") from exc
-        vocab_size = PRESETS[model].vocab_size
+            raise DataError(f"--data: {self.uri} was not made by the byte tokenizer or a Hugging Face tokenizer.json "
+                            f"({exc}); re-run prepare") from exc
         if tokenizer.vocab_size > vocab_size:
             raise DataError(f"--data: {self.uri} was made by a byte tokenizer with {tokenizer.vocab_size} ids "
                             f"({self.tokenizer}), more than --model {model} embeds ({vocab_size}); prepare with "
-                            f"special ids below {vocab_size}")
+                            f"special ids below {vocab_size}, or raise --vocab-size to {_rows(tokenizer.vocab_size)}")
         return tokenizer
+
+    def _hf_tokenizer(self, vocab_size: int, client: Any | None) -> HfTokenizerExport:
+        """The Hugging Face tokenizer.json (and tokenizer_config.json, if any) that prepare put beside the manifest."""
+        try:
+            file, digest = str(self.tokenizer["file"]), str(self.tokenizer["sha256"])
+            id_limit, eos_id = int(self.tokenizer["id_limit"]), int(self.tokenizer["eos_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"--data: {self.uri} has a malformed tokenizer entry ({exc!r}); re-run prepare") from exc
+        if id_limit > vocab_size:
+            raise DataError(f"--vocab-size: {self.uri} was tokenized with ids up to {id_limit - 1} (id_limit "
+                            f"{id_limit}), more than the model's {vocab_size} embedding rows; set --vocab-size "
+                            f"{_rows(id_limit)} (id_limit rounded up to a multiple of 64)")
+        uri = self.folder.join(file)
+        try:
+            raw = s3.get_bytes(uri, client)
+            config_uri = self.folder.join(TOKENIZER_CONFIG_FILE)
+            config = s3.get_bytes(config_uri, client) if s3.exists(config_uri, client) else None
+        except ClientError as exc:
+            raise DataError(f"--data: the tokenizer {self.uri} names is unreadable at {uri} ({exc}); re-run "
+                            "prepare") from exc
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != digest:
+            raise DataError(f"--data: {uri} is not the tokenizer that made the ids (sha256 {actual}, the manifest "
+                            f"says {digest}); re-run prepare")
+        try:
+            return HfTokenizerExport.parse(raw, config, eos_id=eos_id)
+        except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
+            raise DataError(f"--data: the tokenizer beside {self.uri} is unusable ({exc}); re-run prepare") from exc
+
+    @property
+    def folder(self) -> S3Uri:
+        """The prefix holding the manifest, its shards and its tokenizer."""
+        return S3Uri(self.uri.bucket, self.uri.key.rsplit("/", 1)[0] if "/" in self.uri.key else "")
 
     def shard_uri(self, shard: ShardInfo) -> S3Uri:
         """The S3 URI of `shard`."""
-        folder = self.uri.key.rsplit("/", 1)[0] if "/" in self.uri.key else ""
-        return S3Uri(self.uri.bucket, folder).join(shard.key)
+        return self.folder.join(shard.key)
+
+
+def _rows(ids: int) -> int:
+    """Embedding rows for `ids` token ids: rounded up to a multiple of 64, the width fast matmuls want."""
+    return -(-ids // 64) * 64
 
 
 def manifest_uri(data: S3Uri) -> S3Uri:

@@ -15,9 +15,9 @@ from torch.nn.functional import cross_entropy
 from workloads.common import s3
 from workloads.common.uri import S3Uri
 from workloads.lm.export import save_export
+from workloads.lm.hf_tokenizer import ExportTokenizer
 from workloads.lm.layout import MANIFEST_FILE
 from workloads.lm.model import GPT
-from workloads.lm.tokenizer import ByteTokenizer
 from workloads.trainer_torch import distributed
 from workloads.trainer_torch.data import TokenWindows
 from workloads.trainer_torch.distributed import DistContext
@@ -50,7 +50,7 @@ def evaluate(model: GPT, windows: TokenWindows, ctx: DistContext, *, micro_batch
 
 
 def upload_export(model: GPT, uri: S3Uri, meta: dict[str, Any], client: Any | None = None, *,
-                  tokenizer: ByteTokenizer | None = None) -> None:
+                  tokenizer: ExportTokenizer | None = None) -> None:
     """Write `model` and the data's `tokenizer` (default: the byte tokenizer) with `save_export`, upload, manifest last.
 
     Any previous manifest is deleted first, so while the new files land a reader sees an

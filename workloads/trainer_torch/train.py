@@ -141,7 +141,8 @@ class Trainer:
 
     def _load_data(self) -> None:
         manifest = read_manifest(self.cfg.data, self.client)
-        self.tokenizer = manifest.byte_tokenizer(self.cfg.model)  # exported with the model
+        # Exported with the model; every rank checks it, so a dataset that cannot train fails on all of them at once.
+        self.tokenizer = manifest.model_tokenizer(self.cfg.model, self.cfg.vocab_size, self.client)
         splits = ["train"] + (["val"] if self.cfg.eval_batches and manifest.splits.get("val") else [])
         cache = self.cfg.local_dir / "shards"
         # One download per node into a content-addressed cache; the other local ranks wait for it.
@@ -202,7 +203,12 @@ class Trainer:
 
     def _check_compatible(self, step: int, state: dict[str, Any]) -> None:
         where = self.checkpointer.step_uri(step)
-        if state["model_config"] != self.cfg.preset.to_dict():
+        saved, expected = state["model_config"], self.cfg.preset.to_dict()
+        if saved != expected and saved | {"vocab_size": self.cfg.vocab_size} == expected:
+            raise CheckpointError(f"--vocab-size: {where} holds a model with {saved['vocab_size']} embedding rows, "
+                                  f"not {self.cfg.vocab_size}; use --vocab-size {saved['vocab_size']} or a new "
+                                  "--checkpoints prefix")
+        if saved != expected:
             raise CheckpointError(f"--model: {where} holds a {state['model']!r} model, not {self.cfg.model!r}; "
                                   "use the same preset or a new --checkpoints prefix")
         if state["seq_len"] != self.cfg.seq_len:

@@ -10,7 +10,9 @@ import pytest
 
 from infra.config.errors import ConfigError
 from infra.config.parse import parse_config
-from tests.support.graph import stack_config_with
+from tests.support.graph import render_variant, stack_config_with
+from tests.support.training import TRAIN_JOB
+from workloads.trainer_torch.config import TrainSettings as TorchSettings
 
 NO_TEAMS = {"modelplane:teams": None}
 """Dev without its teams: these jobs are not queued, and the teams' quota would claim gpu-train's GPUs."""
@@ -150,3 +152,22 @@ def test_every_trainer_field_problem_is_reported_not_just_the_first() -> None:
         in issues
     assert "modelplane:training.jobs[0].seqLen: must be at most the longest preset's max_seq_len 2048 (got 4096)" \
         in issues
+
+
+def test_vocab_size_is_rendered_as_the_trainer_flag() -> None:
+    graph = render_variant("dev", {**NO_TEAMS, "modelplane:training": {"jobs": _job(model="small", vocabSize=50304)},
+                                   "modelplane:inference": {"services": [SERVICE]}})
+    (job,) = [r.inputs for r in graph.of_type(TRAIN_JOB) if r.inputs["metadata"]["name"] == "lm"]
+    args = job["spec"]["trainer"]["args"]
+    assert args[args.index("--model"):args.index("--model") + 4] == ["--model", "small", "--vocab-size", "50304"]
+    assert TorchSettings.parse(args, {}).preset.vocab_size == 50304
+
+
+def test_the_fit_check_counts_the_vocab_size_embedding_and_logits() -> None:
+    job = {"model": "small", "microBatch": 24}
+    raw = stack_config_with("dev", {**NO_TEAMS, "modelplane:training": {"jobs": _job(**job)},
+                                    "modelplane:inference": {"services": [SERVICE]}})
+    parse_config("dev", raw)  # fits with the preset's 320 rows
+    issues = _issues(_job(**job, vocabSize=65536))
+    assert any(issue.startswith("modelplane:training.jobs[0].model: job 'lm' does not fit: 'small' with vocabSize "
+                                "65536 needs an estimated ") for issue in issues), issues

@@ -108,3 +108,17 @@ def test_flags_fall_back_to_modelplane_train_env() -> None:
 def test_compile_is_a_bare_switch() -> None:
     assert parse_config([*BASE, "--compile"], environ={}).compile is True
     assert parse_config(BASE, environ={}).compile is False
+
+
+def test_vocab_size_defaults_to_the_presets_shapes_the_model_and_fits_uint16_ids() -> None:
+    assert parse_config(BASE, environ={}).preset.vocab_size == 320
+    cfg = parse_config(BASE, environ={"MODELPLANE_TRAIN_VOCAB_SIZE": "50304"})
+    assert (cfg.vocab_size, cfg.preset.vocab_size, cfg.preset.d_model) == (50304, 50304, 64)
+    assert errors_for([*BASE, "--vocab-size", "65537"]) == [
+        "--vocab-size (MODELPLANE_TRAIN_VOCAB_SIZE): Input should be less than or equal to 65536 (got '65537')"]
+    problem = parse_config([*BASE, "--model", "small", "--vocab-size", "65536", "--device-memory-gb", "8"],
+                           environ={}).memory_problem("cpu", None, "fp32")
+    assert problem is not None and problem.startswith("--model: does not fit in memory: 'small' with --vocab-size "
+                                                      "65536 needs an estimated ")
+    assert parse_config([*BASE, "--model", "small", "--device-memory-gb", "8"], environ={}).memory_problem(
+        "cpu", None, "fp32") is None

@@ -61,13 +61,18 @@ def test_a_run_that_cannot_fit_fails_at_once_with_the_estimate(tmp_path: Path,
     assert not list(tmp_path.iterdir())
 
 
-def test_data_of_another_tokenizer_or_with_more_ids_than_the_preset_embeds_is_refused() -> None:
+def test_data_of_another_tokenizer_or_with_more_ids_than_the_model_embeds_is_refused() -> None:
     uri = S3Uri("b", "data/manifest.json")
     shards = {"train": [ShardInfo("train-0.bin", 10, "0" * 64)]}
     custom = ByteTokenizer(bos_id=300, eos_id=301, pad_id=302)
-    assert DatasetManifest(uri, shards, custom.to_dict()).byte_tokenizer("tiny") == custom
+    assert DatasetManifest(uri, shards, custom.to_dict()).model_tokenizer("tiny", 320) == custom
     too_big = ByteTokenizer(bos_id=400, eos_id=401, pad_id=402).to_dict()
-    with pytest.raises(DataError, match=r"byte tokenizer with 403 ids .* more than --model tiny embeds \(320\)"):
-        DatasetManifest(uri, shards, too_big).byte_tokenizer("tiny")
-    with pytest.raises(DataError, match=r"was not made by the byte tokenizer .* prepare without --tokenizer"):
-        DatasetManifest(uri, shards, {"type": "huggingface"}).byte_tokenizer("tiny")
+    with pytest.raises(DataError, match=r"byte tokenizer with 403 ids .* more than --model tiny embeds \(320\); "
+                                        r"prepare with special ids below 320, or raise --vocab-size to 448"):
+        DatasetManifest(uri, shards, too_big).model_tokenizer("tiny", 320)
+    assert DatasetManifest(uri, shards, too_big).model_tokenizer("tiny", 448).vocab_size == 403
+    with pytest.raises(DataError, match=r"was not made by the byte tokenizer or a Hugging Face tokenizer.json "
+                                        r"\(tokenizer.type: only 'byte' is supported \(got 'sentencepiece'\)\)"):
+        DatasetManifest(uri, shards, {"type": "sentencepiece"}).model_tokenizer("tiny", 320)
+    with pytest.raises(DataError, match=r"malformed tokenizer entry \(KeyError\('file'\)\); re-run prepare"):
+        DatasetManifest(uri, shards, {"type": "huggingface"}).model_tokenizer("tiny", 320)
