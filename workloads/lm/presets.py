@@ -41,8 +41,11 @@ class GPTConfig:
         return total
 
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token: 6N + 12·L·H·Q·T (PaLM appendix B; Q = head dim)."""
-        return 6 * self.n_params() + 12 * self.n_layer * self.n_head * self.head_dim * seq_len
+        """Training FLOPs per token: 6N + 12·L·H·Q·T (PaLM appendix B; Q = head dim), N counting the tied output
+        projection (vocab_size x d_model, a matmul every token makes, as nanoGPT's estimate_mfu counts it) but not
+        the position embeddings (a lookup)."""
+        return (6 * (self.n_params() + self.vocab_size * self.d_model)
+                + 12 * self.n_layer * self.n_head * self.head_dim * seq_len)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for exports and checkpoints."""

@@ -24,8 +24,9 @@ from workloads.trainer_torch.telemetry import (
 def test_mfu_is_model_flops_per_second_over_total_peak() -> None:
     small = PRESETS["small"]
     flops_per_token = small.flops_per_token(1024)
-    # 6N + 12·L·H·Q·T with N = 85.06M non-embedding parameters (GPT-2 124M shape).
-    assert flops_per_token == 6 * 85_056_000 + 12 * 12 * 12 * 64 * 1024
+    # 6N + 12·L·H·Q·T with N = 85.06M non-embedding parameters (GPT-2 124M shape) plus the tied 320 x 768 output
+    # projection.
+    assert flops_per_token == 6 * (85_056_000 + 320 * 768) + 12 * 12 * 12 * 64 * 1024
     ratio = mfu(flops_per_token, tokens_per_second=400_000, peak_flops_total=8 * 989e12)
     assert ratio == pytest.approx(flops_per_token * 400_000 / 7.912e15)
     assert mfu(flops_per_token, 1000.0, 0.0) == 0.0
