@@ -4,6 +4,8 @@ Order per request: API key (401), rate limit (429), body size (413), body text (
 surrogate, not an object), then the cache (deterministic, non-streamed requests only, kept per API key), then the
 upstream.
 The upstream gets the client's bytes unchanged; the gateway parses them only to check them and to key the cache.
+A client that hangs up before its answer cancels the upstream request (its connection is closed, so the runtime
+stops generating); a stream is relayed chunk by chunk and stops the same way.
 Recommendations (`/v1/recommendations`, served by workloads.recommend.service) pass the same admission and body
 checks but never the cache (see `Gateway.recommend`).
 """
@@ -14,12 +16,15 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+import httpx
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 from workloads.gateway.auth import ApiKeys, RateLimiter
 from workloads.gateway.upstream import PASSED_RESPONSE_HEADERS, Upstream
@@ -28,9 +33,15 @@ from workloads.serve.bodies import parse_json
 from workloads.serve.cache import BYPASS, HIT, MISS, CacheStatus, ResponseCache, cache_key
 from workloads.serve.errors import ApiError
 
+_T = TypeVar("_T")
+
 CACHE_HEADER: Final = "x-modelplane-cache"
 """Response header on cacheable requests: `hit` (served from Redis, upstream not called), `miss`, or `bypass` (Redis
 not asked: the cache is backing off after an error); see workloads.serve.cache."""
+CLIENT_CLOSED_REQUEST: Final = 499
+"""Status recorded (nginx's convention) for a request whose client hung up before its answer; nobody receives it."""
+EVENT_STREAM: Final = "text/event-stream"
+"""Content type of a streamed (SSE) upstream answer: relayed as it arrives, never cached."""
 CACHE_VERSION_PREFIX: Final = "gateway:"
 """Prefixes --cache-version in keys, so gateway entries never collide with the server's own in a shared Redis."""
 
@@ -74,23 +85,30 @@ class Gateway:
             raise too_large
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+        except ClientDisconnect as exc:
+            # Not a gateway failure (no 500 in the metrics, no bug logged): nobody is left to answer.
+            raise ApiError(CLIENT_CLOSED_REQUEST, "the client hung up before sending the whole body") from exc
         return b"".join(chunks)
 
     async def generate(self, request: Request, route: str) -> Response:
-        """Proxy one completion or chat completion request to the upstream, through the cache when deterministic."""
+        """Proxy one completion or chat completion request to the upstream, through the cache when deterministic.
+
+        Whether the answer streams is the upstream's call, read from its `Content-Type`: vLLM's request models are
+        lax pydantic (`stream: bool | None`, entrypoints/openai/completion/protocol.py), so `"stream": 1` or
+        `"true"` streams too, and such a stream must be relayed as it arrives, never buffered or cached.
+        """
         caller = self.admit(request)
         raw = await self.read_body(request)
         body = _checked_body(raw)
-        if body.get("stream") is True:
-            return await self._stream(raw, route)
         key = None
         status: CacheStatus = BYPASS
-        if self.cache is not None and is_deterministic(body):
+        if self.cache is not None and body.get("stream") in (None, False) and is_deterministic(body):
             model = body.get("model")
             # Per caller: one API key's answers (and whether a prompt was asked at all) never reach another key.
             key = cache_key(model if isinstance(model, str) else "",
@@ -101,29 +119,29 @@ class Gateway:
                 return Response(replay, media_type="application/json", headers={CACHE_HEADER: HIT})
             if status == HIT:  # an entry that no longer replays is answered anew and replaced
                 status = MISS
-        response = await self.upstream.send("POST", route, raw)
+        response = await _unless_client_leaves(request, self.upstream.send("POST", route, raw, stream=True))
+        if response is None:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         headers = _passed_headers(response.headers)
+        if response.headers.get("content-type", "").startswith(EVENT_STREAM) and response.status_code < 400:
+            # Proxies (nginx) must not buffer the events either.
+            headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
+            # The background close also runs when the client leaves before the first chunk, when the relay's own
+            # `finally` never does; without it that pooled upstream connection would leak.
+            return StreamingResponse(self.upstream.relay(response, route), headers=headers,
+                                     background=BackgroundTask(response.aclose))
+        content = await _unless_client_leaves(request, self.upstream.read(response))
+        if content is None:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         if key is not None and self.cache is not None:
             # Redis not asked (backing off): bypass, and nothing to store.
             headers[CACHE_HEADER] = status
             if response.status_code == 200 and status == MISS:
                 # Stored after answering: the client does not wait for Redis (put never raises; it fails open).
-                task = asyncio.create_task(self.cache.put(key, response.content))
+                task = asyncio.create_task(self.cache.put(key, content))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
-        return Response(response.content, status_code=response.status_code, headers=headers)
-
-    async def _stream(self, raw: bytes, route: str) -> Response:
-        response = await self.upstream.send("POST", route, raw, stream=True)
-        headers = _passed_headers(response.headers)
-        if response.status_code >= 400:  # read whole by `send`: an error is never streamed
-            return Response(response.content, status_code=response.status_code, headers=headers)
-        # Proxies (nginx) must not buffer the events either.
-        headers |= {"cache-control": "no-cache", "x-accel-buffering": "no"}
-        # The background close also runs when the client leaves before the first chunk, when the relay's own
-        # `finally` never does; without it that pooled upstream connection would leak.
-        return StreamingResponse(self.upstream.relay(response, route), headers=headers,
-                                 background=BackgroundTask(response.aclose))
+        return Response(content, status_code=response.status_code, headers=headers)
 
     async def recommend(self, request: Request) -> Response:
         """Proxy one recommendation request (GET with its query, or POST with its JSON body), never cached.
@@ -150,6 +168,34 @@ class Gateway:
         self.admit(request)
         response = await self.upstream.send("GET", "/v1/models")
         return Response(response.content, status_code=response.status_code, headers=_passed_headers(response.headers))
+
+
+async def _client_left(request: Request) -> None:
+    """Returns once the client has hung up (the body is read by then, so nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, _T]) -> _T | None:
+    """`work`'s result, or None when the client hung up first: `work` is then cancelled, which closes its upstream
+    connection, and vLLM aborts a request whose connection closes (entrypoints/utils.py `with_cancellation` runs the
+    same race), so a client that gives up stops the generation instead of leaving it to run to max_tokens."""
+    task = asyncio.ensure_future(work)
+    left = asyncio.ensure_future(_client_left(request))
+    try:
+        await asyncio.wait((task, left), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the gateway's own drain gave up on this request
+        task.cancel()
+        left.cancel()
+        raise
+    left.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+    if isinstance(outcome, httpx.Response):  # it finished before the cancel landed: nobody will read it
+        await outcome.aclose()
+    return None
 
 
 def _checked_body(raw: bytes) -> dict[str, Any]:

@@ -5,8 +5,9 @@ the upstream's silence by --read-timeout-s. The mapping:
 - no connection (refused, DNS, connect or pool timeout) → 503 with `Retry-After`: the runtime is down or starting;
 - no answer within the read timeout → 504;
 - a broken answer (connection reset, malformed HTTP) → 502;
-- an upstream 5xx → 502, or 503 when the upstream said 503 (overloaded), its message quoted.
-Upstream 4xx answers (the runtime's own validation) pass through unchanged.
+- an upstream 5xx → 502, or 503 when the upstream said 503 (overloaded), its message quoted;
+- an upstream 401 or 403 → 502: the runtime refused the gateway's credentials, not the client's (REFUSED_GATEWAY).
+Other upstream 4xx answers (the runtime's own validation) pass through unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from workloads.serve.errors import ApiError, error_content
 
 RETRY_AFTER_S: Final = "1"
 """`Retry-After` on a 503 for an unreachable upstream: a restarting runtime is usually back within seconds."""
+REFUSED_GATEWAY: Final = (401, 403)
+"""Upstream statuses that refuse the gateway itself, never its client (whose key is not forwarded): vLLM's 401 for a
+wrong or missing `--api-key` (entrypoints/serve/middleware/authenticate.py), the mesh's 403. Passed through, the
+client's SDK would report its own valid key as invalid; they are a 502 naming the gateway's setting instead."""
 PASSED_RESPONSE_HEADERS: Final = ("content-type", "retry-after")
 """Upstream response headers the gateway forwards (hop-by-hop and length headers are its own)."""
 
@@ -77,6 +82,10 @@ class Upstream:
                 return response
             # Error answers are short and never streamed on: read them whole (which also closes a stream).
             content = await response.aread()
+            if response.status_code in REFUSED_GATEWAY:
+                raise self._fail("status", 502, f"upstream {self.base_url} refused the gateway's own credentials "
+                                 f"({response.status_code}: {_upstream_message(content)}); its operator must set "
+                                 "--upstream-api-key-env to the runtime's key or allow the gateway in the mesh")
             if response.status_code < 500:
                 return response
         except httpx.TransportError as exc:
@@ -85,6 +94,16 @@ class Upstream:
         retry = response.headers.get("retry-after")
         raise self._fail("status", status, f"upstream answered {response.status_code}: {_upstream_message(content)}",
                          headers={"Retry-After": retry} if retry else None)
+
+    async def read(self, response: httpx.Response) -> bytes:
+        """The whole body of a response `send` returned unread; `ApiError` when the upstream breaks off or goes
+        silent for --read-timeout-s."""
+        try:
+            return await response.aread()
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        finally:
+            await response.aclose()
 
     async def relay(self, response: httpx.Response, path: str) -> AsyncIterator[bytes]:
         """The streamed body chunk by chunk as it arrives; a failure mid-stream ends it with an SSE error event."""

@@ -12,7 +12,7 @@ chain (EKS Pod Identity in the cluster). The Job, idempotent:
    the policy existed, which its `ism_template` does not reach; indices that already have one are reported back
    with ADD_ALREADY_MANAGED and are fine;
 3. moves every managed log index to the policy's current version (POST _plugins/_ism/change_policy/<pattern>), so
-   a new retention also applies to the indices that exist.
+   a new retention also applies to the indices that exist; an index in transition (to `delete`) is skipped.
 
 Exit 0 when all three succeed, 1 naming the failed request or the failed indices, 2 on bad settings.
 """
@@ -41,6 +41,10 @@ POLICY_PATH: Final = f"/_plugins/_ism/policies/{POLICY_ID}"
 ADD_ALREADY_MANAGED: Final = "This index already has a policy"
 """Start of the reason ISM's add API gives for an index that has a policy (opensearch-project/index-management,
 TransportAddPolicyAction)."""
+CHANGE_IN_TRANSITION: Final = "Cannot change policy while transitioning to new state"
+"""The reason ISM's change_policy API gives for an index moving between states (index-management,
+RestChangePolicyAction.INDEX_IN_TRANSITION): in our policy the only transition is hot → delete, so such an index is
+being deleted and needs no new version; it is reported as skipped, not as a failure of the Job."""
 
 
 class LifecycleError(RuntimeError):
@@ -97,15 +101,22 @@ def _failed(document: Mapping[str, Any], tolerated: str | None) -> list[str]:
             if not (tolerated and str(item.get("reason", "")).startswith(tolerated))]
 
 
-def attach(client: SignedClient) -> dict[str, int]:
-    """Attach the policy to unmanaged log indices and move managed ones to its current version; updated counts."""
+def _in_transition(document: Mapping[str, Any]) -> list[str]:
+    return sorted(str(item.get("index_name")) for item in document.get("failed_indices") or []
+                  if str(item.get("reason", "")).startswith(CHANGE_IN_TRANSITION))
+
+
+def attach(client: SignedClient) -> dict[str, Any]:
+    """Attach the policy to unmanaged log indices and move managed ones to its current version; updated counts, and
+    the indices skipped because they are on their way to deletion."""
     body = {"policy_id": POLICY_ID}
     added = _json(client.request("POST", f"/_plugins/_ism/add/{INDEX_PATTERN}", body), "add policy")
     changed = _json(client.request("POST", f"/_plugins/_ism/change_policy/{INDEX_PATTERN}", body), "change policy")
-    problems = _failed(added, ADD_ALREADY_MANAGED) + _failed(changed, None)
+    problems = _failed(added, ADD_ALREADY_MANAGED) + _failed(changed, CHANGE_IN_TRANSITION)
     if problems:
         raise LifecycleError("indices the policy could not be applied to: " + "; ".join(problems))
-    return {"added": int(added.get("updated_indices", 0)), "changed": int(changed.get("updated_indices", 0))}
+    return {"added": int(added.get("updated_indices", 0)), "changed": int(changed.get("updated_indices", 0)),
+            "in_transition": _in_transition(changed)}
 
 
 def run(settings: IndexLifecycleSettings, credentials: Credentials) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 It answers as the ISM API documents (opensearch-project documentation-website, _im-plugin/ism/api.md): a policy
 update needs the `if_seq_no`/`if_primary_term` the last read returned, `add` reports indices that already have a
-policy, `change_policy` moves managed indices. A request whose signature botocore does not reproduce from what
-arrived (method, raw path and query, the signed headers, the body) gets 403, as the domain would answer.
+policy, `change_policy` moves managed indices except those in transition between states. A request whose
+signature botocore does not reproduce from what arrived (method, raw path and query, the signed headers, the body)
+gets 403, as the domain would answer.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class FakeDomain:
     region: str
     indices: dict[str, str | None] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
+    transitioning: set[str] = field(default_factory=set)
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     seq_no: int = 6
     deny: int | None = None
@@ -81,7 +83,10 @@ class FakeDomain:
                 failed.append({"index_name": name, "reason": "This index already has a policy, use the update policy "
                                                              "API to update index policies"})
             elif verb == "change_policy" and self.indices[name] is None:
-                failed.append({"index_name": name, "reason": "This index does not have a policy"})
+                # index-management RestChangePolicyAction.INDEX_NOT_MANAGED / INDEX_IN_TRANSITION
+                failed.append({"index_name": name, "reason": "This index is not being managed"})
+            elif verb == "change_policy" and name in self.transitioning:
+                failed.append({"index_name": name, "reason": "Cannot change policy while transitioning to new state"})
             else:
                 self.indices[name] = policy_id
                 updated += 1

@@ -62,7 +62,7 @@ def test_the_pattern_matches_the_daily_index_fluent_bit_writes_and_nothing_else(
 
 def test_first_run_creates_the_policy_and_applies_it_to_every_log_index(domain) -> None:
     fake, url = domain
-    assert ism.run(settings(url), CREDENTIALS) == {"policy": "created", "added": 1, "changed": 2}
+    assert ism.run(settings(url), CREDENTIALS) == {"policy": "created", "added": 1, "changed": 2, "in_transition": []}
     assert all(request.signature_ok for request in fake.requests)
     assert [(r.method, r.path) for r in fake.requests] == [
         ("GET", POLICY_PATH), ("PUT", POLICY_PATH), ("POST", "/_plugins/_ism/add/modelplane-*"),
