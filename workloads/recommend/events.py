@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SCHEMA_VERSION: Final = 1
 """The event schema version this code writes and reads; a new version adds a model, it never edits this one."""
@@ -19,6 +19,10 @@ EventType = Literal["click", "view", "purchase"]
 """The kinds of interaction an event records."""
 EVENT_TYPES: Final[tuple[EventType, ...]] = ("click", "view", "purchase")
 """Every event type, in a stable order (feature fields and metrics labels)."""
+MAX_EVENT_TS: Final = 1e11
+"""Exclusive upper bound of `ts` (Unix seconds, the year 5138). A producer's millisecond timestamp (1.7e12 in 2024)
+or `Infinity` is refused as invalid: accepted, it would become the user's decay time forever after (every later
+event is older, so the decayed counts stop decaying) until the features expire."""
 
 
 class InvalidEventError(ValueError):
@@ -40,8 +44,15 @@ class Event(BaseModel):
     """The item interacted with."""
     type: EventType
     """What the user did. Valid values: click, view, purchase."""
-    ts: float = Field(gt=0)
-    """Event time, Unix seconds (set by the producer when the interaction happened)."""
+    ts: float = Field(gt=0, allow_inf_nan=False)
+    """Event time, Unix seconds, finite and below MAX_EVENT_TS (set by the producer when the interaction happened)."""
+
+    @field_validator("ts")
+    @classmethod
+    def _seconds(cls, value: float) -> float:
+        if value >= MAX_EVENT_TS:
+            raise ValueError(f"must be Unix seconds below {MAX_EVENT_TS:.0e}: a millisecond timestamp? divide it by 1000")
+        return value
 
     def key(self) -> bytes:
         """The Kafka message key: the user id."""

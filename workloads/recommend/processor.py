@@ -1,9 +1,10 @@
 """The recommendation stream processor: events from Kafka into per-user features in Redis.
 
 `python -m workloads.recommend.processor` joins a consumer group (auto-commit off), and per batch: parses the
-events (invalid ones are counted, sent to the dead-letter topic if one is set, and skipped), writes the features
-and the partitions' high-water marks in one Redis pipeline (see workloads.recommend.features), then commits the
-offsets. A crash between the write and the commit replays offsets at or below the marks, which are skipped.
+events (invalid ones are counted, sent to the dead-letter topic if one is set, cut to DEAD_LETTER_MAX_BYTES, and
+skipped), writes the features and the partitions' high-water marks in one Redis pipeline (see
+workloads.recommend.features), then commits the offsets. A crash between the write and the commit replays offsets at
+or below the marks, which are skipped.
 Replicas share the partitions; on revocation the revoked partitions' pending offsets are committed first.
 Idempotency rests on the marks alone (not on keying or on who owns a partition), so a replica that lost its
 partitions mid-batch and the new owner can both write: whichever script runs second skips what the first applied.
@@ -21,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -41,6 +42,12 @@ from workloads.recommend.events import Event, InvalidEventError, parse_event
 from workloads.recommend.features import FeatureStore, PartitionBatch
 from workloads.recommend.kafka import client_config
 from workloads.recommend.settings import ProcessorSettings
+
+DEAD_LETTER_MAX_BYTES: Final = 100_000
+"""Most bytes of an invalid value a dead letter carries; a longer one is cut, its size in the `value-bytes` header.
+The value's start is evidence enough, and a whole one can exceed what a producer may send (librdkafka's
+message.max.bytes, 1,000,000 by default, under the broker's 1,048,588): produce() would then raise on every replay
+and the message would stop its partition for good."""
 
 
 class ProcessorMetrics:
@@ -97,6 +104,7 @@ class Processor:
         """Set to finish the current batch, commit and return from `run`."""
         self._pending: dict[tuple[str, int], int] = {}
         self._lag_series: set[tuple[str, str]] = set()
+        self._assigned: set[tuple[str, str]] = set()
         self._consumer = Consumer({
             **client_config(settings),
             "group.id": settings.group_id,
@@ -168,16 +176,34 @@ class Processor:
             raise
 
     def _dead_letter(self, invalid: list[tuple[Message, InvalidEventError]]) -> None:
+        failures: list[str] = []
+
+        def _delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(str(error))
+
         for message, exc in invalid:
             log_event("invalid_event", topic=message.topic(), partition=message.partition(), offset=message.offset(),
                       error=str(exc))
             if self._dead_letters is not None:
-                self._dead_letters.produce(self.settings.dead_letter_topic, key=message.key(), value=message.value(),
-                                           headers=[("error", str(exc).encode())])
-        if self._dead_letters is not None and self._dead_letters.flush(30) > 0:
+                value = message.value()
+                headers: list[tuple[str, str | bytes | None]] = [("error", str(exc).encode())]
+                if value is not None and len(value) > DEAD_LETTER_MAX_BYTES:
+                    headers.append(("value-bytes", str(len(value)).encode()))
+                    value = value[:DEAD_LETTER_MAX_BYTES]
+                self._dead_letters.produce(self.settings.dead_letter_topic, key=message.key(), value=value,
+                                           headers=headers, on_delivery=_delivered)
+        if self._dead_letters is None:
+            return
+        # flush() counts only messages still queued: one the broker refused (no such topic, not authorised) has left
+        # the queue with its error in the delivery report, so both are checked.
+        left = self._dead_letters.flush(30)
+        if left or failures:
             # Unsent dead letters must not be committed past: fail the batch, it is replayed idempotently.
             self.metrics.errors.labels(reason="dead_letter").inc()
-            raise RuntimeError(f"dead letters to {self.settings.dead_letter_topic!r} were not delivered within 30s")
+            problems = ([f"{len(failures)} refused ({'; '.join(sorted(set(failures)))})"] if failures else []) + (
+                [f"{left} not delivered within 30s"] if left else [])
+            raise RuntimeError(f"dead letters to {self.settings.dead_letter_topic!r}: {', '.join(problems)}")
 
     def _commit_pending(self, only: set[tuple[str, int]] | None = None) -> None:
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._pending.items() if only is None or (t, p) in only]
@@ -194,6 +220,7 @@ class Processor:
             self._pending.pop((tp.topic, tp.partition), None)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(tp.topic, str(tp.partition)) for tp in partitions}
         log_event("partitions_assigned", partitions=sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -211,6 +238,7 @@ class Processor:
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             series = (tp.topic, str(tp.partition))
+            self._assigned.discard(series)
             if series in self._lag_series:
                 self._lag_series.discard(series)
                 self.metrics.lag.remove(*series)
@@ -218,11 +246,14 @@ class Processor:
     def _on_stats(self, raw: str) -> None:
         # librdkafka statistics: topics.<t>.partitions.<p>.consumer_lag, -1 while unknown or not consumed here.
         # https://github.com/confluentinc/librdkafka/blob/master/STATISTICS.md
+        # Only assigned partitions: a partition revoked in a rebalance stays in this client's statistics with its last
+        # known lag (measured: the former owner went on reporting every partition beside the new owner's series), and
+        # the HPA and the lag alerts sum the replicas' series, so it would count twice, frozen at that value.
         stats: dict[str, Any] = json.loads(raw)
         for topic, data in stats.get("topics", {}).items():
             for pid, part in data.get("partitions", {}).items():
                 lag = int(part.get("consumer_lag", -1))
-                if int(pid) >= 0 and lag >= 0:
+                if (topic, pid) in self._assigned and lag >= 0:
                     self.metrics.lag.labels(topic=topic, partition=pid).set(lag)
                     self._lag_series.add((topic, pid))
 

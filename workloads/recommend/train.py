@@ -71,8 +71,12 @@ class Split:
 
 
 def split(events: list[Event], holdout: int) -> Split:
-    """Index the log and hold out each user's last `holdout` interactions (users with more than that only)."""
-    ordered = sorted(events, key=lambda e: (e.ts, e.event_id))
+    """Index the log and hold out each user's last `holdout` interactions (users with more than that only).
+
+    One interaction per event id: a log archived from the topic holds at-least-once copies, and a copy of a held-out
+    event left in training would leak the answer into the evaluation (and weigh the pair twice).
+    """
+    ordered = sorted({event.event_id: event for event in events}.values(), key=lambda e: (e.ts, e.event_id))
     users = list(dict.fromkeys(e.user_id for e in ordered))
     items = list(dict.fromkeys(e.item_id for e in ordered))
     user_row, item_row = {u: i for i, u in enumerate(users)}, {it: i for i, it in enumerate(items)}
