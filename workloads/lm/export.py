@@ -48,6 +48,10 @@ class ExportError(RuntimeError):
     """An export is incomplete, corrupt or of an unknown format."""
 
 
+class IncompleteExportError(ExportError):
+    """The export has no manifest.json yet: still being written (the manifest lands last), so worth waiting for."""
+
+
 def write_manifest(folder: Path, files: list[str]) -> None:
     """Write `manifest.json` with the sha256 and size of each of `files` (the commit marker)."""
     entries = {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in files}
@@ -62,7 +66,7 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
     """
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise ExportError(f"{folder}: no {MANIFEST_FILE}; the export is incomplete")
+        raise IncompleteExportError(f"{folder}: no {MANIFEST_FILE}; the export is incomplete")
     manifest: dict[str, Any] = json.loads(manifest_path.read_text())
     stray = sorted(path.name for path in folder.glob(WEIGHT_FILES_GLOB) if path.name not in manifest["files"])
     if stray:

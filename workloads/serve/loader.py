@@ -3,6 +3,11 @@
 The export is downloaded into a fresh folder on every attempt, so a half-finished download or an
 upload still in progress is never mixed with a later one; `load_export` then verifies every
 checksum in the manifest before any weight is used.
+
+Only what can change is retried: an export not there yet, one without its manifest (still being written), S3
+errors. A complete export that this server can never serve (a tokenizer only vLLM serves, an unknown format, a
+checksum that does not match its manifest) raises `UnservableExportError` at once, so the pod fails with the reason
+instead of sitting unready for `load_timeout_s`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from tenacity import RetryCallState, Retrying, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_not_exception_type, stop_after_delay, wait_exponential
 
 from workloads.common import s3
 from workloads.common.hashing import sha256_file
@@ -29,7 +34,11 @@ SAVED_MODEL_FILE = "saved_model.pb"
 """Marker file of a TensorFlow SavedModel folder."""
 
 Loader = Callable[[ServeSettings], Backend]
-"""One load attempt: settings in, a ready backend out (raises on any failure)."""
+"""One load attempt: settings in, a ready backend out (raises on any failure; `UnservableExportError` stops retries)."""
+
+
+class UnservableExportError(RuntimeError):
+    """A complete export this server can never serve (its manifest is there): retrying the download cannot help."""
 
 
 def fetch(settings: ServeSettings) -> Path:
@@ -76,11 +85,13 @@ def load_backend(settings: ServeSettings) -> Backend:
             # TensorFlow may read assets lazily, so a SavedModel's files outlive the load.
             keep_files = True
             return _tf_backend(folder, settings.served_name, version, digest)
-        raise ValueError(
-            f"--model-uri: {settings.model_uri} holds neither an LM export ({CONFIG_FILE} with model_type "
-            f"{MODEL_TYPE!r} + {MANIFEST_FILE}) "
-            f"nor a TensorFlow SavedModel ({SAVED_MODEL_FILE})"
-        )
+        problem = (f"--model-uri: {settings.model_uri} holds neither an LM export ({CONFIG_FILE} with model_type "
+                   f"{MODEL_TYPE!r} + {MANIFEST_FILE}) nor a TensorFlow SavedModel ({SAVED_MODEL_FILE})")
+        # The manifest lands last, so with it the export is complete and stays unknown; without it, it may be an LM
+        # export whose config.json is still on its way.
+        if (folder / MANIFEST_FILE).is_file():
+            raise UnservableExportError(problem)
+        raise ValueError(problem)
     finally:
         if downloaded and not keep_files:
             shutil.rmtree(folder, ignore_errors=True)
@@ -97,11 +108,16 @@ def _is_lm_export(folder: Path) -> bool:
 
 def _lm_backend(folder: Path, settings: ServeSettings, version: str, digest: str) -> Backend:
     # Imported only when an LM is served, so the TF-enabled image needs no torch.
-    from workloads.lm.export import load_export
+    from workloads.lm.export import ExportError, IncompleteExportError, load_export
     from workloads.serve.chat import ChatTemplate
     from workloads.serve.lm_backend import LmBackend, pick_device
 
-    model, tokenizer, _ = load_export(folder, device=pick_device(settings.device))
+    try:
+        model, tokenizer, _ = load_export(folder, device=pick_device(settings.device))
+    except IncompleteExportError:
+        raise
+    except ExportError as exc:  # its manifest is there: the next download is the same export, failing the same way
+        raise UnservableExportError(str(exc)) from exc
     return LmBackend(model, tokenizer, name=settings.served_name, version=version, digest=digest,
                      max_tokens_cap=settings.max_tokens_cap, chat=ChatTemplate.from_export(folder))
 
@@ -111,7 +127,7 @@ def _tf_backend(folder: Path, name: str, version: str, digest: str) -> Backend:
     try:
         serving = importlib.import_module("workloads.trainer_tf.serving")
     except ImportError as exc:
-        raise RuntimeError(
+        raise UnservableExportError(
             f"--model-uri: {folder} is a TensorFlow SavedModel, which the TF-enabled serve image serves "
             "(images/serve-tf, with tensorflow and workloads.trainer_tf.serving); this one has no TensorFlow"
         ) from exc
@@ -128,8 +144,8 @@ def _tf_backend(folder: Path, name: str, version: str, digest: str) -> Backend:
 def load_with_retries(settings: ServeSettings, loader: Loader, stop: threading.Event) -> Backend:
     """Call `loader` until it succeeds, with exponential backoff (0.5 s doubling to 5 s).
 
-    Gives up after `settings.load_timeout_s` or as soon as `stop` is set (shutdown), re-raising
-    the last error.
+    Gives up after `settings.load_timeout_s`, as soon as `stop` is set (shutdown), or at once on
+    `UnservableExportError`, re-raising the last error.
     """
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -145,6 +161,7 @@ def load_with_retries(settings: ServeSettings, loader: Loader, stop: threading.E
 
     retrying = Retrying(
         wait=wait_exponential(multiplier=0.5, max=5), stop=should_stop, sleep=pause,
+        retry=retry_if_not_exception_type(UnservableExportError),
         before_sleep=log_retry, reraise=True,
     )
     backend: Backend = retrying(loader, settings)

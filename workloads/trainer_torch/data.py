@@ -99,10 +99,18 @@ class DatasetManifest:
         return tokenizer
 
     def _hf_tokenizer(self, vocab_size: int, client: Any | None) -> HfTokenizerExport:
-        """The Hugging Face tokenizer.json (and tokenizer_config.json, if any) that prepare put beside the manifest."""
+        """The Hugging Face tokenizer.json (and tokenizer_config.json, if any) that prepare put beside the manifest.
+
+        The config is checked against the entry's `config_sha256`; when that is null the manifest lists no config
+        and any file beside it is ignored. Manifests from before that key take whatever config is there.
+        """
         try:
             file, digest = str(self.tokenizer["file"]), str(self.tokenizer["sha256"])
             id_limit, eos_id = int(self.tokenizer["id_limit"]), int(self.tokenizer["eos_id"])
+            listed = "config_sha256" in self.tokenizer
+            config_digest = self.tokenizer.get("config_sha256")
+            if config_digest is not None and not isinstance(config_digest, str):
+                raise TypeError(f"config_sha256 {config_digest!r} is not a hex string")
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"--data: {self.uri} has a malformed tokenizer entry ({exc!r}); re-run prepare") from exc
         if id_limit > vocab_size:
@@ -110,17 +118,22 @@ class DatasetManifest:
                             f"{id_limit}), more than the model's {vocab_size} embedding rows; set --vocab-size "
                             f"{_rows(id_limit)} (id_limit rounded up to a multiple of 64)")
         uri = self.folder.join(file)
+        config_uri = self.folder.join(TOKENIZER_CONFIG_FILE)
         try:
             raw = s3.get_bytes(uri, client)
-            config_uri = self.folder.join(TOKENIZER_CONFIG_FILE)
-            config = s3.get_bytes(config_uri, client) if s3.exists(config_uri, client) else None
         except ClientError as exc:
             raise DataError(f"--data: the tokenizer {self.uri} names is unreadable at {uri} ({exc}); re-run "
                             "prepare") from exc
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != digest:
-            raise DataError(f"--data: {uri} is not the tokenizer that made the ids (sha256 {actual}, the manifest "
-                            f"says {digest}); re-run prepare")
+        config = None
+        try:
+            if config_digest is not None or (not listed and s3.exists(config_uri, client)):
+                config = s3.get_bytes(config_uri, client)
+        except ClientError as exc:
+            raise DataError(f"--data: the tokenizer config beside {self.uri} is unreadable at {config_uri} ({exc}); "
+                            "re-run prepare") from exc
+        _verify(uri, raw, digest, "tokenizer")
+        if config is not None and config_digest is not None:
+            _verify(config_uri, config, config_digest, "tokenizer config")
         try:
             return HfTokenizerExport.parse(raw, config, eos_id=eos_id)
         except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
@@ -134,6 +147,14 @@ class DatasetManifest:
     def shard_uri(self, shard: ShardInfo) -> S3Uri:
         """The S3 URI of `shard`."""
         return self.folder.join(shard.key)
+
+
+def _verify(uri: S3Uri, body: bytes, digest: str, what: str) -> None:
+    """`DataError` unless `body` (read from `uri`) has the sha256 the manifest lists for the dataset's `what`."""
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != digest:
+        raise DataError(f"--data: {uri} is not the {what} that made the ids (sha256 {actual}, the manifest "
+                        f"says {digest}); re-run prepare")
 
 
 def _rows(ids: int) -> int:

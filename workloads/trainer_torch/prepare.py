@@ -5,7 +5,7 @@
 Every UTF-8 text file under `--src` (sorted, so the output is reproducible) becomes one
 document framed as BOS + bytes + EOS by the byte tokenizer, or, with `--tokenizer`, encoded by a
 Hugging Face tokenizer.json with its own framing (e.g. BOS) and then EOS, which is uploaded beside the shards
-(with its tokenizer_config.json when there is one). Documents are concatenated into
+(with its tokenizer_config.json when there is one; both sha256s go in the manifest). Documents are concatenated into
 shards of `--shard-tokens` tokens; the last `--val-fraction` of the token stream becomes the
 `val` split. Each shard is uploaded as soon as it is written, and `manifest.json` (shard list,
 token counts, sha256 per shard) is uploaded last, so a dataset without a manifest is incomplete.
@@ -105,8 +105,10 @@ def load_encoder(path: Path | None) -> tuple[Encoder, dict[str, Any]]:
     if hf.id_limit > limit:
         raise PrepareError(f"--tokenizer: {hf.path} has ids up to {hf.id_limit - 1:,}, but shards store {dtype.name} "
                            f"ids (at most {limit - 1:,}): use a tokenizer with at most {limit:,} ids")
+    # config_sha256 is null, not absent, without a config: the trainer then ignores any config beside the manifest.
+    config = hf.path.with_name(TOKENIZER_CONFIG_FILE)
     entry = {"type": "huggingface", "file": TOKENIZER_FILE, "sha256": sha256_file(hf.path), "id_limit": hf.id_limit,
-             "eos_id": hf.eos_id}
+             "eos_id": hf.eos_id, "config_sha256": sha256_file(config) if config.is_file() else None}
     return (lambda raw: np.asarray(hf.encode_document(raw.decode("utf-8")), dtype=DTYPE)), entry
 
 
@@ -178,8 +180,11 @@ def prepare(src: Path, out: S3Uri, *, shard_tokens: int, val_fraction: float, pa
         # tokenizer.json beside the manifest that names it, so whatever trains or serves on it can decode them.
         source = tokenizer_file(tokenizer)
         s3.upload_file(source, out.join(TOKENIZER_FILE), client)
-        if source.with_name(TOKENIZER_CONFIG_FILE).is_file():
+        if tokenizer_entry["config_sha256"] is not None:
             s3.upload_file(source.with_name(TOKENIZER_CONFIG_FILE), out.join(TOKENIZER_CONFIG_FILE), client)
+        else:  # a config left by an earlier prepare into this prefix belongs to another tokenizer
+            config = out.join(TOKENIZER_CONFIG_FILE)
+            s3.retrying(client.delete_object)(Bucket=config.bucket, Key=config.key)
     splits = {"train": train.summary()}
     if val.shards:
         splits["val"] = val.summary()

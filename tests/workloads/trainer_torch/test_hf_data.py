@@ -29,6 +29,7 @@ from workloads.lm.hf_tokenizer import HfTokenizerExport
 from workloads.lm.model import GPT
 from workloads.lm.presets import preset_config
 from workloads.trainer_torch.__main__ import main
+from workloads.trainer_torch.data import DataError, read_manifest
 from workloads.trainer_torch.prepare import prepare
 
 # DCP warns on every single-process save and load; the in-process runs use that mode on purpose.
@@ -206,6 +207,62 @@ def test_a_tokenizer_that_is_not_the_one_that_made_the_ids_is_refused(
     err = capsys.readouterr().err
     assert expected in err and "; re-run prepare" in err, err
     assert bucket.keys(prefix + "ckpt/") == []
+
+
+def dataset_tokenizer(data: S3Uri) -> HfTokenizerExport:
+    """The tokenizer the trainer takes from the dataset at `data` into its export."""
+    tokenizer = read_manifest(data).model_tokenizer("tiny", VOCAB_SIZE)
+    assert isinstance(tokenizer, HfTokenizerExport)
+    return tokenizer
+
+
+def test_a_tampered_tokenizer_config_is_refused_naming_the_data(bucket: Bucket, hf_dataset: str) -> None:
+    bucket.copy_prefix("hf/data/", "hf/config-tampered/")
+    config = json.loads(bucket.read("hf/config-tampered/tokenizer_config.json"))
+    bucket.write("hf/config-tampered/tokenizer_config.json", json.dumps({**config, "pad_token": None}).encode())
+    manifest = read_manifest(S3Uri.parse(bucket.uri("hf/config-tampered/")))
+    with pytest.raises(DataError, match=r"^--data: s3://.*/hf/config-tampered/tokenizer_config.json is not the "
+                                        r"tokenizer config that made the ids \(sha256 [0-9a-f]{64}, the manifest says "
+                                        r"[0-9a-f]{64}\); re-run prepare$"):
+        manifest.model_tokenizer("tiny", VOCAB_SIZE)
+
+
+def test_a_re_prepare_without_a_config_leaves_none_for_the_export(bucket: Bucket, tokenizer_file: Path,
+                                                                   tmp_path: Path) -> None:
+    # Prepared with the BPE and its config, then into the same prefix with a BPE whose one special token needs none.
+    corpus, out = make_corpus(tmp_path / "corpus"), S3Uri.parse(bucket.uri("hf/again"))
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train([str(p) for p in sorted(corpus.iterdir())], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=[SPECIALS[0]], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    alone = tmp_path / "tokenizer.json"
+    bpe.save(str(alone))
+    first = prepare(corpus, out, shard_tokens=50_000, val_fraction=0.0, tokenizer=tokenizer_file)
+    config = tokenizer_file.with_name("tokenizer_config.json").read_bytes()
+    assert first["tokenizer"]["config_sha256"] == hashlib.sha256(config).hexdigest()
+    assert dataset_tokenizer(out).tokenizer_config == config
+    second = prepare(corpus, out, shard_tokens=50_000, val_fraction=0.0, tokenizer=alone)
+    assert second["tokenizer"]["config_sha256"] is None
+    assert "hf/again/tokenizer_config.json" not in bucket.keys("hf/again/")
+    tokenizer = dataset_tokenizer(out)
+    assert (tokenizer.tokenizer_config, tokenizer.pad_id) == (None, None)
+
+
+@pytest.mark.parametrize("manifest_lists", ["no config", "nothing (an older manifest)"])
+def test_a_config_beside_the_data_is_used_only_when_the_manifest_allows(
+        manifest_lists: str, bucket: Bucket, hf_dataset: str) -> None:
+    prefix = f"hf/stray-{manifest_lists.split()[0]}/"
+    bucket.copy_prefix("hf/data/", prefix)
+    manifest = json.loads(bucket.read(prefix + "manifest.json"))
+    if manifest_lists == "no config":
+        manifest["tokenizer"]["config_sha256"] = None  # as prepare writes it for a tokenizer without a config
+    else:
+        del manifest["tokenizer"]["config_sha256"]
+    bucket.write(prefix + "manifest.json", json.dumps(manifest).encode())
+    tokenizer = dataset_tokenizer(S3Uri.parse(bucket.uri(prefix)))
+    # A listed "no config" ignores the stray file; a manifest from before config_sha256 takes it, as it always did.
+    used = tokenizer.tokenizer_config == bucket.read(prefix + "tokenizer_config.json")
+    assert (used, tokenizer.pad_id) == ((False, None) if manifest_lists == "no config" else (True, 1))
 
 
 def test_an_export_of_a_tokenizer_without_a_config_gets_a_minimal_one(tokenizer_file: Path, tmp_path: Path) -> None:

@@ -61,6 +61,8 @@ def test_a_bpe_tokenizer_json_frames_each_document_with_its_end_token(bucket: Bu
     carried = bucket.read("tok/bpe/tokenizer.json")
     assert carried == (tmp_path / "tokenizer.json").read_bytes()
     assert hashlib.sha256(carried).hexdigest() == entry["sha256"]
+    # No tokenizer_config.json beside it: listed as none, so no config found beside the data is ever taken for it.
+    assert entry["config_sha256"] is None and bucket.keys("tok/bpe/tokenizer_config.json") == []
 
 
 def test_an_exports_byte_tokenizer_gives_the_byte_tokenizers_data(bucket: Bucket, tmp_path: Path) -> None:
