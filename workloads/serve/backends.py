@@ -109,6 +109,10 @@ class TextBackend(Backend, Protocol):
 
     vocab_size: int
     """Token ids are 0..vocab_size-1 (bounds `logit_bias` keys)."""
+    context_length: int
+    """Most tokens, prompt and generation together, a sequence may hold."""
+    max_tokens_cap: int
+    """Most tokens a request may generate per sequence (the server's --max-tokens-cap)."""
 
     def encode_chat(self, messages: list[dict[str, Any]]) -> tuple[int, ...]:
         """Prompt token ids for chat messages (`{role, content}` dicts); `InvalidInputError` when it cannot."""

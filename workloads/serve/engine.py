@@ -4,6 +4,9 @@ Requests wait in a queue of at most `max_queue` payloads. The batcher takes the 
 gathers more until the batch holds `max_batch_size` payloads or the oldest has waited
 `max_wait_ms`, then runs the batch in a single worker thread, so the event loop keeps serving
 HTTP while the model computes. Results travel back with `call_soon_threadsafe`.
+
+A batch the model fails on runs again one payload at a time (those that delivered nothing yet), so only the
+payload at fault fails. A full queue first drops payloads nobody waits for any more before it answers 429.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class _Sink:
 
     def __init__(self, engine: BatchEngine, items: Sequence[WorkItem], loop: asyncio.AbstractEventLoop) -> None:
         self._engine, self._items, self._loop = engine, items, loop
+        self.touched: set[int] = set()
+        """Indexes of the payloads that delivered anything (so a rerun would repeat it to their waiter)."""
 
     def emit(self, index: int, value: object, *, done: bool) -> None:
         item = self._items[index]
@@ -70,6 +75,7 @@ class _Sink:
             # Nobody streams this payload: skip the cross-thread wake-up a partial value would cost
             # (one per row per decode step, which on a busy event loop caps batched throughput).
             return
+        self.touched.add(index)
         self._loop.call_soon_threadsafe(self._engine.deliver, item, value, done)
 
     def cancelled(self, index: int) -> bool:
@@ -119,6 +125,8 @@ class BatchEngine:
         if not self._accepting:
             raise ShuttingDownError("the server is shutting down")
         if len(self._pending) + len(payloads) > self.max_queue:
+            self._drop_abandoned()
+        if len(self._pending) + len(payloads) > self.max_queue:
             raise QueueFullError(self.retry_after())
         loop = asyncio.get_running_loop()
         now = time.monotonic()
@@ -130,6 +138,18 @@ class BatchEngine:
         self.metrics.queue_depth.set(len(self._pending))
         self._arrived.set()
         return items
+
+    def _drop_abandoned(self) -> None:
+        """Fail and remove queued payloads nobody waits for (client gone, deadline passed): they hold no slot."""
+        now = time.monotonic()
+        live: deque[WorkItem] = deque()
+        for item in self._pending:
+            if item.cancelled or item.future.done() or now > item.deadline:
+                self._fail(item, DeadlineExceededError("the request's deadline passed while it was queued"))
+            else:
+                live.append(item)
+        self._pending = live
+        self.metrics.queue_depth.set(len(self._pending))
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained by one batch's worth, at least 1."""
@@ -200,23 +220,41 @@ class BatchEngine:
         return batch
 
     async def _execute(self, batch: list[WorkItem]) -> None:
-        loop = asyncio.get_running_loop()
         self._running = batch
-        self.metrics.batch_size.observe(len(batch))
-        started = time.monotonic()
         try:
-            await loop.run_in_executor(
-                self._executor, self.backend.run_batch, [i.payload for i in batch], _Sink(self, batch, loop)
-            )
-        except Exception as exc:  # a model failure fails its batch, never the batcher
-            log_event("batch_failed", size=len(batch), error=repr(exc))
-            for item in batch:
-                self._fail(item, exc)
+            failure = await self._run(batch)
+            if failure is not None:
+                exc, touched = failure
+                # One bad payload must not fail its batch mates: each one that has reported nothing yet (a rerun
+                # would repeat it) runs again alone, so only the payload at fault fails.
+                alone = [item for i, item in enumerate(batch) if i not in touched] if len(batch) > 1 else []
+                for item in batch:
+                    if item not in alone:
+                        self._fail(item, exc)
+                for item in alone:
+                    if not item.future.done() and not item.cancelled:
+                        again = await self._run([item])
+                        if again is not None:
+                            self._fail(item, again[0])
         finally:
             self._running = ()
-            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * (time.monotonic() - started)
         for item in batch:
             self._fail(item, RuntimeError("the backend finished the batch without a result for this request"))
+
+    async def _run(self, items: list[WorkItem]) -> tuple[Exception, set[int]] | None:
+        """Run `items` as one batch; on a model failure, the exception and which items had reported anything."""
+        loop = asyncio.get_running_loop()
+        self.metrics.batch_size.observe(len(items))
+        sink = _Sink(self, items, loop)
+        started = time.monotonic()
+        try:
+            await loop.run_in_executor(self._executor, self.backend.run_batch, [i.payload for i in items], sink)
+        except Exception as exc:  # a model failure fails its payloads, never the batcher
+            log_event("batch_failed", size=len(items), error=repr(exc))
+            return exc, sink.touched
+        finally:
+            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * (time.monotonic() - started)
+        return None
 
     @staticmethod
     def _fail(item: WorkItem, exc: BaseException) -> None:

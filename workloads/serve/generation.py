@@ -99,13 +99,15 @@ class _Row:
         return logits
 
     def result(self) -> GenerationResult:
-        # Tokens cut off with a stop string are not part of the text, so their logprobs are not reported.
-        kept, size = [], len(self.tracker.text.encode("utf-8"))
+        # Tokens cut off with a stop string are not part of the text, so their logprobs are not reported. Counted in
+        # decoded characters, as the text was cut: a byte that is no UTF-8 becomes a 3-byte U+FFFD in the text.
+        kept: list[TokenLogprob] = []
+        decoder, chars = codecs.getincrementaldecoder("utf-8")(errors="replace"), 0
         for token in self.tokens:
-            size -= 1
-            if size < 0 or token.token_id >= BYTE_VOCAB:
+            if chars >= len(self.tracker.text) or token.token_id >= BYTE_VOCAB:
                 break
             kept.append(token)
+            chars += len(decoder.decode(bytes([token.token_id])))
         return GenerationResult(
             text=self.tracker.text, finish_reason=self.finish_reason or "length",
             prompt_tokens=len(self.request.prompt_ids),

@@ -13,11 +13,12 @@ import codecs
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive
 
 from workloads.common.logs import log_event
 from workloads.serve.backends import InvalidInputError, TextBackend
@@ -33,7 +34,15 @@ from workloads.serve.openai_schemas import (
     TopLogprob,
     Usage,
 )
-from workloads.serve.state import ServeState, bad_request, deadline_error, engine_error, run_request, submit
+from workloads.serve.state import (
+    ServeState,
+    bad_request,
+    deadline_error,
+    engine_error,
+    run_request,
+    submit,
+    unless_disconnected,
+)
 
 Event = tuple[int, object, bool]
 """(payload index, partial text or final result or exception, done) from the engine."""
@@ -52,8 +61,9 @@ def _seed(seed: int | None, candidate: int) -> int | None:
 
 
 def payloads(backend: TextBackend, prompts: Sequence[tuple[int, ...]], body: SamplingRequest, *, max_tokens: int,
-             candidates: int, logprobs: int | None) -> list[object]:
-    """`candidates` generation requests per prompt, prompt-major; 400 when a prompt cannot fit."""
+             candidates: int, logprobs: int | None, fields: Mapping[str, str] | None = None) -> list[object]:
+    """`candidates` generation requests per prompt, prompt-major; 400 when a prompt cannot fit, naming the field
+    the client sent (`fields` renames the backend's `prompt`/`max_tokens`, e.g. to chat's `messages`)."""
     bias: list[tuple[int, float]] = []
     for key, value in (body.logit_bias or {}).items():
         if int(key) >= backend.vocab_size:
@@ -65,7 +75,8 @@ def payloads(backend: TextBackend, prompts: Sequence[tuple[int, ...]], body: Sam
         try:
             backend.check_fits(ids, max_tokens)
         except InvalidInputError as exc:
-            raise bad_request(exc) from exc
+            param = (fields or {}).get(exc.param or "", exc.param)
+            raise bad_request(InvalidInputError(str(exc), param=param)) from exc
         out.extend(GenerationRequest(ids, max_tokens, body.temperature, body.top_p, _seed(body.seed, c), body.stops(),
                                      logprobs, body.presence_penalty, body.frequency_penalty, tuple(bias))
                    for c in range(candidates))
@@ -121,12 +132,12 @@ def _restamp(content: bytes, prefix: str) -> bytes:
 
 async def respond(state: ServeState, backend: TextBackend, engine: BatchEngine, body: SamplingRequest,
                   work: list[object], *, route: str, id_prefix: str,
-                  render: Callable[[list[object]], bytes]) -> Response:
+                  render: Callable[[list[object]], bytes], receive: Receive | None = None) -> Response:
     """The non-streaming path: cache lookup, generate, render, cache-put; a hit gets a fresh id and created."""
     cache_request = body.model_dump(mode="json", exclude={"stream", "stream_options", "user"}) \
         if body.deterministic() else None
     content, cache_status = await run_request(state, backend, engine, work, route=route,
-                                              cache_request=cache_request, render=render)
+                                              cache_request=cache_request, render=render, receive=receive)
     if cache_status == HIT:
         content = _restamp(content, id_prefix)
     return Response(content, media_type="application/json", headers={STATUS_HEADER: cache_status})
@@ -144,21 +155,22 @@ async def _next_event(queue: asyncio.Queue[Event], deadline: float) -> Event:
 
 async def stream(state: ServeState, engine: BatchEngine, work: list[object], *, head: dict[str, Any],
                  choice: ChoiceChunk, prelude: list[dict[str, Any]], include_usage: bool,
-                 per_prompt: int) -> StreamingResponse:
+                 per_prompt: int, receive: Receive | None = None) -> StreamingResponse:
     """Stream every payload's text as chunks `{**head, "choices": [choice(...)]}`, then usage and `[DONE]`.
 
     Payload i is choice i; `per_prompt` choices share a prompt (usage counts it once); usage only with
-    `include_usage`.
+    `include_usage`. `receive` (the request's) notices a client that leaves before the first token.
     """
     events: asyncio.Queue[Event] = asyncio.Queue()
     items = submit(state, engine, work, events)
-    # Wait for the first event before sending headers, so a queue timeout is still a real 504.
+    # Wait for the first event before sending headers, so a queue timeout is still a real 504 (and a client that
+    # leaves meanwhile a 499 that frees its queue slot).
     try:
-        first = await _next_event(events, items[0].deadline)
+        first = await unless_disconnected(_next_event(events, items[0].deadline), receive)
     except TimeoutError as exc:
         _cancel(items)
         raise deadline_error(state) from exc
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, ApiError):
         _cancel(items)
         raise
     if isinstance(first[1], BaseException):

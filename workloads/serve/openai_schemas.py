@@ -194,6 +194,13 @@ class ChatMessage(BaseModel):
     name: str | None = Field(None, max_length=256)
     """Participant name, accepted and passed to the template."""
 
+    @model_validator(mode="after")
+    def _content_given(self) -> ChatMessage:
+        # OpenAI's API requires content on every message but an assistant's (whose tool calls we do not take).
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"content is required in a {self.role} message (only an assistant turn may be null)")
+        return self
+
     def for_template(self) -> dict[str, Any]:
         """The `{role, content}` dict the chat template renders."""
         text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content or [])
@@ -208,6 +215,8 @@ class ChatCompletionRequest(SamplingRequest):
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
     """The conversation so far."""
+    max_tokens: int | None = Field(None, ge=1)  # type: ignore[assignment]  # chat has no fixed default
+    """Most tokens to generate per choice; unset: as many as the context leaves, up to the server's cap (as vLLM)."""
     max_completion_tokens: int | None = Field(None, ge=1)
     """OpenAI's newer name for max_tokens; wins when both are set."""
     logprobs: bool = False
@@ -229,8 +238,8 @@ class ChatCompletionRequest(SamplingRequest):
             raise ValueError("needs logprobs=true")
         return value
 
-    def token_budget(self) -> int:
-        """max_completion_tokens, else max_tokens."""
+    def token_budget(self) -> int | None:
+        """max_completion_tokens, else max_tokens; None when neither is set."""
         return self.max_completion_tokens or self.max_tokens
 
     def logprob_count(self) -> int | None:

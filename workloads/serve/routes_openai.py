@@ -96,7 +96,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         prelude = [chunk(i, prompts[i // body.n], None) for i in range(len(work))] if body.echo else []
         return await stream(state, engine, work, head=_head(state, backend, "cmpl", "text_completion"),
                             choice=chunk, prelude=prelude, per_prompt=body.n,
-                            include_usage=body.stream_options is not None and body.stream_options.include_usage)
+                            include_usage=body.stream_options is not None and body.stream_options.include_usage,
+                            receive=request.receive)
 
     def render(results: list[object]) -> bytes:
         choices = [
@@ -111,7 +112,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
                                       usage=usage(results, body.candidates()))
         return response.model_dump_json().encode("utf-8")
 
-    return await respond(state, backend, engine, body, work, route="completions", id_prefix="cmpl", render=render)
+    return await respond(state, backend, engine, body, work, route="completions", id_prefix="cmpl", render=render,
+                         receive=request.receive)
 
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=_ERRORS)
@@ -123,8 +125,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         prompt = backend.encode_chat([m.for_template() for m in body.messages])
     except InvalidInputError as exc:
         raise bad_request(exc) from exc
-    work = payloads(backend, [prompt], body, max_tokens=body.token_budget(), candidates=body.n,
-                    logprobs=body.logprob_count())
+    budget = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
+    # Unset, the reply may run to the end of the context (capped), not stop at 16: OpenAI and vLLM answer chat so
+    # (vLLM: entrypoints/serve/utils/api_utils.py get_max_tokens, the context left when max_tokens is None).
+    max_tokens = body.token_budget() or min(backend.max_tokens_cap, max(1, backend.context_length - len(prompt)))
+    # The cache key then holds the budget used, which the server's cap decides, not the request.
+    body = body.model_copy(update={"max_tokens": max_tokens, "max_completion_tokens": None})
+    work = payloads(backend, [prompt], body, max_tokens=max_tokens, candidates=body.n,
+                    logprobs=body.logprob_count(), fields={"prompt": "messages", "max_tokens": budget})
     if body.stream:
         def chunk(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
             return {"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": finish_reason}
@@ -133,7 +141,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
                     "finish_reason": None} for i in range(len(work))]
         return await stream(state, engine, work, head=_head(state, backend, "chatcmpl", "chat.completion.chunk"),
                             choice=chunk, prelude=prelude, per_prompt=body.n,
-                            include_usage=body.stream_options is not None and body.stream_options.include_usage)
+                            include_usage=body.stream_options is not None and body.stream_options.include_usage,
+                            receive=request.receive)
 
     def render(results: list[object]) -> bytes:
         choices = [
@@ -146,4 +155,5 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
                                           usage=usage(results, body.n))
         return response.model_dump_json().encode("utf-8")
 
-    return await respond(state, backend, engine, body, work, route="chat", id_prefix="chatcmpl", render=render)
+    return await respond(state, backend, engine, body, work, route="chat", id_prefix="chatcmpl", render=render,
+                         receive=request.receive)

@@ -181,7 +181,7 @@ async def infer(name: str, request: Request) -> Response:
         return response.model_dump_json(exclude_none=True).encode("utf-8")
 
     content, cache_status = await run_request(state, backend, engine, payloads, route="v2-infer",
-                                              cache_request=cache_request, render=render)
+                                              cache_request=cache_request, render=render, receive=request.receive)
     return _respond(json.loads(content), body, cache_status)
 
 

@@ -11,12 +11,13 @@ import asyncio
 import hmac
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import Receive
 
 from workloads.serve.backends import Backend, InvalidInputError
 from workloads.serve.cache import BYPASS, HIT, MISS, CacheStatus, ResponseCache, cache_key
@@ -141,12 +142,45 @@ def engine_error(state: ServeState, exc: BaseException) -> ApiError | None:
     return None
 
 
-async def wait_results(state: ServeState, items: Sequence[WorkItem]) -> list[object]:
-    """Every item's result, or 504 at the deadline (the items are then dropped from their batch)."""
+T = TypeVar("T")
+CLIENT_CLOSED = 499
+"""Status recorded for a request whose client disconnected before its answer (nginx's "client closed request")."""
+
+
+async def until_disconnected(receive: Receive) -> None:
+    """Return once the client has closed the connection (call only after the request body has been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(work: Coroutine[Any, Any, T], receive: Receive | None) -> T:
+    """`work`'s result, or 499 when the client closes the connection first (`work` is then cancelled)."""
+    if receive is None:
+        return await work
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(until_disconnected(receive))
+    try:
+        await asyncio.wait([task, watcher], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            raise ApiError(CLIENT_CLOSED, "the client closed the connection before the answer was ready")
+        return task.result()
+    finally:
+        task.cancel()
+        watcher.cancel()
+        if watcher.done() and not watcher.cancelled():
+            watcher.exception()  # a receive that failed also means the client is gone: nothing to log
+
+
+async def _results(items: Sequence[WorkItem]) -> list[object]:
+    return [await item.future for item in items]
+
+
+async def wait_results(state: ServeState, items: Sequence[WorkItem], receive: Receive | None = None) -> list[object]:
+    """Every item's result; 504 at the deadline, 499 when the client leaves first (`receive` given): either way the
+    items are dropped from their batch, so no tokens are generated for nobody."""
     remaining = items[0].deadline - time.monotonic() if items else 0.0
     try:
         async with asyncio.timeout(max(remaining, 0.0)):
-            return [await item.future for item in items]
+            return await unless_disconnected(_results(items), receive)
     except (TimeoutError, DeadlineExceededError) as exc:
         raise deadline_error(state) from exc
     except ShuttingDownError as exc:
@@ -172,10 +206,12 @@ def observe_first_tokens(state: ServeState, items: Sequence[WorkItem], results: 
 
 async def run_request(state: ServeState, backend: Backend, engine: BatchEngine, payloads: Sequence[object], *,
                       route: str, cache_request: dict[str, Any] | None,
-                      render: Callable[[list[object]], bytes]) -> tuple[bytes, CacheStatus]:
+                      render: Callable[[list[object]], bytes], receive: Receive | None = None
+                      ) -> tuple[bytes, CacheStatus]:
     """One non-streaming request: cache lookup, submit, wait, render, cache-put.
 
-    `cache_request` is the canonical request JSON of a deterministic request (None bypasses the cache).
+    `cache_request` is the canonical request JSON of a deterministic request (None bypasses the cache); `receive`
+    (the request's, its body read) lets a client that disconnects drop its work (see `wait_results`).
     Returns the response body and its `X-Cache` status: hit, miss, or bypass when Redis was not asked.
     """
     key: str | None = None
@@ -186,7 +222,7 @@ async def run_request(state: ServeState, backend: Backend, engine: BatchEngine, 
         if cached is not None:
             return cached, HIT
     items = submit(state, engine, payloads)
-    results = await wait_results(state, items)
+    results = await wait_results(state, items, receive)
     observe_first_tokens(state, items, results)
     content = render(results)
     if key is not None and status == MISS and state.cache is not None:
