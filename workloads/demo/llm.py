@@ -38,7 +38,7 @@ from workloads.demo.devservers import (
 )
 from workloads.gateway.handlers import CACHE_HEADER
 from workloads.gateway.settings import flag_name
-from workloads.lm.export import verify_manifest
+from workloads.lm.manifest import verify_manifest
 
 SERVED_MODEL: Final = "demo-gpt"
 """The name vLLM serves the demo model under (what the chat request passes as `model`)."""

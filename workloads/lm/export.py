@@ -21,7 +21,6 @@ from typing import Any, Final
 import torch
 from safetensors.torch import load_model
 
-from workloads.common.hashing import sha256_file
 from workloads.lm import hf
 from workloads.lm.hf_tokenizer import ExportTokenizer, read_byte_tokenizer, write_tokenizer
 from workloads.lm.layout import (
@@ -32,54 +31,13 @@ from workloads.lm.layout import (
     TOKENIZER_FILE,
     WEIGHTS_FILE,
 )
+from workloads.lm.manifest import WEIGHT_FILES_GLOB, ExportError, verify_manifest, write_manifest
 from workloads.lm.model import GPT
 from workloads.lm.presets import GPTConfig
 from workloads.lm.tokenizer import ByteTokenizer
 
 META_KEY: Final = "modelplane_meta"
 """config.json key of the training facts (step, tokens, data, val_loss); transformers keeps it as an attribute."""
-
-
-WEIGHT_FILES_GLOB: Final = "model*.safetensors*"
-"""Every weight file name of an export: model.safetensors, its numbered shards and their index."""
-
-
-class ExportError(RuntimeError):
-    """An export is incomplete, corrupt or of an unknown format."""
-
-
-class IncompleteExportError(ExportError):
-    """The export has no manifest.json yet: still being written (the manifest lands last), so worth waiting for."""
-
-
-def write_manifest(folder: Path, files: list[str]) -> None:
-    """Write `manifest.json` with the sha256 and size of each of `files` (the commit marker)."""
-    entries = {name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in files}
-    (folder / MANIFEST_FILE).write_text(json.dumps({"files": entries}, indent=2, sort_keys=True))
-
-
-def verify_manifest(folder: Path) -> dict[str, Any]:
-    """Check every file against `manifest.json`; raise `ExportError` naming the first bad or unlisted weight file.
-
-    Weight files the manifest does not list are refused too: transformers prefers a stray
-    model.safetensors and our loader a stray index, either of which would shadow the listed weights.
-    """
-    manifest_path = folder / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise IncompleteExportError(f"{folder}: no {MANIFEST_FILE}; the export is incomplete")
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    stray = sorted(path.name for path in folder.glob(WEIGHT_FILES_GLOB) if path.name not in manifest["files"])
-    if stray:
-        raise ExportError(f"{folder}: weight files {stray} are not in the manifest (left from an earlier export?); "
-                          "re-export into an empty prefix or delete them")
-    for name, entry in manifest["files"].items():
-        path = folder / name
-        if not path.is_file():
-            raise ExportError(f"{folder}: {name} is listed in the manifest but missing")
-        actual = sha256_file(path)
-        if actual != entry["sha256"]:
-            raise ExportError(f"{folder}: checksum mismatch for {name} (expected {entry['sha256']}, got {actual})")
-    return manifest
 
 
 def _write_json(folder: Path, name: str, data: dict[str, Any]) -> str:

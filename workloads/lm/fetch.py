@@ -28,9 +28,9 @@ from workloads.common import s3
 from workloads.common.logs import log_event
 from workloads.common.settings import SettingsError
 from workloads.common.uri import S3Uri
-from workloads.lm.export import WEIGHT_FILES_GLOB, ExportError, verify_manifest
 from workloads.lm.fetch_settings import FetchSettings
 from workloads.lm.layout import MANIFEST_FILE
+from workloads.lm.manifest import WEIGHT_FILES_GLOB, ExportError, verify_manifest
 
 ADVICE: Final = ("if the export is still being written, wait for it to finish (the pod retries this step); "
                  "otherwise re-run the export")

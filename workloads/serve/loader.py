@@ -108,7 +108,8 @@ def _is_lm_export(folder: Path) -> bool:
 
 def _lm_backend(folder: Path, settings: ServeSettings, version: str, digest: str) -> Backend:
     # Imported only when an LM is served, so the TF-enabled image needs no torch.
-    from workloads.lm.export import ExportError, IncompleteExportError, load_export
+    from workloads.lm.export import load_export
+    from workloads.lm.manifest import ExportError, IncompleteExportError
     from workloads.serve.chat import ChatTemplate
     from workloads.serve.lm_backend import LmBackend, pick_device
 

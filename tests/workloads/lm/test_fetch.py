@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -118,3 +120,9 @@ def test_verify_only_refuses_a_stray_weight_file(export: S3Uri, capsys: pytest.C
 def test_a_target_is_required_unless_verify_only(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--model-uri", "s3://b/lm"]) == 2
     assert "--target (MODELPLANE_MODEL_FETCH_TARGET): is required unless --verify-only" in capsys.readouterr().err
+
+
+def test_the_check_loads_no_torch() -> None:
+    # It runs as an init container beside vLLM with a small memory limit: importing torch alone takes ~250 MB.
+    code = "import sys, workloads.lm.fetch; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3], check=False).returncode == 0
