@@ -18,6 +18,7 @@ from infra.config.instances import smallest_gpu
 from infra.config.routes import IngressConfig, Route, routes_for
 from infra.config.vllm import VllmConfig
 from workloads.common.vocab import PLATFORM_TRAINER_FLAGS
+from workloads.gateway.settings import RateLimitBurst, RateLimitRps, default_burst
 from workloads.lm.memory import GIB, Checkpointing, Parallel, build_bytes, default_parallel, fit_problem
 from workloads.lm.presets import PRESETS, default_seq_len, preset_config
 from workloads.trainer_torch.config import TrainSettings
@@ -303,6 +304,15 @@ class InferenceServiceConfig(Section):
     cache: bool = True
     """Use the stack's Redis response cache (runtimes modelplane-serve and vllm; recommend never caches, as a
     recommendation changes with every feature update). Defaults to true."""
+    rate_limit_rps: RateLimitRps = 0.0
+    """Runtimes vllm and recommend: requests per second each API key may make at each gateway replica (a token
+    bucket); 0 turns the limit off. Defaults to 0: the generated key (apiKey) is one key shared by every client, and
+    without one all share the `anonymous` bucket, so a per-key limit would cap the whole service at rate x gateway
+    replicas, cache hits included, whatever vLLM can take; overload is the runtime's queue and autoscaler's job. Set
+    it with per-client keys (vllm.apiKeysSecret) to keep one client from starving the others."""
+    rate_limit_burst: RateLimitBurst | None = None
+    """Requests a key may make at once before rateLimitRps applies (the bucket size). Defaults to two seconds' worth
+    of rateLimitRps (at least 1), as the gateway's own 20 for 10/s."""
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     """Dynamic batching limit. Defaults to 16."""
     max_queue: int = Field(default=256, ge=1)
@@ -329,11 +339,26 @@ class InferenceServiceConfig(Section):
                                      "is the CPU build; use 0 or runtime modelplane-serve"))
         if self.runtime == "recommend":
             problems += self._recommend_checks()
+        problems += self._rate_limit_checks()
         if self.runtime == "vllm":
             problems += self.vllm.problems(self.gpus, self.image) + self.vllm.memory_problems(self.gpus, self.memory)
         elif "vllm" in self.model_fields_set:
             problems.append(("vllm", f"applies to runtime vllm only (runtime {self.runtime}); remove it"))
         return problems
+
+    def _rate_limit_checks(self) -> list[tuple[str, str]]:
+        given = sorted({"rate_limit_rps", "rate_limit_burst"} & self.model_fields_set)
+        if given and self.runtime not in ("vllm", "recommend"):
+            return [(to_camel(given[0]), f"applies to runtimes vllm and recommend only, whose gateway enforces it "
+                                         f"(runtime {self.runtime}); remove it")]
+        if self.rate_limit_burst is not None and not self.rate_limit_rps:
+            return [("rateLimitBurst", f"has no effect while rateLimitRps is 0, the limit off (got "
+                                       f"{self.rate_limit_burst}); set rateLimitRps or remove rateLimitBurst")]
+        return []
+
+    def rate_limit(self) -> tuple[float, int]:
+        """The gateway's per-key (rate, bucket size); a rate of 0 is no limit."""
+        return self.rate_limit_rps, self.rate_limit_burst or default_burst(self.rate_limit_rps)
 
     def _recommend_checks(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []

@@ -133,7 +133,7 @@ class InferenceService(pulumi.ComponentResource):
             keys = svc.vllm.api_keys_secret or self.api_key_secret
             gateway, gateway_volumes = gateway_container(
                 gateway_image or image, f"http://{runtime_host}:80", model_uri, None if recommend else redis_secret,
-                keys, LLM_REQUEST_TIMEOUT_S if vllm else REQUEST_TIMEOUT_S)
+                keys, LLM_REQUEST_TIMEOUT_S if vllm else REQUEST_TIMEOUT_S, svc.rate_limit())
             gateway_account = self._gateway_account(name, namespace, labels)
             self._deployment(name, namespace, "stable", svc.min_replicas, labels,
                              _pod(gateway_account, [gateway], gateway_volumes, []), {})

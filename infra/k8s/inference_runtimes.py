@@ -96,12 +96,8 @@ API_KEY_SECRET_KEY: Final = "api-key"
 """The Secret key holding API keys (one per line for the gateway), generated or given by vllm.apiKeysSecret."""
 
 SYNC_RESOURCES: Final = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
-"""Resources of TF Serving's AWS CLI init container."""
-MODEL_CHECK_RESOURCES: Final = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
-"""Resources of vLLM's model check in our serve image: it imports torch with the loader's check (260 MB peak RSS
-with the CPU wheel; the serve image's CUDA wheel maps more), so twice the AWS CLI's. The vLLM container asks for far
-more, so the pod's scheduling is unchanged."""
-
+"""Resources of a model init container: TF Serving's AWS CLI sync, vLLM's `workloads.lm.fetch` check (torch-free,
+~45 MB resident; downloads stream to disk)."""
 GATEWAY_HEALTH_PATH: Final = "/health"
 """The gateway's liveness and readiness route (200 while the process serves)."""
 RECOMMEND_HEALTH_PATH: Final = "/health"
@@ -173,7 +169,7 @@ def _fetch(serve_image: str, model_uri: pulumi.Input[str], target: str | None, e
     args: list[pulumi.Input[str]] = [flag("model_uri"), model_uri,
                                      *([flag("target"), target] if target else [flag("verify_only")])]
     return _s3_init("fetch-model" if target else "verify-model", serve_image, ["python", "-m", "workloads.lm.fetch"],
-                    args, env, env_from, MODEL_CHECK_RESOURCES, models_volume=target is not None)
+                    args, env, env_from, SYNC_RESOURCES, models_volume=target is not None)
 
 
 def _file_settings(var: Callable[[str], str], files: SecretFiles, fields: Mapping[str, str]) -> dict[str, str]:
@@ -276,11 +272,15 @@ def _vllm(svc: InferenceServiceConfig, base: dict[str, Any], model_uri: pulumi.I
 
 
 def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], redis_secret: pulumi.Input[str] | None,
-                      api_keys_secret: str | None, read_timeout_s: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                      api_keys_secret: str | None, read_timeout_s: int, rate_limit: tuple[float, int],
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The caching gateway's (container, volumes): our serve image proxying to `upstream` (the runtime's Service),
     its cache keys versioned by `model_uri`, its cache's URL read from the Secret `redis_secret` (key `url`; None:
     no cache), its clients' keys from the Secret `api_keys_secret` (None: open), both as files, waiting up to
-    `read_timeout_s` (the mesh routes' timeout) for the runtime."""
+    `read_timeout_s` (the mesh routes' timeout) for the runtime, limiting each key to `rate_limit` (requests per
+    second, bucket size; a rate of 0 is no limit: InferenceServiceConfig.rate_limit_rps says why that is the
+    default)."""
+    rps, burst = rate_limit
     cpu, memory = GATEWAY_RESOURCES
     settings: dict[str, pulumi.Input[str]] = {
         gateway_env("upstream"): upstream, gateway_env("port"): str(GATEWAY_PORT),
@@ -288,6 +288,9 @@ def gateway_container(image: str, upstream: str, model_uri: pulumi.Input[str], r
         gateway_env("cache_version"): model_uri,
         # The runtime may compute an unstreamed answer for as long as the mesh route allows.
         gateway_env("read_timeout_s"): str(read_timeout_s),
+        # Always rendered: the gateway's own default (10/s per key) would cap a service sharing one key.
+        gateway_env("rate_limit_rps"): str(rps),
+        **({gateway_env("rate_limit_burst"): str(burst)} if rps else {}),
     }
     files: dict[str, tuple[pulumi.Input[str], str]] = {}
     if redis_secret is not None:

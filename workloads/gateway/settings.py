@@ -7,14 +7,31 @@ Only stdlib, pydantic and workloads.common are imported, so infra reads the env 
 
 from __future__ import annotations
 
+import math
 import os
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Final, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from workloads.common.settings import RedisUrlSetting, SecretFileSetting, WorkloadSettings, read_secret
 from workloads.common.vocab import GATEWAY_ENV_PREFIX
+
+RATE_LIMIT_MAX: Final = 1_000_000
+"""The largest rate and bucket size a key may be given."""
+RateLimitRps = Annotated[float, Field(ge=0, le=RATE_LIMIT_MAX)]
+"""Requests per second of a key's token bucket; 0 turns the limit off (the gateway's and the stack config's type)."""
+RateLimitBurst = Annotated[int, Field(ge=1, le=RATE_LIMIT_MAX)]
+"""Size of a key's token bucket: requests it may make at once before the rate applies."""
+BURST_SECONDS: Final = 2
+"""A bucket holds this many seconds of its rate unless told otherwise (20 at the default 10/s)."""
+DEFAULT_RATE_LIMIT_RPS: Final = 10.0
+"""The gateway's own default rate per key."""
+
+
+def default_burst(rps: float) -> int:
+    """The bucket size for `rps` requests per second: BURST_SECONDS of them, at least 1."""
+    return max(1, min(math.ceil(rps * BURST_SECONDS), RATE_LIMIT_MAX))
 
 
 def read_keys(text: str) -> frozenset[str]:
@@ -53,10 +70,10 @@ class GatewaySettings(WorkloadSettings):
     """Name of the environment variable holding API keys (comma-separated), in addition to --api-keys-file."""
     allow_anonymous: bool = False
     """Serve requests without an API key. Defaults to false: a key file or variable is required."""
-    rate_limit_rps: float = Field(10.0, ge=0, le=1_000_000)
+    rate_limit_rps: RateLimitRps = DEFAULT_RATE_LIMIT_RPS
     """Requests per second each API key may make on average (a token bucket, per gateway replica); 0 turns it off.
     Defaults to 10."""
-    rate_limit_burst: int = Field(20, ge=1, le=1_000_000)
+    rate_limit_burst: RateLimitBurst = default_burst(DEFAULT_RATE_LIMIT_RPS)
     """Requests a key may make at once before the rate applies (the bucket size). Defaults to 20."""
     redis_url: RedisUrlSetting | None = None
     """redis:// or rediss:// URL of the response cache. Defaults to no cache (or the --redis-url-file's URL)."""

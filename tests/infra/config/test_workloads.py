@@ -171,3 +171,33 @@ def test_the_fit_check_counts_the_vocab_size_embedding_and_logits() -> None:
     issues = _issues(_job(**job, vocabSize=65536))
     assert any(issue.startswith("modelplane:training.jobs[0].model: job 'lm' does not fit: 'small' with vocabSize "
                                 "65536 needs an estimated ") for issue in issues), issues
+
+
+RATE_LIMITED = {**SERVICE, "runtime": "vllm", "memory": "16Gi"}
+"""A CPU vLLM service: its gateway enforces the per-key rate limit."""
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"rateLimitRps": -1}, "modelplane:inference.services[0].rateLimitRps: Input should be greater than or equal to 0 "
+                           "(got -1)"),
+    ({"rateLimitRps": 5, "rateLimitBurst": 0},
+     "modelplane:inference.services[0].rateLimitBurst: Input should be greater than or equal to 1 (got 0)"),
+    ({"rateLimitBurst": 40}, "modelplane:inference.services[0].rateLimitBurst: has no effect while rateLimitRps is 0, "
+                             "the limit off (got 40); set rateLimitRps or remove rateLimitBurst"),
+    ({"runtime": "modelplane-serve", "rateLimitRps": 5},
+     "modelplane:inference.services[0].rateLimitRps: applies to runtimes vllm and recommend only, whose gateway "
+     "enforces it (runtime modelplane-serve); remove it"),
+], ids=["negative rate", "empty bucket", "burst without a rate", "no gateway"])
+def test_rate_limit_problems_name_the_key_value_and_fix(changes: dict[str, Any], expected: str) -> None:
+    assert expected in _issues(inference=[{**RATE_LIMITED, **changes}])
+
+
+def test_the_rate_limit_is_off_by_default_and_its_bucket_defaults_to_two_seconds() -> None:
+    def parsed(**changes: Any) -> tuple[float, int]:
+        raw = stack_config_with("dev", {**NO_TEAMS, "modelplane:training": {"jobs": [JOB]},
+                                        "modelplane:inference": {"services": [{**RATE_LIMITED, **changes}]}})
+        return parse_config("dev", raw).inference.services[0].rate_limit()
+
+    assert parsed()[0] == 0
+    assert [parsed(rateLimitRps=50), parsed(rateLimitRps=0.2), parsed(rateLimitRps=50, rateLimitBurst=7)] == [
+        (50, 100), (0.2, 1), (50, 7)]
