@@ -60,6 +60,16 @@ POD_LABELS: Final = {NAME_LABEL: "fluent-bit"}
 """Labels of the Fluent Bit pods (the chart's `fluent-bit.selectorLabels`: its name)."""
 TAG_PREFIX: Final = "kube."
 """Tag of tailed container logs; the kubernetes filter reads pod metadata from the rest of the tag."""
+TAIL_DB: Final = "/var/log/flb_kube.db"
+"""The tail input's offsets database, on the node's /var/log (the chart mounts it from the host, writable): a
+restarted Fluent Bit (rollout, OOM kill) resumes each file where it stopped instead of at its end, which would skip
+every line written while it was down (Fluent Bit manual, inputs/tail, "DB"; the path of its Kubernetes example)."""
+OUTPUT_RETRY_LIMIT: Final = 10
+"""Retries of a chunk an AWS output failed to send. Fluent Bit's default is 1 (administration/scheduling-and-retries):
+a CloudWatch throttle or an OpenSearch blue/green update twice in a row dropped the chunk. With the scheduler's
+default back-off (base 5 s, cap 2000 s, full jitter) ten retries ride out roughly an hour of outage, while the
+tail input pauses at Mem_Buf_Limit and the logs wait on disk; a chunk that still fails is dropped, so one bad
+chunk cannot hold the buffer for ever."""
 FALLBACK_GROUP: Final = "unmatched"
 """Log group suffix for records whose namespace the template cannot resolve (cloudwatch_logs `log_group_name`)."""
 LIFECYCLE_BACKOFF_LIMIT: Final = 6
@@ -160,7 +170,7 @@ def _outputs(sink: CloudWatchSink | None, host: str | None) -> str:
         ("log_stream_prefix", "node-"),
         ("log_stream_template", "$kubernetes['pod_name'].$kubernetes['container_name']"),
         # The groups exist with retention and KMS (LogStore); the role may not create them.
-        ("auto_create_group", "Off"),
+        ("auto_create_group", "Off"), ("Retry_Limit", str(OUTPUT_RETRY_LIMIT)),
     ])
     if host is not None:
         text += "\n" + _section("OUTPUT", [
@@ -169,6 +179,7 @@ def _outputs(sink: CloudWatchSink | None, host: str | None) -> str:
             # One index per day, named as the index lifecycle policy's pattern expects.
             ("Logstash_Prefix", INDEX_PREFIX), ("Logstash_Prefix_Separator", INDEX_SEPARATOR),
             ("Logstash_DateFormat", INDEX_DATE_FORMAT), ("Suppress_Type_Name", "On"), ("Replace_Dots", "On"),
+            ("Retry_Limit", str(OUTPUT_RETRY_LIMIT)),
         ])
     return text
 
@@ -180,7 +191,7 @@ def fluent_bit_values(namespaces: Sequence[str], sink: CloudWatchSink | None) ->
     paths = ",".join(f"/var/log/containers/*_{ns}_*.log" for ns in sorted(namespaces))
     inputs = _section("INPUT", [
         ("Name", "tail"), ("Path", paths), ("multiline.parser", "docker, cri"), ("Tag", f"{TAG_PREFIX}*"),
-        ("Mem_Buf_Limit", "5MB"), ("Skip_Long_Lines", "On"),
+        ("Mem_Buf_Limit", "5MB"), ("Skip_Long_Lines", "On"), ("DB", TAIL_DB),
     ])
     filters = _section("FILTER", [
         ("Name", "kubernetes"), ("Match", f"{TAG_PREFIX}*"), ("Kube_Tag_Prefix", f"{TAG_PREFIX}var.log.containers."),

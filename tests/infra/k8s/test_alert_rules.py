@@ -31,7 +31,8 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "InferenceErrorRateHigh": ("> 0.01", "> 0.05"),
     "InferenceCacheHitRatioCollapsed": ("< 0.5 *", "< 0.1 *"),
     "GPUIdleWhileAllocated": (") < 5", ") < 1"),
-    "GPUXidError": ("> 0", "> 100"),
+    # Dropping the change test makes a sticky XID page forever (the quiet case at 19m and 55m fails).
+    "GPUXidError": (" and changes(DCGM_FI_DEV_XID_ERRORS[15m]) > 0", ""),
     "GPUTemperatureHigh": ("> 85", "> 95"),
     "TrainingStalled": ("[30m]", "[60m]"),
     "TrainingCheckpointStale": ("[30m]", "[60m]"),
@@ -47,6 +48,15 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "RecommendDeadLetters": ("> 0.01", "> 0.5"),
     "RecommendLatencyP99High": (") > 0.25", ") > 1"),
 }
+
+# Further mutations for the edges a rule's threshold does not cover: (alert, text in its expr, replacement).
+EDGE_MUTATIONS: list[tuple[str, str, str]] = [
+    ("GPUXidError", "DCGM_FI_DEV_XID_ERRORS > 0 and", "DCGM_FI_DEV_XID_ERRORS > 50 and"),
+    # Counting probe 503s (a pod loading its model) as failed requests alerts on a service nobody called.
+    ("InferenceErrorRateHigh", '{route!~"/metrics|/v2/health/.*", status=~"5.."}', '{status=~"5.."}'),
+    # Without `> 0` a job that never checkpoints (gauge at 0) alerts.
+    ("TrainingCheckpointStale", "offset 30m > 0", "offset 30m"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +128,16 @@ def test_every_rule_file_has_a_unit_test_file() -> None:
 
 @pytest.mark.parametrize("alert", sorted(MUTATIONS))
 def test_breaking_a_threshold_fails_the_unit_tests(alert: str, promtool: Path, tmp_path: Path) -> None:
-    old, new = MUTATIONS[alert]
+    _assert_mutation_fails(alert, *MUTATIONS[alert], promtool, tmp_path)
+
+
+@pytest.mark.parametrize(("alert", "old", "new"), EDGE_MUTATIONS, ids=[f"{a}:{o}" for a, o, _ in EDGE_MUTATIONS])
+def test_breaking_an_edge_fails_the_unit_tests(alert: str, old: str, new: str, promtool: Path,
+                                               tmp_path: Path) -> None:
+    _assert_mutation_fails(alert, old, new, promtool, tmp_path)
+
+
+def _assert_mutation_fails(alert: str, old: str, new: str, promtool: Path, tmp_path: Path) -> None:
     shutil.copytree(TESTS_DIR, tmp_path / "tests")
     owner = None
     for path in RULE_FILES:
