@@ -10,7 +10,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import versions
-from infra.aws.iam import managed_policy_arn, service_trust_policy
+from infra.aws.iam import managed_policy_arn, pod_identity_trust_policy, service_trust_policy
 from infra.aws.logging import logs_kms_key
 from infra.config.cluster import ClusterConfig, NodePoolConfig
 from workloads.common.vocab import POOL_LABEL
@@ -19,6 +19,8 @@ CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterA
 """EKS access policy given to each `cluster.adminRoleArns` role and to `cluster.deployerRoleArn`, cluster-wide."""
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")
 """AWS-managed policies on the node role. The CNI policy is not here: vpc-cni gets its own Pod Identity role."""
+ADDON_NAMESPACE = "kube-system"
+"""Where the managed add-ons run their service accounts."""
 ADDON_POD_IDENTITY_POLICIES = {
     "vpc-cni": ("aws-node", "AmazonEKS_CNI_Policy"),
     "aws-ebs-csi-driver": ("ebs-csi-controller-sa", "service-role/AmazonEBSCSIDriverPolicy"),
@@ -128,14 +130,14 @@ class Cluster(pulumi.ComponentResource):
                                          policy_arn=managed_policy_arn(policy), opts=child)
             for policy in NODE_POLICIES
         ]
-        early_addons = self._addons(name, config.version, cluster,
+        early_addons = self._addons(name, config.version, cluster, cluster_name,
                                     [a for a in versions.EKS_ADDONS if a not in ADDONS_AFTER_NODES], depends_on=[])
         node_groups = [
             self._node_group(name, pool, cluster_name, subnet_ids, cluster, node_role, [*node_attachments, *early_addons])
             for pool in node_pools
         ]
-        self._addons(name, config.version, cluster, [a for a in versions.EKS_ADDONS if a in ADDONS_AFTER_NODES],
-                     depends_on=node_groups)
+        self._addons(name, config.version, cluster, cluster_name,
+                     [a for a in versions.EKS_ADDONS if a in ADDONS_AFTER_NODES], depends_on=node_groups)
 
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=_kubeconfig(cluster), enable_server_side_apply=True,
@@ -157,8 +159,8 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
         )
 
-    def _addons(self, name: str, kubernetes_version: str, cluster: aws.eks.Cluster, addons: Sequence[str],
-                depends_on: Sequence[pulumi.Resource]) -> list[aws.eks.Addon]:
+    def _addons(self, name: str, kubernetes_version: str, cluster: aws.eks.Cluster, cluster_name: str,
+                addons: Sequence[str], depends_on: Sequence[pulumi.Resource]) -> list[aws.eks.Addon]:
         created = []
         for addon in addons:
             version = aws.eks.get_addon_version_output(addon_name=addon, kubernetes_version=kubernetes_version,
@@ -166,7 +168,9 @@ class Cluster(pulumi.ComponentResource):
             associations = None
             if addon in ADDON_POD_IDENTITY_POLICIES:
                 service_account, policy = ADDON_POD_IDENTITY_POLICIES[addon]
-                role = aws.iam.Role(f"{name}-{addon}", assume_role_policy=_pod_identity_trust(),
+                role = aws.iam.Role(f"{name}-{addon}",
+                                    assume_role_policy=pod_identity_trust_policy(cluster_name, ADDON_NAMESPACE,
+                                                                                 service_account),
                                     opts=pulumi.ResourceOptions(parent=self))
                 aws.iam.RolePolicyAttachment(f"{name}-{addon}", role=role.name, policy_arn=managed_policy_arn(policy),
                                              opts=pulumi.ResourceOptions(parent=self))
@@ -220,10 +224,6 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on),
                                         ignore_changes=["scalingConfig.desiredSize"]),
         )
-
-
-def _pod_identity_trust() -> str:
-    return service_trust_policy("pods.eks.amazonaws.com", actions=("sts:AssumeRole", "sts:TagSession"))
 
 
 def _kubeconfig(cluster: aws.eks.Cluster) -> pulumi.Output[str]:

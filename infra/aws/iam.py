@@ -33,6 +33,27 @@ def service_trust_policy(*services: str, actions: Sequence[str] = ("sts:AssumeRo
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
 
 
+POD_IDENTITY_SERVICE = "pods.eks.amazonaws.com"
+"""The service principal EKS Pod Identity assumes workload roles as."""
+POD_IDENTITY_TAG_KEYS = ("eks-cluster-name", "kubernetes-namespace", "kubernetes-service-account")
+"""Session tags EKS Pod Identity adds to its AssumeRole request (EKS User Guide, pod-id-abac.html, "List of session
+tags added by EKS Pod Identity") that a role's trust matches, so only its own service account can assume it."""
+
+
+def pod_identity_trust_policy(cluster_name: pulumi.Input[str], namespace: str,
+                              service_account: str) -> pulumi.Output[str]:
+    """Trust policy for EKS Pod Identity, limited to `namespace/service_account` of `cluster_name` by the session tags
+    Pod Identity sends (EKS User Guide, pod-id-role.html, "Setting Conditions"). Without the condition any
+    association in the account (another stack's cluster, another namespace) that may pass the role could assume it."""
+    def document(cluster: str) -> str:
+        tags = dict(zip(POD_IDENTITY_TAG_KEYS, (cluster, namespace, service_account), strict=True))
+        statement = {"Effect": "Allow", "Principal": {"Service": [POD_IDENTITY_SERVICE]},
+                     "Action": ["sts:AssumeRole", "sts:TagSession"],
+                     "Condition": {"StringEquals": {f"aws:RequestTag/{key}": value for key, value in tags.items()}}}
+        return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
+    return pulumi.Output.from_input(cluster_name).apply(document)
+
+
 def managed_policy_arn(name: str) -> str:
     """ARN of an AWS-managed policy."""
     return f"arn:aws:iam::aws:policy/{name}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.iam import Grant, policy_document, service_trust_policy
+from infra.aws.iam import Grant, pod_identity_trust_policy, policy_document
 
 
 class WorkloadIdentity(pulumi.ComponentResource):
@@ -32,7 +32,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.namespace = namespace
         self.service_account = service_account
-        trust = service_trust_policy("pods.eks.amazonaws.com", actions=("sts:AssumeRole", "sts:TagSession"))
+        trust = pod_identity_trust_policy(cluster_name, namespace, service_account)
         role = aws.iam.Role(f"{name}-role", assume_role_policy=trust,
                             description=f"modelplane workload {namespace}/{service_account}", opts=child)
         statements = [statement for grant in grants for statement in grant.statements]

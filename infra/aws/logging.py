@@ -63,7 +63,8 @@ class LogStore(pulumi.ComponentResource):
         key = logs_kms_key(f"{name}-kms", description=f"modelplane logs under {prefix}",
                            log_group_pattern=f"{prefix}/*", region=region,
                            deletion_window_days=config.kms_deletion_window_days, opts=child)
-        aws.kms.Alias(f"{name}-kms", name=pulumi.Output.concat("alias/", pulumi.get_stack(), "-logs"),
+        # `alias/modelplane-*`: the only aliases the deployer role may create (docs/deployer-policy.json, KeyAliases).
+        aws.kms.Alias(f"{name}-kms", name=f"alias/modelplane-{pulumi.get_stack()}-logs",
                       target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=self))
         self.kms_key_arn = key.arn
         self._arns: list[pulumi.Output[str]] = []

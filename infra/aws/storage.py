@@ -42,7 +42,8 @@ class ModelStore(pulumi.ComponentResource):
         key = aws.kms.Key(f"{name}-kms", description="modelplane model store objects", enable_key_rotation=True,
                           deletion_window_in_days=config.kms_deletion_window_days,
                           opts=pulumi.ResourceOptions(parent=self, protect=protect))
-        aws.kms.Alias(f"{name}-kms", name=pulumi.Output.concat("alias/", pulumi.get_stack(), "-model-store"),
+        # `alias/modelplane-*`: the only aliases the deployer role may create (docs/deployer-policy.json, KeyAliases).
+        aws.kms.Alias(f"{name}-kms", name=f"alias/modelplane-{pulumi.get_stack()}-model-store",
                       target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=self))
         self.kms_key_arn = key.arn
         self.bucket_names = {}

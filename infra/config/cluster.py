@@ -11,6 +11,7 @@ from pydantic import Field
 from infra import versions
 from infra.config import instances
 from infra.config.base import POOL_NAME, Section, not_one_of
+from infra.config.logging import CLOUDWATCH_RETENTION_DAYS
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 """Valid EKS control-plane log types."""
@@ -39,7 +40,8 @@ class ClusterConfig(Section):
     log_types: list[str] = ["api", "audit", "authenticator"]
     """Control-plane log types sent to CloudWatch. Defaults to api, audit, authenticator."""
     log_retention_days: int = Field(default=90, ge=1, le=3653)
-    """Retention of the control-plane log group, in days. Defaults to 90."""
+    """Retention of the control-plane (and in-VPC deployer) log group, in days. Defaults to 90. Valid:
+    CLOUDWATCH_RETENTION_DAYS."""
     kms_deletion_window_days: int = Field(default=30, ge=7, le=30)
     """Waiting period before the secrets KMS key is deleted. Defaults to 30. Valid: 7 to 30."""
 
@@ -74,6 +76,9 @@ class ClusterConfig(Section):
         for i, log_type in enumerate(self.log_types):
             if log_type not in CONTROL_PLANE_LOG_TYPES:
                 problems.append((f"logTypes[{i}]", not_one_of(log_type, CONTROL_PLANE_LOG_TYPES)))
+        if self.log_retention_days not in CLOUDWATCH_RETENTION_DAYS:
+            problems.append(("logRetentionDays", "CloudWatch Logs " + not_one_of(
+                str(self.log_retention_days), [str(d) for d in CLOUDWATCH_RETENTION_DAYS])))
         missing = {"api", "audit", "authenticator"} - set(self.log_types)
         if missing:
             problems.append(("logTypes", f"must include api, audit and authenticator (missing {sorted(missing)})"))
@@ -85,6 +90,11 @@ class ClusterConfig(Section):
                          *([("deployerRoleArn", self.deployer_role_arn)] if self.deployer_role_arn else [])]:
             if not ROLE_ARN.match(arn):
                 problems.append((key, f"must be an IAM role ARN arn:aws:iam::ACCOUNT:role/NAME (got {arn!r})"))
+        for i, arn in enumerate(self.admin_role_arns):
+            if arn in self.admin_role_arns[:i]:
+                # One access entry per principal (see below): a repeated role fails the deploy the same way.
+                problems.append((f"adminRoleArns[{i}]", f"repeats adminRoleArns[{self.admin_role_arns.index(arn)}] "
+                                                        f"(got {arn!r}); list each role once"))
         if self.deployer_role_arn in self.admin_role_arns:
             # EKS allows one access entry per principal: a second one for the same role fails the deploy.
             problems.append(("deployerRoleArn", f"is also in adminRoleArns (got {self.deployer_role_arn!r}); it gets "

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from infra.config.base import Section, not_one_of, snake
+from infra.config.logging import CLOUDWATCH_RETENTION_DAYS
 
 INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "logs", "ec2", "elasticloadbalancing", "sqs", "kms")
 """VPC interface endpoint services a stack may ask for."""
@@ -19,7 +20,7 @@ class FlowLogsConfig(Section):
     enabled: bool = True
     """Whether VPC flow logs are on. Defaults to true."""
     retention_days: int = Field(default=30, ge=1, le=3653)
-    """CloudWatch retention of the flow-log group, in days. Defaults to 30."""
+    """CloudWatch retention of the flow-log group, in days. Defaults to 30. Valid: CLOUDWATCH_RETENTION_DAYS."""
     traffic_type: Literal["ACCEPT", "REJECT", "ALL"] = "ALL"
     """Which traffic to log. Defaults to ALL. Valid values: ACCEPT, REJECT, ALL."""
 
@@ -68,4 +69,7 @@ class NetworkConfig(Section):
         for i, service in enumerate(self.interface_endpoints):
             if service not in INTERFACE_ENDPOINT_SERVICES:
                 problems.append((f"interfaceEndpoints[{i}]", not_one_of(service, INTERFACE_ENDPOINT_SERVICES)))
+        if self.flow_logs.retention_days not in CLOUDWATCH_RETENTION_DAYS:
+            problems.append(("flowLogs.retentionDays", "CloudWatch Logs " + not_one_of(
+                str(self.flow_logs.retention_days), [str(d) for d in CLOUDWATCH_RETENTION_DAYS])))
         return problems
