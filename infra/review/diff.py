@@ -22,6 +22,7 @@ from rich.console import Group
 from rich.text import Text
 
 from infra.review.baseline import BaseRender, BaseRenderJob, DiffError
+from infra.review.cascade import NEW_IDENTITY, identities, references
 from infra.review.graph import Graph, Resource
 from infra.review.replacements import forces_replacement, is_placeholder, rejected
 
@@ -221,8 +222,45 @@ def diff_graphs(old: Graph | None, new: Graph | None, *, stack: str, base: str) 
             changes.append(_changed(before[urn], after[urn], property_diff, component))
         else:
             unchanged += 1
+    changes, unchanged = _cascade(changes, unchanged, before, after)
     notes = (f"stack {stack} does not exist at {base}",) if old is None and new is not None else ()
     return StackDiff(stack=stack, base=base, changes=tuple(changes), unchanged=unchanged, notes=notes)
+
+
+def _cascade(changes: list[ResourceChange], unchanged: int, before: Mapping[str, Resource],
+             after: Mapping[str, Resource]) -> tuple[list[ResourceChange], int]:
+    """Carry each replacement to the resources that reference the replaced one's id or ARN (`infra.review.cascade`):
+    their reference changes at deploy time, which replaces them where that property forces it, and so on."""
+    by_urn = {c.urn: c for c in changes}
+    pending = [c.urn for c in changes if c.op == "replace"]
+    while pending:
+        replaced = after[pending.pop()]
+        patterns = identities(replaced)
+        for urn, dependent in after.items():
+            if urn == replaced.urn or urn not in before:
+                continue
+            found = references(dependent, patterns)
+            current = by_urn.get(urn)
+            known = {p.path for p in current.changes} if current else set()
+            added = tuple(PropertyChange(path, value, NEW_IDENTITY) for parts, value in found
+                          if (path := format_path(parts)) not in known)
+            if not added:
+                continue
+            what = f"{replaced.type.rsplit(':', 1)[-1]} {replaced.name}"
+            because = tuple(f"{c.path} (references {what}, replaced; {source})" for c in added
+                            if (source := forces_replacement(dependent.type, c.path)) is not None)
+            if current is None:
+                unchanged -= 1
+                current = ResourceChange("update", urn, dependent.type, dependent.name,
+                                         component=_component(dependent.parent, after))
+            op: Op = "replace" if because or current.op == "replace" else current.op
+            updated = ResourceChange(op, urn, current.type, current.name, current.changes + added,
+                                     component=current.component, replace_because=current.replace_because + because,
+                                     errors=current.errors)
+            if op == "replace" and current.op != "replace":
+                pending.append(urn)
+            by_urn[urn] = updated
+    return [by_urn[urn] for urn in sorted(by_urn)], unchanged
 
 
 def collect_base(current: Mapping[str, Graph], job: BaseRenderJob | DiffError,

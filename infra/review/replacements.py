@@ -9,7 +9,8 @@ uses, each entry copied from the provider's own source:
   each entry's source. Terraform's SDK applies `ForceNew` on a nested block (`TypeList`, `MaxItems: 1`, which Pulumi
   renders as an object) to adding or removing the block only; its fields replace only where they are `ForceNew`
   themselves, so such blocks are listed under `blocks`, their `ForceNew` fields under `paths`. Value-dependent
-  replacements (a `CustomizeDiff` with `ForceNewIf`, e.g. a version downgrade) are in `REPLACE_IF`. The node group,
+  replacements (a `CustomizeDiff` with `ForceNewIf`, e.g. a version downgrade) are in `REPLACE_IF`. The security
+  group, bucket, role, log group and KMS key entries were read (2026-11) from the provider's main branch. The node group,
   ElastiCache, MSK and OpenSearch entries were read (2026-11) from the provider's v6 sources, the major line that
   pulumi-aws 7.x bridges (replication_group.go at 001b6364, node_group.go at 012e0a32, parameter_group.go at
   0593466d); the exact upstream commit pinned by pulumi-aws 7.51.1 was not compared.
@@ -44,6 +45,11 @@ _TF_CACHE_PARAMS: Final = ("terraform-provider-aws internal/service/elasticache/
 _TF_MSK: Final = "terraform-provider-aws internal/service/kafka/cluster.go resourceCluster ForceNew"
 _TF_MSK_CONFIG: Final = "terraform-provider-aws internal/service/kafka/configuration.go resourceConfiguration ForceNew"
 _TF_OPENSEARCH: Final = "terraform-provider-aws internal/service/opensearch/domain.go resourceDomain ForceNew"
+_TF_SG: Final = "terraform-provider-aws internal/service/ec2/vpc_security_group.go resourceSecurityGroup ForceNew"
+_TF_BUCKET: Final = "terraform-provider-aws internal/service/s3/bucket.go resourceBucket ForceNew"
+_TF_ROLE: Final = "terraform-provider-aws internal/service/iam/role.go resourceRole ForceNew"
+_TF_LOG_GROUP: Final = "terraform-provider-aws internal/service/logs/group.go resourceGroup ForceNew"
+_TF_KMS_KEY: Final = "terraform-provider-aws internal/service/kms/key.go resourceKey ForceNew"
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,14 @@ REPLACE_ON: Final[Mapping[str, ForceNew]] = {
     "aws:msk/configuration:Configuration": ForceNew(("kafkaVersions", "name"), _TF_MSK_CONFIG),
     "aws:opensearch/domain:Domain": ForceNew(("domainName", "encryptAtRest.kmsKeyId"), _TF_OPENSEARCH,
                                              blocks=("vpcOptions",)),
+    # A security group's description is fixed at creation (EC2 has no call to change it): editing the text replaces
+    # the group, and everything that lists its id (an MSK cluster's brokerNodeGroupInfo.securityGroups) with it.
+    "aws:ec2/securityGroup:SecurityGroup": ForceNew(("description", "name", "namePrefix", "vpcId"), _TF_SG),
+    "aws:s3/bucket:Bucket": ForceNew(("bucket", "bucketPrefix"), _TF_BUCKET),
+    "aws:iam/role:Role": ForceNew(("name", "namePrefix", "path"), _TF_ROLE),
+    "aws:cloudwatch/logGroup:LogGroup": ForceNew(("logGroupClass", "name", "namePrefix"), _TF_LOG_GROUP),
+    "aws:kms/key:Key": ForceNew(("customKeyStoreId", "customerMasterKeySpec", "keyUsage", "multiRegion", "xksKeyId"),
+                                _TF_KMS_KEY),
     "kubernetes:apps/v1:Deployment": ForceNew(("spec.selector",), _K8S + " (deployment)"),
     "kubernetes:apps/v1:StatefulSet": ForceNew(
         ("spec.podManagementPolicy", "spec.revisionHistoryLimit", "spec.selector", "spec.serviceName",

@@ -24,12 +24,14 @@ from policies.rules import (
     registry,
     reliability,
     s3,
+    storage,
     streaming,
     workloads,
 )
 
 ALL_POLICIES: Final[tuple[Policy, ...]] = (
     *s3.POLICIES,
+    *storage.POLICIES,
     *eks.POLICIES,
     *elasticache.POLICIES,
     *streaming.POLICIES,

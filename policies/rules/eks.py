@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Final
 
 from pulumi_policy import (
@@ -13,6 +12,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
+from policies.rules.network import internet_wide
 from policies.wire import as_list, setting
 
 CLUSTER: Final = "aws:eks/cluster:Cluster"
@@ -27,18 +27,11 @@ def _endpoint(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if vpc.get("endpointPublicAccess") is False:
         return
     cidrs = [str(c) for c in as_list(vpc.get("publicAccessCidrs"))] or ["0.0.0.0/0"]
-    open_cidrs = [c for c in cidrs if _is_whole_internet(c)]
+    open_cidrs = [c for c in cidrs if internet_wide([c])]
     if open_cidrs:
         report(f"EKS cluster '{args.name}' exposes its API server publicly to {', '.join(open_cidrs)}. Fix: set "
                f"vpc_config.endpoint_public_access=False (reach it over the VPC/VPN), or list specific office/VPN "
                f"CIDRs in public_access_cidrs (modelplane:cluster.publicAccessCidrs).", args.urn)
-
-
-def _is_whole_internet(cidr: str) -> bool:
-    try:
-        return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
-    except ValueError:
-        return False
 
 
 def _secrets_encryption(args: ResourceValidationArgs, report: ReportViolation) -> None:

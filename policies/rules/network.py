@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from pulumi_policy import (
@@ -17,11 +18,32 @@ from policies.kube import describe, is_ec2_nodeclass
 from policies.wire import as_list, quantity, setting, tags_of
 
 SECURITY_GROUP: Final = "aws:ec2/securityGroup:SecurityGroup"
+DEFAULT_SECURITY_GROUP: Final = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+"""Adopts a VPC's default group; its inline ingress blocks open it like any group's."""
 INGRESS_RULE: Final = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 LEGACY_RULE: Final = "aws:ec2/securityGroupRule:SecurityGroupRule"
 LAUNCH_TEMPLATE: Final = "aws:ec2/launchTemplate:LaunchTemplate"
 INSTANCE: Final = "aws:ec2/instance:Instance"
 ANYWHERE: Final = frozenset({"0.0.0.0/0", "::/0"})
+WIDEST_PUBLIC_PREFIX: Final = 8
+"""A public CIDR with a prefix this short or shorter (0.0.0.0/1, 2000::/3: at least 1/256 of the address space) counts
+as the internet; spelling 0.0.0.0/0 as two halves, or ::/0 as ::0/0, is no way around the rule."""
+
+
+def internet_wide(cidrs: Iterable[Any]) -> bool:
+    """Whether any of the CIDRs is the internet: 0.0.0.0/0, ::/0, or a public CIDR of WIDEST_PUBLIC_PREFIX or wider."""
+    for cidr in cidrs:
+        if cidr is None:
+            continue
+        if str(cidr) in ANYWHERE:
+            return True
+        try:
+            network = ipaddress.ip_network(str(cidr), strict=False)
+        except ValueError:
+            continue  # not a CIDR (a placeholder under preview); AWS rejects a malformed one
+        if network.prefixlen <= WIDEST_PUBLIC_PREFIX and not network.is_private:
+            return True
+    return False
 
 _SG_SCHEMA = PolicyConfigSchema(properties={
     "loadBalancerTag": {
@@ -35,18 +57,16 @@ _SG_SCHEMA = PolicyConfigSchema(properties={
 def _open_rules(args: ResourceValidationArgs) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """(where, rule) for each ingress rule open to the internet, normalized to fromPort/toPort/protocol."""
     props = args.props
-    if args.resource_type == SECURITY_GROUP:
+    if args.resource_type in (SECURITY_GROUP, DEFAULT_SECURITY_GROUP):
         for i, rule in enumerate(as_list(props.get("ingress"))):
-            cidrs = {*map(str, as_list(rule.get("cidrBlocks"))), *map(str, as_list(rule.get("ipv6CidrBlocks")))}
-            if cidrs & ANYWHERE:
+            if internet_wide([*as_list(rule.get("cidrBlocks")), *as_list(rule.get("ipv6CidrBlocks"))]):
                 yield f"ingress[{i}]", rule
     elif args.resource_type == INGRESS_RULE:
-        if {str(props.get("cidrIpv4")), str(props.get("cidrIpv6"))} & ANYWHERE:
+        if internet_wide([props.get("cidrIpv4"), props.get("cidrIpv6")]):
             yield "rule", {**props, "protocol": props.get("ipProtocol")}
-    elif args.resource_type == LEGACY_RULE and props.get("type") == "ingress":
-        cidrs = {*map(str, as_list(props.get("cidrBlocks"))), *map(str, as_list(props.get("ipv6CidrBlocks")))}
-        if cidrs & ANYWHERE:
-            yield "rule", props
+    elif (args.resource_type == LEGACY_RULE and props.get("type") == "ingress"
+          and internet_wide([*as_list(props.get("cidrBlocks")), *as_list(props.get("ipv6CidrBlocks"))])):
+        yield "rule", props
 
 
 def _https_only(rule: Mapping[str, Any]) -> bool:
@@ -61,9 +81,9 @@ def _open_ingress(args: ResourceValidationArgs, report: ReportViolation) -> None
         if fronts_load_balancer and _https_only(rule):
             continue
         ports = f"{rule.get('protocol')} {rule.get('fromPort')}-{rule.get('toPort')}"
-        report(f"Security group {'rule ' if where == 'rule' else ''}'{args.name}' {where} admits the whole internet "
-               f"({ports}). Fix: restrict the source to the VPC CIDR or a security group; only a load balancer "
-               f"tagged {tag}=true may take 0.0.0.0/0, and only on 443/tcp.", args.urn)
+        report(f"Security group {'rule ' if where == 'rule' else ''}'{args.name}' {where} admits the whole internet or a "
+               f"/8-or-wider part of it ({ports}). Fix: restrict the source to the VPC CIDR or a security group; only "
+               f"a load balancer tagged {tag}=true may take 0.0.0.0/0, and only on 443/tcp.", args.urn)
 
 
 _IMDS_SCHEMA = PolicyConfigSchema(properties={
@@ -108,7 +128,8 @@ def _imdsv2(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 SG_NO_OPEN_INGRESS = ResourceValidationPolicy(
     name="sg-no-open-ingress",
-    description="No security group admits 0.0.0.0/0 or ::/0, except 443/tcp on a load balancer's.",
+    description="No security group admits 0.0.0.0/0 or ::/0 (or a public CIDR of /8 or wider), except 443/tcp on a "
+                "load balancer's.",
     validate=_open_ingress, enforcement_level=EnforcementLevel.MANDATORY, config_schema=_SG_SCHEMA,
     url="https://docs.aws.amazon.com/securityhub/latest/userguide/ec2-controls.html#ec2-18",
 )

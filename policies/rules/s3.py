@@ -40,6 +40,17 @@ BLOCK_FLAGS: Final = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls"
 """All four must be true: https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html"""
 PUBLIC_ACLS: Final = frozenset({"public-read", "public-read-write", "authenticated-read"})
 KMS_ALGORITHMS: Final = ("aws:kms", "aws:kms:dsse")
+PUBLIC_GROUPS: Final = ("http://acs.amazonaws.com/groups/global/AllUsers",
+                        "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+"""ACL grantee URIs for everyone and for any AWS account (https://docs.aws.amazon.com/AmazonS3/latest/userguide/
+acl-overview.html#specifying-grantee-predefined-groups)."""
+FIXING_CONDITION_KEYS: Final = frozenset({
+    "aws:sourceip", "aws:sourcearn", "aws:sourcevpc", "aws:sourcevpce", "aws:sourceowner", "aws:sourceaccount",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id", "aws:userid",
+})
+"""Condition keys whose fixed value makes a wildcard-principal statement non-public (S3 API reference,
+PublicAccessBlockConfiguration: "Amazon S3 considers a bucket policy public unless at least one of the following
+conditions is true")."""
 
 
 def _parent_urn(resource: PolicyResource) -> str:
@@ -69,6 +80,49 @@ def _companions(args: StackValidationArgs, bucket: PolicyResource, types: Iterab
     return [r for r in args.resources if r.resource_type in wanted and _linked(r, bucket)]
 
 
+def _public_grants(props: Mapping[str, Any]) -> list[str]:
+    """Permissions an ACL (BucketAcl's access_control_policy, or a bucket's inline grants) gives a public group."""
+    grants = as_list((props.get("accessControlPolicy") or {}).get("grants")) + as_list(props.get("grants"))
+    found = []
+    for grant in grants:
+        if not isinstance(grant, Mapping):
+            continue
+        nested = grant.get("grantee")
+        grantee: Mapping[str, Any] = nested if isinstance(nested, Mapping) else grant
+        if grantee.get("uri") in PUBLIC_GROUPS:
+            permissions = as_list(grant.get("permission")) + as_list(grant.get("permissions"))
+            found.append(f"{'/'.join(map(str, permissions))} to {str(grantee.get('uri')).rsplit('/', 1)[-1]}")
+    return found
+
+
+def _wildcard_principal(statement: Mapping[str, Any]) -> bool:
+    if "NotPrincipal" in statement:
+        return True  # Allow with NotPrincipal grants everyone but the listed principals
+    principal = statement.get("Principal")
+    if principal == "*":
+        return True
+    return isinstance(principal, Mapping) and "*" in [str(p) for p in as_list(principal.get("AWS"))]
+
+
+def _fixed_by_condition(statement: Mapping[str, Any]) -> bool:
+    for operator, clause in (statement.get("Condition") or {}).items():
+        if not isinstance(clause, Mapping) or str(operator).startswith("ForAnyValue"):
+            continue
+        for key, values in clause.items():
+            values = [str(v) for v in as_list(values)]
+            if (str(key).lower() in FIXING_CONDITION_KEYS and values
+                    and not any("*" in v or v in ("0.0.0.0/0", "::/0") for v in values)):
+                return True
+    return False
+
+
+def _public_statements(document: Mapping[str, Any] | None) -> list[str]:
+    """Sids (or indexes) of Allow statements open to any principal, not fixed by a condition S3 accepts."""
+    return [str(statement.get("Sid") or f"Statement[{i}]") for i, statement in enumerate(statements(document))
+            if statement.get("Effect") == "Allow" and _wildcard_principal(statement)
+            and not _fixed_by_condition(statement)]
+
+
 def _public_access(args: StackValidationArgs, report: ReportViolation) -> None:
     for block in (r for r in args.resources if r.resource_type == PUBLIC_ACCESS_BLOCK):
         off = [flag for flag in BLOCK_FLAGS if block.props.get(flag) is not True]
@@ -80,10 +134,23 @@ def _public_access(args: StackValidationArgs, report: ReportViolation) -> None:
         if acl.props.get("acl") in PUBLIC_ACLS:
             report(f"Bucket ACL '{acl.name}' grants {acl.props.get('acl')}. Fix: remove the ACL and set object "
                    f"ownership to BucketOwnerEnforced; grant access through IAM instead.", acl.urn)
+        if _public_grants(acl.props):
+            report(f"Bucket ACL '{acl.name}' grants {', '.join(_public_grants(acl.props))}. Fix: remove those grants "
+                   f"and set object ownership to BucketOwnerEnforced; grant access through IAM instead.", acl.urn)
+    for policy in (r for r in args.resources if r.resource_type == BUCKET_POLICY):
+        try:
+            public = _public_statements(policy_document(policy.props.get("policy")))
+        except UnknownValueError:
+            continue  # judged at `pulumi up`, when the ARNs it embeds are known
+        if public:
+            report(f"Bucket policy '{policy.name}' allows any principal in {', '.join(public)}, which makes the "
+                   f"bucket public. Fix: name the principals (role ARNs), or fix the statement with a condition on "
+                   f"aws:SourceVpce, aws:SourceVpc, aws:SourceAccount or aws:SourceArn.", policy.urn)
     for bucket in _buckets(args):
-        if bucket.props.get("acl") in PUBLIC_ACLS:
-            report(f"Bucket '{bucket.name}' has the canned ACL {bucket.props.get('acl')}. Fix: remove `acl` and "
-                   f"grant access through IAM.", bucket.urn)
+        if bucket.props.get("acl") in PUBLIC_ACLS or _public_grants(bucket.props):
+            what = bucket.props.get("acl") if bucket.props.get("acl") in PUBLIC_ACLS else _public_grants(bucket.props)
+            report(f"Bucket '{bucket.name}' has the public ACL {what}. Fix: remove `acl`/`grants` and grant access "
+                   f"through IAM.", bucket.urn)
         if not _companions(args, bucket, {PUBLIC_ACCESS_BLOCK}):
             report(f"Bucket '{bucket.name}' has no public access block. Fix: add an aws.s3.BucketPublicAccessBlock "
                    f"for it with all four settings true (ModelStore does this).", bucket.urn)
@@ -155,7 +222,8 @@ def _stack_rule(name: str, description: str, validate: Callable[[StackValidation
 
 S3_PUBLIC_ACCESS_BLOCKED = _stack_rule(
     "s3-public-access-blocked",
-    "Every S3 bucket has a public access block with all four settings on, and no public ACL.",
+    "Every S3 bucket has a public access block with all four settings on, no public ACL or grant, and no bucket "
+    "policy statement allowing any principal.",
     _public_access,
 )
 S3_KMS_ENCRYPTION = _stack_rule(

@@ -139,14 +139,49 @@ def _pod_rule(check: PodCheck, *, skip_system_agents: bool, also: Validate | Non
     return validate
 
 
-def _privileged(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
+ALLOWED_CAPABILITIES: Final = frozenset({"NET_BIND_SERVICE"})
+"""The one capability Pod Security Standards' Restricted profile lets a container add (kubernetes.io/docs/concepts/
+security/pod-security-standards/, "Capabilities (v1.22+)")."""
+
+
+def _escalations(context: Mapping[str, Any], pod: Mapping[str, Any], *, patch: bool) -> list[str]:
+    """What a container securityContext (over its pod's) grants beyond the Restricted profile.
+
+    A pod reads an unset allowPrivilegeEscalation as true (the kernel's no_new_privs stays off); a TrainJob patch
+    is read for what it sets (the runtime's value stays otherwise).
+    """
+    found = []
+    if context.get("privileged") is True:
+        found.append("privileged: true")
+    # CRI runtimes take names with or without the CAP_ prefix, in any case.
+    added = {str(c).upper().removeprefix("CAP_") for c in as_list((context.get("capabilities") or {}).get("add"))}
+    if added - ALLOWED_CAPABILITIES:
+        found.append(f"capabilities.add {sorted(added - ALLOWED_CAPABILITIES)}")
+    escalation = context.get("allowPrivilegeEscalation")
+    if escalation is True or (escalation is None and not patch):
+        found.append(f"allowPrivilegeEscalation: {'true' if escalation else 'unset (true)'}")
+    if context.get("procMount") not in (None, "Default"):
+        found.append(f"procMount: {context.get('procMount')}")
+    seccomp = (context.get("seccompProfile") or pod.get("seccompProfile") or {}).get("type")
+    if seccomp == "Unconfined":
+        found.append("seccompProfile: Unconfined")
+    return found
+
+
+def _privileged(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation,
+                *, patch: bool = False) -> None:
+    pod = spec.get("securityContext") or {}
     for field, container in containers(spec):
-        context = container.get("securityContext") or {}
-        added = {str(c).upper() for c in as_list((context.get("capabilities") or {}).get("add"))}
-        if context.get("privileged") is True or added & {"ALL", "SYS_ADMIN"}:
-            what = "privileged: true" if context.get("privileged") is True else f"capabilities.add {sorted(added)}"
-            report(f"{describe(args.props, args.name)} {path}.{field} runs with {what}, i.e. root on the node. "
-                   f"Fix: remove it and drop all capabilities (container_security_context() in infra/k8s/podspec.py).", args.urn)
+        found = _escalations(container.get("securityContext") or {}, pod, patch=patch)
+        if found:
+            report(f"{describe(args.props, args.name)} {path}.{field} runs with {'; '.join(found)}, a path to root on "
+                   f"the node. Fix: set securityContext privileged: false, allowPrivilegeEscalation: false, "
+                   f"capabilities.drop ['ALL'] (add at most NET_BIND_SERVICE) and no Unconfined seccomp or Unmasked "
+                   f"procMount (container_security_context() in infra/k8s/podspec.py).", args.urn)
+
+
+def _privileged_patch(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
+    _privileged(args, path, spec, report, patch=True)
 
 
 def _non_root(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
@@ -175,10 +210,29 @@ def _root_patch(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any]
 def _host_access(args: ResourceValidationArgs, path: str, spec: Mapping[str, Any], report: ReportViolation) -> None:
     shared = [key for key in ("hostNetwork", "hostPID", "hostIPC") if spec.get(key) is True]
     host_paths = [str(v.get("name")) for v in as_list(spec.get("volumes")) if isinstance(v, Mapping) and "hostPath" in v]
-    if shared or host_paths:
-        found = ", ".join([*(f"{key}: true" for key in shared), *(f"hostPath volume {name!r}" for name in host_paths)])
+    # A hostPort binds the node's own address: the pod is reachable around its Service and NetworkPolicies.
+    host_ports = [f"{field} hostPort {port.get('hostPort')}" for field, container in containers(spec)
+                  for port in as_list(container.get("ports")) if isinstance(port, Mapping) and port.get("hostPort")]
+    if shared or host_paths or host_ports:
+        found = ", ".join([*(f"{key}: true" for key in shared), *(f"hostPath volume {name!r}" for name in host_paths),
+                           *host_ports])
         report(f"{describe(args.props, args.name)} {path} uses the node's {found}. Fix: remove it (use emptyDir, a "
                f"PVC or a Service); node agents belong in a DaemonSet listed in systemDaemonSets.", args.urn)
+
+
+def _host_path_volume(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A hostPath PersistentVolume: any pod whose claim binds it mounts the node's files, with no hostPath in sight."""
+    if args.resource_type.startswith("kubernetes:") and kind_of(args.props) == "PersistentVolume":
+        host_path = (args.props.get("spec") or {}).get("hostPath")
+        if isinstance(host_path, Mapping):
+            report(f"{describe(args.props, args.name)} is a hostPath volume ({host_path.get('path')!r}): a pod that "
+                   f"claims it reads and writes the node's files. Fix: use a CSI volume (EBS, EFS) or emptyDir.",
+                   args.urn)
+
+
+def _host_access_outside_pods(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    _agent_release_elsewhere(args, report)
+    _host_path_volume(args, report)
 
 
 def _unlimited(resources: Mapping[str, Any], required: Iterable[str]) -> list[str]:
@@ -275,14 +329,16 @@ def _rule(name: str, description: str, check: PodCheck, *, system_agents_exempt:
 
 
 # A patch's container securityContext and volumes are judged like a pod's: both rules report only what is set.
-K8S_NO_PRIVILEGED = _rule("k8s-no-privileged", "Containers are not privileged and add no SYS_ADMIN/ALL capability.",
-                          _privileged, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, patch=_privileged)
+K8S_NO_PRIVILEGED = _rule("k8s-no-privileged",
+                          "Containers are not privileged, cannot escalate privileges, add no capability but "
+                          "NET_BIND_SERVICE, and keep seccomp and /proc masking on.",
+                          _privileged, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, patch=_privileged_patch)
 K8S_RUN_AS_NON_ROOT = _rule("k8s-run-as-non-root", "Containers run as non-root (runAsNonRoot: true, runAsUser != 0).",
                             _non_root, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, patch=_root_patch)
 K8S_NO_HOST_ACCESS = _rule("k8s-no-host-access",
-                           "Pods use no hostNetwork, hostPID, hostIPC or hostPath outside allowlisted system DaemonSets "
-                           "(by namespace, name and chart).",
-                           _host_access, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, also=_agent_release_elsewhere,
+                           "Pods use no hostNetwork, hostPID, hostIPC, hostPath or hostPort outside allowlisted system "
+                           "DaemonSets (by namespace, name and chart), and no PersistentVolume is a hostPath.",
+                           _host_access, system_agents_exempt=True, schema=_SYSTEM_SCHEMA, also=_host_access_outside_pods,
                            patch=_host_access)
 K8S_RESOURCE_LIMITS = _rule("k8s-resource-limits", "Every container sets CPU and memory limits (and GPU limits = requests); "
                             "a TrainJob limits what its resourcesPerNode requests.",

@@ -3,6 +3,8 @@
 `modelplane cost --base REF` prices both renders with the same price table and assumptions, so
 every difference comes from the change under review (what Infracost shows on a pull request).
 Ranges are compared end to end: the minimum against the minimum, the maximum against the maximum.
+A resource that the price table cannot price on either side (an instance type it lacks) has no figure, so neither
+has the total: it reads `unpriced`, naming the types, never a change computed as if that resource cost nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class LineDelta:
     """(min, max) at the base; None when the resource is new."""
     after: tuple[float | None, float | None] | None
     """(min, max) in the working tree; None when the resource is removed."""
+    unpriced: tuple[str, ...] = ()
+    """Types the price table lacks where a side has no figure: the change is unknown, not unbounded."""
 
     def delta(self) -> tuple[float | None, float | None]:
         """(min, max) change per month; a None side means unbounded (or unpriced) on either end."""
@@ -42,7 +46,7 @@ class LineDelta:
             return None if found is None else {"min": rounded(found[0]), "max": rounded(found[1])}
 
         return {"urn": self.urn, "resource": self.label, "before": pair(self.before), "after": pair(self.after),
-                "delta": {"min": rounded(low), "max": rounded(high)}}
+                "delta": {"min": rounded(low), "max": rounded(high)}, "unpriced": list(self.unpriced)}
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,15 @@ class CostDelta:
     lines: tuple[LineDelta, ...]
     """Only resources whose cost changed, largest increase first."""
 
+    @property
+    def unpriced(self) -> list[str]:
+        """Types the price table lacks among the changed resources: the total change is then unknown."""
+        return sorted({kind for line in self.lines for kind in line.unpriced})
+
     def total(self) -> tuple[float | None, float | None]:
-        """(min, max) change of the stack's monthly total."""
+        """(min, max) change of the stack's monthly total; (None, None) when a changed resource is unpriced."""
+        if self.unpriced:
+            return None, None
         old = (self.before.total_min, self.before.total_max) if self.before else (0.0, 0.0)
         new = (self.after.total_min, self.after.total_max)
         return (new[0] - old[0], None if new[1] is None or old[1] is None else new[1] - old[1])
@@ -72,7 +83,7 @@ class CostDelta:
         return {"stack": self.stack, "base": self.base, "currency": self.after.prices.currency,
                 "before": self.before.to_dict()["total"] if self.before else None,
                 "after": self.after.to_dict()["total"], "delta": {"min": rounded(low), "max": rounded(high)},
-                "lines": [line.to_dict() for line in self.lines]}
+                "unpriced": self.unpriced, "lines": [line.to_dict() for line in self.lines]}
 
 
 def _minus(new: float | None, old: float | None) -> float | None:
@@ -88,6 +99,12 @@ def _span(line: CostLine) -> tuple[float | None, float | None]:
     return (line.monthly_min, None if line.unbounded else line.monthly_max)
 
 
+def _unpriced(*lines: CostLine | None) -> tuple[str, ...]:
+    # A line without a figure that is not unbounded is one the table cannot price (estimate.py's `unknown`).
+    return tuple(sorted({kind for line in lines if line is not None and line.monthly_max is None
+                         and not line.unbounded for kind in line.unknown or ("(unpriced)",)}))
+
+
 def cost_delta(before: CostReport | None, after: CostReport, *, base: str) -> CostDelta:
     """Compare two estimates of a stack by URN."""
     old = {line.urn: line for line in (before.lines if before else ())}
@@ -96,7 +113,8 @@ def cost_delta(before: CostReport | None, after: CostReport, *, base: str) -> Co
     for urn in old.keys() | new.keys():
         line = new.get(urn) or old[urn]
         entry = LineDelta(urn, f"{line.type.rsplit(':', 1)[-1]} {line.name}",
-                          _span(old[urn]) if urn in old else None, _span(new[urn]) if urn in new else None)
+                          _span(old[urn]) if urn in old else None, _span(new[urn]) if urn in new else None,
+                          unpriced=_unpriced(old.get(urn), new.get(urn)))
         if entry.before != entry.after:
             found.append(entry)
     found.sort(key=lambda d: (-_or_inf(d.delta()[1]), d.label))
@@ -110,14 +128,18 @@ def signed(value: float | None) -> str:
     return ("+" if value > 0.005 else "-" if value < -0.005 else "") + money(abs(value))
 
 
-def signed_span(low: float | None, high: float | None) -> str:
-    """One signed figure when both ends move alike, else `low..high`."""
+def signed_span(low: float | None, high: float | None, unpriced: list[str] | tuple[str, ...] = ()) -> str:
+    """One signed figure when both ends move alike, else `low..high`; `unpriced (types)` when a side has no price."""
+    if unpriced:
+        return f"unpriced ({', '.join(unpriced)} not in the price table)"
     return signed(low) if low == high else f"{signed(low)}..{signed(high)}"
 
 
-def _pair(found: tuple[float | None, float | None] | None) -> str:
+def _pair(found: tuple[float | None, float | None] | None, unpriced: tuple[str, ...] = ()) -> str:
     if found is None:
         return "—"
+    if found[0] is None and found[1] is None and unpriced:
+        return "unpriced"
     return money(found[1]) if found[0] == found[1] else f"{money(found[0])}..{money(found[1])}"
 
 
@@ -127,19 +149,20 @@ def to_table(delta: CostDelta) -> Table:
     for column in ("resource", "before", "after", "delta"):
         table.add_column(column, justify="left" if column == "resource" else "right")
     for line in delta.lines:
-        table.add_row(line.label, _pair(line.before), _pair(line.after), signed_span(*line.delta()))
+        table.add_row(line.label, _pair(line.before, line.unpriced), _pair(line.after, line.unpriced),
+                      signed_span(*line.delta(), line.unpriced))
     table.add_section()
     before = (delta.before.total_min, delta.before.total_max) if delta.before else None
     table.add_row("total", _pair(before), _pair((delta.after.total_min, delta.after.total_max)),
-                  signed_span(*delta.total()), style="bold")
+                  signed_span(*delta.total(), delta.unpriced), style="bold")
     return table
 
 
 def to_markdown(delta: CostDelta) -> str:
     """A PR comment section: the total delta, then a table of the resources that changed."""
-    rows = [f"**{signed_span(*delta.total())}** per month against `{delta.base}`"]
+    rows = [f"**{signed_span(*delta.total(), delta.unpriced)}** per month against `{delta.base}`"]
     if delta.lines:
         rows += ["", "| resource | before | after | delta |", "|---|---|---|---|"]
-        rows += [f"| `{line.label}` | {_pair(line.before)} | {_pair(line.after)} | {signed_span(*line.delta())} |"
-                 for line in delta.lines]
+        rows += [f"| `{line.label}` | {_pair(line.before, line.unpriced)} | {_pair(line.after, line.unpriced)} | "
+                 f"{signed_span(*line.delta(), line.unpriced)} |" for line in delta.lines]
     return "\n".join(rows)
