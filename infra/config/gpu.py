@@ -17,7 +17,11 @@ from pydantic import Field
 from infra.config import instances, karpenter
 from infra.config.base import POOL_NAME, Section, cpu_problems, memory_problems, not_one_of
 
-_SCRAPE_INTERVAL = re.compile(r"^[0-9]+(s|m)$")
+_SCRAPE_INTERVAL = re.compile(r"^([0-9]+)(s|m)$")
+_MAX_DCGM_SCRAPE_SECONDS = 60
+"""Longest DCGM scrape interval: the GPU rules (infra/k8s/rules/gpu.yaml) need several samples inside Prometheus's
+5-minute lookback (a missed scrape must not end a `for: 5m`/`30m` and reset it) and inside GPUXidError's
+`changes(...[15m])` window; 1m leaves 5 and 15 samples."""
 
 
 def _capacity_problems(capacity_types: list[str]) -> list[tuple[str, str]]:
@@ -205,7 +209,7 @@ class AddonsConfig(Section):
     dcgm_exporter: bool = True
     """DCGM exporter on GPU nodes, scraped through a ServiceMonitor. Defaults to true."""
     dcgm_scrape_interval: str = "15s"
-    """How often Prometheus scrapes DCGM. Defaults to 15s (the chart's default)."""
+    """How often Prometheus scrapes DCGM. Defaults to 15s (the chart's default). Valid: 1s to 1m."""
     trainer: bool = True
     """Install JobSet and Kubeflow Trainer v2 (TrainJob), on every target, when the stack has training jobs or teams.
     Defaults to true."""
@@ -214,7 +218,13 @@ class AddonsConfig(Section):
     """Keys this section once had, by where they live now: JobSet and Trainer v2 replaced the v1 training operator."""
 
     def checks(self) -> list[tuple[str, str]]:
-        """The scrape interval is a Prometheus duration."""
-        if not _SCRAPE_INTERVAL.match(self.dcgm_scrape_interval):
+        """The scrape interval is a Prometheus duration from 1s to 1m."""
+        match = _SCRAPE_INTERVAL.match(self.dcgm_scrape_interval)
+        if not match:
             return [("dcgmScrapeInterval", f"must be a duration like 15s or 1m (got {self.dcgm_scrape_interval!r})")]
+        seconds = int(match[1]) * (60 if match[2] == "m" else 1)
+        if not 0 < seconds <= _MAX_DCGM_SCRAPE_SECONDS:
+            return [("dcgmScrapeInterval", f"must be from 1s to 1m (got {self.dcgm_scrape_interval!r}): the GPU alerts "
+                                           "need several samples within Prometheus's 5m lookback and the XID rule's "
+                                           "15m window; set e.g. 15s (the default) or 30s")]
         return []

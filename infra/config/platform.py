@@ -7,7 +7,7 @@ on for `aws` stacks, off for `kubeconfig` (local) stacks, where a stack turns th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal, get_args
 
 from pydantic import Field
 
@@ -40,6 +40,43 @@ class MeshConfig(Section):
         return problems
 
 
+AlertSeverity = Literal["critical", "warning"]
+"""The `severity` labels our alert rules carry (infra/k8s/rules/*.yaml); each is routed to the receivers taking it."""
+ALERT_SEVERITIES: Final = get_args(AlertSeverity)
+"""The alert severities, in routing order."""
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+
+
+class AlertReceiver(Section):
+    """One destination of alerts: a PagerDuty service, a Slack channel or an HTTPS webhook. Its routing key or URL
+    stays out of the stack config: it is the `key` of the Kubernetes Secret `secret` in the monitoring namespace,
+    which Alertmanager reads as a file."""
+
+    type: Literal["pagerduty", "slack", "webhook"]
+    """pagerduty (an Events API v2 integration's routing key), slack (an incoming-webhook URL) or webhook (an HTTPS
+    URL that gets Alertmanager's JSON payload): Alertmanager's pagerduty_configs `routing_key_file`, slack_configs
+    `api_url_file`, webhook_configs `url_file` (prometheus/alertmanager v0.34.0, the chart's image)."""
+    secret: str = Field(pattern=_K8S_NAME, max_length=253)
+    """Name of the Secret in the `monitoring` namespace holding the routing key or URL; created out of band
+    (`kubectl -n monitoring create secret generic ...`); Alertmanager does not start until it exists."""
+    key: str = Field(pattern=_SECRET_KEY, max_length=253)
+    """The Secret's key holding the routing key (pagerduty) or the URL (slack, webhook)."""
+    severities: list[AlertSeverity] = Field(default=list(ALERT_SEVERITIES), min_length=1)
+    """Which alerts this receiver gets, by their `severity` label. Defaults to both. Valid values: critical, warning."""
+    channel: str | None = None
+    """Slack only: a channel (#name) or user (@name) overriding the webhook's own channel. Defaults to none."""
+
+    def checks(self) -> list[tuple[str, str]]:
+        """A channel only on a slack receiver; each severity once."""
+        problems = []
+        if self.channel is not None and self.type != "slack":
+            problems.append(("channel", f"applies only to type slack (got type {self.type!r}); remove it"))
+        if len(set(self.severities)) != len(self.severities):
+            problems.append(("severities", f"lists a severity twice (got {self.severities}); list each once"))
+        return problems
+
+
 class ObservabilityConfig(Section):
     """`modelplane:observability`: Prometheus, Alertmanager, Grafana and the HPA's custom metrics."""
 
@@ -57,6 +94,10 @@ class ObservabilityConfig(Section):
     """Run Alertmanager. Defaults to true."""
     grafana: bool = True
     """Run Grafana with the GPU, training and inference dashboards. Defaults to true."""
+    alerting: list[AlertReceiver] = []
+    """Where Alertmanager sends alerts: critical ones to the receivers taking `critical`, the rest (warning, or no
+    severity) to those taking `warning`; info alerts and the Watchdog/InfoInhibitor heartbeats go nowhere. Defaults to
+    none (alerts show in Alertmanager's UI only); a production stack must set one."""
 
     def checks(self, production: bool) -> list[tuple[str, str]]:
         """The size cap fits the volume; production keeps its data and its alerts."""
@@ -73,4 +114,15 @@ class ObservabilityConfig(Section):
                                           "Prometheus restart"))
         if production and self.enabled and not self.alertmanager:
             problems.append(("alertmanager", "must be true in a production stack (got false); alerts would reach no one"))
+        if production and self.enabled and self.alertmanager and not any(
+                "critical" in receiver.severities for receiver in self.alerting):
+            got = [receiver.type for receiver in self.alerting]
+            problems.append(("alerting", f"must list a receiver taking critical alerts in a production stack (got "
+                                         f"{got}); they would reach no one: add e.g. {{type: pagerduty, secret: "
+                                         "alertmanager-pagerduty, key: routing-key}"))
+        if self.alerting and not self.alertmanager:
+            problems.append(("alerting", f"has no effect with alertmanager false (got {len(self.alerting)} "
+                                         "receivers); set alertmanager: true or remove alerting"))
+        for i, receiver in enumerate(self.alerting):
+            problems += [(f"alerting[{i}].{key}", message) for key, message in receiver.checks()]
         return problems

@@ -20,7 +20,7 @@ Prometheus); Prometheus reaches anything, since its targets include the nodes' o
 node-exporter on the host network) and every namespace's metrics ports, which admit it with `from_prometheus`;
 every pod but Alertmanager calls the Kubernetes API (service discovery, the operator, kube-state-metrics, Grafana's
 dashboard sidecar, the adapter, the admission Jobs); the API server reaches the operator's admission webhook and
-the adapter's aggregated API.
+the adapter's aggregated API; with `alerting` receivers, Alertmanager reaches any address on 443 (infra/k8s/alerting.py).
 
 Scraping meshed pods under STRICT mTLS: an Istio sidecar rejects plaintext, and the serving port
 carries both the API and /metrics, so making it PERMISSIVE would also open the API. Prometheus
@@ -45,6 +45,7 @@ import yaml
 
 from infra import versions
 from infra.config.platform import ObservabilityConfig
+from infra.k8s.alerting import alertmanager_values
 from infra.k8s.mesh import principal
 from infra.k8s.namespaces import INFERENCE_NAMESPACE, TRAINING_NAMESPACE, Namespaces
 from infra.k8s.netpol import (
@@ -59,6 +60,7 @@ from infra.k8s.netpol import (
     select,
     tcp,
     to_anything,
+    to_https,
     to_kube_api,
 )
 from workloads.common import metrics
@@ -181,6 +183,9 @@ class Observability(pulumi.ComponentResource):
             namespace=namespace, values=_adapter_values(), opts=with_crds,
         )
         self._network_policies(name, namespace)
+        if config.alertmanager and config.alerting:  # PagerDuty, Slack and webhooks answer on 443 outside the cluster.
+            network_policy(f"{name}-alertmanager-netpol", policy_name="alertmanager-receivers", namespace=namespace,
+                           opts=child, spec=allow_spec(select(ALERTMANAGER_POD_LABELS), egress_rules=[to_https()]))
         self.operator = stack
         self.prometheus_url = PROMETHEUS_URL
         self.register_outputs({"prometheus_url": self.prometheus_url})
@@ -317,7 +322,7 @@ def _stack_values(config: ObservabilityConfig, storage_class: str | None, mesh_s
     if mesh_scraping:
         spec |= _istio_certificate_sidecar()
     values: dict[str, Any] = {
-        "alertmanager": {"enabled": config.alertmanager},
+        "alertmanager": {"enabled": config.alertmanager} | alertmanager_values(config.alerting),
         "grafana": {"enabled": config.grafana},
         "prometheus": {"serviceAccount": {"create": True, "name": PROMETHEUS_SERVICE_ACCOUNT}, "prometheusSpec": spec},
     }

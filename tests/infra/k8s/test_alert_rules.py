@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from infra.config.platform import ALERT_SEVERITIES
 from infra.k8s.observability import RULES_DIR, load_rule_files
 from tests.infra.k8s.test_dashboards import exported_metric_names, metric_names
 
@@ -21,13 +22,15 @@ PROMTOOL = Path("/usr/bin/promtool")
 TESTS_DIR = RULES_DIR / "tests"
 RULE_FILES = sorted(RULES_DIR.glob("*.yaml"))
 TEST_FILES = sorted(TESTS_DIR.glob("*.yaml"))
-SEVERITIES = {"critical", "warning"}
+SEVERITIES = set(ALERT_SEVERITIES)
+"""The severities alert routing knows (infra/k8s/alerting.py): a rule with another one would be routed as a warning."""
 
 # alert → (text in its expr or `for`, replacement): each breaks the rule's threshold or window, and the
 # rule's promtool unit test must then fail.
 MUTATIONS: dict[str, tuple[str, str]] = {
     "NodeCPUHigh": ("> 0.9", "> 0.96"),
     "InferenceLatencyP99High": ("> 0.5", "> 1"),
+    "InferenceTimeToFirstTokenHigh": (") > 2", ") > 3"),
     "InferenceErrorRateHigh": ("> 0.01", "> 0.05"),
     "InferenceCacheHitRatioCollapsed": ("< 0.5 *", "< 0.1 *"),
     "GPUIdleWhileAllocated": (") < 5", ") < 1"),
@@ -54,6 +57,9 @@ EDGE_MUTATIONS: list[tuple[str, str, str]] = [
     ("GPUXidError", "DCGM_FI_DEV_XID_ERRORS > 0 and", "DCGM_FI_DEV_XID_ERRORS > 50 and"),
     # Counting probe 503s (a pod loading its model) as failed requests alerts on a service nobody called.
     ("InferenceErrorRateHigh", '{route!~"/metrics|/v2/health/.*", status=~"5.."}', '{status=~"5.."}'),
+    # Judging the OpenAI generation routes by full-request latency fires on every language model (a completion's
+    # duration is its whole generation).
+    ("InferenceLatencyP99High", "|/v1/completions|/v1/chat/completions", ""),
     # Without `> 0` a job that never checkpoints (gauge at 0) alerts.
     ("TrainingCheckpointStale", "offset 30m > 0", "offset 30m"),
 ]
