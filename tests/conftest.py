@@ -57,3 +57,15 @@ def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
     with vllm_server(write_mini_export(folder / "mini-gpt"), folder / "vllm.log",
                      extra_args=(VLLM_DTYPE_FLAG, "float32")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for the tests that use it: the CI runners have 2 shared cores, where torch's spinning
+    threads cost ~5x."""
+    import torch  # only the tests that ask for it load torch (the infra suite's venv has it, but needs no time on it)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -27,17 +26,10 @@ from workloads.serve.loader import load_backend
 from workloads.serve.settings import ServeSettings
 from workloads.trainer_torch.exporting import upload_export
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TEXTS = ("the quick brown fox", "", "héllo wörld ✓ 😀", "tabs\tand\nnewlines  and  spaces ", "<|eos|> is text here")
 """Strings the tokenizers must agree on: ASCII, empty, multi-byte UTF-8, whitespace runs."""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: the CI runners have 2 shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from tests.support.servers import RedisServer
 from workloads.demo.kafka import TansuBroker
 from workloads.recommend.events import Event
 from workloads.recommend.features import FeatureStore
+from workloads.recommend.processor import Processor
 from workloads.recommend.settings import ProcessorSettings
 
 PARTITIONS = 4
@@ -154,3 +157,17 @@ def scrape(port: int) -> dict[str, float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {sample.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}": sample.value
             for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+@contextmanager
+def running(settings: ProcessorSettings) -> Iterator[Processor]:
+    """A processor consuming in a thread until the block exits (then it commits and leaves the group)."""
+    processor = Processor(settings)
+    thread = threading.Thread(target=processor.run, daemon=True)
+    thread.start()
+    try:
+        yield processor
+    finally:
+        processor.stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "the processor did not stop within 30s"

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from confluent_kafka import Consumer, Message
 
@@ -16,6 +12,7 @@ from tests.workloads.recommend.conftest import (
     all_applied,
     assert_exact_counts,
     processor_settings,
+    running,
     store_for,
     wait_until,
 )
@@ -24,21 +21,6 @@ from workloads.demo.kafka import TansuBroker
 from workloads.recommend.events import Event, InvalidEventError, parse_event
 from workloads.recommend.loadgen import make_producer, produce, synthetic_events
 from workloads.recommend.processor import Processor
-from workloads.recommend.settings import ProcessorSettings
-
-
-@contextmanager
-def running(settings: ProcessorSettings) -> Iterator[Processor]:
-    """A processor consuming in a thread until the block exits (then it commits and leaves the group)."""
-    processor = Processor(settings)
-    thread = threading.Thread(target=processor.run, daemon=True)
-    thread.start()
-    try:
-        yield processor
-    finally:
-        processor.stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "the processor did not stop within 30s"
 
 
 def _sample(processor: Processor, name: str, **labels: str) -> float:

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 from tests.support.servers import RedisServer
-from tests.workloads.recommend.conftest import PARTITIONS, TOPIC, all_applied, processor_settings, store_for, wait_until
+from tests.workloads.recommend.conftest import (
+    PARTITIONS,
+    TOPIC,
+    all_applied,
+    processor_settings,
+    running,
+    store_for,
+    wait_until,
+)
 from workloads.common.metrics import RECOMMEND_CONSUMER_LAG
 from workloads.demo.kafka import TansuBroker
 from workloads.recommend.loadgen import make_producer, produce, synthetic_events
 from workloads.recommend.processor import Processor
-from workloads.recommend.settings import ProcessorSettings
 
 STATS_INTERVAL_MS = 200
 """librdkafka's statistics interval in these tests (processor_settings' default)."""
-
-
-@contextmanager
-def _running(settings: ProcessorSettings) -> Iterator[Processor]:
-    processor = Processor(settings)
-    thread = threading.Thread(target=processor.run, daemon=True)
-    thread.start()
-    try:
-        yield processor
-    finally:
-        processor.stop.set()
-        thread.join(30)
 
 
 def _lag_partitions(processor: Processor) -> set[int]:
@@ -41,12 +34,12 @@ def test_a_replica_reports_lag_only_for_the_partitions_it_owns_after_a_rebalance
     settings = processor_settings(topics, redis, stats_interval_ms=STATS_INTERVAL_MS)
     everything = set(range(PARTITIONS))
     with ExitStack() as stack:
-        first = stack.enter_context(_running(settings))
+        first = stack.enter_context(running(settings))
         ends = produce(make_producer(topics.bootstrap_servers), TOPIC,
                        synthetic_events(400, users=40, items=20, clusters=2, seed=3))
         wait_until(all_applied(store_for(settings), ends), "the first replica applying every event")
         wait_until(lambda: _lag_partitions(first) == everything, "the first replica's lag on every partition")
-        second = stack.enter_context(_running(settings))
+        second = stack.enter_context(running(settings))
 
         def split() -> bool:
             mine, theirs = _lag_partitions(first), _lag_partitions(second)

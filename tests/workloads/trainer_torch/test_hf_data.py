@@ -33,7 +33,8 @@ from workloads.trainer_torch.data import DataError, read_manifest
 from workloads.trainer_torch.prepare import prepare
 
 # DCP warns on every single-process save and load; the in-process runs use that mode on purpose.
-pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:torch.distributed is:UserWarning"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 SPECIALS = ("<|endoftext|>", "<|pad|>")
 """The tokenizer's special tokens (ids 0 and 1): GPT-2's end token, and a padding token."""
@@ -70,15 +71,6 @@ def download(bucket: Bucket, prefix: str, folder: Path) -> Path:
     for key in bucket.keys(prefix):
         (folder / key.rsplit("/", 1)[1]).write_bytes(bucket.read(key))
     return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: the CI runners have 2 shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
