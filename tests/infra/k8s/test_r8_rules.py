@@ -19,7 +19,19 @@ PER_REQUEST = {
     metrics.GATEWAY_REQUESTS_TOTAL, f"{metrics.GATEWAY_REQUEST_DURATION}_bucket",
     metrics.RECOMMEND_REQUESTS_TOTAL, f"{metrics.RECOMMEND_REQUEST_DURATION}_bucket",
 }
-USER_ROUTES = {'route!~"/metrics|/v2/health/.*"', 'route=~"/v1/.*"'}
+USER_ROUTES = 'route=~"/v1/.*"'
+"""A matcher keeping only the OpenAI routes; otherwise a `route!~` matcher must leave out scrapes and probes."""
+NOT_USER = ("/metrics", "/v2/health/ready", "/v2/health/live")
+"""Routes a `route!~` matcher must exclude to count as a user-route filter."""
+
+
+def _user_routes_only(matcher: str) -> bool:
+    """True for a matcher that keeps scrapes and probes out: `route=~"/v1/.*"`, or `route!~"RE"` with RE matching
+    every route of NOT_USER (Prometheus regexes are fully anchored)."""
+    if matcher == USER_ROUTES:
+        return True
+    excluded = re.fullmatch(r'route!~"(.*)"', matcher)
+    return excluded is not None and all(re.fullmatch(excluded.group(1), route) for route in NOT_USER)
 
 
 def _queries() -> list[tuple[str, str]]:
@@ -37,7 +49,7 @@ def unfiltered_selectors(expr: str) -> list[str]:
     for match in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?", expr):
         if match.group(1) in PER_REQUEST:
             matchers = {m.strip() for m in (match.group(2) or "{}")[1:-1].split(",")}
-            if not matchers & USER_ROUTES:
+            if not any(_user_routes_only(matcher) for matcher in matchers):
                 found.append(match.group(0))
     return found
 
