@@ -32,6 +32,7 @@ from workloads.serve.backends import InvalidInputError
 from workloads.serve.bodies import parse_json
 from workloads.serve.cache import BYPASS, HIT, MISS, CacheStatus, ResponseCache, cache_key
 from workloads.serve.errors import ApiError
+from workloads.serve.state import until_disconnected
 
 _T = TypeVar("_T")
 
@@ -170,18 +171,12 @@ class Gateway:
         return Response(response.content, status_code=response.status_code, headers=_passed_headers(response.headers))
 
 
-async def _client_left(request: Request) -> None:
-    """Returns once the client has hung up (the body is read by then, so nothing else arrives)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 async def _unless_client_leaves(request: Request, work: Coroutine[Any, Any, _T]) -> _T | None:
     """`work`'s result, or None when the client hung up first: `work` is then cancelled, which closes its upstream
     connection, and vLLM aborts a request whose connection closes (entrypoints/utils.py `with_cancellation` runs the
     same race), so a client that gives up stops the generation instead of leaving it to run to max_tokens."""
     task = asyncio.ensure_future(work)
-    left = asyncio.ensure_future(_client_left(request))
+    left = asyncio.ensure_future(until_disconnected(request.receive))
     try:
         await asyncio.wait((task, left), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:  # the gateway's own drain gave up on this request
