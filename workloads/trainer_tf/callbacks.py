@@ -105,6 +105,9 @@ class EpochProgress(keras.callbacks.Callback):
         )
         if self._telemetry is not None:
             self._telemetry.record_epoch(epoch + 1, loss)
+            # BackupAndRestore backs up at every epoch end (save_freq="epoch") and runs before this callback, so
+            # this epoch's time, its backup included, is the time from one backup to the next.
+            self._telemetry.record_checkpoint_interval(seconds)
 
 
 EXIT_COLLECTIVE_TIMEOUT = 1

@@ -34,6 +34,11 @@ class TrainTelemetry:
         self.last_checkpoint_time = Gauge(
             metrics.TRAIN_LAST_CHECKPOINT_TIMESTAMP, "Unix time of the last committed backup.", registry=self.registry
         )
+        # Exported as 0 until the first epoch ends: the checkpoint alert reads 0 as "not known".
+        self.checkpoint_interval = Gauge(
+            metrics.TRAIN_CHECKPOINT_EXPECTED_INTERVAL, "Seconds expected between two backups at the measured epoch "
+            "time.", registry=self.registry
+        )
         self.checkpoint_duration = Histogram(
             metrics.TRAIN_CHECKPOINT_DURATION,
             "Time to save and upload one backup.",
@@ -56,6 +61,10 @@ class TrainTelemetry:
         """`epoch` epochs are complete, the last with mean training loss `loss`."""
         self.epoch.set(epoch)
         self.loss.set(loss)
+
+    def record_checkpoint_interval(self, seconds: float) -> None:
+        """The trainer now expects a backup every `seconds` (its last epoch's time, backup included)."""
+        self.checkpoint_interval.set(seconds)
 
     def record_checkpoint(self, seconds: float) -> None:
         """A backup was committed after taking `seconds`."""

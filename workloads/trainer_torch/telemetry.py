@@ -128,6 +128,10 @@ class TrainMetrics:
                                              "checkpoint.", buckets=(1, 2.5, 5, 10, 20, 30, 60, 90, 120, 300, 600),
                                              registry=r)
         self.last_step = Gauge(names.TRAIN_LAST_STEP_TIMESTAMP, "Unix time of the last completed step.", registry=r)
+        # Exported as 0 until the first log window measures a step: the checkpoint alert reads 0 as "not known".
+        self.checkpoint_interval = Gauge(names.TRAIN_CHECKPOINT_EXPECTED_INTERVAL, "Seconds expected between two "
+                                         "checkpoints at the measured step time.", registry=r)
+        self._last_save_s = 0.0
 
     def serve(self, port: int) -> None:
         """Serve /metrics on `port` from a daemon thread."""
@@ -141,7 +145,15 @@ class TrainMetrics:
             self.loss.set(loss)
         self.last_step.set(time.time())
 
+    def on_window(self, seconds_per_step: float, checkpoint_every: int) -> None:
+        """Record a log window's measured seconds per step: a checkpoint is due every `checkpoint_every` steps.
+
+        The window's step time leaves out checkpoint saves (`Throughput.exclude`), so the last save's wait is added.
+        """
+        self.checkpoint_interval.set(seconds_per_step * checkpoint_every + self._last_save_s)
+
     def on_checkpoint(self, duration_s: float) -> None:
         """Record one committed checkpoint."""
         self.checkpoint_duration.observe(duration_s)
         self.last_checkpoint.set(time.time())
+        self._last_save_s = duration_s

@@ -303,6 +303,7 @@ class Trainer:
                   epoch=round(epoch, 4), eta_s=round(eta, 1))
         if self.metrics is not None:
             self.metrics.mfu.set(ratio)
+            self.metrics.on_window(step_s, self.cfg.checkpoint_every)
         print(progress_line(progress.step, self.cfg.max_steps, loss, lr, tokens_per_s, ratio, eta),
               file=sys.stderr, flush=True)
 

@@ -38,7 +38,7 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "GPUXidError": (" and changes(DCGM_FI_DEV_XID_ERRORS[15m]) > 0", ""),
     "GPUTemperatureHigh": ("> 85", "> 95"),
     "TrainingStalled": ("[30m]", "[60m]"),
-    "TrainingCheckpointStale": ("[30m]", "[60m]"),
+    "TrainingCheckpointStale": ("2 *", "3 *"),
     "LLMTimeToFirstTokenHigh": (") > 2", ") > 5"),
     "LLMTimePerOutputTokenHigh": (") > 0.2", ") > 0.5"),
     "LLMRequestsWaiting": ("> 20", "> 50"),
@@ -61,7 +61,17 @@ EDGE_MUTATIONS: list[tuple[str, str, str]] = [
     # duration is its whole generation).
     ("InferenceLatencyP99High", "|/v1/completions|/v1/chat/completions", ""),
     # Without `> 0` a job that never checkpoints (gauge at 0) alerts.
-    ("TrainingCheckpointStale", "offset 30m > 0", "offset 30m"),
+    ("TrainingCheckpointStale", "and modelplane_train_last_checkpoint_timestamp_seconds > 0",
+     "and modelplane_train_last_checkpoint_timestamp_seconds"),
+    # Without the floor a job that checkpoints every 2 minutes alerts after 4.
+    ("TrainingCheckpointStale", ", 900)", ", 60)"),
+    # Judging a job that exports its interval by the fixed 30 minutes too pages on every slow-cadence job.
+    ("TrainingCheckpointStale", "unless modelplane_train_checkpoint_expected_interval_seconds > 0", ""),
+    # An interval not measured yet (0) is unknown, not "expect one every 0 s": it falls back to 30 minutes.
+    ("TrainingCheckpointStale", "2 * (modelplane_train_checkpoint_expected_interval_seconds > 0)",
+     "2 * modelplane_train_checkpoint_expected_interval_seconds"),
+    # The fallback's 30 minutes.
+    ("TrainingCheckpointStale", "> 1800", "> 3600"),
 ]
 
 

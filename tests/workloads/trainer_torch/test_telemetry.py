@@ -79,3 +79,21 @@ def test_metrics_use_the_shared_names_and_are_served_over_http() -> None:
     wait_for_port(port)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         assert f"{names.TRAIN_STEP} 7.0" in response.read().decode()
+
+
+def _sample(metrics: TrainMetrics, name: str) -> float:
+    value = metrics.registry.get_sample_value(name)
+    assert value is not None, name
+    return value
+
+
+def test_expected_checkpoint_interval_is_the_measured_step_time_times_checkpoint_every_plus_the_last_save() -> None:
+    metrics = TrainMetrics()
+    # 0 until a log window measured a step: the TrainingCheckpointStale rule reads 0 as "not known".
+    assert _sample(metrics, names.TRAIN_CHECKPOINT_EXPECTED_INTERVAL) == 0
+    metrics.on_window(seconds_per_step=4.0, checkpoint_every=500)
+    assert _sample(metrics, names.TRAIN_CHECKPOINT_EXPECTED_INTERVAL) == 2000
+    # The window's step time leaves the save out (Throughput.exclude): the next window adds it back.
+    metrics.on_checkpoint(30.0)
+    metrics.on_window(seconds_per_step=5.0, checkpoint_every=500)
+    assert _sample(metrics, names.TRAIN_CHECKPOINT_EXPECTED_INTERVAL) == 2530
