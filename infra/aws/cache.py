@@ -15,6 +15,16 @@ REDIS_PORT: Final = 6379
 """The port of the replication group and of its security-group rule."""
 
 
+def final_snapshot_name(name: str) -> str:
+    """`modelplane-<stack>-<name>-final`: the snapshot ElastiCache takes when a protected stack's replication group
+    is deleted (pulumi-aws 7.51 `aws.elasticache.ReplicationGroup.final_snapshot_identifier`: "If omitted, no final
+    snapshot will be made"). Pulumi `protect` only stops Pulumi's own deletes; this keeps the data through a console
+    or CLI delete, an unprotect-and-destroy, or a replacement. The name is fixed, so a second delete while an earlier
+    final snapshot of that name exists fails (ElastiCache refuses a duplicate snapshot name) rather than losing data:
+    copy or delete the old snapshot first."""
+    return f"modelplane-{pulumi.get_stack()}-{name}-final"
+
+
 class Cache(pulumi.ComponentResource):
     """Redis with TLS in transit, KMS at rest and a generated AUTH token kept in Secrets Manager."""
 
@@ -34,7 +44,8 @@ class Cache(pulumi.ComponentResource):
                  subnet_ids: Sequence[pulumi.Input[str]], allowed_security_group_ids: Sequence[pulumi.Input[str]],
                  protect: bool, opts: pulumi.ResourceOptions | None = None) -> None:
         """The cache lives in `subnet_ids` of `vpc_id` and admits 6379 from `allowed_security_group_ids` (more
-        with `allow_from`); `protect` sets Pulumi `protect` on the replication group."""
+        with `allow_from`); `protect` (the stack's deletion protection, on in prod) sets Pulumi `protect` on the
+        replication group and has ElastiCache take a final snapshot when it is deleted anyway."""
         super().__init__("modelplane:cache:Cache", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         key = aws.kms.Key(f"{name}-kms", description="modelplane Redis at rest and AUTH token secret",
@@ -71,6 +82,7 @@ class Cache(pulumi.ComponentResource):
             subnet_group_name=subnet_group.name,
             security_group_ids=[sg.id],
             snapshot_retention_limit=config.snapshot_retention_days,
+            final_snapshot_identifier=final_snapshot_name(name) if protect else None,
             auto_minor_version_upgrade=True,
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )

@@ -21,6 +21,14 @@ from infra.config.registry import RegistryConfig
 
 TAG_MUTABILITY: Final = "IMMUTABLE"
 """A pushed tag never moves (ECR `imageTagMutability`), so a tag names one digest for good."""
+BUILD_TAG_PREFIX: Final = "sha-"
+"""The tag the images workflow pushes every build under (`sha-<commit>`); the newest `keepTaggedImages` are kept."""
+PINNED_TAG_PREFIX: Final = "pinned-"
+"""The tag the images workflow adds to each digest main's images/digests.json pins (`pinned-<sha256 hex>`), before
+it pushes a new build: an image with it never expires, so a stack deploying any recorded digest can always pull it."""
+PINNED_KEEP: Final = 100_000
+"""The count the pinned rule keeps: ECR's default "Images per repository" quota (ECR User Guide, "Amazon ECR service
+quotas"), so the rule, which a lifecycle policy needs to shield the pinned images, expires none of them."""
 
 
 def repository_prefix(config: RegistryConfig, stack: str, region: str) -> str | None:
@@ -37,17 +45,30 @@ def repository_path(stack: str) -> str:
 
 
 def lifecycle_policy(config: RegistryConfig) -> str:
-    """Expire untagged images after `untaggedExpiryDays`, then keep the newest `keepTaggedImages`. A `tagStatus: any`
-    rule must have the highest rulePriority (ECR User Guide, "Lifecycle policy properties", rulePriority)."""
+    """Keep every pinned image, the newest `keepTaggedImages` builds, and untagged images for `untaggedExpiryDays`.
+
+    ECR evaluates rules by rulePriority, and "an image that matches the tagging requirements of a higher priority
+    rule cannot be expired by a rule with a lower priority"; a `tagPatternList` selects an image when each pattern
+    matches one of its tags (ECR User Guide, "Lifecycle policies" and "Lifecycle policy properties"). So rule 1
+    selects the `pinned-*` images and keeps PINNED_KEEP of them: none expires, whatever its `sha-` tag, and a stack
+    pinned to an old digest (images/digests.json at the commit it deploys) survives any number of later builds.
+    Rule 2 expires `sha-*` builds beyond the newest `keepTaggedImages`; a build expires only if no digests.json on
+    main ever pinned it. A count rather than an age bound: an age rule would expire an image a stack deployed long ago
+    and still runs. Tags outside both prefixes (pushed by hand) are left alone, as no `tagStatus: any` rule exists.
+    """
     untagged = {"rulePriority": 1, "description": f"expire untagged images after {config.untagged_expiry_days} days",
                 "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
                               "countNumber": config.untagged_expiry_days},
                 "action": {"type": "expire"}}
-    newest = {"rulePriority": 2, "description": f"keep the newest {config.keep_tagged_images} images",
-              "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                            "countNumber": config.keep_tagged_images},
+    pinned = {"rulePriority": 2, "description": "keep every image a stack pins (images/digests.json)",
+              "selection": {"tagStatus": "tagged", "tagPatternList": [f"{PINNED_TAG_PREFIX}*"],
+                            "countType": "imageCountMoreThan", "countNumber": PINNED_KEEP},
               "action": {"type": "expire"}}
-    return json.dumps({"rules": [untagged, newest]}, sort_keys=True)
+    builds = {"rulePriority": 3, "description": f"keep the newest {config.keep_tagged_images} unpinned builds",
+              "selection": {"tagStatus": "tagged", "tagPatternList": [f"{BUILD_TAG_PREFIX}*"],
+                            "countType": "imageCountMoreThan", "countNumber": config.keep_tagged_images},
+              "action": {"type": "expire"}}
+    return json.dumps({"rules": [untagged, pinned, builds]}, sort_keys=True)
 
 
 class ImageRegistry(pulumi.ComponentResource):

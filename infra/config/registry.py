@@ -31,7 +31,8 @@ class RegistryConfig(Section):
     """Every image of ours must be pulled by a digest recorded in images/digests.json. Defaults to false; prod sets
     true."""
     keep_tagged_images: int = Field(default=30, ge=1, le=1000)
-    """Tagged images the lifecycle policy keeps per repository (older ones expire). Defaults to 30."""
+    """Unpinned builds (`sha-<commit>` tags) the lifecycle policy keeps per repository; older ones expire. An image
+    images/digests.json on main pins is tagged `pinned-` by the images workflow and never expires. Defaults to 30."""
     untagged_expiry_days: int = Field(default=7, ge=1, le=365)
     """Days before an untagged image (a build cache or orphaned layer set) expires. Defaults to 7."""
     kms_deletion_window_days: int = Field(default=30, ge=7, le=30)

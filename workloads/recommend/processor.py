@@ -1,10 +1,10 @@
 """The recommendation stream processor: events from Kafka into per-user features in Redis.
 
 `python -m workloads.recommend.processor` joins a consumer group (auto-commit off), and per batch: parses the
-events (invalid ones are counted, sent to the dead-letter topic if one is set, cut to DEAD_LETTER_MAX_BYTES, and
-skipped), writes the features and the partitions' high-water marks in one Redis pipeline (see
-workloads.recommend.features), then commits the offsets. A crash between the write and the commit replays offsets at
-or below the marks, which are skipped.
+events (invalid ones are counted, sent to the dead-letter topic if one is set, cut to DEAD_LETTER_MAX_BYTES, with
+their source topic, partition, offset and error as headers, and skipped), writes the features and the partitions'
+high-water marks in one Redis pipeline (see workloads.recommend.features), then commits the offsets. A crash between
+the write and the commit replays offsets at or below the marks, which are skipped.
 Replicas share the partitions; on revocation the revoked partitions' pending offsets are committed first.
 Idempotency rests on the marks alone (not on keying or on who owns a partition), so a replica that lost its
 partitions mid-batch and the new owner can both write: whichever script runs second skips what the first applied.
@@ -43,6 +43,17 @@ from workloads.recommend.features import FeatureStore, PartitionBatch
 from workloads.recommend.kafka import client_config
 from workloads.recommend.settings import ProcessorSettings
 
+DEAD_LETTER_ERROR_HEADER: Final = "error"
+"""Dead-letter header: why the event was invalid (the parse error's message)."""
+DEAD_LETTER_TOPIC_HEADER: Final = "source-topic"
+"""Dead-letter header: the topic the invalid event was read from."""
+DEAD_LETTER_PARTITION_HEADER: Final = "source-partition"
+"""Dead-letter header: its partition (decimal)."""
+DEAD_LETTER_OFFSET_HEADER: Final = "source-offset"
+"""Dead-letter header: its offset (decimal); with the topic and partition, where to re-read it whole to reprocess
+it (a cut value is only its start)."""
+DEAD_LETTER_SIZE_HEADER: Final = "value-bytes"
+"""Dead-letter header: the size of a value cut to DEAD_LETTER_MAX_BYTES (absent when the value was sent whole)."""
 DEAD_LETTER_MAX_BYTES: Final = 100_000
 """Most bytes of an invalid value a dead letter carries; a longer one is cut, its size in the `value-bytes` header.
 The value's start is evidence enough, and a whole one can exceed what a producer may send (librdkafka's
@@ -187,9 +198,13 @@ class Processor:
                       error=str(exc))
             if self._dead_letters is not None:
                 value = message.value()
-                headers: list[tuple[str, str | bytes | None]] = [("error", str(exc).encode())]
+                headers: list[tuple[str, str | bytes | None]] = [
+                    (DEAD_LETTER_ERROR_HEADER, str(exc).encode()),
+                    (DEAD_LETTER_TOPIC_HEADER, str(message.topic()).encode()),
+                    (DEAD_LETTER_PARTITION_HEADER, str(message.partition()).encode()),
+                    (DEAD_LETTER_OFFSET_HEADER, str(message.offset()).encode())]
                 if value is not None and len(value) > DEAD_LETTER_MAX_BYTES:
-                    headers.append(("value-bytes", str(len(value)).encode()))
+                    headers.append((DEAD_LETTER_SIZE_HEADER, str(len(value)).encode()))
                     value = value[:DEAD_LETTER_MAX_BYTES]
                 self._dead_letters.produce(self.settings.dead_letter_topic, key=message.key(), value=value,
                                            headers=headers, on_delivery=_delivered)

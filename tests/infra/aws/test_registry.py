@@ -35,18 +35,16 @@ def test_one_hardened_repository_per_image_encrypted_with_the_registry_key() -> 
         assert encryption["encryptionType"] == "KMS" and encryption["kmsKey"].startswith("arn:aws:kms:")
 
 
-def test_the_lifecycle_policy_expires_untagged_images_first_and_keeps_the_newest() -> None:
+def test_the_lifecycle_policy_takes_its_counts_from_the_section() -> None:
+    # What the policy keeps (pinned images, the newest builds): tests/infra/aws/test_h6_registry_pins.py.
     graph = _render({"keepTaggedImages": 12, "untaggedExpiryDays": 3, "kmsDeletionWindowDays": 7})
     assert_count(graph, LIFECYCLE, len(versions.MODELPLANE_IMAGES))
     assert_has_props(graph, "aws:kms/key:Key", {"deletionWindowInDays": 7})
     for policy in graph.of_type(LIFECYCLE):
-        untagged, newest = json.loads(policy.inputs["policy"])["rules"]
+        untagged, _pinned, builds = json.loads(policy.inputs["policy"])["rules"]
         assert untagged["selection"] == {"tagStatus": "untagged", "countType": "sinceImagePushed",
                                          "countUnit": "days", "countNumber": 3}
-        # A tagStatus "any" rule must come last (highest rulePriority).
-        assert newest["rulePriority"] > untagged["rulePriority"]
-        assert newest["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 12}
-        assert untagged["action"] == newest["action"] == {"type": "expire"}
+        assert builds["selection"]["countNumber"] == 12
 
 
 def _images(graph: Graph) -> set[str]:
