@@ -35,7 +35,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -131,8 +131,12 @@ class Checkpointer:
     """Saves, finds, loads and prunes checkpoints under one S3 prefix. Every rank holds one."""
 
     def __init__(self, root: S3Uri, ctx: DistContext, *, keep_last: int, async_save: bool = False,
-                 client: Any | None = None, timeout_s: int | None = None) -> None:
+                 client: Any | None = None, timeout_s: int | None = None,
+                 on_commit: Callable[[float], None] | None = None) -> None:
+        """`on_commit`, on rank 0: called with the seconds from a save's start to its COMMIT, once that is written
+        (for an async save, from the background thread after the upload)."""
         self.root = root
+        self.on_commit = on_commit
         self.ctx = ctx
         self.keep_last = keep_last
         self.client = client or s3.client()
@@ -237,8 +241,10 @@ class Checkpointer:
         files = {key[len(folder):]: {"bytes": size} for key, size in self._objects(folder).items()}
         marker = {"step": step, "files": files, "committed_at": round(time.time(), 3)}
         s3.put_bytes(self.step_uri(step, COMMIT), json.dumps(marker, indent=2, sort_keys=True).encode(), self.client)
-        log_event("checkpoint_committed", step=step, upload_s=round(time.perf_counter() - started, 3),
-                  uri=str(self.step_uri(step)))
+        seconds = time.perf_counter() - started
+        log_event("checkpoint_committed", step=step, upload_s=round(seconds, 3), uri=str(self.step_uri(step)))
+        if self.on_commit is not None:
+            self.on_commit(seconds)
         self.prune()
 
     def wait(self) -> None:

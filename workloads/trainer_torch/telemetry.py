@@ -153,7 +153,11 @@ class TrainMetrics:
         self.checkpoint_interval.set(seconds_per_step * checkpoint_every + self._last_save_s)
 
     def on_checkpoint(self, duration_s: float) -> None:
-        """Record one committed checkpoint."""
+        """Record one checkpoint as its COMMIT lands (`Checkpointer(on_commit=...)`): with --async-checkpoint that
+        is after the background upload, so the "last committed" time never runs ahead of what a resume can load."""
         self.checkpoint_duration.observe(duration_s)
         self.last_checkpoint.set(time.time())
-        self._last_save_s = duration_s
+
+    def on_save_wait(self, seconds: float) -> None:
+        """Record how long the step loop waited for the last save (the part of it that did not overlap training)."""
+        self._last_save_s = seconds

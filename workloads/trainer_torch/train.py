@@ -58,10 +58,11 @@ class Trainer:
         self.client = s3.client()
         self.stop = StopSignal(cfg.sigterm_grace)
         self.fault = FaultInjector.from_env(ctx.rank)
+        self.metrics = TrainMetrics() if ctx.is_main else None
         self.checkpointer = Checkpointer(cfg.checkpoints, ctx, keep_last=cfg.keep_last,
                                          async_save=cfg.async_checkpoint, client=self.client,
-                                         timeout_s=cfg.collective_timeout)
-        self.metrics = TrainMetrics() if ctx.is_main else None
+                                         timeout_s=cfg.collective_timeout,
+                                         on_commit=self.metrics.on_checkpoint if self.metrics else None)
         self.schedule = WarmupCosine(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
         cuda = ctx.device.type == "cuda"
         # bf16 autocast on GPUs (no loss scaling needed, unlike fp16); full fp32 on CPU.
@@ -262,7 +263,7 @@ class Trainer:
         duration = self.checkpointer.save(progress.step, self.model, self.optimizer, state=state,
                                           rng=distributed.rng_state())
         if self.metrics is not None:
-            self.metrics.on_checkpoint(duration)
+            self.metrics.on_save_wait(duration)
             log_event("checkpoint", step=progress.step, duration_s=round(duration, 3),
                       uri=str(self.checkpointer.step_uri(progress.step)))
         return duration

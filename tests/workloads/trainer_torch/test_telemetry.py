@@ -94,6 +94,6 @@ def test_expected_checkpoint_interval_is_the_measured_step_time_times_checkpoint
     metrics.on_window(seconds_per_step=4.0, checkpoint_every=500)
     assert _sample(metrics, names.TRAIN_CHECKPOINT_EXPECTED_INTERVAL) == 2000
     # The window's step time leaves the save out (Throughput.exclude): the next window adds it back.
-    metrics.on_checkpoint(30.0)
+    metrics.on_save_wait(30.0)
     metrics.on_window(seconds_per_step=5.0, checkpoint_every=500)
     assert _sample(metrics, names.TRAIN_CHECKPOINT_EXPECTED_INTERVAL) == 2530
