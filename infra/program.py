@@ -71,7 +71,10 @@ def build(config: PlatformConfig) -> None:
                                                          else after))
     trainer = _trainer(config, provider, monitoring=after)
     if config.logging.enabled:
-        LogShipper("logging", namespaces=_logged_namespaces(config), sink=None, opts=on_cluster)
+        # Its ServiceMonitor needs the operator's CRDs (`after`) when the chart renders.
+        LogShipper("logging", namespaces=_logged_namespaces(config), sink=None,
+                   monitoring=bool(config.observability.enabled),
+                   opts=pulumi.ResourceOptions(provider=provider, depends_on=after))
     kafka = None
     if config.streaming.enabled:
         local_kafka = LocalKafka("kafka", config.streaming, opts=on_cluster)
@@ -179,7 +182,7 @@ def _build_aws(config: PlatformConfig) -> None:
                    trainer_grants=trainer_grants)
     trainer = _trainer(config, cluster.provider, monitoring=monitoring)
     if config.logging.enabled:
-        _aws_logging(config, network, cluster)
+        _aws_logging(config, network, cluster, monitoring)
     for role, bucket in store.bucket_names.items():
         pulumi.export(f"{role}_bucket", bucket)
     _workloads(config, cluster.provider, WorkloadWiring(
@@ -201,8 +204,10 @@ def _logged_namespaces(config: PlatformConfig) -> list[str]:
     return names + ([MONITORING_NAMESPACE] if config.observability.enabled else [])
 
 
-def _aws_logging(config: PlatformConfig, network: Network, cluster: Cluster) -> None:
-    """CloudWatch log groups per namespace, the optional OpenSearch domain, and Fluent Bit with its identity."""
+def _aws_logging(config: PlatformConfig, network: Network, cluster: Cluster,
+                 monitoring: Sequence[pulumi.Resource]) -> None:
+    """CloudWatch log groups per namespace, the optional OpenSearch domain, and Fluent Bit with its identity;
+    Fluent Bit's ServiceMonitor waits for `monitoring` (the operator's CRDs)."""
     assert config.region  # guaranteed by parse_config for target aws
     logging, search = config.logging, config.logging.open_search
     namespaces = _logged_namespaces(config)
@@ -227,7 +232,8 @@ def _aws_logging(config: PlatformConfig, network: Network, cluster: Cluster) -> 
                                                                     retention_days=logging.retention_days,
                                                                     opensearch_host=host,
                                                                     lifecycle_image=_image(config, "serve")),
-               opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[identity]))
+               monitoring=bool(config.observability.enabled),
+               opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[identity, *monitoring]))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,20 @@ complete; a new retention changes its env, which replaces the Job, so it runs ag
 
 NetworkPolicies (the namespace starts from default-deny, infra/k8s/netpol.py): Fluent Bit calls the Kubernetes API
 (the kubernetes filter's metadata); on aws the namespace's pods (Fluent Bit, the index lifecycle Job) reach
-CloudWatch Logs and OpenSearch on 443 and the Pod Identity agent.
+CloudWatch Logs and OpenSearch on 443 and the Pod Identity agent; with the monitoring stack, Prometheus reaches
+Fluent Bit's HTTP server (METRICS_PORT).
+
+Monitoring (`monitoring`: the stack runs the Prometheus operator): the chart's `serviceMonitor.enabled` makes it
+render a ServiceMonitor scraping the `http` port's /api/v2/metrics/prometheus (templates/servicemonitor.yaml), but
+only when the cluster already serves monitoring.coreos.com/v1 (`.Capabilities.APIVersions.Has`), so the release
+must be installed after the operator's CRDs (infra/program.py orders it). The alert rules on Fluent Bit's output
+counters are in infra/k8s/rules/logging.yaml.
+
+Python tracebacks (an uncaught exception in vLLM or torchrun) are many lines on stderr. The tail input's
+`multiline.parser docker, cri` only rejoins lines the runtime split; the `multiline` filter with the built-in
+`python` parser then joins a traceback into one record (Fluent Bit manual, filters/multiline-stacktrace and
+administration/configuring-fluent-bit/multiline-parsing). It runs before the kubernetes filter: with `buffer On` it
+re-emits joined records through its in_emitter under the original tag, which the kubernetes filter then reads.
 
 Our workloads log one JSON object per line (workloads/common/logs.py). The container runtime wraps each line as a
 `log` string; `Merge_Log On` makes the kubernetes filter parse that string as JSON and lift its keys into the
@@ -40,6 +53,7 @@ import pulumi_kubernetes as k8s
 from infra import versions
 from infra.k8s.namespaces import Namespaces
 from infra.k8s.netpol import allow_spec, network_policy, select, to_https, to_kube_api, to_pod_identity
+from infra.k8s.observability import from_prometheus
 from infra.k8s.podspec import (
     container_resources,
     container_security_context,
@@ -60,6 +74,11 @@ POD_LABELS: Final = {NAME_LABEL: "fluent-bit"}
 """Labels of the Fluent Bit pods (the chart's `fluent-bit.selectorLabels`: its name)."""
 TAG_PREFIX: Final = "kube."
 """Tag of tailed container logs; the kubernetes filter reads pod metadata from the rest of the tag."""
+METRICS_PORT: Final = 2020
+"""Fluent Bit's HTTP server port, the chart's `metricsPort` default (its Service's `http` port)."""
+MULTILINE_FLUSH_MS: Final = 2000
+"""How long the multiline filter waits for a traceback's next line before it emits what it joined (`flush_ms`,
+Fluent Bit's default, set so the wait is visible here)."""
 TAIL_DB: Final = "/var/log/flb_kube.db"
 """The tail input's offsets database, on the node's /var/log (the chart mounts it from the host, writable): a
 restarted Fluent Bit (rollout, OOM kill) resumes each file where it stopped instead of at its end, which would skip
@@ -105,21 +124,25 @@ class LogShipper(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
     """The Fluent Bit Helm release."""
 
-    def __init__(self, name: str, *, namespaces: Sequence[str], sink: CloudWatchSink | None,
+    def __init__(self, name: str, *, namespaces: Sequence[str], sink: CloudWatchSink | None, monitoring: bool,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        """`sink` None ships to stdout (the local stack)."""
+        """`sink` None ships to stdout (the local stack). `monitoring` (the stack runs Prometheus; `opts` must then
+        depend on the operator's CRDs) adds the chart's ServiceMonitor and admits Prometheus to METRICS_PORT."""
         super().__init__("modelplane:logging:LogShipper", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         namespace = Namespaces(f"{name}-namespace", {NAMESPACE: "privileged"}, opts=child).names[NAMESPACE]
         self.release = k8s.helm.v3.Release(
             f"{name}-fluent-bit", name=RELEASE, chart="fluent-bit", version=versions.FLUENT_BIT_CHART_VERSION,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=versions.FLUENT_BIT_REPO),
-            namespace=namespace, values=fluent_bit_values(namespaces, sink), opts=child,
+            namespace=namespace, values=fluent_bit_values(namespaces, sink, monitoring), opts=child,
         )
         if sink is not None and sink.opensearch_host is not None:
             self._index_lifecycle(name, namespace, sink, sink.opensearch_host)
         network_policy(f"{name}-kube-api-netpol", policy_name="allow-kube-api", namespace=namespace, opts=child,
                        spec=allow_spec(select(POD_LABELS), egress_rules=[to_kube_api()]))
+        if monitoring:
+            network_policy(f"{name}-prometheus-netpol", policy_name="allow-prometheus", namespace=namespace,
+                           opts=child, spec=allow_spec(select(POD_LABELS), ingress_rules=[from_prometheus(METRICS_PORT)]))
         if sink is not None:
             network_policy(f"{name}-aws-netpol", policy_name="allow-aws", namespace=namespace, opts=child,
                            spec=allow_spec(select(), egress_rules=[to_https(), to_pod_identity()]))
@@ -184,8 +207,10 @@ def _outputs(sink: CloudWatchSink | None, host: str | None) -> str:
     return text
 
 
-def fluent_bit_values(namespaces: Sequence[str], sink: CloudWatchSink | None) -> pulumi.Output[dict[str, Any]]:
-    """The chart's values: tail `namespaces`' containers, merge JSON logs, ship to `sink` (None: stdout)."""
+def fluent_bit_values(namespaces: Sequence[str], sink: CloudWatchSink | None,
+                      monitoring: bool) -> pulumi.Output[dict[str, Any]]:
+    """The chart's values: tail `namespaces`' containers, join Python tracebacks, merge JSON logs, ship to `sink`
+    (None: stdout); with `monitoring` the chart's ServiceMonitor."""
     # Container log files are /var/log/containers/<pod>_<namespace>_<container>-<id>.log; tail takes a
     # comma-separated list of patterns (Fluent Bit manual, inputs/tail, "Path").
     paths = ",".join(f"/var/log/containers/*_{ns}_*.log" for ns in sorted(namespaces))
@@ -193,7 +218,11 @@ def fluent_bit_values(namespaces: Sequence[str], sink: CloudWatchSink | None) ->
         ("Name", "tail"), ("Path", paths), ("multiline.parser", "docker, cri"), ("Tag", f"{TAG_PREFIX}*"),
         ("Mem_Buf_Limit", "5MB"), ("Skip_Long_Lines", "On"), ("DB", TAIL_DB),
     ])
+    # The runtime wraps each line in `log`; the python parser joins a traceback's lines held there.
     filters = _section("FILTER", [
+        ("Name", "multiline"), ("Match", f"{TAG_PREFIX}*"), ("multiline.key_content", "log"),
+        ("multiline.parser", "python"), ("buffer", "On"), ("flush_ms", str(MULTILINE_FLUSH_MS)),
+    ]) + "\n" + _section("FILTER", [
         ("Name", "kubernetes"), ("Match", f"{TAG_PREFIX}*"), ("Kube_Tag_Prefix", f"{TAG_PREFIX}var.log.containers."),
         ("Merge_Log", "On"), ("Keep_Log", "Off"), ("K8S-Logging.Parser", "On"), ("K8S-Logging.Exclude", "On"),
     ])
@@ -206,4 +235,5 @@ def fluent_bit_values(namespaces: Sequence[str], sink: CloudWatchSink | None) ->
         "tolerations": [{"operator": "Exists"}],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "config": {"inputs": inputs, "filters": filters, "outputs": _outputs(sink, resolved)},
+        **({"serviceMonitor": {"enabled": True}} if monitoring else {}),
     })

@@ -50,6 +50,8 @@ MUTATIONS: dict[str, tuple[str, str]] = {
     "RecommendProcessorErrors": ("> 10", "> 1000"),
     "RecommendDeadLetters": ("> 0.01", "> 0.5"),
     "RecommendLatencyP99High": (") > 0.25", ") > 1"),
+    "FluentBitDroppingRecords": ("> 0", "> 100"),
+    "FluentBitOutputErrors": ("> 0", "> 10"),
 }
 
 # Further mutations for the edges a rule's threshold does not cover: (alert, text in its expr, replacement).

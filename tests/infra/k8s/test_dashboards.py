@@ -4,6 +4,7 @@ Known metric names come from three places only:
 - ours: `workloads.common.metrics.ALL` (histograms also expose `_bucket`, `_sum` and `_count`);
 - dcgm-exporter's default counters (NVIDIA/dcgm-exporter tag 4.5.3-4.8.2, etc/default-counters.csv);
 - the exporters kube-prometheus-stack ships, each name listed below with the upstream file that defines it.
+- Fluent Bit's own output counters (its chart's ServiceMonitor, infra/k8s/logging.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ NODE_EXPORTER = frozenset({
     # templates/grafana/dashboards-1.14/ node dashboards.
     "node_cpu_seconds_total",
 })
+FLUENT_BIT = frozenset({
+    # fluent/fluent-bit src/flb_output.c (cmetrics counters of every output; the chart's ServiceMonitor scrapes them).
+    "fluentbit_output_dropped_records_total", "fluentbit_output_errors_total",
+})
 _KEYWORDS = frozenset({"and", "or", "unless", "offset", "bool", "by", "without", "on", "ignoring", "group_left",
                        "group_right", "atan2", "inf", "nan"})
 
@@ -62,7 +67,7 @@ def histograms() -> set[str]:
 def exported_metric_names() -> frozenset[str]:
     """Every metric name a dashboard or rule may query."""
     ours = set(metrics.ALL) | {f"{h}{suffix}" for h in histograms() for suffix in ("_bucket", "_sum", "_count")}
-    return frozenset(ours | DCGM_DEFAULT_COUNTERS | KUBE_STATE_METRICS | NODE_EXPORTER)
+    return frozenset(ours | DCGM_DEFAULT_COUNTERS | KUBE_STATE_METRICS | NODE_EXPORTER | FLUENT_BIT)
 
 
 def metric_names(expr: str) -> set[str]:

@@ -77,8 +77,9 @@ def test_conformance_check_catches_a_misspelt_key() -> None:
 
 
 def test_kubernetes_filter_merges_json_logs(prod: Graph) -> None:
-    ((kind, settings),) = parse_classic(_release(prod)["values"]["config"]["filters"])
-    assert kind == "FILTER"
+    sections = parse_classic(_release(prod)["values"]["config"]["filters"])
+    assert [(kind, s["Name"]) for kind, s in sections] == [("FILTER", "multiline"), ("FILTER", "kubernetes")]
+    settings = sections[-1][1]
     assert settings["Name"] == "kubernetes" and settings["Match"] == "kube.*"
     assert (settings["Merge_Log"], settings["Keep_Log"]) == ("On", "Off")
     assert settings["Kube_Tag_Prefix"] == "kube.var.log.containers."
