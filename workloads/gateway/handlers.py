@@ -114,12 +114,10 @@ class Gateway:
             # Per caller: one API key's answers (and whether a prompt was asked at all) never reach another key.
             key = cache_key(model if isinstance(model, str) else "",
                             f"{CACHE_VERSION_PREFIX}{self.cache_version}:{caller}", route, body)
-            cached, status = await self.cache.get(key)
-            replay = _replay(cached) if cached is not None else None
-            if replay is not None:
-                return Response(replay, media_type="application/json", headers={CACHE_HEADER: HIT})
-            if status == HIT:  # an entry that no longer replays is answered anew and replaced
-                status = MISS
+            # An entry that no longer replays is a miss (ResponseCache.get): answered anew, and the answer replaces it.
+            cached, status = await self.cache.get(key, _replay)
+            if cached is not None:
+                return Response(cached, media_type="application/json", headers={CACHE_HEADER: HIT})
         response = await _unless_client_leaves(request, self.upstream.send("POST", route, raw, stream=True))
         if response is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -216,14 +214,11 @@ def is_deterministic(body: dict[str, Any]) -> bool:
     return isinstance(temperature, int | float) and not isinstance(temperature, bool) and temperature == 0
 
 
-def _replay(cached: bytes) -> bytes | None:
-    """A cached body with a fresh `id` (same prefix: `cmpl-`, `chatcmpl-`) and `created`; None if it is unreadable."""
-    try:
-        data = json.loads(cached)
-    except ValueError:
-        return None
+def _replay(cached: bytes) -> bytes:
+    """A cached body with a fresh `id` (same prefix: `cmpl-`, `chatcmpl-`) and `created`; ValueError if unreadable."""
+    data = json.loads(cached)
     if not isinstance(data, dict):
-        return None
+        raise ValueError(f"a cached answer must be a JSON object, not a JSON {type(data).__name__}")
     prefix = str(data.get("id", "cmpl")).split("-", 1)[0]
     data["id"] = f"{prefix}-{uuid.uuid4().hex}"
     data["created"] = int(time.time())

@@ -21,6 +21,7 @@ import httpx
 from workloads.common.logs import log_event
 from workloads.gateway.metrics import GatewayMetrics
 from workloads.serve.errors import ApiError, error_content
+from workloads.serve.openai_common import DONE
 
 RETRY_AFTER_S: Final = "1"
 """`Retry-After` on a 503 for an unreachable upstream: a restarting runtime is usually back within seconds."""
@@ -106,14 +107,18 @@ class Upstream:
             await response.aclose()
 
     async def relay(self, response: httpx.Response, path: str) -> AsyncIterator[bytes]:
-        """The streamed body chunk by chunk as it arrives; a failure mid-stream ends it with an SSE error event."""
+        """The streamed body chunk by chunk as it arrives; a failure mid-stream ends it with an SSE error event and
+        `data: [DONE]`, as vLLM ends a stream that fails (entrypoints/openai/completion/serving.py)."""
+        tail = b"\n\n"
         try:
             async for chunk in response.aiter_raw():
                 yield chunk
+                tail = (tail + chunk)[-2:]
         except httpx.TransportError as exc:
             error = self._transport_error(exc)
             event = error_content(path, error.status, error.message, code=error.code)
-            yield f"data: {json.dumps(event)}\n\n".encode()
+            # An event the upstream broke off is ended first, so the error event is not glued onto its line.
+            yield (b"" if tail == b"\n\n" else b"\n\n") + f"data: {json.dumps(event)}\n\n".encode() + DONE
         finally:
             await response.aclose()
 

@@ -9,6 +9,9 @@ Any Redis error or timeout is counted and the request is served uncached; the ca
 Redis for `--cache-backoff-s` seconds (a simple circuit breaker), so an outage costs one
 short timeout per backoff window instead of one per request.
 
+An entry that no longer reads (corrupt, truncated, or from an older response schema) is counted and reported as a
+miss, not a hit: the model answers, and its answer overwrites the entry.
+
 Each answer says where it came from (the server's `X-Cache`, the gateway's `x-modelplane-cache`): `hit`, `miss`
 (Redis was asked and had no entry, or failed on this request) or `bypass` (Redis was not asked: the request is not
 cacheable, or the cache is backing off after an error).
@@ -20,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any, Final, Literal, NamedTuple, Protocol
 
 from prometheus_client import Counter
@@ -41,6 +45,10 @@ MISS: Final[CacheStatus] = "miss"
 """Redis was asked and had no entry (or failed on this request): the model answered."""
 BYPASS: Final[CacheStatus] = "bypass"
 """Redis was not asked (a request that is never cached, or the cache backing off): the model answered."""
+
+
+Replay = Callable[[bytes], bytes]
+"""Turns a stored body into the one to send (e.g. with a fresh id); raises ValueError when the entry does not read."""
 
 
 def cache_key(model: str, version: str, route: str, request: dict[str, Any]) -> str:
@@ -95,8 +103,9 @@ class ResponseCache:
         self._open_until = time.monotonic() + self._backoff_s
         log_event("cache_error", operation=operation, error=repr(exc), backoff_s=self._backoff_s)
 
-    async def get(self, key: str) -> Lookup:
-        """The cached body (hit); no body on a miss or an error (miss), or while backing off (bypass)."""
+    async def get(self, key: str, replay: Replay | None = None) -> Lookup:
+        """The cached body, as `replay` makes it when given (hit); no body on a miss, an error or an entry `replay`
+        rejects (miss), or while backing off (bypass)."""
         if not self.available:
             return Lookup(None, BYPASS)
         try:
@@ -109,8 +118,16 @@ class ResponseCache:
         if value is None:
             self._metrics.cache_misses.inc()
             return Lookup(None, MISS)
+        try:
+            body = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            if replay is not None:
+                body = replay(body)
+        except ValueError as exc:  # json, pydantic and UTF-8 decoding errors are all ValueErrors
+            self._metrics.cache_misses.inc()
+            log_event("cache_entry_unreadable", key=key, error=repr(exc)[:300])
+            return Lookup(None, MISS)
         self._metrics.cache_hits.inc()
-        return Lookup(value if isinstance(value, bytes) else str(value).encode("utf-8"), HIT)
+        return Lookup(body, HIT)
 
     async def put(self, key: str, body: bytes) -> None:
         """Store `body` for the TTL, unless it is over the size bound or Redis is unavailable."""

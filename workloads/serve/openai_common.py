@@ -14,15 +14,16 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 from starlette.types import Receive
 
 from workloads.common.logs import log_event
 from workloads.serve.backends import InvalidInputError, TextBackend
-from workloads.serve.cache import BYPASS, HIT, STATUS_HEADER
+from workloads.serve.cache import BYPASS, STATUS_HEADER
 from workloads.serve.completion import GenerationRequest, GenerationResult, TokenLogprob
 from workloads.serve.engine import BatchEngine, WorkItem
 from workloads.serve.errors import ApiError, error_content
@@ -46,6 +47,8 @@ from workloads.serve.state import (
 
 Event = tuple[int, object, bool]
 """(payload index, partial text or final result or exception, done) from the engine."""
+DONE: Final = b"data: [DONE]\n\n"
+"""The server-sent event that ends every stream, a failed one included."""
 ChoiceChunk = Callable[[int, str, str | None], dict[str, Any]]
 """(choice index, text delta, finish reason or None) -> one stream chunk's `choices[0]`."""
 
@@ -61,9 +64,11 @@ def _seed(seed: int | None, candidate: int) -> int | None:
 
 
 def payloads(backend: TextBackend, prompts: Sequence[tuple[int, ...]], body: SamplingRequest, *, max_tokens: int,
-             candidates: int, logprobs: int | None, fields: Mapping[str, str] | None = None) -> list[object]:
+             candidates: int, logprobs: int | None, fields: Mapping[str, str] | None = None,
+             prompt_list: bool = False) -> list[object]:
     """`candidates` generation requests per prompt, prompt-major; 400 when a prompt cannot fit, naming the field
-    the client sent (`fields` renames the backend's `prompt`/`max_tokens`, e.g. to chat's `messages`)."""
+    the client sent (`fields` renames the backend's `prompt`/`max_tokens`, e.g. to chat's `messages`; with
+    `prompt_list`, the client sent a list and the prompt at fault is `prompt[i]`, as validation errors name it)."""
     bias: list[tuple[int, float]] = []
     for key, value in (body.logit_bias or {}).items():
         if int(key) >= backend.vocab_size:
@@ -71,11 +76,13 @@ def payloads(backend: TextBackend, prompts: Sequence[tuple[int, ...]], body: Sam
                                 f"0..{backend.vocab_size - 1}", param="logit_bias")
         bias.append((int(key), value))
     out: list[object] = []
-    for ids in prompts:
+    for position, ids in enumerate(prompts):
         try:
             backend.check_fits(ids, max_tokens)
         except InvalidInputError as exc:
             param = (fields or {}).get(exc.param or "", exc.param)
+            if prompt_list and exc.param == "prompt":
+                param = f"prompt[{position}]"
             raise bad_request(InvalidInputError(str(exc), param=param)) from exc
         out.extend(GenerationRequest(ids, max_tokens, body.temperature, body.top_p, _seed(body.seed, c), body.stops(),
                                      logprobs, body.presence_penalty, body.frequency_penalty, tuple(bias))
@@ -124,22 +131,24 @@ def chat_logprobs(backend: TextBackend, tokens: Sequence[TokenLogprob]) -> Choic
     ])
 
 
-def _restamp(content: bytes, prefix: str) -> bytes:
-    data = json.loads(content)
-    data["id"], data["created"] = new_id(prefix), int(time.time())
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
 async def respond(state: ServeState, backend: TextBackend, engine: BatchEngine, body: SamplingRequest,
-                  work: list[object], *, route: str, id_prefix: str,
+                  work: list[object], *, route: str, id_prefix: str, schema: type[BaseModel],
                   render: Callable[[list[object]], bytes], receive: Receive | None = None) -> Response:
-    """The non-streaming path: cache lookup, generate, render, cache-put; a hit gets a fresh id and created."""
+    """The non-streaming path: cache lookup, generate, render, cache-put; a hit gets a fresh id and created.
+
+    A cached entry that is not a valid `schema` body is a miss (ResponseCache.get), never a 500 or a broken answer.
+    """
     cache_request = body.model_dump(mode="json", exclude={"stream", "stream_options", "user"}) \
         if body.deterministic() else None
-    content, cache_status = await run_request(state, backend, engine, work, route=route,
-                                              cache_request=cache_request, render=render, receive=receive)
-    if cache_status == HIT:
-        content = _restamp(content, id_prefix)
+
+    def replay(content: bytes) -> bytes:
+        schema.model_validate_json(content)
+        data = json.loads(content)
+        data["id"], data["created"] = new_id(id_prefix), int(time.time())
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    content, cache_status = await run_request(state, backend, engine, work, route=route, cache_request=cache_request,
+                                              replay=replay, render=render, receive=receive)
     return Response(content, media_type="application/json", headers={STATUS_HEADER: cache_status})
 
 
@@ -212,7 +221,10 @@ async def _chunks(state: ServeState, items: Sequence[WorkItem], events: asyncio.
                 if error is None:
                     log_event("stream_failed", error=repr(value))
                     error = ApiError(500, "internal server error; the server logged it")
+                # Then [DONE], as vLLM ends a failed stream (entrypoints/openai/completion/serving.py and
+                # chat_completion/serving.py: the error event, then `data: [DONE]`), so a client reading to [DONE] ends.
                 yield sse(error_content("/v1/", error.status, error.message))
+                yield DONE
                 return
             if len(results) == len(items):
                 break
@@ -220,11 +232,12 @@ async def _chunks(state: ServeState, items: Sequence[WorkItem], events: asyncio.
                 event = await _next_event(events, items[0].deadline)
             except TimeoutError:
                 yield sse(error_content("/v1/", 504, deadline_error(state).message))
+                yield DONE
                 return
         if usage_per:
             totals = usage([results[i] for i in sorted(results)], usage_per)
             yield sse({**head, "choices": [], "usage": totals.model_dump()})
-        yield b"data: [DONE]\n\n"
+        yield DONE
     finally:
         for item in items:
             if item.event_index not in results:

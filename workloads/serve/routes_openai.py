@@ -88,7 +88,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     backend, engine = _text_backend(state, body.model)
     prompts = body.prompts()
     work = payloads(backend, [backend.encode(p) for p in prompts], body, max_tokens=body.max_tokens,
-                    candidates=body.candidates(), logprobs=body.logprobs)
+                    candidates=body.candidates(), logprobs=body.logprobs, prompt_list=isinstance(body.prompt, list))
     if body.stream:
         def chunk(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
             return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
@@ -112,7 +112,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
                                       usage=usage(results, body.candidates()))
         return response.model_dump_json().encode("utf-8")
 
-    return await respond(state, backend, engine, body, work, route="completions", id_prefix="cmpl", render=render,
+    return await respond(state, backend, engine, body, work, route="completions", id_prefix="cmpl", schema=CompletionResponse,
+                         render=render,
                          receive=request.receive)
 
 
@@ -155,5 +156,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
                                           usage=usage(results, body.n))
         return response.model_dump_json().encode("utf-8")
 
-    return await respond(state, backend, engine, body, work, route="chat", id_prefix="chatcmpl", render=render,
+    return await respond(state, backend, engine, body, work, route="chat", id_prefix="chatcmpl", schema=ChatCompletionResponse,
+                         render=render,
                          receive=request.receive)

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import Receive
 
 from workloads.serve.backends import Backend, InvalidInputError
-from workloads.serve.cache import BYPASS, HIT, MISS, CacheStatus, ResponseCache, cache_key
+from workloads.serve.cache import BYPASS, HIT, MISS, CacheStatus, Replay, ResponseCache, cache_key
 from workloads.serve.completion import GenerationResult
 from workloads.serve.engine import BatchEngine, DeadlineExceededError, QueueFullError, ShuttingDownError, WorkItem
 from workloads.serve.errors import ApiError
@@ -205,12 +205,13 @@ def observe_first_tokens(state: ServeState, items: Sequence[WorkItem], results: 
 
 
 async def run_request(state: ServeState, backend: Backend, engine: BatchEngine, payloads: Sequence[object], *,
-                      route: str, cache_request: dict[str, Any] | None,
+                      route: str, cache_request: dict[str, Any] | None, replay: Replay,
                       render: Callable[[list[object]], bytes], receive: Receive | None = None
                       ) -> tuple[bytes, CacheStatus]:
     """One non-streaming request: cache lookup, submit, wait, render, cache-put.
 
-    `cache_request` is the canonical request JSON of a deterministic request (None bypasses the cache); `receive`
+    `cache_request` is the canonical request JSON of a deterministic request (None bypasses the cache); `replay`
+    turns a cached body into the answer (an entry it rejects is a miss, overwritten by the model's answer); `receive`
     (the request's, its body read) lets a client that disconnects drop its work (see `wait_results`).
     Returns the response body and its `X-Cache` status: hit, miss, or bypass when Redis was not asked.
     """
@@ -218,7 +219,7 @@ async def run_request(state: ServeState, backend: Backend, engine: BatchEngine, 
     status: CacheStatus = BYPASS
     if state.cache is not None and cache_request is not None:
         key = cache_key(state.settings.served_name, backend.info.digest, route, cache_request)
-        cached, status = await state.cache.get(key)
+        cached, status = await state.cache.get(key, replay)
         if cached is not None:
             return cached, HIT
     items = submit(state, engine, payloads)
