@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ import redis as redis_py
 from tests.support.dockerfile import REPO_ROOT
 from tests.support.servers import RedisServer, S3Server, free_port
 from tests.workloads.gateway.support import API_KEY, live_gateway, scrape
-from tests.workloads.recommend.conftest import TOPIC, processor_settings, store_for, wait_until
+from tests.workloads.recommend.conftest import TOPIC, processor_settings, running, store_for, wait_until
 from tests.workloads.recommend.model_support import ITEMS, cluster_of, live_service, new_bucket, trained_export
 from workloads.common import metrics as names
 from workloads.demo.kafka import TansuBroker
@@ -28,7 +25,6 @@ from workloads.recommend.events import Event
 from workloads.recommend.features import FeatureStore, PartitionBatch
 from workloads.recommend.loadgen import make_producer, produce
 from workloads.recommend.model import CONFIG_FILE, WEIGHTS_SHA256
-from workloads.recommend.processor import Processor
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 """The test gateway's API key."""
@@ -40,19 +36,6 @@ TARGET = 3
 def export(s3: S3Server) -> str:
     """A model trained on the planted-structure log and exported to the test S3 server, once per module."""
     return trained_export(new_bucket())
-
-
-@contextmanager
-def processing(settings: Any) -> Iterator[None]:
-    """The real stream processor consuming in a thread until the block ends."""
-    processor = Processor(settings)
-    thread = threading.Thread(target=processor.run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        processor.stop.set()
-        thread.join(30)
 
 
 def _items(body: dict[str, Any]) -> list[str]:
@@ -85,7 +68,7 @@ def test_a_users_last_events_lift_items_like_them_through_processor_redis_and_ga
         export: str, topics: TansuBroker, redis: RedisServer) -> None:
     settings = processor_settings(topics, redis)
     new_items = [f"i{n}" for n in range(ITEMS) if n % 6 == TARGET][:4]
-    with processing(settings), live_service(export, redis_url=redis.url, recent_weight=1.5) as service, \
+    with running(settings), live_service(export, redis_url=redis.url, recent_weight=1.5) as service, \
             live_gateway(service.url, redis_url=redis.url) as gateway:  # the gateway's response cache is on
         url = f"{gateway.url}/v1/recommendations/u0?k=10"
         before = httpx.get(url, headers=AUTH, timeout=10)
