@@ -21,7 +21,7 @@ class ExportError(RuntimeError):
 
 
 class IncompleteExportError(ExportError):
-    """The export has no manifest.json yet: still being written (the manifest lands last), so worth waiting for."""
+    """The export is still being written: no manifest.json yet, or a file it lists has not arrived; worth waiting for."""
 
 
 def write_manifest(folder: Path, files: list[str]) -> None:
@@ -47,7 +47,8 @@ def verify_manifest(folder: Path) -> dict[str, Any]:
     for name, entry in manifest["files"].items():
         path = folder / name
         if not path.is_file():
-            raise ExportError(f"{folder}: {name} is listed in the manifest but missing")
+            # Still arriving when an uploader without our manifest-last order (aws s3 sync, upload_dir) copies it.
+            raise IncompleteExportError(f"{folder}: {name} is listed in the manifest but missing")
         actual = sha256_file(path)
         if actual != entry["sha256"]:
             raise ExportError(f"{folder}: checksum mismatch for {name} (expected {entry['sha256']}, got {actual})")

@@ -20,8 +20,9 @@ from workloads.common.uri import S3Uri
 from workloads.lm.export import save_export, write_manifest
 from workloads.lm.hf_tokenizer import HfTokenizerExport
 from workloads.lm.layout import CONFIG_FILE, MANIFEST_FILE
+from workloads.lm.manifest import IncompleteExportError, verify_manifest
 from workloads.lm.model import GPT
-from workloads.lm.presets import preset_config
+from workloads.lm.presets import PRESETS, preset_config
 from workloads.serve.backends import Backend
 from workloads.serve.loader import UnservableExportError, load_backend, load_with_retries
 from workloads.serve.settings import ServeSettings
@@ -114,3 +115,13 @@ def test_an_export_still_arriving_is_retried_until_it_is_complete(s3: S3Server, 
                                 counting(load_backend, attempts, upload), threading.Event())
     assert len(attempts) == 3
     assert backend.info.name == "tiny"
+
+
+def test_a_listed_file_not_yet_uploaded_is_waited_for(tmp_path: Path) -> None:
+    # An uploader without our manifest-last order (aws s3 sync, upload_dir: alphabetical) can land manifest.json first.
+    folder = tmp_path / "export"
+    files = save_export(GPT(PRESETS["tiny"]), folder)
+    missing = next(name for name in files if name != MANIFEST_FILE)
+    (folder / missing).unlink()
+    with pytest.raises(IncompleteExportError, match=f"{missing} is listed in the manifest but missing"):
+        verify_manifest(folder)
